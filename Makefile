@@ -1,0 +1,45 @@
+# One entry point for people and CI. `make run` starts the platform on one machine;
+# `make test` installs, builds, checks and runs every test.
+SHELL := /bin/bash
+TEST_FILES = $(shell find libs services examples -path '*/node_modules' -prune -o -path '*/dist' -prune -o -name '*.test.ts' -print 2>/dev/null | sort)
+
+.PHONY: install build typecheck lint proto proto-check test test-only run bench clean
+
+install:
+	npm ci --no-audit --no-fund
+
+build:
+	npx tsc -b
+	npm run build --workspaces --if-present
+
+typecheck:
+	npx tsc -p tsconfig.test.json
+
+lint:
+	npx biome check .
+
+proto:
+	cd proto && PATH="$(CURDIR)/node_modules/.bin:$$PATH" buf lint && PATH="$(CURDIR)/node_modules/.bin:$$PATH" buf generate
+
+# The generated contracts are committed; this fails when they did not match proto/
+# (it leaves the regenerated files in place, ready to commit).
+proto-check:
+	@before=$$(mktemp -d); cp -r libs/contracts/src/gen "$$before/"; \
+	$(MAKE) -s proto; \
+	diff -r "$$before/gen" libs/contracts/src/gen >/dev/null || { echo "libs/contracts/src/gen did not match proto/: regenerated it, commit the result"; exit 1; }
+
+test: install build typecheck lint proto-check test-only
+
+test-only:
+	npx tsx scripts/with-test-deps.ts node --import tsx --test --test-concurrency=2 $(TEST_FILES)
+
+run:
+	@[ -d node_modules ] || npm ci --no-audit --no-fund
+	@npx tsc -b && npm run build --workspaces --if-present >/dev/null
+	node --import tsx scripts/run.ts
+
+bench:
+	npx tsx scripts/with-test-deps.ts npx tsx bench/bus.ts
+
+clean:
+	rm -rf libs/*/dist services/*/dist examples/*/dist

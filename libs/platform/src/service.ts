@@ -1,0 +1,273 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { type Bus, createBus } from "@opsplane/bus";
+import { GetServiceInfoResponseSchema, ServiceInfoService } from "@opsplane/contracts";
+import { createPool, type Migration, migrate, type Pool, readMigrations } from "@opsplane/store";
+import closeWithGrace from "close-with-grace";
+import Fastify, { type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from "fastify";
+import { Redis } from "ioredis";
+import type { Registry } from "prom-client";
+import type { App } from "./app.js";
+import { type Auditor, createAuditor } from "./audit.js";
+import { actorOf, createAuthenticator, installAuth, type Principal } from "./auth.js";
+import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
+import { type AppError, installErrorModel, payloadTooLarge } from "./errors.js";
+import { type Check, installHealth } from "./health.js";
+import { createLogger, type Logger } from "./logger.js";
+import { createMetricsRegistry, installRedMetrics } from "./metrics.js";
+import { retry } from "./retry.js";
+import { principalKey, type RpcService, registerRpcServices, requestIdKey, rpcInterceptor, rpcPaths, rpcService } from "./rpc.js";
+
+export interface ServiceContext<E extends ConfigShape = ConfigShape> {
+  name: string;
+  version: string;
+  config: Config<E>;
+  log: Logger;
+  app: App;
+  /** Pool whose search_path is the service's own schema. */
+  pool: Pool;
+  bus: Bus;
+  /** Present when REDIS_URL is set; every use must also work without it (single node). */
+  redis: Redis | undefined;
+  metrics: Registry;
+  audit: Auditor;
+  /** Runs at shutdown after HTTP has drained, in reverse order of registration (e.g. close consumers). */
+  onClose(fn: () => Promise<void>): void;
+}
+
+export interface ServiceParts {
+  rpc?: RpcService[];
+  /** Extra readiness checks by name, beside postgres, migrations, bus and redis. */
+  checks?: Record<string, Check>;
+}
+
+export interface ServiceDefinition<E extends ConfigShape = ConfigShape> {
+  /** Kebab-case name; the database schema is the same with underscores. */
+  name: string;
+  version: string;
+  defaultPort: number;
+  env?: E;
+  /** Folder of the service's own `NNN_name.sql` migrations. */
+  migrationsDir?: string;
+  /** Registers routes, RPC services and consumers; runs after migrations, before listening. */
+  setup(ctx: ServiceContext<E>): Promise<ServiceParts> | ServiceParts;
+}
+
+export interface RunningService<E extends ConfigShape = ConfigShape> {
+  ctx: ServiceContext<E>;
+  /** Base URL it listens on, e.g. http://127.0.0.1:8083. */
+  url: string;
+  /** Graceful stop: not ready, stop accepting, drain requests, close consumers, close pools. */
+  close(): Promise<void>;
+}
+
+const platformMigrationsDir = path.join(__dirname, "..", "migrations");
+
+/** Builds and starts a service from its definition and the environment. */
+export async function startService<E extends ConfigShape>(
+  def: ServiceDefinition<E>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<RunningService<E>> {
+  const startedAt = Date.now();
+  const config = loadConfig(def.defaultPort, def.env ?? ({} as E), env);
+  const authenticator = createAuthenticator(config.AUTH_API_KEYS, config.AUTH_APP_CREDENTIALS);
+  const log = createLogger(def.name, config.LOG_LEVEL);
+  const schema = def.name.replace(/-/g, "_");
+  const pool = createPool(config.DATABASE_URL, { schema, applicationName: def.name, max: config.DATABASE_POOL_MAX });
+  const closers: Array<() => Promise<void>> = [];
+  let shuttingDown = false;
+
+  const migrations: Migration[] = [
+    ...(await readMigrations(platformMigrationsDir)),
+    ...(def.migrationsDir ? await readMigrations(def.migrationsDir) : []),
+  ];
+  // Pods often start before their database answers: wait for it rather than crash-loop.
+  const applied = await retry(
+    () => migrate(pool, schema, migrations),
+    (err, delay) => log.warn({ err: err.message, retryInMs: delay }, "migrations could not run yet"),
+    () => shuttingDown,
+  );
+  if (applied.length) log.info({ applied }, "migrations applied");
+
+  const bus = await retry(
+    () =>
+      createBus({ kind: config.BUS, pool, source: `/opsplane/${def.name}`, kafkaBrokers: config.KAFKA_BROKERS?.split(","), logger: log }),
+    (err, delay) => log.warn({ err: err.message, retryInMs: delay }, "event bus could not start yet"),
+    () => shuttingDown,
+  );
+  const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
+  redis?.on("error", (err) => log.warn({ err: err.message }, "redis error"));
+  const metrics = createMetricsRegistry(def.name);
+  const audit = createAuditor(def.name, bus);
+
+  const app: App = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    requestIdHeader: "x-request-id",
+    genReqId: () => crypto.randomUUID(),
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.addHook("onSend", async (req, reply) => {
+    reply.header("x-request-id", req.id);
+  });
+
+  const ctx: ServiceContext<E> = {
+    name: def.name,
+    version: def.version,
+    config,
+    log,
+    app,
+    pool,
+    bus,
+    redis,
+    metrics,
+    audit,
+    onClose: (fn) => closers.push(fn),
+  };
+
+  const onDenied = (req: FastifyRequest | undefined, route: string, principal: Principal | undefined, err: AppError) => {
+    log.warn({ audit: true, actor: actorOf(principal), route, status: err.status, reason: err.message, reqId: req?.id }, "access denied");
+    audit
+      .record(pool, {
+        principal,
+        action: "access.denied",
+        target: route,
+        after: { status: err.status, reason: err.message },
+        requestId: req?.id,
+        outcome: "denied",
+      })
+      .catch((e) => log.error({ err: e }, "could not record denied access"));
+  };
+
+  installErrorModel(app, config.BODY_LIMIT_BYTES);
+  installRedMetrics(app, metrics);
+  const checks = new Map<string, Check>([
+    ["postgres", async () => void (await pool.query("SELECT 1"))],
+    ["bus", () => bus.check()],
+  ]);
+  if (redis) checks.set("redis", async () => void (await redis.ping()));
+  installHealth(app, checks, () => shuttingDown);
+
+  const parts = await def.setup(ctx);
+  for (const [name, check] of Object.entries(parts.checks ?? {})) checks.set(name, check);
+
+  const infoService = rpcService({
+    service: ServiceInfoService,
+    access: "public",
+    impl: {
+      getServiceInfo: async () => {
+        const ready = await Promise.all(
+          [...checks.values()].map((c) =>
+            c().then(
+              () => true,
+              () => false,
+            ),
+          ),
+        );
+        return create(GetServiceInfoResponseSchema, {
+          name: def.name,
+          version: def.version,
+          uptimeSeconds: BigInt(Math.floor((Date.now() - startedAt) / 1000)),
+          bus: bus.kind,
+          ready: !shuttingDown && ready.every(Boolean),
+        });
+      },
+    },
+  });
+  const services = [infoService, ...(parts.rpc ?? [])];
+  const paths = rpcPaths(services);
+  installAuth(
+    app,
+    authenticator,
+    (url) => url !== undefined && paths.has(url),
+    (req, err) => onDenied(req, req.url, req.principal, err),
+  );
+  // Connect reads RPC bodies itself, past fastify's body limit: refuse oversize ones up front.
+  app.addHook("onRequest", async (req: FastifyRequest, _reply: FastifyReply) => {
+    if (paths.has(req.routeOptions.url ?? "") && Number(req.headers["content-length"] ?? 0) > config.BODY_LIMIT_BYTES)
+      throw payloadTooLarge(config.BODY_LIMIT_BYTES);
+  });
+  await app.register(fastifyConnectPlugin, {
+    routes: (router) => registerRpcServices(router, services),
+    readMaxBytes: config.BODY_LIMIT_BYTES,
+    interceptors: [
+      rpcInterceptor(
+        services,
+        (method, principal, err) => onDenied(undefined, method, principal, err),
+        (method, err) => log.error({ err, method }, "rpc failed"),
+      ),
+    ],
+    contextValues: (req) => {
+      const values = new Map<symbol, unknown>([
+        [principalKey.id, req.principal],
+        [requestIdKey.id, req.id],
+      ]);
+      return {
+        get: (key) => (values.has(key.id) ? values.get(key.id) : key.defaultValue) as never,
+        set: (key, value) => {
+          values.set(key.id, value);
+          return undefined as never;
+        },
+        delete: (key) => {
+          values.delete(key.id);
+          return undefined as never;
+        },
+      };
+    },
+  });
+
+  await app.listen({ port: config.PORT, host: config.HOST });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : config.PORT;
+  log.info({ port, bus: bus.kind, redis: Boolean(redis) }, `${def.name} listening`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    ctx,
+    url: `http://127.0.0.1:${port}`,
+    close: () => {
+      closing ??= (async () => {
+        shuttingDown = true;
+        await app.close();
+        for (const fn of closers.reverse()) await fn().catch((err) => log.error({ err }, "close hook failed"));
+        await bus.close().catch((err) => log.error({ err }, "bus close failed"));
+        await redis?.quit().catch(() => {});
+        await pool.end();
+        log.info(`${def.name} stopped`);
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * Entry point for a service's main.ts: start, then stop gracefully on SIGTERM/SIGINT
+ * within SHUTDOWN_TIMEOUT_MS (exit 0 when drained, 1 when the bound is hit).
+ * A configuration error stops start-up with one line naming the variable.
+ */
+export function runMain<E extends ConfigShape>(def: ServiceDefinition<E>): void {
+  startService(def).then(
+    (svc) => {
+      closeWithGrace({ delay: svc.ctx.config.SHUTDOWN_TIMEOUT_MS, logger: svc.ctx.log }, async ({ signal, err }) => {
+        if (err) svc.ctx.log.error({ err }, "fatal error, shutting down");
+        else svc.ctx.log.info({ signal }, "shutting down");
+        await svc.close();
+      });
+    },
+    (err: Error) => {
+      process.stderr.write(
+        err instanceof ConfigError ? `${def.name}: ${err.message}\n` : `${def.name}: start-up failed: ${err.stack ?? err.message}\n`,
+      );
+      process.exit(1);
+    },
+  );
+}
+
+/** The `version` of the package.json above a compiled service's dist folder. */
+export function packageVersion(distDir: string): string {
+  return (JSON.parse(readFileSync(path.join(distDir, "..", "package.json"), "utf8")) as { version: string }).version;
+}

@@ -1,0 +1,225 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
+import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
+import pg from "pg";
+import { fixtureService } from "./fixture-service.js";
+
+const keys = { viewer: "viewer-key-0123456789", operator: "operator-key-0123456789" };
+const env = (db: TestDatabase, extra: Record<string, string> = {}) => ({
+  DATABASE_URL: db.url,
+  PORT: "0",
+  HOST: "127.0.0.1",
+  LOG_LEVEL: "silent",
+  BODY_LIMIT_BYTES: "4096",
+  AUTH_API_KEYS: `v1:viewer:${sha256Hex(keys.viewer)},o1:operator:${sha256Hex(keys.operator)}`,
+  ...extra,
+});
+const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
+const json = { "content-type": "application/json" };
+
+describe("a service built on the kit", () => {
+  let db: TestDatabase;
+  let svc: RunningService;
+  before(async () => {
+    db = await createTestDatabase();
+    svc = await startService(fixtureService(), env(db));
+  });
+  after(async () => {
+    await svc.close();
+    await db.drop();
+  });
+  const call = (path: string, init?: RequestInit) => fetch(svc.url + path, init);
+
+  test("unknown routes answer 404 in the error model", async () => {
+    const res = await call("/nope");
+    assert.equal(res.status, 404);
+    assert.deepEqual(await res.json(), { error: "not_found", message: "no route GET /nope" });
+  });
+
+  test("invalid JSON is a 400 that says so", async () => {
+    const res = await call("/things", { method: "POST", headers: { ...json, ...bearer(keys.operator) }, body: "{name:" });
+    assert.equal(res.status, 400);
+    assert.equal(((await res.json()) as { error: string }).error, "invalid_json");
+  });
+
+  test("a schema violation is a 400 naming the field", async () => {
+    const res = await call("/things", {
+      method: "POST",
+      headers: { ...json, ...bearer(keys.operator) },
+      body: JSON.stringify({ name: "a", size: "big" }),
+    });
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { error: string; message: string };
+    assert.equal(body.error, "invalid_request");
+    assert.match(body.message, /size/);
+  });
+
+  test("an oversize body is refused with 413", async () => {
+    const res = await call("/things", {
+      method: "POST",
+      headers: { ...json, ...bearer(keys.operator) },
+      body: JSON.stringify({ name: "x".repeat(5000), size: 1 }),
+    });
+    assert.equal(res.status, 413);
+    assert.equal(((await res.json()) as { error: string }).error, "payload_too_large");
+  });
+
+  test("missing and insufficient credentials are refused and audited", async () => {
+    const anon = await call("/things", { method: "POST", headers: json, body: JSON.stringify({ name: "a", size: 1 }) });
+    assert.equal(anon.status, 401);
+    const wrong = await call("/things/1", { headers: bearer("not-a-key") });
+    assert.equal(wrong.status, 401);
+    const viewer = await call("/things", {
+      method: "POST",
+      headers: { ...json, ...bearer(keys.viewer) },
+      body: JSON.stringify({ name: "a", size: 1 }),
+    });
+    assert.equal(viewer.status, 403);
+    assert.match(((await viewer.json()) as { message: string }).message, /needs operator/);
+    const rows = await eventually("three denied audit rows", async () => {
+      const r = await svc.ctx.pool.query("SELECT actor, outcome FROM audit_log WHERE outcome = 'denied' ORDER BY id");
+      return r.rows.length >= 3 ? r.rows : undefined;
+    });
+    // Refusals are recorded off the request path, so their order is not fixed.
+    assert.deepEqual(rows.map((r) => r.actor).sort(), ["anonymous", "anonymous", "key:v1"]);
+  });
+
+  test("a change is audited with who, what and after, and announced on the bus", async () => {
+    const seen: unknown[] = [];
+    const sub = await svc.ctx.bus.subscribe({
+      group: "test-audit",
+      topics: ["audit.recorded"],
+      handler: async (e) => void seen.push(e.data),
+    });
+    try {
+      const res = await call("/things", {
+        method: "POST",
+        headers: { ...json, ...bearer(keys.operator) },
+        body: JSON.stringify({ name: "widget", size: 3 }),
+      });
+      assert.equal(res.status, 201);
+      const thing = (await res.json()) as { id: number };
+      const { rows } = await svc.ctx.pool.query("SELECT actor, role, action, target, after FROM audit_log WHERE action = 'thing.create'");
+      assert.deepEqual(rows, [
+        {
+          actor: "key:o1",
+          role: "operator",
+          action: "thing.create",
+          target: `thing/${thing.id}`,
+          after: { id: thing.id, name: "widget", size: 3 },
+        },
+      ]);
+      const event = await eventually("audit event", () => seen.find((d) => (d as { action?: string }).action === "thing.create"));
+      assert.equal((event as { actor: string }).actor, "key:o1");
+      const dup = await call("/things", {
+        method: "POST",
+        headers: { ...json, ...bearer(keys.operator) },
+        body: JSON.stringify({ name: "widget", size: 4 }),
+      });
+      assert.equal(dup.status, 409);
+      const count = await svc.ctx.pool.query("SELECT count(*)::int AS n FROM audit_log WHERE action = 'thing.create'");
+      assert.equal(count.rows[0].n, 1, "a failed change leaves no audit row");
+    } finally {
+      await sub.close();
+    }
+  });
+
+  test("every response carries a request id, and a given one is kept", async () => {
+    const res = await call("/healthz", { headers: { "x-request-id": "req-42" } });
+    assert.equal(res.headers.get("x-request-id"), "req-42");
+    assert.match((await call("/healthz")).headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+  });
+
+  test("/metrics shows RED metrics per route template", async () => {
+    await call("/things/1", { headers: bearer(keys.viewer) });
+    const text = await (await call("/metrics")).text();
+    assert.match(text, /http_requests_total\{method="GET",route="\/things\/:id",status_code="\d{3}",service="fixture-svc"\} \d+/);
+    assert.match(text, /http_request_duration_seconds_bucket\{.*route="\/things\/:id"/);
+    assert.match(text, /process_cpu_user_seconds_total/);
+  });
+
+  test("every RPC answers plain JSON over HTTP POST", async () => {
+    const res = await call("/ops.v1.ServiceInfoService/GetServiceInfo", { method: "POST", headers: json, body: "{}" });
+    assert.equal(res.status, 200);
+    const info = (await res.json()) as { name: string; version: string; bus: string; ready: boolean };
+    assert.deepEqual([info.name, info.version, info.bus, info.ready], ["fixture-svc", "0.0.1", "postgres", true]);
+  });
+
+  test("readiness and health", async () => {
+    assert.equal((await call("/healthz")).status, 200);
+    const ready = await call("/readyz");
+    assert.equal(ready.status, 200);
+    assert.deepEqual(((await ready.json()) as { checks: Record<string, string> }).checks, { postgres: "ok", bus: "ok" });
+  });
+});
+
+describe("dependencies down", () => {
+  test("an unreachable Redis makes /readyz 503 naming it while /healthz stays 200", async () => {
+    const db = await createTestDatabase();
+    const svc = await startService(fixtureService(), env(db, { REDIS_URL: `redis://127.0.0.1:${await freePort()}` }));
+    try {
+      const res = await fetch(`${svc.url}/readyz`);
+      assert.equal(res.status, 503);
+      const body = (await res.json()) as { failing: string[] };
+      assert.deepEqual(body.failing, ["redis"]);
+      assert.equal((await fetch(`${svc.url}/healthz`)).status, 200);
+    } finally {
+      await svc.close();
+      await db.drop();
+    }
+  });
+
+  test("PostgreSQL going away makes /readyz 503 naming it; it recovers when the database is back", async () => {
+    const db = await createTestDatabase();
+    const svc = await startService(fixtureService(), env(db));
+    const dbName = new URL(db.url).pathname.slice(1);
+    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await admin.connect();
+    try {
+      await admin.query(`ALTER DATABASE ${dbName} ALLOW_CONNECTIONS false`);
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [dbName]);
+      const down = await eventually("readyz 503", async () => {
+        const r = await fetch(`${svc.url}/readyz`);
+        return r.status === 503 ? ((await r.json()) as { failing: string[] }) : undefined;
+      });
+      assert.ok(down.failing.includes("postgres"));
+      assert.equal((await fetch(`${svc.url}/healthz`)).status, 200);
+      await admin.query(`ALTER DATABASE ${dbName} ALLOW_CONNECTIONS true`);
+      await eventually("readyz 200 again", async () => (await fetch(`${svc.url}/readyz`)).status === 200);
+    } finally {
+      await admin.query(`ALTER DATABASE ${dbName} ALLOW_CONNECTIONS true`);
+      await admin.end();
+      await svc.close();
+      await db.drop();
+    }
+  });
+});
+
+describe("graceful shutdown", () => {
+  test("an in-flight request completes, new ones are refused, and close resolves", async () => {
+    const db = await createTestDatabase();
+    let release: () => void = () => {};
+    let entered = false;
+    const gate = new Promise<void>((r) => (release = r));
+    const svc = await startService(fixtureService({ gate, entered: () => (entered = true) }), env(db));
+    try {
+      const inflight = fetch(`${svc.url}/slow`);
+      await eventually("slow request in flight", () => entered);
+      const closed = svc.close();
+      const refused = await fetch(`${svc.url}/healthz`).then(
+        (r) => r.status,
+        () => "refused",
+      );
+      assert.ok(refused === 503 || refused === "refused", `new request during shutdown got ${refused}`);
+      release();
+      const res = await inflight;
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { done: true });
+      await closed;
+    } finally {
+      release();
+      await db.drop();
+    }
+  });
+});

@@ -1,0 +1,53 @@
+import pg from "pg";
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+/** Anything that runs queries: the pool, or a client holding an open transaction. */
+export type Queryable = pg.Pool | pg.PoolClient | pg.ClientBase;
+
+export interface PoolOptions {
+  /** The service's own schema; unqualified table names resolve to it. */
+  schema: string;
+  /** Shown in pg_stat_activity, so a DBA can tell services apart. */
+  applicationName: string;
+  max?: number;
+}
+
+// int8 (bigint) columns come back as strings by default; counts and ids in this
+// platform stay far below 2^53, so numbers are what callers expect.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number.parseInt(v, 10));
+
+export function createPool(connectionString: string, opts: PoolOptions): pg.Pool {
+  assertIdentifier(opts.schema);
+  const pool = new pg.Pool({
+    connectionString,
+    application_name: opts.applicationName,
+    max: opts.max ?? 10,
+    options: `-c search_path=${opts.schema},public`,
+  });
+  // An idle client losing its connection (database restart) must not crash the process;
+  // the pool replaces it and readiness reports the outage.
+  pool.on("error", () => {});
+  return pool;
+}
+
+/** Runs `fn` in a transaction: commit when it resolves, roll back when it throws. */
+export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** Schema names are interpolated into SQL, so only plain identifiers are accepted. */
+export function assertIdentifier(name: string): void {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid SQL identifier: ${JSON.stringify(name)}`);
+}

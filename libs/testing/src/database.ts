@@ -1,0 +1,57 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+
+export interface TestDatabase {
+  /** Connection string of a database made for this test file alone. */
+  url: string;
+  drop(): Promise<void>;
+}
+
+/**
+ * Creates an empty database on the server named by DATABASE_URL (set by
+ * `scripts/with-test-deps`, which `make test` runs), so test files never see
+ * each other's rows.
+ */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const admin = process.env.DATABASE_URL;
+  if (!admin) throw new Error("DATABASE_URL is not set: run tests with `make test` (it starts or finds PostgreSQL)");
+  const name = `t_${process.pid}_${randomBytes(4).toString("hex")}`;
+  const client = new pg.Client({ connectionString: admin });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: admin });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
+
+/** REDIS_URL for tests, and a key prefix unique to this file so parallel files never collide. */
+export function testRedis(): { url: string; prefix: string } {
+  const url = process.env.REDIS_URL;
+  if (!url) throw new Error("REDIS_URL is not set: run tests with `make test` (it starts or finds Redis)");
+  return { url, prefix: `t:${process.pid}:${randomBytes(3).toString("hex")}:` };
+}
+
+/** Kafka brokers for tests, or undefined after printing the one line that says why the Kafka run is skipped. */
+export function testKafkaBrokers(): string[] | undefined {
+  const brokers = process.env.KAFKA_BROKERS;
+  if (!brokers) {
+    console.log("# kafka: no broker (KAFKA_BROKERS unset and no Docker engine for testcontainers); Kafka adapter tests skipped");
+    return undefined;
+  }
+  return brokers.split(",").map((b) => b.trim());
+}
