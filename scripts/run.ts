@@ -18,7 +18,12 @@ const DATA = ".data";
 const PG_PORT = Number(process.env.OPSPLANE_PG_PORT ?? 54329);
 const READY_DEADLINE_MS = 120_000;
 const STOP_DEADLINE_MS = 15_000;
-const pretty = prettyFactory({ colorize: process.stdout.isTTY, singleLine: true, ignore: "pid,hostname,service", translateTime: "HH:MM:ss.l" });
+const pretty = prettyFactory({
+  colorize: process.stdout.isTTY,
+  singleLine: true,
+  ignore: "pid,hostname,service",
+  translateTime: "HH:MM:ss.l",
+});
 const width = Math.max(...services.map((s) => s.name.length));
 
 function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.WriteStream): void {
@@ -138,12 +143,7 @@ async function main(): Promise<void> {
 
   await Promise.all(
     services.map((s) =>
-      eventually(
-        `${s.name} /readyz`,
-        async () => (await fetch(`http://127.0.0.1:${s.port}/readyz`)).ok,
-        READY_DEADLINE_MS,
-        250,
-      ),
+      eventually(`${s.name} /readyz`, async () => (await fetch(`http://127.0.0.1:${s.port}/readyz`)).ok, READY_DEADLINE_MS, 250),
     ),
   );
   const rows = services.map((s) => `  ${s.name.padEnd(width)}  http://127.0.0.1:${s.port}   /readyz /metrics /healthz`);

@@ -1,6 +1,7 @@
 export * from "./app.js";
 export * from "./audit.js";
 export * from "./auth.js";
+export * from "./bus-tracing.js";
 export * from "./config.js";
 export * from "./errors.js";
 export * from "./health.js";

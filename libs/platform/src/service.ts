@@ -13,6 +13,7 @@ import type { Registry } from "prom-client";
 import type { App } from "./app.js";
 import { type Auditor, createAuditor } from "./audit.js";
 import { actorOf, createAuthenticator, installAuth, type Principal } from "./auth.js";
+import { activeTraceContext, tracedBus } from "./bus-tracing.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
 import { type AppError, installErrorModel, payloadTooLarge } from "./errors.js";
 import { type Check, installHealth } from "./health.js";
@@ -93,8 +94,17 @@ export async function startService<E extends ConfigShape>(
   if (applied.length) log.info({ applied }, "migrations applied");
 
   const bus = await retry(
-    () =>
-      createBus({ kind: config.BUS, pool, source: `/opsplane/${def.name}`, kafkaBrokers: config.KAFKA_BROKERS?.split(","), logger: log }),
+    async () =>
+      tracedBus(
+        await createBus({
+          kind: config.BUS,
+          pool,
+          source: `/opsplane/${def.name}`,
+          kafkaBrokers: config.KAFKA_BROKERS?.split(",").map((b) => b.trim()),
+          logger: log,
+          traceContext: activeTraceContext,
+        }),
+      ),
     (err, delay) => log.warn({ err: err.message, retryInMs: delay }, "event bus could not start yet"),
     () => shuttingDown,
   );

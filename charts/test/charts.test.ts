@@ -1,0 +1,288 @@
+// Static checks of the Helm charts, dashboards and alert rules, for a machine without helm:
+// the things a platform team would otherwise find at install time or on an empty panel.
+// Run: node --import tsx --test charts/test/charts.test.ts
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { describe, test } from "node:test";
+import Ajv from "ajv";
+import { parse, parseAllDocuments } from "yaml";
+
+const repo = path.resolve(__dirname, "..", "..");
+const charts = path.join(repo, "charts");
+const lib = path.join(charts, "opsplane-lib");
+
+const ports: Record<string, number> = {
+  "assist-relay": 8081,
+  "errcode-scanner": 8082,
+  "config-center": 8083,
+  "control-center": 8084,
+  "monitor-center": 8085,
+  "callback-dispatcher": 8086,
+};
+const services = Object.keys(ports);
+
+type Values = Record<string, unknown>;
+const read = (...p: string[]) => readFileSync(path.join(...p), "utf8");
+const yamlOf = (...p: string[]) => parse(read(...p)) as Values;
+const valuesOf = (svc: string) => yamlOf(charts, svc, "values.yaml");
+const templateFiles = (dir: string) =>
+  readdirSync(dir)
+    .filter((f) => /\.(ya?ml|tpl|txt)$/.test(f))
+    .map((f) => path.join(dir, f));
+
+/** Names the library defines, e.g. "opsplane-lib.deployment". */
+function libraryDefines(): Set<string> {
+  const names = new Set<string>();
+  for (const file of templateFiles(path.join(lib, "templates")))
+    for (const m of read(file).matchAll(/\{\{-?\s*define\s+"([^"]+)"/g)) names.add(m[1]!);
+  return names;
+}
+
+describe("chart metadata", () => {
+  test("the library chart is a v2 library", () => {
+    const chart = yamlOf(lib, "Chart.yaml");
+    assert.equal(chart.apiVersion, "v2");
+    assert.equal(chart.type, "library");
+    assert.equal(existsSync(path.join(lib, "values.yaml")), false, "a library chart's values would be ignored");
+  });
+
+  for (const svc of services) {
+    test(`${svc}: Chart.yaml is a v2 application depending on the local library`, () => {
+      const chart = yamlOf(charts, svc, "Chart.yaml");
+      const libChart = yamlOf(lib, "Chart.yaml");
+      assert.equal(chart.apiVersion, "v2");
+      assert.equal(chart.name, svc);
+      assert.equal(chart.type, "application");
+      assert.match(String(chart.appVersion), /^\d+\.\d+\.\d+/);
+      const deps = chart.dependencies as Array<{ name: string; version: string; repository: string }>;
+      assert.deepEqual(deps, [{ name: "opsplane-lib", version: libChart.version, repository: "file://../opsplane-lib" }]);
+    });
+
+    test(`${svc}: has NOTES.txt, README.md with a values table, and a schema`, () => {
+      assert.ok(existsSync(path.join(charts, svc, "templates", "NOTES.txt")));
+      assert.ok(existsSync(path.join(charts, svc, "values.schema.json")));
+      const readme = read(charts, svc, "README.md");
+      assert.match(readme, /\| key \| type \| default \| description \|/);
+      for (const key of ["image.repository", "port", "existingSecret", "secretEnv", "env", "networkPolicy.enabled"])
+        assert.ok(readme.includes(`| \`${key}\` |`), `README values table lacks ${key}`);
+    });
+  }
+});
+
+describe("values", () => {
+  for (const svc of services) {
+    const schema = JSON.parse(read(charts, svc, "values.schema.json")) as object;
+    const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
+
+    test(`${svc}: values.yaml validates against values.schema.json`, () => {
+      const ok = validate(valuesOf(svc));
+      assert.ok(ok, JSON.stringify(validate.errors, null, 2));
+    });
+
+    test(`${svc}: the schema rejects typos and bad values at install time`, () => {
+      const values = valuesOf(svc);
+      assert.equal(validate({ ...values, replicaCont: 3 }), false, "unknown top-level key accepted");
+      assert.equal(validate({ ...values, config: { ...(values.config as Values), logLevel: "verbose" } }), false, "bad LOG_LEVEL accepted");
+      assert.equal(validate({ ...values, config: { ...(values.config as Values), bus: "rabbit" } }), false, "bad BUS accepted");
+      assert.equal(validate({ ...values, env: { "not-an-env-name": "x" } }), false, "bad env name accepted");
+      assert.equal(validate({ ...values, image: { ...(values.image as Values), pullPolicy: "Sometimes" } }), false);
+    });
+
+    test(`${svc}: port is ${ports[svc]}`, () => {
+      assert.equal(valuesOf(svc).port, ports[svc]);
+    });
+
+    test(`${svc}: env holds only service-specific variables`, () => {
+      // The chart sets these itself (from port, config.*, otel.* or the Secret); helm fails on them in env.
+      const managed = new Set([
+        "PORT",
+        "BUS",
+        "KAFKA_BROKERS",
+        "LOG_LEVEL",
+        "DATABASE_POOL_MAX",
+        "BODY_LIMIT_BYTES",
+        "SHUTDOWN_TIMEOUT_MS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "AUTH_API_KEYS",
+        "AUTH_APP_CREDENTIALS",
+        "OTEL_SERVICE_NAME",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_RESOURCE_ATTRIBUTES",
+      ]);
+      const env = (valuesOf(svc).env ?? {}) as Values;
+      const clashes = Object.keys(env).filter((k) => managed.has(k));
+      assert.deepEqual(clashes, [], `move ${clashes.join(", ")} out of env (see charts/README.md)`);
+    });
+
+    test(`${svc}: the pod stops within its grace period`, () => {
+      const v = valuesOf(svc) as { config: { shutdownTimeoutMs: number }; lifecycle: { preStopSleepSeconds: number } };
+      // Mirrors opsplane-lib.terminationGracePeriodSeconds: preStop + SHUTDOWN_TIMEOUT_MS + margin.
+      const grace = Math.ceil(v.config.shutdownTimeoutMs / 1000) + v.lifecycle.preStopSleepSeconds + 5;
+      assert.ok(grace * 1000 > v.config.shutdownTimeoutMs + v.lifecycle.preStopSleepSeconds * 1000);
+    });
+  }
+});
+
+describe("templates", () => {
+  const defines = libraryDefines();
+
+  test("the library defines every resource a service chart needs", () => {
+    for (const name of ["deployment", "service", "serviceaccount", "configmap", "secret", "hpa", "pdb", "servicemonitor", "networkpolicy", "ingress", "notes"])
+      assert.ok(defines.has(`opsplane-lib.${name}`), `opsplane-lib.${name} is not defined`);
+  });
+
+  const includeNames = (text: string) => [...text.matchAll(/(?:include|template)\s+"(opsplane-lib\.[^"]+)"/g)].map((m) => m[1]!);
+
+  test("the library includes only templates it defines", () => {
+    for (const file of templateFiles(path.join(lib, "templates")))
+      for (const name of includeNames(read(file))) assert.ok(defines.has(name), `${path.basename(file)} includes undefined ${name}`);
+  });
+
+  for (const svc of services) {
+    test(`${svc}: templates include only library templates that exist`, () => {
+      const files = templateFiles(path.join(charts, svc, "templates"));
+      assert.ok(files.length >= 10);
+      const used = new Set<string>();
+      for (const file of files)
+        for (const name of includeNames(read(file))) {
+          assert.ok(defines.has(name), `${svc}/templates/${path.basename(file)} includes undefined ${name}`);
+          used.add(name);
+        }
+      for (const kind of ["deployment", "service", "configmap", "pdb"]) assert.ok(used.has(`opsplane-lib.${kind}`), `${svc} does not render ${kind}`);
+    });
+
+    test(`${svc}: every .Values path the library reads exists in values.yaml`, () => {
+      const values = valuesOf(svc);
+      const missing: string[] = [];
+      for (const file of templateFiles(path.join(lib, "templates")))
+        for (const m of read(file).matchAll(/\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)/g)) {
+          let node: unknown = values;
+          for (const key of m[1]!.slice(1).split(".")) {
+            if (node === null || typeof node !== "object") break; // a map's own keys (env, secretEnv) are free-form
+            if (!(key in (node as Values))) {
+              missing.push(`${m[1]!.slice(1)} (${path.basename(file)})`);
+              break;
+            }
+            node = (node as Values)[key];
+          }
+        }
+      assert.deepEqual([...new Set(missing)], []);
+    });
+  }
+});
+
+describe("images and skaffold", () => {
+  const skaffold = parse(read(repo, "skaffold.yaml")) as {
+    apiVersion: string;
+    build: { artifacts: Array<{ image: string; context: string; docker: { dockerfile: string } }> };
+    deploy: { helm: { releases: Array<{ name: string; chartPath: string }> } };
+    profiles: Array<{ name: string; portForward: Array<{ resourceName: string; port: number }> }>;
+  };
+
+  test("skaffold builds and deploys every service", () => {
+    assert.match(skaffold.apiVersion, /^skaffold\/v4beta\d+$/);
+    assert.deepEqual(skaffold.build.artifacts.map((a) => a.docker.dockerfile).sort(), services.map((s) => `services/${s}/Dockerfile`).sort());
+    for (const a of skaffold.build.artifacts) assert.equal(a.context, ".");
+    assert.deepEqual(skaffold.deploy.helm.releases.map((r) => r.chartPath).sort(), services.map((s) => `charts/${s}`).sort());
+    const dev = skaffold.profiles.find((p) => p.name === "dev");
+    assert.ok(dev, "no dev profile");
+    assert.deepEqual(Object.fromEntries(dev.portForward.map((f) => [f.resourceName, f.port])), ports);
+  });
+
+  for (const svc of services) {
+    test(`${svc}: Dockerfile exposes ${ports[svc]} and starts the service as a non-root user`, () => {
+      const text = read(repo, "services", svc, "Dockerfile");
+      assert.match(text, /^FROM node:20-bookworm-slim AS build$/m);
+      assert.match(text, new RegExp(`^EXPOSE ${ports[svc]}$`, "m"));
+      assert.match(text, /^USER (node|1000)(:\S+)?$/m);
+      assert.ok(text.includes(`CMD ["node", "services/${svc}/dist/main.js"]`));
+    });
+  }
+
+  test(".dockerignore keeps host builds out of the context", () => {
+    const lines = read(repo, ".dockerignore").split("\n");
+    for (const p of ["**/node_modules", "**/dist", ".data", ".git"]) assert.ok(lines.includes(p), `.dockerignore lacks ${p}`);
+  });
+});
+
+describe("dashboards and alerts", () => {
+  // What the services export (libs/platform/src/metrics.ts and prom-client's default metrics),
+  // and what Prometheus and kube-state-metrics add about them.
+  const exported = [...read(repo, "libs/platform/src/metrics.ts").matchAll(/name:\s*"([a-z_:]+)"/g)].map((m) => m[1]!);
+  const histogramSeries = (n: string) => [n, `${n}_bucket`, `${n}_sum`, `${n}_count`];
+  const known = new Set(exported.flatMap(histogramSeries));
+  const infrastructure = new Set(["up", "kube_deployment_status_replicas_ready", "kube_deployment_spec_replicas", "kube_pod_container_status_restarts_total"]);
+  const isKnown = (m: string) => known.has(m) || infrastructure.has(m) || /^(process|nodejs)_[a-z0-9_]+$/.test(m);
+
+  const keywords = new Set(["by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless", "le", "inf", "nan"]);
+  /** Metric names in a PromQL expression: identifiers that are not functions, keywords or label names. */
+  function metricNames(expr: string): string[] {
+    const stripped = expr
+      .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+      .replace(/\{[^}]*\}/g, " ")
+      .replace(/\[[^\]]*\]/g, " ")
+      .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, " ")
+      .replace(/\$\w+/g, " ");
+    return [...stripped.matchAll(/(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(?!\s*\()/g)].map((m) => m[1]!).filter((n) => !keywords.has(n.toLowerCase()));
+  }
+
+  test("the platform's RED metrics are where the dashboards expect them", () => {
+    assert.ok(exported.includes("http_requests_total"));
+    assert.ok(exported.includes("http_request_duration_seconds"));
+  });
+
+  const dashboardFile = path.join(repo, "k8s/dashboards/opsplane-overview.json");
+  const dashboard = JSON.parse(read(dashboardFile)) as {
+    title: string;
+    uid: string;
+    templating: { list: Array<{ name: string; query: unknown }> };
+    panels: Array<{ type: string; title: string; targets?: Array<{ expr: string }> }>;
+  };
+
+  test("the overview dashboard has a service variable and RED, process and readiness panels", () => {
+    assert.equal(dashboard.title, "opsplane services overview");
+    const service = dashboard.templating.list.find((v) => v.name === "service");
+    assert.ok(service, "no service variable");
+    assert.match(JSON.stringify(service.query), /label_values\(http_requests_total, service\)/);
+    const exprs = dashboard.panels.flatMap((p) => p.targets ?? []).map((t) => t.expr);
+    assert.ok(exprs.some((e) => e.includes("http_request_duration_seconds_bucket") && e.includes("route")), "no latency per route");
+    assert.ok(exprs.some((e) => e.includes("http_requests_total") && e.includes('status_code=~"5..')), "no error rate");
+    assert.ok(exprs.some((e) => /nodejs_|process_/.test(e)), "no process metrics");
+    assert.ok(exprs.some((e) => e.includes("kube_deployment_status_replicas_ready")), "no readiness");
+    for (const e of exprs.filter((x) => x.includes("http_"))) assert.ok(e.includes('service=~"$service"'), `query ignores $service: ${e}`);
+  });
+
+  test("dashboard queries use only metrics the services export", () => {
+    for (const p of dashboard.panels)
+      for (const t of p.targets ?? []) {
+        const unknown = metricNames(t.expr).filter((m) => !isKnown(m));
+        assert.deepEqual(unknown, [], `panel "${p.title}": ${t.expr}`);
+      }
+  });
+
+  test("the dashboard ConfigMap carries the same JSON, labelled for the Grafana sidecar", () => {
+    const cm = parse(read(repo, "k8s/dashboards/configmap.yaml")) as { metadata: { labels: Values }; data: Record<string, string> };
+    assert.equal(cm.metadata.labels.grafana_dashboard, "1");
+    assert.equal(cm.data["opsplane-overview.json"], read(dashboardFile));
+  });
+
+  test("alert rules use only known metrics and cover errors, latency, targets and restarts", () => {
+    const docs = parseAllDocuments(read(repo, "k8s/prometheus-rules.yaml")).map((d) => d.toJS()) as Array<{
+      kind: string;
+      spec: { groups: Array<{ rules: Array<{ alert?: string; expr: string }> }> };
+    }>;
+    const rules = docs.filter((d) => d.kind === "PrometheusRule").flatMap((d) => d.spec.groups.flatMap((g) => g.rules));
+    for (const r of rules) assert.deepEqual(metricNames(r.expr).filter((m) => !isKnown(m)), [], `${r.alert}: ${r.expr}`);
+    const alerts = rules.map((r) => r.alert);
+    for (const a of ["OpsplaneHighErrorRatio", "OpsplaneHighLatencyP99", "OpsplaneTargetDown", "OpsplanePodRestarting"]) assert.ok(alerts.includes(a), `missing ${a}`);
+  });
+
+  test("the metric-name check catches a typo", () => {
+    assert.deepEqual(metricNames('sum by (service) (rate(http_request_total{service=~"$service"}[5m]))').filter((m) => !isKnown(m)), ["http_request_total"]);
+  });
+});

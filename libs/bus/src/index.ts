@@ -1,0 +1,10 @@
+export * from "./bus.js";
+export { busMigrationsDir, type CreateBusOptions, createBus, migrateBus } from "./create-bus.js";
+export { deadLetter } from "./deliver.js";
+export { markHandledOnce } from "./inbox.js";
+export type { KafkaSettings } from "./kafka-client.js";
+export { RELAY_GROUP } from "./kafka-relay.js";
+export type { BusLogger } from "./logger.js";
+export type { ConsumerTuning } from "./postgres-consumer.js";
+export type { TraceContext } from "./postgres-log.js";
+export { DEFAULT_RETENTION_MS, sweepRetention } from "./retention.js";

@@ -1,0 +1,168 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { Worker } from "node:worker_threads";
+import type { SandboxFailure } from "./errors.js";
+import type { ScriptSource, WorkerMessage, WorkerReply, WorkerRequest } from "./protocol.js";
+
+/** A script as a slot sees it: enough to (re)load it into whichever worker is current. */
+export interface PlacedScript extends ScriptSource {
+  readonly id: number;
+  /** Worker generation that holds the script, if any. */
+  loadedIn: number | undefined;
+}
+
+type Job =
+  | { type: "load" | "call"; script: PlacedScript; input: string; resolve: (reply: WorkerReply) => void }
+  | { type: "dispose"; id: number };
+
+// The compiled worker sits next to this file; under tsx (tests from source) it is the .ts twin.
+const workerFile = [path.join(__dirname, "worker.js"), path.join(__dirname, "worker.ts")].find((file) => existsSync(file))!;
+
+const failed = (failure: Omit<SandboxFailure, "logs">): WorkerReply => ({ ok: false, fatal: false, failure: { ...failure, logs: [] } });
+
+/**
+ * One worker thread and its FIFO of requests. One request is in flight at a time so the watchdog
+ * knows when it started; a worker that dies or overruns is replaced and scripts reload into the
+ * new one on their next call.
+ */
+export class WorkerSlot {
+  private worker: Worker | undefined;
+  private ready = false;
+  private generation = 0;
+  private readonly queue: Job[] = [];
+  private inFlight: { job: Extract<Job, { resolve: unknown }>; generation: number; timer: NodeJS.Timeout } | undefined;
+  private closed = false;
+  private lastError = "";
+
+  constructor(private readonly options: { watchdogGraceMs: number; workerStackMb: number }) {}
+
+  /** Starts the worker and resolves once its QuickJS module is loaded. */
+  start(): Promise<void> {
+    const worker = this.spawn();
+    return new Promise((resolve, reject) => {
+      worker.on("message", (message: WorkerMessage) => message === "ready" && resolve());
+      worker.once("exit", (code) => reject(new Error(`sandbox worker failed to start (exit code ${code})`)));
+    });
+  }
+
+  request(type: "load" | "call", script: PlacedScript, input = ""): Promise<WorkerReply> {
+    if (this.closed) return Promise.resolve(failed({ kind: "crash", message: "sandbox is closed" }));
+    return new Promise((resolve) => {
+      this.queue.push({ type, script, input, resolve });
+      this.pump();
+    });
+  }
+
+  dispose(script: PlacedScript): void {
+    const held = script.loadedIn === this.generation && this.worker !== undefined;
+    script.loadedIn = undefined;
+    if (this.closed || !held) return;
+    this.queue.push({ type: "dispose", id: script.id });
+    this.pump();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const job of this.queue.splice(0))
+      if (job.type !== "dispose") job.resolve(failed({ kind: "crash", message: "sandbox is closed" }));
+    this.finish(failed({ kind: "crash", message: "sandbox is closed" }));
+    const worker = this.worker;
+    this.worker = undefined;
+    await worker?.terminate();
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(workerFile, { resourceLimits: { stackSizeMb: this.options.workerStackMb } });
+    this.worker = worker;
+    this.ready = false;
+    this.generation++;
+    worker.on("message", (message: WorkerMessage) => this.onMessage(worker, message));
+    worker.on("error", (error) => {
+      if (worker === this.worker) this.lastError = error.message;
+    });
+    worker.on("exit", (code) => this.onExit(worker, code));
+    return worker;
+  }
+
+  private pump(): void {
+    if (this.closed || this.inFlight) return;
+    const worker = this.worker;
+    if (!worker) {
+      if (this.queue.length > 0) this.spawn();
+      return;
+    }
+    if (!this.ready) return;
+    let job = this.queue.shift();
+    while (job?.type === "dispose") {
+      worker.postMessage({ type: "dispose", id: job.id } satisfies WorkerRequest);
+      job = this.queue.shift();
+    }
+    if (!job) {
+      // An idle sandbox must not keep the process alive.
+      worker.unref();
+      return;
+    }
+    worker.ref();
+    const { script } = job;
+    const reload = script.loadedIn !== this.generation;
+    const load = { source: script.source, limits: script.limits };
+    const request: WorkerRequest =
+      job.type === "load"
+        ? { type: "load", id: script.id, ...load }
+        : { type: "call", id: script.id, input: job.input, ...(reload && { load }) };
+    worker.postMessage(request);
+    // The VM stops a runaway script itself; this only catches a worker stuck where the interrupt
+    // cannot reach (native code). Budget: load + call + reading the error, each up to the time limit.
+    const { timeLimitMs } = script.limits;
+    const budget = timeLimitMs * (reload ? 3 : 2) + this.options.watchdogGraceMs;
+    const timer = setTimeout(() => this.overran(worker, timeLimitMs), budget);
+    this.inFlight = { job, generation: this.generation, timer };
+  }
+
+  private onMessage(worker: Worker, message: WorkerMessage): void {
+    if (worker !== this.worker) return;
+    if (message === "ready") {
+      this.ready = true;
+    } else {
+      const current = this.inFlight;
+      if (current && (message.ok || message.failure.kind !== "compile")) current.job.script.loadedIn = current.generation;
+      if (!message.ok && message.fatal) this.retire();
+      this.finish(message);
+    }
+    this.pump();
+  }
+
+  private onExit(worker: Worker, code: number): void {
+    if (worker !== this.worker) return;
+    const detail = this.lastError ? `: ${this.lastError}` : "";
+    this.retire();
+    this.finish(failed({ kind: "crash", message: `sandbox worker stopped unexpectedly (exit code ${code})${detail}` }));
+    // A worker that cannot even start would otherwise be respawned forever; callers see the crash.
+    if (!this.ready)
+      for (const job of this.queue.splice(0))
+        if (job.type !== "dispose") job.resolve(failed({ kind: "crash", message: `sandbox worker failed to start${detail}` }));
+    this.pump();
+  }
+
+  private overran(worker: Worker, timeLimitMs: number): void {
+    if (worker !== this.worker) return;
+    this.retire();
+    void worker.terminate();
+    this.finish(failed({ kind: "timeout", message: `script exceeded its time limit of ${timeLimitMs} ms (its worker was stopped)` }));
+    this.pump();
+  }
+
+  /** Forgets the current worker; the next job spawns a fresh one, and every script reloads into it. */
+  private retire(): void {
+    this.worker = undefined;
+    this.lastError = "";
+  }
+
+  private finish(reply: WorkerReply): void {
+    const current = this.inFlight;
+    if (!current) return;
+    this.inFlight = undefined;
+    clearTimeout(current.timer);
+    current.job.resolve(reply);
+  }
+}

@@ -1,0 +1,293 @@
+import { type App, type Auditor, type Logger, type Role, unauthorized } from "@opsplane/platform";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import type { FastifyRequest } from "fastify";
+import type { WebSocket } from "ws";
+import type { Hub } from "./hub.js";
+import type { IdleTimeout } from "./idle-timeout.js";
+import type { AssistMetrics } from "./metrics.js";
+import type { OriginPolicy } from "./origin-policy.js";
+import { DeveloperMessage, type ToDeveloper, type ToWidget, WidgetMessage } from "./protocol.js";
+import type { Recorder } from "./recorder.js";
+import type { SessionStore } from "./session-store.js";
+import { TokenBucket } from "./token-bucket.js";
+
+const widgetMessage = TypeCompiler.Compile(WidgetMessage);
+const developerMessage = TypeCompiler.Compile(DeveloperMessage);
+
+export interface LiveDeps {
+  app: App;
+  store: SessionStore;
+  hub: Hub;
+  recorder: Recorder;
+  idle: IdleTimeout;
+  origins: OriginPolicy;
+  audit: Auditor;
+  metrics: AssistMetrics;
+  log: Logger;
+  maxMessageBytes: number;
+  maxMessagesPerSecond: number;
+}
+
+type Side = "widget" | "developer";
+
+/**
+ * Checks one incoming frame: size, rate, JSON and schema. Refusals are sent
+ * back with their reason and recorded (at most once per reason every 10 s per
+ * socket, so a flood cannot flood the refusal table too).
+ */
+function guard<M>(
+  deps: LiveDeps,
+  side: Side,
+  socket: WebSocket,
+  sessionId: string,
+  actor: string,
+  check: { Check(v: unknown): v is M; Errors(v: unknown): Iterable<{ path: string; message: string }> },
+) {
+  const bucket = new TokenBucket(deps.maxMessagesPerSecond);
+  const lastRecorded = new Map<string, number>();
+  const refuse = (reason: string, detail: string) => {
+    deps.metrics.refusals.inc({ reason });
+    socket.send(JSON.stringify({ t: "error", reason: `${reason}: ${detail}` } satisfies ToWidget));
+    const now = Date.now();
+    if ((lastRecorded.get(reason) ?? 0) > now - 10_000) return;
+    lastRecorded.set(reason, now);
+    deps.log.warn({ sessionId, side, actor, reason, detail }, "assist message refused");
+    deps.store.refusal(sessionId, actor, reason, detail).catch((err) => deps.log.error({ err }, "could not record refusal"));
+  };
+  return {
+    refuse,
+    read(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): { message: M; raw: string } | undefined {
+      const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
+      if (size > deps.maxMessageBytes) return void refuse("message-too-large", `${size} bytes; the limit is ${deps.maxMessageBytes}`);
+      if (!bucket.take()) return void refuse("rate-limited", `more than ${deps.maxMessagesPerSecond} messages per second`);
+      if (isBinary) return void refuse("malformed", "binary frames are not accepted; send JSON text");
+      const raw = Array.isArray(data) ? Buffer.concat(data).toString() : Buffer.from(data as ArrayBuffer).toString();
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(raw);
+      } catch {
+        return void refuse("malformed", "not JSON");
+      }
+      if (!check.Check(parsed)) {
+        const first = [...check.Errors(parsed)][0];
+        const t = typeof parsed === "object" && parsed && "t" in parsed ? String((parsed as { t: unknown }).t) : "?";
+        return void refuse(
+          "malformed",
+          `message "${t}" does not fit the protocol${first ? ` at ${first.path || "/"}: ${first.message}` : ""}`,
+        );
+      }
+      deps.metrics.messages.inc({ side, type: (parsed as { t: string }).t });
+      return { message: parsed, raw };
+    },
+  };
+}
+
+const widgetSessions = new WeakMap<FastifyRequest, { sessionId: string }>();
+const developerTickets = new WeakMap<FastifyRequest, { sessionId: string; developer: string; role: string }>();
+
+export function installLiveSockets(deps: LiveDeps): void {
+  const { app, store, hub, recorder, idle, origins, metrics, log } = deps;
+  const toDeveloper = (sessionId: string, m: ToDeveloper) => hub.publish(sessionId, "developer", JSON.stringify(m));
+  const toWidget = (sessionId: string, m: ToWidget) => hub.publish(sessionId, "widget", JSON.stringify(m));
+  const failed = (err: unknown) => log.error({ err }, "assist socket action failed");
+
+  app.get(
+    "/assist/ws/widget",
+    {
+      websocket: true,
+      config: { access: "public" },
+      preValidation: async (req) => {
+        const origin = await origins.require(req, "widget socket");
+        const { session, token } = req.query as { session?: string; token?: string };
+        if (!session || !token || !/^[0-9a-f-]{36}$/.test(session)) {
+          await store.refusal(undefined, `origin:${origin}`, "widget-token", "session and token query parameters are required");
+          throw unauthorized("session and token query parameters are required");
+        }
+        try {
+          await store.widgetSession(session, token);
+        } catch (err) {
+          metrics.refusals.inc({ reason: "widget-token" });
+          await store.refusal(session, `origin:${origin}`, "widget-token", (err as Error).message);
+          throw err;
+        }
+        widgetSessions.set(req, { sessionId: session });
+      },
+    },
+    (socket, req) => {
+      const { sessionId } = widgetSessions.get(req)!;
+      const actor = `operator:${sessionId}`;
+      const frames = guard(deps, "widget", socket, sessionId, actor, widgetMessage);
+      let pendingRequestFrom: string | undefined;
+      let grantedTo: string | undefined;
+      metrics.sockets.inc({ side: "widget" });
+      idle.heard(sessionId);
+      const joined = hub.join(sessionId, "widget", (raw) => {
+        // Ended elsewhere (idle timeout, maximum age), possibly by another replica: tell the page and hang up.
+        if (raw.startsWith('{"t":"session-ended"')) {
+          socket.send(raw);
+          socket.close(1000, "session ended");
+          return;
+        }
+        // The relay remembers what the operator is asked, so a consent can only answer a real request.
+        if (raw.startsWith('{"t":"control-request"')) pendingRequestFrom = (JSON.parse(raw) as { developer: string }).developer;
+        if (raw.startsWith('{"t":"control-release"') || raw.startsWith('{"t":"developer-left"')) grantedTo = undefined;
+        socket.send(raw);
+      });
+      joined.then(() => toDeveloper(sessionId, { t: "operator", connected: true })).catch(failed);
+
+      socket.on("message", (data, isBinary) => {
+        const frame = frames.read(data as Buffer, isBinary);
+        if (!frame) return;
+        idle.heard(sessionId);
+        const m = frame.message;
+        switch (m.t) {
+          case "rrweb":
+          case "console":
+          case "network":
+            recorder.add(sessionId, m.t, frame.raw);
+            hub.publish(sessionId, "developer", frame.raw).catch(failed);
+            return;
+          case "panel":
+            hub.publish(sessionId, "developer", frame.raw).catch(failed);
+            return;
+          case "control-response": {
+            const developer = pendingRequestFrom;
+            if (!developer) return frames.refuse("no-control-request", "no developer has asked for control");
+            pendingRequestFrom = undefined;
+            if (!m.granted) {
+              toDeveloper(sessionId, { t: "control-refused", reason: "the operator refused remote control" }).catch(failed);
+              return;
+            }
+            grantedTo = developer;
+            store
+              .grantControl(sessionId, developer)
+              .then(() => toDeveloper(sessionId, { t: "control-state", granted: true, developer, by: "operator" }))
+              .catch(failed);
+            return;
+          }
+          case "control-revoke": {
+            const developer = grantedTo ?? "";
+            grantedTo = undefined;
+            // Tell the developer's replica first: from then on it refuses control events, even before the DB write.
+            toDeveloper(sessionId, { t: "control-state", granted: false, developer, by: "operator" })
+              .then(() => store.revokeControl(sessionId, "operator"))
+              .catch(failed);
+            return;
+          }
+          case "end":
+            store
+              .end(sessionId, "operator")
+              .then(() => toDeveloper(sessionId, { t: "session-ended", by: "operator" }))
+              .then(() => socket.close(1000, "session ended"))
+              .catch(failed);
+            return;
+        }
+      });
+      socket.on("close", () => {
+        metrics.sockets.dec({ side: "widget" });
+        joined
+          .then((leave) => leave())
+          .then(() => toDeveloper(sessionId, { t: "operator", connected: false }))
+          .then(async () => {
+            // An operator who leaves the page takes control back.
+            if (grantedTo && (await store.revokeControl(sessionId, "operator")))
+              await toDeveloper(sessionId, { t: "control-state", granted: false, developer: grantedTo, by: "operator" });
+          })
+          .catch(failed);
+      });
+    },
+  );
+
+  app.get(
+    "/assist/ws/developer",
+    {
+      websocket: true,
+      config: { access: "public" },
+      preValidation: async (req) => {
+        const { ticket } = req.query as { ticket?: string };
+        const taken = ticket ? await store.takeTicket(ticket) : undefined;
+        if (!taken) {
+          metrics.refusals.inc({ reason: "ticket" });
+          await store.refusal(undefined, `ip:${req.ip}`, "ticket", "unknown, used or expired ticket");
+          throw unauthorized("unknown, used or expired ticket; get one with POST /assist/connect");
+        }
+        developerTickets.set(req, taken);
+      },
+    },
+    (socket, req) => {
+      const { sessionId, developer, role } = developerTickets.get(req)!;
+      const frames = guard(deps, "developer", socket, sessionId, developer, developerMessage);
+      let granted = false;
+      let watchId: number | undefined;
+      metrics.sockets.inc({ side: "developer" });
+      const joined = hub.join(sessionId, "developer", (raw) => {
+        if (raw.startsWith('{"t":"control-state"')) {
+          const state = JSON.parse(raw) as { granted: boolean; developer: string };
+          if (state.developer === developer || !state.granted) granted = state.granted;
+        }
+        socket.send(raw);
+      });
+      joined
+        .then(async () => {
+          watchId = await store.startWatch(sessionId, developer);
+          await toWidget(sessionId, { t: "developer-joined", developer });
+          // A developer joining (or re-joining) late starts from a fresh full snapshot.
+          await toWidget(sessionId, { t: "snapshot-request" });
+        })
+        .catch(failed);
+
+      socket.on("message", (data, isBinary) => {
+        const frame = frames.read(data as Buffer, isBinary);
+        if (!frame) return;
+        const m = frame.message;
+        switch (m.t) {
+          case "control-request":
+            toWidget(sessionId, { t: "control-request", developer }).catch(failed);
+            return;
+          case "control-release":
+            granted = false;
+            toWidget(sessionId, { t: "control-release", developer })
+              .then(() => store.revokeControl(sessionId, "developer"))
+              .then(() => toDeveloper(sessionId, { t: "control-state", granted: false, developer, by: "developer" }))
+              .catch(failed);
+            return;
+          case "control":
+            if (!granted) {
+              const reason = "remote control has not been granted by the operator";
+              metrics.refusals.inc({ reason: "control-without-grant" });
+              socket.send(JSON.stringify({ t: "control-refused", reason } satisfies ToDeveloper));
+              store.refusal(sessionId, developer, "control-without-grant", JSON.stringify(m.action)).catch(failed);
+              deps.audit
+                .record(deps.store.pool, {
+                  principal: { kind: "key", id: developer.replace(/^key:/, ""), role: role as Role },
+                  action: "control.send",
+                  target: `session/${sessionId}`,
+                  after: { reason },
+                  outcome: "denied",
+                })
+                .catch(failed);
+              return;
+            }
+            hub.publish(sessionId, "widget", frame.raw).catch(failed);
+            return;
+          case "panel":
+          case "snapshot-request":
+            hub.publish(sessionId, "widget", frame.raw).catch(failed);
+            return;
+        }
+      });
+      socket.on("close", () => {
+        metrics.sockets.dec({ side: "developer" });
+        joined
+          .then((leave) => leave())
+          .then(async () => {
+            if (watchId !== undefined) await store.endWatch(watchId);
+            await toWidget(sessionId, { t: "developer-left", developer });
+            if (granted && (await store.revokeControl(sessionId, "developer-left")))
+              await toDeveloper(sessionId, { t: "control-state", granted: false, developer, by: "relay" });
+          })
+          .catch(failed);
+      });
+    },
+  );
+}

@@ -1,0 +1,106 @@
+import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
+import { createTestDatabase, eventually, testRedis } from "@opsplane/testing";
+import WebSocket from "ws";
+import type { AssistEnv } from "../src/config.js";
+import { definition } from "../src/service.js";
+
+export const operatorOrigin = "http://operator.example";
+export const developerKey = "dev-key-0123456789abcdef";
+export const otherDeveloperKey = "dev2-key-0123456789abcdef";
+export const handlerKey = "handler-key-0123456789abcdef";
+
+/** Relay replicas sharing one fresh database and (with `redis`) one Redis, as in a scaled deployment. */
+export async function startRelays(count: number, opts: { redis: boolean; env?: Record<string, string>; origins?: string[] }) {
+  const db = await createTestDatabase();
+  const redis = opts.redis ? testRedis() : undefined;
+  const env = {
+    DATABASE_URL: db.url,
+    PORT: "0",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "silent",
+    REDIS_URL: redis?.url ?? "",
+    ASSIST_REDIS_PREFIX: redis?.prefix ?? "assist:",
+    ASSIST_ALLOWED_ORIGINS: [operatorOrigin, ...(opts.origins ?? [])].join(","),
+    AUTH_API_KEYS: [
+      `dev:viewer:${sha256Hex(developerKey)}`,
+      `dev2:viewer:${sha256Hex(otherDeveloperKey)}`,
+      `handler:operator:${sha256Hex(handlerKey)}`,
+    ].join(","),
+    ...opts.env,
+  };
+  const relays: Array<RunningService<AssistEnv>> = [];
+  for (let i = 0; i < count; i++) relays.push(await startService(definition, env));
+  return {
+    relays,
+    db,
+    async close() {
+      for (const r of relays) await r.close();
+      await db.drop();
+    },
+  };
+}
+
+export async function call(base: string, method: string, path: string, opts: { body?: unknown; headers?: Record<string, string> } = {}) {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { ...(opts.body === undefined ? {} : { "content-type": "application/json" }), ...opts.headers },
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : undefined) as Record<string, unknown> & { message?: string } };
+}
+
+export const asDeveloper = (key = developerKey) => ({ authorization: `Bearer ${key}` });
+
+/** A WebSocket client that keeps every message it receives, to wait for one with `next`. */
+export class Client {
+  readonly inbox: Array<Record<string, unknown>> = [];
+  private constructor(readonly ws: WebSocket) {
+    ws.on("message", (data) => this.inbox.push(JSON.parse(String(data)) as Record<string, unknown>));
+  }
+
+  static async open(url: string, origin?: string): Promise<Client> {
+    const ws = new WebSocket(url, { headers: origin ? { origin } : {} });
+    const client = new Client(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", reject);
+      ws.once("unexpected-response", (_req, res) => reject(new Error(`handshake refused with ${res.statusCode}`)));
+    });
+    return client;
+  }
+
+  send(message: unknown): void {
+    this.ws.send(typeof message === "string" ? message : JSON.stringify(message));
+  }
+
+  next(what: string, match: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    return eventually(what, () => this.inbox.find(match));
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+/** Opens a session as the widget would and connects its socket. */
+export async function openWidget(base: string) {
+  const opened = await call(base, "POST", "/assist/sessions", {
+    body: { pageUrl: `${operatorOrigin}/orders` },
+    headers: { origin: operatorOrigin },
+  });
+  if (opened.status !== 201) throw new Error(`session not opened: ${opened.status} ${opened.body.message}`);
+  const { sessionId, widgetToken, key } = opened.body as { sessionId: string; widgetToken: string; key: string };
+  const widget = await Client.open(
+    `${base.replace("http", "ws")}/assist/ws/widget?session=${sessionId}&token=${widgetToken}`,
+    operatorOrigin,
+  );
+  return { sessionId, widgetToken, key, widget };
+}
+
+/** Redeems the key as a developer and connects the developer socket. */
+export async function connectDeveloper(base: string, key: string, apiKey = developerKey) {
+  const connected = await call(base, "POST", "/assist/connect", { body: { key }, headers: asDeveloper(apiKey) });
+  if (connected.status !== 200) throw new Error(`not connected: ${connected.status} ${connected.body.message}`);
+  return Client.open(`${base.replace("http", "ws")}/assist/ws/developer?ticket=${connected.body.ticket}`);
+}

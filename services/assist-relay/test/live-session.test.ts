@@ -1,0 +1,223 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { eventually } from "@opsplane/testing";
+import pg from "pg";
+import { asDeveloper, Client, call, connectDeveloper, openWidget, operatorOrigin, otherDeveloperKey, startRelays } from "./harness.js";
+
+describe("assist sessions across two relay replicas sharing PostgreSQL and Redis", () => {
+  let env: Awaited<ReturnType<typeof startRelays>>;
+  let a: string;
+  let b: string;
+  let db: pg.Client;
+
+  before(async () => {
+    env = await startRelays(2, { redis: true, env: { ASSIST_MAX_MESSAGE_BYTES: "4096", ASSIST_KEY_MAX_ATTEMPTS: "3" } });
+    a = env.relays[0]!.url;
+    b = env.relays[1]!.url;
+    db = new pg.Client({ connectionString: env.db.url });
+    await db.connect();
+    await db.query("SET search_path = assist_relay");
+  });
+  after(async () => {
+    await db.end();
+    await env.close();
+  });
+
+  test("a page on an origin not allowed cannot open a session or a widget socket, and the refusal is recorded", async () => {
+    const refused = await call(a, "POST", "/assist/sessions", {
+      body: { pageUrl: "https://evil.example/" },
+      headers: { origin: "https://evil.example" },
+    });
+    assert.equal(refused.status, 403);
+    assert.match(refused.body.message!, /origin https:\/\/evil\.example may not use the assist widget/);
+    const { sessionId, widgetToken, widget } = await openWidget(a);
+    widget.close();
+    await assert.rejects(
+      Client.open(`${a.replace("http", "ws")}/assist/ws/widget?session=${sessionId}&token=${widgetToken}`, "https://evil.example"),
+      /403/,
+    );
+    const { rows } = await db.query("SELECT actor FROM refusals WHERE reason = 'origin'");
+    assert.ok(rows.some((r) => r.actor === "origin:https://evil.example"));
+  });
+
+  test("the key connects one developer once; reused, guessed, malformed and expired keys are refused with the reason", async () => {
+    const { key, sessionId, widget } = await openWidget(a);
+    assert.match(key, /^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$/);
+    const stored = await db.query("SELECT secret_hash FROM connection_keys WHERE session_id = $1", [sessionId]);
+    assert.ok(!stored.rows[0].secret_hash.toString("latin1").includes(key.slice(5, 9)), "only a hash of the key is stored");
+
+    const malformed = await call(b, "POST", "/assist/connect", { body: { key: "hello" }, headers: asDeveloper() });
+    assert.equal(malformed.status, 400);
+    const unauthenticated = await call(b, "POST", "/assist/connect", { body: { key } });
+    assert.equal(unauthenticated.status, 401);
+
+    const developer = await connectDeveloper(b, key.toLowerCase());
+    const second = await call(b, "POST", "/assist/connect", { body: { key }, headers: asDeveloper(otherDeveloperKey) });
+    assert.equal(second.status, 403);
+    assert.match(second.body.message!, /already used/);
+    const ticketForOther = await call(b, "POST", `/assist/sessions/${sessionId}/tickets`, { headers: asDeveloper(otherDeveloperKey) });
+    assert.equal(ticketForOther.status, 403);
+
+    const expiring = await openWidget(a);
+    await db.query("UPDATE connection_keys SET expires_at = now() - interval '1 second' WHERE session_id = $1", [expiring.sessionId]);
+    const expired = await call(a, "POST", "/assist/connect", { body: { key: expiring.key }, headers: asDeveloper() });
+    assert.equal(expired.status, 403);
+    assert.match(expired.body.message!, /expired/);
+
+    const session = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
+    assert.equal(session.body.status, "active");
+    assert.equal(session.body.developer, "key:dev");
+    const expiredTrail = await call(a, "GET", `/assist/sessions/${expiring.sessionId}`, { headers: asDeveloper() });
+    assert.deepEqual(
+      (expiredTrail.body.refusals as Array<{ reason: string }>).map((r) => r.reason),
+      ["key-expired"],
+    );
+    developer.close();
+    widget.close();
+    expiring.widget.close();
+  });
+
+  test("wrong guesses burn a session's key after the attempt limit, even for the right key afterwards", async () => {
+    const { key, sessionId, widget } = await openWidget(a);
+    const wrongSecret = (c: string) => `${key.slice(0, 5)}${c.repeat(4)}-${c.repeat(4)}`;
+    const guesses = ["0", "1", "2"].filter((c) => wrongSecret(c) !== key);
+    const answers = [];
+    for (const g of guesses)
+      answers.push(await call(a, "POST", "/assist/connect", { body: { key: wrongSecret(g) }, headers: asDeveloper(otherDeveloperKey) }));
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      [403, 403, 403],
+    );
+    assert.match(answers[0]!.body.message!, /2 attempts left/);
+    assert.match(answers[2]!.body.message!, /now blocked/);
+    const right = await call(a, "POST", "/assist/connect", { body: { key }, headers: asDeveloper() });
+    assert.equal(right.status, 403);
+    assert.match(right.body.message!, /blocked after too many wrong attempts/);
+    const renewed = await call(a, "POST", `/assist/sessions/${sessionId}/key`, {
+      headers: { origin: operatorOrigin, "x-assist-token": "wrong" },
+    });
+    assert.equal(renewed.status, 403);
+    widget.close();
+  });
+
+  test("a developer on replica B watches the page, console and calls streamed by the widget on replica A, and a late joiner gets a fresh snapshot", async () => {
+    const { key, sessionId, widget } = await openWidget(a);
+    const developer = await connectDeveloper(b, key);
+    await widget.next("developer-joined", (m) => m.t === "developer-joined" && m.developer === "key:dev");
+    await widget.next("snapshot request for the new developer", (m) => m.t === "snapshot-request");
+
+    widget.send({ t: "rrweb", events: [{ type: 4, timestamp: 1, data: { href: "x", width: 800, height: 600 } }] });
+    widget.send({ t: "console", entries: [{ level: "error", text: "balance query failed", at: 2 }] });
+    widget.send({
+      t: "network",
+      entries: [{ via: "fetch", method: "GET", url: "/api/balance", status: 500, startedAt: 3, durationMs: 12 }],
+    });
+    await developer.next("rrweb events", (m) => m.t === "rrweb");
+    const line = await developer.next("console line", (m) => m.t === "console");
+    assert.equal((line.entries as Array<{ text: string }>)[0]!.text, "balance query failed");
+    await developer.next("network call", (m) => m.t === "network");
+
+    developer.close();
+    await widget.next("developer-left", (m) => m.t === "developer-left");
+    const ticket = await call(b, "POST", `/assist/sessions/${sessionId}/tickets`, { headers: asDeveloper() });
+    const rejoined = await Client.open(`${b.replace("http", "ws")}/assist/ws/developer?ticket=${ticket.body.ticket}`);
+    await eventually("a second snapshot request", () => widget.inbox.filter((m) => m.t === "snapshot-request").length === 2);
+    const reused = Client.open(`${b.replace("http", "ws")}/assist/ws/developer?ticket=${ticket.body.ticket}`);
+    await assert.rejects(reused, /401/);
+
+    const recording = await call(a, "GET", `/assist/sessions/${sessionId}/recording`, { headers: asDeveloper() });
+    assert.deepEqual(
+      (recording.body.events as Array<{ kind: string }>).map((e) => e.kind),
+      ["rrweb", "console", "network"],
+    );
+    const trail = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
+    assert.equal((trail.body.watches as unknown[]).length, 2);
+    rejoined.close();
+    widget.close();
+  });
+
+  test("control events are refused before consent and after the operator takes control back; they reach the page only while granted", async () => {
+    const { key, sessionId, widget } = await openWidget(a);
+    const developer = await connectDeveloper(b, key);
+    await widget.next("developer-joined", (m) => m.t === "developer-joined");
+
+    developer.send({ t: "control", action: { kind: "click", id: 7 } });
+    const refusedBefore = await developer.next("refusal before consent", (m) => m.t === "control-refused");
+    assert.match(String(refusedBefore.reason), /not been granted/);
+
+    widget.send({ t: "control-response", granted: true });
+    await widget.next("refusal of an unrequested consent", (m) => m.t === "error" && String(m.reason).includes("no developer has asked"));
+
+    developer.send({ t: "control-request" });
+    await widget.next("the operator is asked", (m) => m.t === "control-request" && m.developer === "key:dev");
+    widget.send({ t: "control-response", granted: true });
+    await developer.next("grant", (m) => m.t === "control-state" && m.granted === true);
+    developer.send({ t: "control", action: { kind: "click", id: 8 } });
+    const forwarded = await widget.next("forwarded click", (m) => m.t === "control");
+    assert.deepEqual(forwarded.action, { kind: "click", id: 8 });
+
+    widget.send({ t: "control-revoke" });
+    await developer.next("revocation", (m) => m.t === "control-state" && m.granted === false && m.by === "operator");
+    developer.send({ t: "control", action: { kind: "click", id: 9 } });
+    await eventually("a second refusal", () => developer.inbox.filter((m) => m.t === "control-refused").length === 2);
+    assert.equal(widget.inbox.filter((m) => m.t === "control").length, 1, "only the granted click reached the page");
+
+    const trail = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
+    const grants = trail.body.controlGrants as Array<{ developer: string; revokedBy: string }>;
+    assert.deepEqual(
+      grants.map((g) => [g.developer, g.revokedBy]),
+      [["key:dev", "operator"]],
+    );
+    const reasons = (trail.body.refusals as Array<{ reason: string }>).map((r) => r.reason);
+    assert.ok(reasons.includes("control-without-grant"));
+    developer.close();
+    widget.close();
+  });
+
+  test("oversize, malformed and unknown messages are refused with a reason and recorded, and nothing reaches the other side", async () => {
+    const { key, sessionId, widget } = await openWidget(a);
+    const developer = await connectDeveloper(b, key);
+    await widget.next("developer-joined", (m) => m.t === "developer-joined");
+    widget.send({ t: "console", entries: [{ level: "log", text: "x".repeat(5000), at: 1 }] });
+    await widget.next("size refusal", (m) => m.t === "error" && String(m.reason).startsWith("message-too-large"));
+    widget.send("{not json");
+    await widget.next("JSON refusal", (m) => m.t === "error" && String(m.reason) === "malformed: not JSON");
+    developer.send({ t: "delete-everything" });
+    const unknown = await developer.next("schema refusal", (m) => m.t === "error");
+    assert.match(String(unknown.reason), /message "delete-everything" does not fit the protocol/);
+    widget.send({ t: "console", entries: [{ level: "log", text: "fine", at: 2 }] });
+    await developer.next("the valid line after the refusals", (m) => m.t === "console");
+    assert.equal(developer.inbox.filter((m) => m.t === "console").length, 1);
+    const trail = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
+    const reasons = (trail.body.refusals as Array<{ reason: string }>).map((r) => r.reason).sort();
+    assert.deepEqual(reasons, ["malformed", "malformed", "message-too-large"]);
+    developer.close();
+    widget.close();
+  });
+
+  test("the operator ends the session: the developer is told, the session and its events are recorded on the bus", async () => {
+    const { key, sessionId, widget } = await openWidget(a);
+    const developer = await connectDeveloper(b, key);
+    await widget.next("developer-joined", (m) => m.t === "developer-joined");
+    widget.send({ t: "end" });
+    await developer.next("session ended", (m) => m.t === "session-ended");
+    const session = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
+    assert.equal(session.body.status, "ended");
+    const ticket = await call(b, "POST", `/assist/sessions/${sessionId}/tickets`, { headers: asDeveloper() });
+    assert.equal(ticket.status, 409);
+    const seen: Array<{ topic: string; data: unknown }> = [];
+    const sub = await env.relays[1]!.ctx.bus.subscribe({
+      group: "assist-test-observer",
+      topics: ["assist.session.opened", "assist.session.ended"],
+      handler: async (e) => void seen.push({ topic: e.topic, data: e.data }),
+    });
+    const ended = await eventually("the session.ended event", () =>
+      seen.find((e) => e.topic === "assist.session.ended" && (e.data as { sessionId: string }).sessionId === sessionId),
+    );
+    assert.equal((ended.data as { developer: string; endedBy: string }).developer, "key:dev");
+    assert.equal((ended.data as { endedBy: string }).endedBy, "operator");
+    assert.ok(seen.some((e) => e.topic === "assist.session.opened" && (e.data as { sessionId: string }).sessionId === sessionId));
+    await sub.close();
+    developer.close();
+  });
+});

@@ -1,0 +1,31 @@
+import { z } from "zod";
+
+const list = z
+  .string()
+  .default("")
+  .transform((s) =>
+    s
+      .split(",")
+      .map((x) => x.trim())
+      .filter(Boolean),
+  );
+
+/** errcode-scanner's own environment variables (beside the platform's). */
+export const scannerEnv = {
+  /** Base exception classes used when a scan names none, comma-separated FQNs. */
+  ERRCODE_BASES: list,
+  /** Rules file (JSON, same format as the CLI's --rules); unset uses the defaults. */
+  ERRCODE_RULES_FILE: z.string().optional(),
+  /** URL prefixes artifacts may be downloaded from, comma-separated; empty refuses every URL. */
+  ERRCODE_ARTIFACT_URL_PREFIXES: list,
+  /** Largest artifact downloaded or uploaded. */
+  ERRCODE_MAX_ARTIFACT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(512 * 1024 * 1024),
+  /** How long one download may take. */
+  ERRCODE_DOWNLOAD_TIMEOUT_MS: z.coerce.number().int().min(1000).default(300_000),
+  /** Scans run at once (each uses one core while it parses). */
+  ERRCODE_SCAN_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
+};

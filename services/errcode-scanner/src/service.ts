@@ -1,0 +1,62 @@
+import { mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { packageVersion, type ServiceDefinition } from "@opsplane/platform";
+import { scannerEnv } from "./config.js";
+import { subscribeArtifacts } from "./consumer.js";
+import { createScannerMetrics } from "./metrics.js";
+import { errcodeRpc } from "./rpc.js";
+import { createScanRunner } from "./runner.js";
+import { loadRulesFile, type RulesFile } from "./scan/rules.js";
+import { createScanStore } from "./store.js";
+
+/** Finds and validates the error codes inside deployed Java artifacts. */
+export const definition: ServiceDefinition<typeof scannerEnv> = {
+  name: "errcode-scanner",
+  version: packageVersion(__dirname),
+  defaultPort: 8082,
+  env: scannerEnv,
+  migrationsDir: path.join(__dirname, "..", "migrations"),
+  async setup(ctx) {
+    const { config } = ctx;
+    const rules: RulesFile = config.ERRCODE_RULES_FILE ? await loadRulesFile(config.ERRCODE_RULES_FILE) : {};
+    const workDir = path.join(tmpdir(), `errcode-scanner-${process.pid}`);
+    await mkdir(workDir, { recursive: true });
+    const store = createScanStore(ctx.pool);
+    const runner = createScanRunner({
+      pool: ctx.pool,
+      bus: ctx.bus,
+      store,
+      metrics: createScannerMetrics(ctx.metrics),
+      log: ctx.log,
+      workDir,
+      rules,
+      defaultBases: config.ERRCODE_BASES,
+      urlPrefixes: config.ERRCODE_ARTIFACT_URL_PREFIXES,
+      maxArtifactBytes: config.ERRCODE_MAX_ARTIFACT_BYTES,
+      downloadTimeoutMs: config.ERRCODE_DOWNLOAD_TIMEOUT_MS,
+      concurrency: config.ERRCODE_SCAN_CONCURRENCY,
+    });
+    ctx.onClose(() => runner.close());
+    await runner.recover();
+    const subscription = await subscribeArtifacts({
+      bus: ctx.bus,
+      store,
+      runner,
+      urlPrefixes: config.ERRCODE_ARTIFACT_URL_PREFIXES,
+      log: ctx.log,
+    });
+    ctx.onClose(() => subscription.close());
+    return {
+      rpc: [
+        errcodeRpc({
+          store,
+          runner,
+          urlPrefixes: config.ERRCODE_ARTIFACT_URL_PREFIXES,
+          maxArtifactBytes: config.ERRCODE_MAX_ARTIFACT_BYTES,
+          audit: ctx.audit,
+        }),
+      ],
+    };
+  },
+};
