@@ -1,7 +1,7 @@
 # One entry point for people and CI. `make run` starts the platform on one machine;
 # `make test` installs, builds, checks and runs every test.
 SHELL := /bin/bash
-TEST_FILES = $(shell find libs services examples -path '*/node_modules' -prune -o -path '*/dist' -prune -o -name '*.test.ts' -print 2>/dev/null | sort)
+TEST_FILES = $(shell find libs services examples charts scripts -path '*/node_modules' -prune -o -path '*/dist' -prune -o -name '*.test.ts' -print 2>/dev/null | sort)
 
 .PHONY: install build typecheck lint proto proto-check test test-only run bench clean
 
@@ -31,7 +31,7 @@ proto-check:
 test: install build typecheck lint proto-check test-only
 
 test-only:
-	npx tsx scripts/with-test-deps.ts node --import tsx --test --test-concurrency=2 $(TEST_FILES)
+	npx tsx scripts/with-test-deps.ts node --import tsx --test --test-concurrency=2 --test-timeout=180000 $(TEST_FILES)
 
 run:
 	@[ -d node_modules ] || npm ci --no-audit --no-fund

@@ -1,7 +1,9 @@
 // assist-relay: operator→developer latency with many concurrent sessions, and the cost of
 // rrweb's full snapshot of a big page.
-//  - relay: one relay process (single node, in-process fan-out; a second run through Redis
-//    when REDIS_URL is set). SESSIONS widget+developer socket pairs; every widget sends a
+//  - relay: one relay process (single node, in-process fan-out; with REDIS_URL set, a second
+//    run with Redis fan-out on that one relay, where widget and developer share the replica,
+//    and a third with two relay processes, every widget on one and every developer on the
+//    other, so each message crosses Redis). SESSIONS widget+developer socket pairs; every widget sends a
 //    ~400-byte rrweb batch every INTERVAL_MS for SECONDS; latency = widget send → developer
 //    receive (same process, same clock). The relay runs as its own process, as deployed.
 //  - snapshot: rrweb record() on a page of ~10,000 DOM nodes in headless Chromium: time to
@@ -9,6 +11,7 @@
 // Prints one JSON object.   DATABASE_URL=postgres://… npx tsx bench/assist.ts
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import path from "node:path";
 import { sha256Hex } from "@opsplane/platform";
 import { createTestDatabase, eventually, freePort } from "@opsplane/testing";
@@ -58,25 +61,28 @@ async function post(url: string, body: unknown, headers: Record<string, string>)
   return (await r.json()) as Record<string, string>;
 }
 
-async function openPair(base: string) {
+async function openPair(base: string, developerBase: string) {
   const ws = base.replace("http", "ws");
   const s = await post(`${base}/assist/sessions`, { pageUrl: `${ORIGIN}/` }, { origin: ORIGIN });
   const widget = await open(`${ws}/assist/ws/widget?session=${s.sessionId}&token=${s.widgetToken}`, ORIGIN);
   const joined = new Promise<void>((resolve) => widget.on("message", (d) => String(d).includes('"developer-joined"') && resolve()));
-  const c = await post(`${base}/assist/connect`, { key: s.key }, { authorization: `Bearer ${API_KEY}` });
-  const developer = await open(`${ws}/assist/ws/developer?ticket=${c.ticket}`);
+  const c = await post(`${developerBase}/assist/connect`, { key: s.key }, { authorization: `Bearer ${API_KEY}` });
+  const developer = await open(`${developerBase.replace("http", "ws")}/assist/ws/developer?ticket=${c.ticket}`);
   await joined;
   return { widget, developer };
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
-async function latencyRun(databaseUrl: string, redisUrl: string | undefined) {
-  const relay = await startRelay(databaseUrl, redisUrl);
+async function latencyRun(databaseUrl: string, redisUrl: string | undefined, replicas: 1 | 2 = 1) {
+  const relays = [await startRelay(databaseUrl, redisUrl)];
+  if (replicas === 2) relays.push(await startRelay(databaseUrl, redisUrl));
+  const widgetBase = relays[0]!.url;
+  const developerBase = relays[relays.length - 1]!.url;
   try {
     const pairs = [];
     for (let i = 0; i < SESSIONS; i += 20)
-      pairs.push(...(await Promise.all(Array.from({ length: Math.min(20, SESSIONS - i) }, () => openPair(relay.url)))));
+      pairs.push(...(await Promise.all(Array.from({ length: Math.min(20, SESSIONS - i) }, () => openPair(widgetBase, developerBase)))));
     const latencies: number[] = [];
     let measuring = false;
     for (const { developer } of pairs) {
@@ -129,6 +135,8 @@ async function latencyRun(databaseUrl: string, redisUrl: string | undefined) {
     const round = (n: number) => Math.round(n * 100) / 100;
     return {
       fanOut: redisUrl ? "redis" : "in-process",
+      relays: replicas,
+      path: replicas === 2 ? "widget on relay 1 → Redis → developer on relay 2" : "widget and developer on the same relay",
       sessions: pairs.length,
       messagesPerSecond: round(latencies.length / SECONDS),
       messages: latencies.length,
@@ -137,8 +145,10 @@ async function latencyRun(databaseUrl: string, redisUrl: string | undefined) {
       maxMs: round(latencies[latencies.length - 1] ?? 0),
     };
   } finally {
-    relay.proc.kill("SIGTERM");
-    await new Promise((r) => relay.proc.once("exit", r));
+    for (const relay of relays) {
+      relay.proc.kill("SIGTERM");
+      await new Promise((r) => relay.proc.once("exit", r));
+    }
   }
 }
 
@@ -199,11 +209,23 @@ async function main() {
   const db = await createTestDatabase();
   try {
     const relay = [await latencyRun(db.url, undefined)];
-    if (process.env.REDIS_URL) relay.push(await latencyRun(db.url, process.env.REDIS_URL));
+    if (process.env.REDIS_URL) {
+      relay.push(await latencyRun(db.url, process.env.REDIS_URL));
+      relay.push(await latencyRun(db.url, process.env.REDIS_URL, 2));
+    }
     const snapshot = await snapshotRun();
     console.log(
       JSON.stringify(
-        { bench: "assist", intervalMs: INTERVAL_MS, measuredSeconds: SECONDS, relay, snapshot, target: "p99 < 100 ms at 200 sessions" },
+        {
+          bench: "assist",
+          loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
+          cpus: cpus().length,
+          intervalMs: INTERVAL_MS,
+          measuredSeconds: SECONDS,
+          relay,
+          snapshot,
+          target: "p99 < 100 ms at 200 sessions",
+        },
         null,
         2,
       ),

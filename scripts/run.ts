@@ -14,8 +14,11 @@ import pg from "pg";
 import { prettyFactory } from "pino-pretty";
 import { mainOf, services } from "./services.js";
 
-const DATA = ".data";
+// Overrides let a second copy run beside a developer's own (the launcher's test uses them).
+const DATA = process.env.OPSPLANE_DATA_DIR ?? ".data";
 const PG_PORT = Number(process.env.OPSPLANE_PG_PORT ?? 54329);
+const PORT_OFFSET = Number(process.env.OPSPLANE_PORT_OFFSET ?? 0);
+const portOf = (s: { port: number }) => s.port + PORT_OFFSET;
 const READY_DEADLINE_MS = 120_000;
 const STOP_DEADLINE_MS = 15_000;
 const pretty = prettyFactory({
@@ -109,7 +112,7 @@ async function main(): Promise<void> {
     const child = spawn(process.execPath, [mainOf(s.name)], {
       env: {
         ...process.env,
-        PORT: String(s.port),
+        PORT: String(portOf(s)),
         DATABASE_URL: databaseUrl,
         BUS: "postgres",
         LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
@@ -143,10 +146,10 @@ async function main(): Promise<void> {
 
   await Promise.all(
     services.map((s) =>
-      eventually(`${s.name} /readyz`, async () => (await fetch(`http://127.0.0.1:${s.port}/readyz`)).ok, READY_DEADLINE_MS, 250),
+      eventually(`${s.name} /readyz`, async () => (await fetch(`http://127.0.0.1:${portOf(s)}/readyz`)).ok, READY_DEADLINE_MS, 250),
     ),
   );
-  const rows = services.map((s) => `  ${s.name.padEnd(width)}  http://127.0.0.1:${s.port}   /readyz /metrics /healthz`);
+  const rows = services.map((s) => `  ${s.name.padEnd(width)}  http://127.0.0.1:${portOf(s)}   /readyz /metrics /healthz`);
   console.log(
     [
       "",

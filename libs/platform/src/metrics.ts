@@ -15,7 +15,7 @@ export function createMetricsRegistry(service: string): Registry {
  * template (e.g. `/reports/:id`, or the RPC path), never the raw URL, so the
  * number of series stays bounded.
  */
-export function installRedMetrics(app: App, registry: Registry): void {
+export function installRedMetrics(app: App, registry: Registry): RecordRequest {
   const labelNames = ["method", "route", "status_code"] as const;
   const requests = new Counter({ name: "http_requests_total", help: "HTTP requests handled", labelNames, registers: [registry] });
   const duration = new Histogram({
@@ -36,4 +36,20 @@ export function installRedMetrics(app: App, registry: Registry): void {
     reply.header("content-type", registry.contentType);
     return registry.metrics();
   });
+  // For requests served before the router: same series, labelled children looked up once per label set.
+  const children = new Map<string, { requests: { inc(): void }; duration: { observe(v: number): void } }>();
+  return (method, route, statusCode, seconds) => {
+    const key = `${method} ${route} ${statusCode}`;
+    let c = children.get(key);
+    if (!c) {
+      const labels = { method, route, status_code: String(statusCode) };
+      c = { requests: requests.labels(labels), duration: duration.labels(labels) };
+      children.set(key, c);
+    }
+    c.requests.inc();
+    c.duration.observe(seconds);
+  };
 }
+
+/** Counts one request in the RED metrics; `route` must be a template, never a raw URL. */
+export type RecordRequest = (method: string, route: string, statusCode: number, seconds: number) => void;

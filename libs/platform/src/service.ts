@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
@@ -18,7 +19,7 @@ import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config
 import { type AppError, installErrorModel, payloadTooLarge } from "./errors.js";
 import { type Check, installHealth } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
-import { createMetricsRegistry, installRedMetrics } from "./metrics.js";
+import { createMetricsRegistry, installRedMetrics, type RecordRequest } from "./metrics.js";
 import { retry } from "./retry.js";
 import { principalKey, type RpcService, registerRpcServices, requestIdKey, rpcInterceptor, rpcPaths, rpcService } from "./rpc.js";
 
@@ -37,6 +38,16 @@ export interface ServiceContext<E extends ConfigShape = ConfigShape> {
   audit: Auditor;
   /** Runs at shutdown after HTTP has drained, in reverse order of registration (e.g. close consumers). */
   onClose(fn: () => Promise<void>): void;
+  /**
+   * Serves requests on the raw HTTP server before fastify's router, for hot paths that need none of
+   * its hooks (a proxy's catch-all). `handler` returns true when it took the request, false to pass it
+   * on to fastify. Taken requests skip fastify's auth, request logging and RED hooks: the handler
+   * answers every one (request id included) and counts it with {@link recordRequest}. While shutting
+   * down every request goes to fastify, which refuses it with 503.
+   */
+  serveBeforeRouter(handler: (req: IncomingMessage, res: ServerResponse) => boolean): void;
+  /** Counts one request in the per-route RED metrics (`http_requests_total`, `http_request_duration_seconds`). */
+  recordRequest: RecordRequest;
 }
 
 export interface ServiceParts {
@@ -125,6 +136,7 @@ export async function startService<E extends ConfigShape>(
     reply.header("x-request-id", req.id);
   });
 
+  let recordRequest: RecordRequest = () => {};
   const ctx: ServiceContext<E> = {
     name: def.name,
     version: def.version,
@@ -137,6 +149,14 @@ export async function startService<E extends ConfigShape>(
     metrics,
     audit,
     onClose: (fn) => closers.push(fn),
+    serveBeforeRouter: (handler) => {
+      const router = app.server.listeners("request") as Array<(req: IncomingMessage, res: ServerResponse) => void>;
+      app.server.removeAllListeners("request");
+      app.server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+        if (shuttingDown || !handler(req, res)) for (const fn of router) fn.call(app.server, req, res);
+      });
+    },
+    recordRequest: (method, route, statusCode, seconds) => recordRequest(method, route, statusCode, seconds),
   };
 
   const onDenied = (req: FastifyRequest | undefined, route: string, principal: Principal | undefined, err: AppError) => {
@@ -154,7 +174,7 @@ export async function startService<E extends ConfigShape>(
   };
 
   installErrorModel(app, config.BODY_LIMIT_BYTES);
-  installRedMetrics(app, metrics);
+  recordRequest = installRedMetrics(app, metrics);
   const checks = new Map<string, Check>([
     ["postgres", async () => void (await pool.query("SELECT 1"))],
     ["bus", () => bus.check()],
@@ -245,13 +265,30 @@ export async function startService<E extends ConfigShape>(
         await app.close();
         for (const fn of closers.reverse()) await fn().catch((err) => log.error({ err }, "close hook failed"));
         await bus.close().catch((err) => log.error({ err }, "bus close failed"));
-        await redis?.quit().catch(() => {});
+        if (redis) await closeRedis(redis);
         await pool.end();
         log.info(`${def.name} stopped`);
       })();
       return closing;
     },
   };
+}
+
+/**
+ * Quits politely when Redis answers; a QUIT queued while it is unreachable would wait for a
+ * reconnection that may never come, so after a bounded wait the connection is dropped instead.
+ */
+export async function closeRedis(redis: Redis, waitMs = 1_000): Promise<void> {
+  if (redis.status !== "ready") return redis.disconnect();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    redis.quit().catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, waitMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  redis.disconnect();
 }
 
 /**

@@ -77,8 +77,8 @@ export function createHub(redis: Redis | undefined, prefix: string, metrics: Hub
       },
       async join(sessionId, side, deliver) {
         const channel = channelOf(sessionId, side);
-        let entry = local.get(channel);
-        if (!entry) local.set(channel, (entry = { sockets: new Set(), subscribed: Promise.resolve() }));
+        const entry = local.get(channel) ?? { sockets: new Set<Deliver>(), subscribed: Promise.resolve() };
+        local.set(channel, entry);
         entry.sockets.add(deliver);
         return async () => {
           const current = local.get(channel);

@@ -38,7 +38,10 @@ describe("idle timeout: a session whose widget goes quiet is ended like an opera
     const session = await call(b, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
     assert.equal(session.body.status, "ended");
     assert.equal(session.body.endedBy, "idle");
-    assert.ok((session.body.watches as Array<{ endedAt: string | null }>).every((w) => w.endedAt !== null), "the watch is closed");
+    assert.ok(
+      (session.body.watches as Array<{ endedAt: string | null }>).every((w) => w.endedAt !== null),
+      "the watch is closed",
+    );
     const ended = await eventually("the session.ended event", () => seen.find((e) => e.data.sessionId === sessionId));
     assert.equal(ended.data.endedBy, "idle");
     assert.equal(ended.data.developer, "key:dev");

@@ -100,7 +100,10 @@ function onMessage(m: ToDeveloper): void {
       $("status").textContent = m.connected ? "Operator connected" : "Operator disconnected";
       return;
     case "session-ended":
-      $("status").textContent = m.by === "idle" ? "Session ended: no activity on the operator's page" : `Session ended by the ${m.by === "operator" ? "operator" : "relay"}`;
+      $("status").textContent =
+        m.by === "idle"
+          ? "Session ended: no activity on the operator's page"
+          : `Session ended by the ${m.by === "operator" ? "operator" : "relay"}`;
       setGranted(false, "relay");
       return;
     case "error":
