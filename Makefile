@@ -1,9 +1,13 @@
 # One entry point for people and CI. `make run` starts the platform on one machine;
 # `make test` installs, builds, checks and runs every test.
 SHELL := /bin/bash
+# Biome and buf ship native binaries for every platform as optional packages; the lock file can
+# only hold the ones this registry serves, so these two run pinned through npx instead.
+BIOME := npx --yes @biomejs/biome@2.6.8
+BUF := npx --yes @bufbuild/buf@1.75.0
 TEST_FILES = $(shell find libs services examples charts scripts -path '*/node_modules' -prune -o -path '*/dist' -prune -o -name '*.test.ts' -print 2>/dev/null | sort)
 
-.PHONY: install build typecheck lint proto proto-check test test-only run bench clean
+.PHONY: install build typecheck lint format proto proto-check test test-only run bench clean
 
 install:
 	npm ci --no-audit --no-fund
@@ -16,10 +20,13 @@ typecheck:
 	npx tsc -p tsconfig.test.json
 
 lint:
-	npx biome check .
+	$(BIOME) check .
+
+format:
+	$(BIOME) check --write .
 
 proto:
-	cd proto && PATH="$(CURDIR)/node_modules/.bin:$$PATH" buf lint && PATH="$(CURDIR)/node_modules/.bin:$$PATH" buf generate
+	cd proto && $(BUF) lint && PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(BUF) generate
 
 # The generated contracts are committed; this fails when they did not match proto/
 # (it leaves the regenerated files in place, ready to commit).

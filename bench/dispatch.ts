@@ -1,13 +1,15 @@
 // callback-dispatcher: callbacks/s and the latency it adds, against nginx proxy_pass on the same
 // machine in the same run. Four targets, each in its own process, receive the same 300-byte JSON
 // callback: the upstream directly (baseline), nginx -> upstream, dispatcher (declarative JSON-path
-// extractor, id registered -> test env), dispatcher (script extractor in the sandbox).
+// extractor), dispatcher (script extractor in the sandbox). BENCH_REGISTERED_SHARE (default 0.1) of the
+// callbacks carry an id a test environment registered (-> sit), the rest go to production; both
+// environments point at the same upstream. Decisions are recorded as in production (default config).
 // Per target: a throughput phase (CONCURRENCY requests in flight for SECONDS) and a latency phase
 // (LATENCY_CONCURRENCY in flight); "added" latency is the target's percentile minus the baseline's.
 // Needs DATABASE_URL (REDIS_URL optional: the registry then lives in Redis) and a built tree (`npx tsc -b`).
 //   DATABASE_URL=postgres://… npx tsx bench/dispatch.ts
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -20,6 +22,8 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const LATENCY_CONCURRENCY = Number(process.env.BENCH_LATENCY_CONCURRENCY ?? 4);
 const NGINX = process.env.NGINX_BIN ?? "/usr/sbin/nginx";
 const IDS = 1000;
+/** Share of callbacks whose id a test environment registered; the rest are production's (the bulk of real traffic). */
+const REGISTERED_SHARE = Number(process.env.BENCH_REGISTERED_SHARE ?? 0.1);
 const root = path.join(__dirname, "..");
 const operatorKey = "bench-operator-key-0123456789";
 
@@ -75,11 +79,27 @@ http {
   return prefix;
 }
 
+/** CPU seconds (user + system) used so far by these processes and their children (Linux /proc). */
+async function cpuSeconds(pids: number[]): Promise<number> {
+  let ticks = 0;
+  for (const pid of pids) {
+    const children = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "");
+    const kids = children.split(" ").filter(Boolean).map(Number);
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+    if (kids.length) ticks += (await cpuSeconds(kids)) * 100;
+  }
+  return ticks / 100; // USER_HZ
+}
+
 interface Run {
   perSecond: number;
   p50: number;
   p99: number;
   errors: number;
+  /** CPU time the measured target (proxy, or the upstream for "direct") used per callback, in µs. */
+  cpuMicrosPerCallback?: number;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -137,12 +157,14 @@ async function main(): Promise<void> {
   const [upstreamPort, nginxPort, dispatcherPort] = await Promise.all([freePort(), freePort(), freePort()]);
   let nginxPrefix: string | undefined;
   try {
-    start(process.execPath, ["-e", upstreamSource], { PORT: String(upstreamPort) });
+    const upstreamProc = start(process.execPath, ["-e", upstreamSource], { PORT: String(upstreamPort) });
     nginxPrefix = await startNginx(nginxPort, upstreamPort);
-    start(
+    const nginxProc = children.at(-1)!;
+    const dispatcherProc = start(
       process.execPath,
       [
         ...(process.env.BENCH_PROF ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROF] : []),
+        ...(process.env.BENCH_PERF ? ["--perf-basic-prof"] : []),
         path.join(root, "services/callback-dispatcher/dist/main.js"),
       ],
       {
@@ -191,17 +213,25 @@ async function main(): Promise<void> {
       });
 
     const pad = "x".repeat(200);
-    const body = (i: number) => JSON.stringify({ data: { out_trade_no: `T-${i % IDS}`, trade_status: "TRADE_SUCCESS", pad } });
-    const targets: Array<[string, string, string]> = [
-      ["direct", upstream, "/notify/json/pay"],
-      ["nginx", nginx, "/notify/json/pay"],
-      ["dispatcherDeclarative", dispatcher, "/notify/json/pay"],
-      ["dispatcherScript", dispatcher, "/notify/script/pay"],
+    const every = Math.max(1, Math.round(1 / REGISTERED_SHARE));
+    const body = (i: number) =>
+      JSON.stringify({ data: { out_trade_no: i % every === 0 ? `T-${i % IDS}` : `P-${i}`, trade_status: "TRADE_SUCCESS", pad } });
+    // Every target gets the same load: same concurrency, same keep-alive client pool, the same warm-up.
+    // The load generator is this process, never the proxy's (it would steal the proxy's event loop).
+    const targets: Array<[string, string, string, number]> = [
+      ["direct", upstream, "/notify/json/pay", upstreamProc.pid!],
+      ["nginx", nginx, "/notify/json/pay", nginxProc.pid!],
+      ["dispatcherDeclarative", dispatcher, "/notify/json/pay", dispatcherProc.pid!],
+      ["dispatcherScript", dispatcher, "/notify/script/pay", dispatcherProc.pid!],
     ];
+    const only = process.env.BENCH_TARGETS?.split(","); // e.g. "direct,dispatcherDeclarative" while profiling
     const results: Record<string, { throughput: Run; latency: Run }> = {};
-    for (const [name, origin, p] of targets) {
+    for (const [name, origin, p, pid] of targets) {
+      if (only && name !== "direct" && !only.includes(name)) continue;
       await load(origin, () => p, body, CONCURRENCY, 1); // warm-up: JIT, pools, sandbox
+      const cpu0 = await cpuSeconds([pid]);
       const throughput = await load(origin, () => p, body, CONCURRENCY, SECONDS);
+      throughput.cpuMicrosPerCallback = Math.round((((await cpuSeconds([pid])) - cpu0) * 1e6) / (throughput.perSecond * SECONDS));
       const latency = await load(origin, () => p, body, LATENCY_CONCURRENCY, SECONDS);
       results[name] = { throughput, latency };
     }
@@ -212,6 +242,7 @@ async function main(): Promise<void> {
         name,
         {
           callbacksPerSecond: r.throughput.perSecond,
+          cpuMicrosPerCallback: r.throughput.cpuMicrosPerCallback,
           throughputP99Ms: r.throughput.p99,
           errors: r.throughput.errors + r.latency.errors,
           latencyMs: { p50: r.latency.p50, p99: r.latency.p99 },
@@ -219,13 +250,15 @@ async function main(): Promise<void> {
         },
       ]),
     );
-    const declarative = results.dispatcherDeclarative!;
+    const declarative = results.dispatcherDeclarative ?? results.direct!;
     console.log(
       JSON.stringify(
         {
           bench: "callback-dispatcher",
           cores: (await import("node:os")).availableParallelism(),
+          loadAverage: (await import("node:os")).loadavg().map((x) => Math.round(x * 100) / 100),
           registry: process.env.REDIS_URL ? "redis" : "memory",
+          registeredShare: 1 / every,
           seconds: SECONDS,
           concurrency: CONCURRENCY,
           latencyConcurrency: LATENCY_CONCURRENCY,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
+import { closeRedis, type RunningService, sha256Hex, startService } from "@opsplane/platform";
 import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
+import { Redis } from "ioredis";
 import pg from "pg";
 import { fixtureService } from "./fixture-service.js";
 
@@ -221,5 +222,52 @@ describe("graceful shutdown", () => {
       release();
       await db.drop();
     }
+  });
+});
+
+describe("requests served before the router", () => {
+  test("a service may answer some requests on the raw server; the rest reach fastify, and RED metrics count both", async () => {
+    const db = await createTestDatabase();
+    const svc = await startService(
+      {
+        name: "front-svc",
+        version: "0.0.1",
+        defaultPort: 0,
+        setup: (ctx) => {
+          ctx.app.get("/routed", { config: { access: "public" } }, async () => ({ via: "router" }));
+          ctx.serveBeforeRouter((req, res) => {
+            if (!req.url?.startsWith("/raw/")) return false;
+            res.writeHead(200, { "content-type": "text/plain" });
+            res.end("raw");
+            ctx.recordRequest(req.method ?? "GET", "/raw/*", 200, 0.001);
+            return true;
+          });
+          return {};
+        },
+      },
+      env(db),
+    );
+    try {
+      assert.equal(await (await fetch(`${svc.url}/raw/anything`)).text(), "raw");
+      assert.deepEqual(await (await fetch(`${svc.url}/routed`)).json(), { via: "router" });
+      assert.equal((await fetch(`${svc.url}/elsewhere`)).status, 404);
+      const metrics = await (await fetch(`${svc.url}/metrics`)).text();
+      assert.match(metrics, /http_requests_total\{[^}]*method="GET",route="\/raw\/\*",status_code="200"[^}]*\} 1/);
+      assert.match(metrics, /http_requests_total\{[^}]*method="GET",route="\/routed",status_code="200"[^}]*\} 1/);
+    } finally {
+      await svc.close();
+      await db.drop();
+    }
+  });
+});
+
+describe("closing with Redis gone", () => {
+  test("a Redis client with commands waiting for a reconnection is closed without waiting for Redis", async () => {
+    const client = new Redis(`redis://127.0.0.1:${await freePort()}`, { maxRetriesPerRequest: null });
+    client.on("error", () => {});
+    const waiting = client.get("k").catch((err: Error) => err);
+    await closeRedis(client);
+    assert.ok((await waiting) instanceof Error, "the queued command is failed, not left pending");
+    await eventually("client ended", async () => client.status === "end");
   });
 });

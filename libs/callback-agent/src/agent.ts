@@ -1,0 +1,156 @@
+import { createDispatcherClient } from "./dispatcher-client.js";
+import { installInterceptor } from "./interceptor.js";
+import { createReporter } from "./reporter.js";
+import { type CompiledRule, compileRule, type ScriptCompiler } from "./rules/index.js";
+
+export interface AgentOptions {
+  /** Base URL of callback-dispatcher. */
+  dispatcherUrl: string;
+  /** API key (Bearer) or `appId:secret` app credentials (Basic). */
+  token?: string;
+  /** This test environment's name as configured in the dispatcher, e.g. "sit". */
+  env: string;
+  rulesRefreshMs?: number;
+  flushIntervalMs?: number;
+  batchSize?: number;
+  maxQueue?: number;
+  /** Largest request/response body copied for id extraction. */
+  maxBodyBytes?: number;
+  timeoutMs?: number;
+  /** Builds the sandbox for script extractors on first need; without it script rules are skipped. */
+  scriptCompiler?: () => Promise<ScriptCompiler>;
+  log?: (line: string) => void;
+}
+
+export interface AgentStats {
+  rulesVersion: number;
+  rules: number;
+  registered: number;
+  sent: number;
+  dropped: number;
+  queued: number;
+  extractionFailures: number;
+  internalErrors: number;
+}
+
+export interface Agent {
+  stats(): AgentStats;
+  /** Fetches the rules now instead of waiting for the next refresh. */
+  refreshRules(): Promise<void>;
+  flush(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts intercepting this process's http servers. Nothing here can throw into
+ * the app or hold it up: rules are fetched and registrations sent on unref'd
+ * timers, failures are logged (once per kind of failure in a row) and counted.
+ */
+export function startAgent(o: AgentOptions): Agent {
+  const log = o.log ?? ((line: string) => process.stderr.write(`[callback-agent] ${line}\n`));
+  const client = createDispatcherClient({ url: o.dispatcherUrl, token: o.token, env: o.env, timeoutMs: o.timeoutMs ?? 5_000 });
+  let rules: CompiledRule[] = [];
+  let rulesVersion = 0;
+  let registered = 0;
+  let extractionFailures = 0;
+  let internalErrors = 0;
+  let lastProblem = "";
+  const problem = (what: string) => {
+    if (what !== lastProblem) log(what);
+    lastProblem = what;
+  };
+
+  const reporter = createReporter({
+    send: (batch) => client.register(batch),
+    flushIntervalMs: o.flushIntervalMs ?? 1_000,
+    batchSize: o.batchSize ?? 500,
+    maxQueue: o.maxQueue ?? 10_000,
+    onError: (err) => problem(`cannot report registrations: ${err.message}`),
+  });
+
+  let compiler: Promise<ScriptCompiler> | undefined;
+  const refreshRules = async () => {
+    try {
+      const doc = await client.fetchRules();
+      if (!doc) return;
+      const needsScripts = doc.rules.some((r) => r.interface.id.kind === "script");
+      let compileScript: ScriptCompiler | undefined;
+      if (needsScripts && o.scriptCompiler) {
+        compiler ??= o.scriptCompiler();
+        compileScript = await compiler;
+      }
+      const next: CompiledRule[] = [];
+      for (const spec of doc.rules) {
+        try {
+          next.push(compileRule(spec, compileScript, "interface"));
+        } catch (err) {
+          problem(`rule ${spec.name} skipped: ${(err as Error).message}`);
+        }
+      }
+      rules = next;
+      rulesVersion = doc.version;
+      lastProblem = "";
+    } catch (err) {
+      problem(`cannot fetch rules: ${(err as Error).message}`);
+    }
+  };
+
+  const uninstall = installInterceptor({
+    rules: () => rules,
+    maxBodyBytes: o.maxBodyBytes ?? 64 * 1024,
+    onId: (rule, id) => {
+      registered++;
+      reporter.add({ rule, id });
+    },
+    onExtractionFailure: (rule, err) => {
+      extractionFailures++;
+      problem(`rule ${rule}: no id: ${err.message}`);
+    },
+    onInternalError: (err) => {
+      internalErrors++;
+      problem(`internal error (traffic unaffected): ${err.message}`);
+    },
+  });
+
+  const timer = setInterval(() => void refreshRules(), o.rulesRefreshMs ?? 10_000);
+  timer.unref();
+  void refreshRules();
+
+  return {
+    stats: () => ({
+      rulesVersion,
+      rules: rules.length,
+      registered,
+      sent: reporter.sent,
+      dropped: reporter.dropped,
+      queued: reporter.queued,
+      extractionFailures,
+      internalErrors,
+    }),
+    refreshRules,
+    flush: () => reporter.flush(),
+    async stop() {
+      clearInterval(timer);
+      uninstall();
+      reporter.stop();
+      await reporter.flush();
+    },
+  };
+}
+
+/** Options from the environment: OPSPLANE_DISPATCHER_URL, OPSPLANE_ENV, OPSPLANE_AGENT_TOKEN and the tuning knobs. */
+export function agentOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions | string {
+  const dispatcherUrl = env.OPSPLANE_DISPATCHER_URL;
+  const name = env.OPSPLANE_ENV;
+  if (!dispatcherUrl || !name) return "OPSPLANE_DISPATCHER_URL and OPSPLANE_ENV must be set; agent not started";
+  const num = (v: string | undefined) => (v && Number.isFinite(Number(v)) && Number(v) > 0 ? Number(v) : undefined);
+  return {
+    dispatcherUrl,
+    env: name,
+    token: env.OPSPLANE_AGENT_TOKEN,
+    rulesRefreshMs: num(env.OPSPLANE_RULES_REFRESH_MS),
+    flushIntervalMs: num(env.OPSPLANE_FLUSH_INTERVAL_MS),
+    maxQueue: num(env.OPSPLANE_MAX_QUEUE),
+    maxBodyBytes: num(env.OPSPLANE_MAX_BODY_BYTES),
+  };
+}

@@ -1,0 +1,159 @@
+import diagnostics from "node:diagnostics_channel";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { CompiledRule, HttpExchange } from "./rules/index.js";
+
+export interface InterceptorOptions {
+  /** The rules in force right now (swapped whole when they change). */
+  rules(): CompiledRule[];
+  maxBodyBytes: number;
+  onId(rule: string, id: string): void;
+  onExtractionFailure(rule: string, err: Error): void;
+  /** Anything unexpected inside the agent: logged, never thrown into the app. */
+  onInternalError(err: Error): void;
+}
+
+interface RequestStart {
+  request: IncomingMessage;
+  response: ServerResponse;
+}
+
+/** Copies at most `limit` bytes of a stream's chunks, remembering whether more came. */
+class BoundedCopy {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  truncated = false;
+  constructor(private readonly limit: number) {}
+  add(chunk: unknown, encoding?: unknown): void {
+    if (chunk === null || chunk === undefined || typeof chunk === "function") return;
+    if (this.truncated) return;
+    const buf = Buffer.isBuffer(chunk)
+      ? chunk
+      : typeof chunk === "string"
+        ? Buffer.from(chunk, typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8")
+        : chunk instanceof Uint8Array
+          ? Buffer.from(chunk)
+          : undefined;
+    if (!buf) return;
+    if (this.size + buf.length > this.limit) {
+      this.truncated = true;
+      this.chunks = [];
+      return;
+    }
+    this.chunks.push(Buffer.from(buf));
+    this.size += buf.length;
+  }
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+/**
+ * Watches every request of every http server in this process through
+ * diagnostics_channel. For requests matching a rule's interface-A pattern it
+ * copies the request body as the HTTP parser pushes it (never reading the
+ * stream, so the app sees exactly what it would have) and the response as the
+ * app writes it, then reads the id once the response has finished. Every step
+ * is guarded: an agent failure is reported, never thrown into the app.
+ */
+export function installInterceptor(o: InterceptorOptions): () => void {
+  const onStart = (message: unknown) => {
+    try {
+      observe(message as RequestStart, o);
+    } catch (err) {
+      o.onInternalError(err as Error);
+    }
+  };
+  diagnostics.subscribe("http.server.request.start", onStart);
+  return () => diagnostics.unsubscribe("http.server.request.start", onStart);
+}
+
+function observe({ request: req, response: res }: RequestStart, o: InterceptorOptions): void {
+  const rules = o.rules();
+  if (!rules.length) return;
+  const url = req.url ?? "/";
+  const q = url.indexOf("?");
+  const path = pathOf(q < 0 ? url : url.slice(0, q));
+  const method = req.method ?? "GET";
+  const matched = rules.filter((r) => r.matchesInterface(method, req.headers.host, path));
+  if (!matched.length) return;
+
+  const reqBody = new BoundedCopy(o.maxBodyBytes);
+  const push = req.push;
+  req.push = function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
+    try {
+      reqBody.add(chunk);
+    } catch (err) {
+      o.onInternalError(err as Error);
+    }
+    return push.call(this, chunk, encoding);
+  } as typeof req.push;
+
+  const resBody = matched.some((r) => r.interfaceIdFromResponse) ? copyResponse(res, o) : undefined;
+
+  res.once("finish", () => {
+    try {
+      if (res.statusCode >= 400) return;
+      const exchange: HttpExchange = {
+        method,
+        path,
+        query: q < 0 ? "" : url.slice(q + 1),
+        headers: flatHeaders(req.headers),
+        body: reqBody.bytes(),
+        ...(resBody ? { response: { status: res.statusCode, headers: flatHeaders(res.getHeaders()), body: resBody.bytes() } } : {}),
+      };
+      for (const rule of matched) {
+        const truncated = rule.interfaceIdFromResponse ? resBody?.truncated : reqBody.truncated;
+        try {
+          if (truncated) throw new Error(`body larger than ${o.maxBodyBytes} bytes`);
+          Promise.resolve(rule.interfaceId(exchange)).then(
+            (id) => o.onId(rule.name, id),
+            (err: Error) => o.onExtractionFailure(rule.name, err),
+          );
+        } catch (err) {
+          o.onExtractionFailure(rule.name, err as Error);
+        }
+      }
+    } catch (err) {
+      o.onInternalError(err as Error);
+    }
+  });
+}
+
+function copyResponse(res: ServerResponse, o: InterceptorOptions): BoundedCopy {
+  const copy = new BoundedCopy(o.maxBodyBytes);
+  const write = res.write;
+  const end = res.end;
+  res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+    try {
+      copy.add(chunk, rest[0]);
+    } catch (err) {
+      o.onInternalError(err as Error);
+    }
+    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as typeof res.write;
+  res.end = function (this: ServerResponse, chunk?: unknown, ...rest: unknown[]) {
+    try {
+      copy.add(chunk, rest[0]);
+    } catch (err) {
+      o.onInternalError(err as Error);
+    }
+    return (end as (...a: unknown[]) => ServerResponse).call(this, chunk, ...rest);
+  } as typeof res.end;
+  return copy;
+}
+
+/** Request targets may be absolute (`http://host/path`) in proxy-style requests. */
+function pathOf(target: string): string {
+  if (target.startsWith("/")) return target;
+  try {
+    return new URL(target).pathname;
+  } catch {
+    return target;
+  }
+}
+
+function flatHeaders(h: Record<string, string | string[] | number | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : String(v);
+  return out;
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+/**
+ * Sidecar mode for apps that are not Node:
+ *   callback-agent-proxy --listen 9000 --upstream http://127.0.0.1:8080
+ * with OPSPLANE_DISPATCHER_URL, OPSPLANE_ENV and OPSPLANE_AGENT_TOKEN set as for the agent.
+ */
+import { parseArgs } from "node:util";
+import { agentOptionsFromEnv, startAgent } from "./agent.js";
+import { startProxy } from "./proxy.js";
+import { sandboxScriptCompiler } from "./sandbox-scripts.js";
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { listen: { type: "string" }, host: { type: "string", default: "0.0.0.0" }, upstream: { type: "string" } },
+  });
+  const port = Number(values.listen);
+  if (!values.upstream || !Number.isInteger(port)) throw new Error("usage: callback-agent-proxy --listen <port> --upstream <url>");
+  const options = agentOptionsFromEnv();
+  if (typeof options === "string") throw new Error(options);
+  const agent = startAgent({ ...options, scriptCompiler: sandboxScriptCompiler });
+  const proxy = await startProxy({ port, host: values.host, upstream: values.upstream });
+  process.stderr.write(`[callback-agent] proxy listening on ${values.host}:${port} -> ${values.upstream} (env ${options.env})\n`);
+  const stop = async () => {
+    await proxy.close();
+    await agent.stop();
+    process.exit(0);
+  };
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`callback-agent-proxy: ${err.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,5 @@
+export * from "./compile.js";
+export * from "./dot-path.js";
+export * from "./extractors.js";
+export * from "./pattern.js";
+export * from "./types.js";

@@ -1,0 +1,177 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { eventually } from "@opsplane/testing";
+import { type Agent, startAgent } from "../src/agent.js";
+import { startProxy } from "../src/proxy.js";
+import type { RuleSetDocument } from "../src/rules/index.js";
+
+const ruleSet: RuleSetDocument = {
+  version: 7,
+  rules: [
+    {
+      name: "pay",
+      interface: { pattern: "/api/pay/**", method: "POST", id: { kind: "json", expr: "orderNo" } },
+      callback: { pattern: "/notify/pay", id: { kind: "json", expr: "out_trade_no" } },
+      ttlSeconds: 60,
+    },
+    {
+      name: "order",
+      interface: { pattern: "/api/orders", id: { kind: "json", expr: "order.id", from: "response" } },
+      callback: { pattern: "/notify/order", id: { kind: "script", expr: "function extract(m) { return 'x'; }" } },
+      ttlSeconds: 60,
+    },
+  ],
+};
+
+async function listen(server: http.Server): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** Stands in for callback-dispatcher's agent API: serves the rules, records registration batches. */
+async function startFakeDispatcher() {
+  const batches: Array<{ env: string; registrations: Array<{ rule: string; id: string }>; auth: string | undefined }> = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      if (req.url?.startsWith("/_dispatcher/v1/agent/rules")) {
+        if (req.headers["if-none-match"] === `"${ruleSet.version}"`) return res.writeHead(304).end();
+        res.writeHead(200, { "content-type": "application/json", etag: `"${ruleSet.version}"` });
+        return res.end(JSON.stringify(ruleSet));
+      }
+      batches.push({ ...JSON.parse(Buffer.concat(chunks).toString()), auth: req.headers.authorization });
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  const url = await listen(server);
+  return { url, batches, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+/** A business app that reads its body late and answers in several writes. */
+function businessApp(): http.Server {
+  return http.createServer((req, res) => {
+    setTimeout(() => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const body = Buffer.concat(chunks).toString();
+        if (req.url === "/api/orders") {
+          res.writeHead(201, { "content-type": "application/json" });
+          res.write('{"order":{"id":');
+          return res.end('"ORD-9"}}');
+        }
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.end(`echo:${body}`);
+      });
+    }, 5);
+  });
+}
+
+describe("interception agent", () => {
+  let dispatcher: Awaited<ReturnType<typeof startFakeDispatcher>>;
+  let app: http.Server;
+  let appUrl: string;
+  let agent: Agent;
+
+  before(async () => {
+    dispatcher = await startFakeDispatcher();
+    app = businessApp();
+    appUrl = await listen(app);
+    agent = startAgent({ dispatcherUrl: dispatcher.url, env: "sit", token: "app-1:secret", flushIntervalMs: 20, log: () => {} });
+    await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
+  });
+
+  after(async () => {
+    await agent.stop();
+    app.close();
+    await dispatcher.close();
+  });
+
+  const registrations = () => dispatcher.batches.flatMap((b) => b.registrations);
+
+  test("reports the id from a matching request without changing what the app receives or answers", async () => {
+    const body = JSON.stringify({ orderNo: "P-1", note: "x".repeat(10_000) });
+    const res = await fetch(`${appUrl}/api/pay/alipay`, { method: "POST", body });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), `echo:${body}`);
+    await eventually("P-1 reported", () => registrations().some((r) => r.rule === "pay" && r.id === "P-1"));
+    const batch = dispatcher.batches.find((b) => b.registrations.some((r) => r.id === "P-1"))!;
+    assert.equal(batch.env, "sit");
+    assert.equal(batch.auth, `Basic ${Buffer.from("app-1:secret").toString("base64")}`);
+  });
+
+  test("reads the id from the response for figure-4 rules, across several writes", async () => {
+    const res = await fetch(`${appUrl}/api/orders`, { method: "POST", body: "{}" });
+    assert.deepEqual(await res.json(), { order: { id: "ORD-9" } });
+    await eventually("ORD-9 reported", () => registrations().some((r) => r.rule === "order" && r.id === "ORD-9"));
+  });
+
+  test("non-matching paths, other methods and bodies without an id report nothing and pass unchanged", async () => {
+    const before = registrations().length;
+    const failuresBefore = agent.stats().extractionFailures;
+    assert.equal(await (await fetch(`${appUrl}/api/other`, { method: "POST", body: '{"orderNo":"N"}' })).text(), 'echo:{"orderNo":"N"}');
+    assert.equal(await (await fetch(`${appUrl}/api/pay/x`, { method: "PUT", body: '{"orderNo":"N"}' })).text(), 'echo:{"orderNo":"N"}');
+    assert.equal(await (await fetch(`${appUrl}/api/pay/x`, { method: "POST", body: "not json" })).text(), "echo:not json");
+    await eventually("the malformed body counted", () => agent.stats().extractionFailures === failuresBefore + 1);
+    await agent.flush();
+    assert.equal(registrations().length, before);
+  });
+});
+
+describe("agent with the dispatcher down", () => {
+  test("the app keeps answering; registrations queue up to the bound, then are dropped and counted", async () => {
+    const app = businessApp();
+    const appUrl = await listen(app);
+    const fake = await startFakeDispatcher();
+    const agent = startAgent({ dispatcherUrl: fake.url, env: "sit", flushIntervalMs: 10, maxQueue: 3, timeoutMs: 200, log: () => {} });
+    await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
+    await fake.close(); // now nothing answers at the dispatcher's address
+    try {
+      for (let i = 0; i < 6; i++) {
+        const res = await fetch(`${appUrl}/api/pay/x`, { method: "POST", body: JSON.stringify({ orderNo: `D-${i}` }) });
+        assert.equal(await res.text(), `echo:{"orderNo":"D-${i}"}`);
+      }
+      await eventually("drops counted", () => agent.stats().registered === 6 && agent.stats().dropped >= 3);
+      assert.ok(agent.stats().queued <= 3);
+    } finally {
+      await agent.stop();
+      app.close();
+    }
+  });
+});
+
+describe("sidecar proxy", () => {
+  test("forwards traffic unchanged to the app behind it and reports ids seen through it", async () => {
+    const fake = await startFakeDispatcher();
+    const upstream = businessApp();
+    const upstreamUrl = await listen(upstream);
+    const agent = startAgent({ dispatcherUrl: fake.url, env: "uat", flushIntervalMs: 20, log: () => {} });
+    const proxy = await startProxy({ port: 0, host: "127.0.0.1", upstream: upstreamUrl });
+    try {
+      await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
+      const body = JSON.stringify({ orderNo: "PX-1" });
+      const res = await fetch(`${proxy.url}/api/pay/wx?a=1`, { method: "POST", body });
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), `echo:${body}`);
+      await eventually("PX-1 reported", () => fake.batches.some((b) => b.env === "uat" && b.registrations.some((r) => r.id === "PX-1")));
+    } finally {
+      await proxy.close();
+      await agent.stop();
+      upstream.close();
+      await fake.close();
+    }
+  });
+
+  test("answers 502 when the app behind it is down", async () => {
+    const proxy = await startProxy({ port: 0, host: "127.0.0.1", upstream: "http://127.0.0.1:1" });
+    try {
+      const res = await fetch(`${proxy.url}/anything`);
+      assert.equal(res.status, 502);
+    } finally {
+      await proxy.close();
+    }
+  });
+});

@@ -1,0 +1,202 @@
+import { create } from "@bufbuild/protobuf";
+import type { Bus } from "@opsplane/bus";
+import type { RuleSpec } from "@opsplane/callback-agent/rules";
+import { CallbackRulesChangedSchema, toEventData, topics } from "@opsplane/contracts";
+import { type Auditor, badRequest, conflict, notFound, type Principal } from "@opsplane/platform";
+import type { Pool, PoolClient } from "pg";
+
+export interface Environment {
+  name: string;
+  baseUrl: string;
+  production: boolean;
+  description: string;
+}
+
+export interface StoredRule {
+  name: string;
+  revision: number;
+  enabled: boolean;
+  spec: RuleSpec;
+  updatedAt: string;
+}
+
+export interface ChangeContext {
+  principal: Principal | undefined;
+  requestId: string;
+}
+
+interface Deps {
+  pool: Pool;
+  bus: Bus;
+  audit: Auditor;
+}
+
+/**
+ * Rules and environments, versioned together: every change bumps the one
+ * rule-set version in the same transaction as its audit row and its
+ * `callback.rules.changed` event, so replicas and agents that see the new
+ * version see the change.
+ */
+export function createConfigStore({ pool, bus, audit }: Deps) {
+  async function change<T>(
+    who: ChangeContext,
+    target: string,
+    action: "create" | "update" | "delete",
+    fn: (c: PoolClient) => Promise<{ before: unknown; after: unknown; result: T }>,
+  ): Promise<T> {
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      const { before, after, result } = await fn(client);
+      const { rows } = await client.query<{ version: string }>("UPDATE rule_set_version SET version = version + 1 RETURNING version");
+      const version = BigInt(rows[0]!.version);
+      await audit.record(client, {
+        principal: who.principal,
+        action: `${target.split("/")[0]}.${action}`,
+        target,
+        before,
+        after,
+        requestId: who.requestId,
+      });
+      await bus.publish(
+        {
+          topic: topics.callbackRulesChanged.name,
+          type: topics.callbackRulesChanged.type,
+          key: target,
+          data: toEventData(topics.callbackRulesChanged, create(CallbackRulesChangedSchema, { target, action, version })),
+        },
+        { tx: client },
+      );
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  return {
+    async version(): Promise<number> {
+      const { rows } = await pool.query<{ version: string }>("SELECT version FROM rule_set_version");
+      return Number(rows[0]!.version);
+    },
+
+    async listEnvironments(): Promise<Environment[]> {
+      const { rows } = await pool.query<Environment>(
+        'SELECT name, base_url AS "baseUrl", production, description FROM environments ORDER BY production DESC, name',
+      );
+      return rows;
+    },
+
+    async putEnvironment(who: ChangeContext, env: Environment): Promise<Environment> {
+      const url = checkBaseUrl(env.baseUrl);
+      return change(who, `environment/${env.name}`, "update", async (c) => {
+        const before = (await c.query("SELECT base_url, production, description FROM environments WHERE name = $1 FOR UPDATE", [env.name]))
+          .rows[0];
+        if (env.production) {
+          const other = await c.query<{ name: string }>("SELECT name FROM environments WHERE production AND name <> $1", [env.name]);
+          if (other.rows[0]) throw conflict(`environment ${other.rows[0].name} is already production; there is exactly one`);
+        }
+        await c.query(
+          `INSERT INTO environments (name, base_url, production, description) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (name) DO UPDATE SET base_url = $2, production = $3, description = $4, updated_at = now()`,
+          [env.name, url, env.production, env.description],
+        );
+        const after = { ...env, baseUrl: url };
+        return { before, after, result: after };
+      });
+    },
+
+    async deleteEnvironment(who: ChangeContext, name: string): Promise<void> {
+      await change(who, `environment/${name}`, "delete", async (c) => {
+        const { rows } = await c.query("DELETE FROM environments WHERE name = $1 RETURNING name, base_url, production", [name]);
+        if (!rows[0]) throw notFound(`no environment ${name}`);
+        return { before: rows[0], after: undefined, result: undefined };
+      });
+    },
+
+    async listRules(): Promise<StoredRule[]> {
+      const { rows } = await pool.query<StoredRule>(
+        `SELECT name, revision, enabled, spec, updated_at AS "updatedAt" FROM rules ORDER BY name`,
+      );
+      return rows;
+    },
+
+    async getRule(name: string): Promise<StoredRule> {
+      const { rows } = await pool.query<StoredRule>(
+        `SELECT name, revision, enabled, spec, updated_at AS "updatedAt" FROM rules WHERE name = $1`,
+        [name],
+      );
+      if (!rows[0]) throw notFound(`no rule ${name}`);
+      return rows[0];
+    },
+
+    async ruleRevisions(name: string): Promise<Array<{ revision: number; spec: RuleSpec | null; actor: string; at: string }>> {
+      const { rows } = await pool.query(
+        "SELECT revision, spec, actor, at FROM rule_revisions WHERE name = $1 ORDER BY revision DESC LIMIT 100",
+        [name],
+      );
+      if (!rows.length) throw notFound(`no rule ${name}`);
+      return rows;
+    },
+
+    /** Creates or replaces a rule (already validated by the caller); `expectRevision` guards against lost updates. */
+    async putRule(who: ChangeContext, spec: RuleSpec, expectRevision: number | undefined): Promise<StoredRule> {
+      return change(who, `rule/${spec.name}`, "update", async (c) => {
+        const prev = (
+          await c.query<{ spec: RuleSpec; revision: number }>("SELECT spec, revision FROM rules WHERE name = $1 FOR UPDATE", [spec.name])
+        ).rows[0];
+        const last = (await c.query<{ r: number | null }>("SELECT max(revision) AS r FROM rule_revisions WHERE name = $1", [spec.name]))
+          .rows[0]!.r;
+        if (expectRevision !== undefined && (prev?.revision ?? 0) !== expectRevision)
+          throw conflict(`rule ${spec.name} is at revision ${prev?.revision ?? 0}, not ${expectRevision}`);
+        const revision = (last ?? 0) + 1;
+        const { rows } = await c.query<StoredRule>(
+          `INSERT INTO rules (name, spec, enabled, revision) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (name) DO UPDATE SET spec = $2, enabled = $3, revision = $4, updated_at = now()
+           RETURNING name, revision, enabled, spec, updated_at AS "updatedAt"`,
+          [spec.name, spec, spec.enabled !== false, revision],
+        );
+        await c.query("INSERT INTO rule_revisions (name, revision, spec, actor) VALUES ($1, $2, $3, $4)", [
+          spec.name,
+          revision,
+          spec,
+          actor(who),
+        ]);
+        return { before: prev?.spec, after: spec, result: rows[0]! };
+      });
+    },
+
+    async deleteRule(who: ChangeContext, name: string): Promise<void> {
+      await change(who, `rule/${name}`, "delete", async (c) => {
+        const { rows } = await c.query<{ spec: RuleSpec; revision: number }>("DELETE FROM rules WHERE name = $1 RETURNING spec, revision", [
+          name,
+        ]);
+        if (!rows[0]) throw notFound(`no rule ${name}`);
+        const last = (await c.query<{ r: number }>("SELECT max(revision) AS r FROM rule_revisions WHERE name = $1", [name])).rows[0]!.r;
+        await c.query("INSERT INTO rule_revisions (name, revision, spec, actor) VALUES ($1, $2, NULL, $3)", [name, last + 1, actor(who)]);
+        return { before: rows[0].spec, after: undefined, result: undefined };
+      });
+    },
+  };
+}
+
+export type ConfigStore = ReturnType<typeof createConfigStore>;
+
+const actor = (who: ChangeContext) => (who.principal ? `${who.principal.kind}:${who.principal.id}` : "anonymous");
+
+/** Targets are the only hosts the dispatcher will send to: plain http(s) origins with an optional path prefix. */
+function checkBaseUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw badRequest(`baseUrl "${raw}" is not a URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw badRequest("baseUrl must be http or https");
+  if (url.username || url.password) throw badRequest("baseUrl must not carry credentials");
+  if (url.search || url.hash) throw badRequest("baseUrl must not have a query or fragment");
+  return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+}

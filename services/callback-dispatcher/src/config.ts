@@ -1,0 +1,34 @@
+import { z } from "zod";
+
+/** The dispatcher's own environment variables (beside the platform's). */
+export const dispatcherEnv = {
+  /** Key prefix of registrations in Redis. */
+  REDIS_KEY_PREFIX: z.string().default("callback-dispatcher:"),
+  /** How long an upstream may take to answer (headers, then each body chunk) before the callback gets 504. */
+  UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
+  /** Keep-alive connections per environment. */
+  UPSTREAM_CONNECTIONS: z.coerce.number().int().min(1).max(1024).default(64),
+  /** Bytes of a callback body read for id extraction; larger bodies stream to production unread. */
+  CALLBACK_EXTRACT_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  /** How often each replica checks the rule-set version for changes made elsewhere. */
+  RULES_POLL_MS: z.coerce.number().int().min(50).default(2_000),
+  /** How often decisions are written to PostgreSQL (and published) in one batch; small batches keep each flush's pause on the event loop short. */
+  DECISION_FLUSH_MS: z.coerce.number().int().min(10).default(50),
+  /**
+   * Which decisions are also published as `callback.dispatched`: "notable" (routed to a test
+   * environment, failed upstream, or sent to production for a reason other than "not ours"),
+   * "all", or "none". Every decision is recorded in the decisions table either way.
+   */
+  DISPATCH_EVENTS: z.enum(["notable", "all", "none"]).default("notable"),
+  /** Decisions held in memory while PostgreSQL is slow; past this they are dropped and counted. */
+  DECISION_QUEUE_MAX: z.coerce.number().int().min(100).default(100_000),
+  /** Recorded decisions older than this many days are deleted. */
+  DECISION_RETENTION_DAYS: z.coerce.number().min(1).max(3650).default(14),
+  /** How often the retention sweep runs (one replica at a time, under an advisory lock). */
+  DECISION_SWEEP_MS: z.coerce.number().int().min(100).default(3_600_000),
+  /** Without Redis: most registrations kept in memory (oldest evicted first). */
+  REGISTRY_MEMORY_MAX: z.coerce.number().int().min(100).default(1_000_000),
+  /** Limits of one extraction script call. */
+  SCRIPT_TIME_LIMIT_MS: z.coerce.number().int().min(1).max(10_000).default(50),
+  SCRIPT_MEMORY_LIMIT_BYTES: z.coerce.number().int().min(1_048_576).default(16_777_216),
+};

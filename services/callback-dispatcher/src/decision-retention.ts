@@ -1,0 +1,69 @@
+import type { Logger } from "@opsplane/platform";
+import type { Pool } from "pg";
+
+/** Rows deleted per statement, so one sweep never holds a long lock or a huge transaction. */
+const deleteBatch = 10_000;
+
+/**
+ * Deletes decisions older than the retention period. Every replica runs the
+ * sweep; a transaction-scoped advisory lock lets one of them do it at a time
+ * (the others skip that round). Deletes go in bounded batches via the `at` index.
+ */
+export function createDecisionRetention(o: { pool: Pool; schema: string; retentionDays: number; sweepMs: number; log: Logger }) {
+  const lockName = `opsplane.${o.schema}.decision-retention`;
+  let running: Promise<number> | undefined;
+
+  async function sweepOnce(): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const client = await o.pool.connect();
+      let n: number;
+      try {
+        await client.query("BEGIN");
+        const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked", [lockName]);
+        if (!rows[0]!.locked) {
+          await client.query("ROLLBACK");
+          return deleted;
+        }
+        const res = await client.query(
+          `DELETE FROM decisions WHERE id IN (
+             SELECT id FROM decisions WHERE at < now() - make_interval(days => $1) ORDER BY at LIMIT $2)`,
+          [o.retentionDays, deleteBatch],
+        );
+        await client.query("COMMIT");
+        n = res.rowCount ?? 0;
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+      deleted += n;
+      if (n < deleteBatch) return deleted;
+    }
+  }
+
+  const sweep = () => {
+    running ??= sweepOnce()
+      .then((n) => {
+        if (n) o.log.info({ deleted: n, retentionDays: o.retentionDays }, "old decisions deleted");
+        return n;
+      })
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
+  };
+  const tick = () => void sweep().catch((err) => o.log.warn({ err: (err as Error).message }, "decision retention sweep failed"));
+  const timer = setInterval(tick, o.sweepMs);
+  timer.unref();
+  tick();
+
+  return {
+    sweep,
+    async close(): Promise<void> {
+      clearInterval(timer);
+      await running?.catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,268 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
+import { hopByHopHeaders } from "@opsplane/callback-agent/hop-by-hop";
+import { type Dispatcher, errors, Pool } from "undici";
+import type { Environment } from "./config-store.js";
+
+export interface OutboundCallback {
+  method: string;
+  /** Path and query exactly as received. */
+  pathAndQuery: string;
+  /** End-to-end request headers as a flat `[name, value, …]` list (see {@link outboundHeaders}). */
+  headers: string[];
+  /** The exact bytes received: a buffer when read whole, else a stream of them. */
+  body: Buffer | Readable | AsyncIterable<Buffer>;
+}
+
+/** How the upstream answered; the answer itself has already been written to the caller. */
+export interface Forwarded {
+  status: number;
+  /** Set when the upstream failed after its status line had been passed on (the caller's response is cut short). */
+  error?: string;
+}
+
+/** Answers up to 64 KiB are read whole and written back in one write; larger ones stream. */
+const bufferedResponseMax = 64 * 1024;
+
+/** The upstream did not answer in time (504) or could not be reached (502); nothing was written to the caller yet. */
+export class UpstreamError extends Error {
+  constructor(
+    readonly status: 502 | 504,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const isTimeout = (err: unknown) =>
+  err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError || err instanceof errors.ConnectTimeoutError;
+
+/** Header names the dispatcher sets itself on forwarded requests, so the caller's copies are dropped. */
+const replacedOnRequest = new Set(["host", "x-forwarded-for", "x-forwarded-host", "x-request-id"]);
+
+/** Names listed in a `Connection` header: hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionNamed(value: string | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  const names = new Set<string>();
+  for (const n of value.split(",")) {
+    const name = n.trim().toLowerCase();
+    if (name) names.add(name);
+  }
+  return names;
+}
+
+/**
+ * The end-to-end headers of a callback, from its raw header list (names keep their case, repeated
+ * headers stay repeated), plus `X-Forwarded-For`, `X-Forwarded-Host` and `X-Request-Id`.
+ */
+export function outboundHeaders(req: IncomingMessage, requestId: string): string[] {
+  const raw = req.rawHeaders;
+  let connection: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === "connection") connection = `${connection ?? ""},${raw[i + 1]}`;
+  const named = connectionNamed(connection);
+  const out: string[] = [];
+  let host: string | undefined;
+  let forwardedHost: string | undefined;
+  let forwardedFor: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    if (replacedOnRequest.has(name)) {
+      if (name === "host") host = value;
+      else if (name === "x-forwarded-host") forwardedHost = value;
+      else if (name === "x-forwarded-for") forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
+      continue;
+    }
+    if (hopByHopHeaders.has(name) || named?.has(name)) continue;
+    out.push(raw[i]!, value);
+  }
+  const clientIp = req.socket.remoteAddress;
+  const xff = forwardedFor && clientIp ? `${forwardedFor}, ${clientIp}` : (forwardedFor ?? clientIp);
+  if (xff) out.push("x-forwarded-for", xff);
+  const xfh = host ?? forwardedHost;
+  if (xfh !== undefined) out.push("x-forwarded-host", xfh);
+  out.push("x-request-id", requestId);
+  return out;
+}
+
+/** The upstream's end-to-end response headers as `[name, value, …]`, without its `X-Request-Id` (the caller gets ours). */
+function responseHeaders(raw: Buffer[]): { list: string[]; hasLength: boolean } {
+  const names: string[] = [];
+  let connection: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString("latin1").toLowerCase();
+    names.push(name);
+    if (name === "connection") connection = `${connection ?? ""},${raw[i + 1]!.toString("latin1")}`;
+  }
+  const named = connectionNamed(connection);
+  const list: string[] = [];
+  let hasLength = false;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    if (hopByHopHeaders.has(name) || named?.has(name) || name === "x-request-id") continue;
+    if (name === "content-length") hasLength = true;
+    list.push(name, raw[2 * i + 1]!.toString("latin1"));
+  }
+  return { list, hasLength };
+}
+
+/**
+ * One forwarded callback as an undici dispatch handler: no response stream objects for the usual
+ * small answer (collected, then one `writeHead` + `end`), direct piping with backpressure for large ones.
+ */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  private status = 0;
+  private headers: string[] = [];
+  private hasLength = false;
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private streaming = false;
+  private abort: ((err?: Error) => void) | undefined;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly method: string,
+    private readonly requestId: string,
+    private readonly describe: (err: Error) => string,
+    private readonly onResponseHeaders: () => void,
+    private readonly resolve: (f: Forwarded) => void,
+    private readonly reject: (err: UpstreamError) => void,
+  ) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    if (status < 200) return true; // interim answers (100 Continue) are the connection's business
+    this.status = status;
+    const { list, hasLength } = responseHeaders(raw);
+    list.push("x-request-id", this.requestId);
+    this.headers = list;
+    this.hasLength = hasLength;
+    this.resumeUpstream = resume;
+    this.onResponseHeaders();
+    return true;
+  }
+
+  private resumeUpstream: () => void = () => {};
+
+  onData(chunk: Buffer): boolean {
+    if (this.streaming) return this.write(chunk);
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size <= bufferedResponseMax) return true;
+    // Large answer: pass on what we have and stream the rest as it comes.
+    this.streaming = true;
+    this.res.writeHead(this.status, this.headers);
+    this.res.once("close", () => {
+      if (!this.res.writableFinished) this.abort?.(new Error("caller went away"));
+    });
+    let ok = true;
+    for (const c of this.chunks) ok = this.write(c);
+    this.chunks = [];
+    return ok;
+  }
+
+  private write(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    this.res.once("drain", this.resumeUpstream);
+    return false;
+  }
+
+  onComplete(): void {
+    if (this.streaming) {
+      this.res.end();
+    } else {
+      const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+      const bodiless = this.method === "HEAD" || this.status === 204 || this.status === 304;
+      if (!this.hasLength && !bodiless) this.headers.push("content-length", String(body.length));
+      this.res.writeHead(this.status, this.headers);
+      this.res.end(body);
+    }
+    this.resolve({ status: this.status });
+  }
+
+  onError(err: Error): void {
+    const message = this.describe(err);
+    if (!this.streaming) {
+      this.reject(new UpstreamError(isTimeout(err) ? 504 : 502, message));
+      return;
+    }
+    this.res.destroy(err);
+    this.resolve({ status: this.status, error: message });
+  }
+}
+
+/**
+ * Sends callbacks to environments over keep-alive pools, one per origin, and
+ * writes each answer back to the caller. Only configured environments are
+ * ever targets, so this is no open proxy.
+ */
+export function createForwarder(o: {
+  timeoutMs: number;
+  connections: number;
+  onResponseHeaders?(env: Environment, seconds: number): void;
+}) {
+  const pools = new Map<string, Pool>();
+  // Parsed once per base URL, not per callback.
+  const targets = new Map<string, { pool: Pool; origin: string; prefix: string }>();
+  const targetOf = (baseUrl: string) => {
+    let t = targets.get(baseUrl);
+    if (!t) {
+      const url = new URL(baseUrl);
+      let pool = pools.get(url.origin);
+      if (!pool) {
+        pool = new Pool(url.origin, {
+          connections: o.connections,
+          keepAliveTimeout: 30_000,
+          headersTimeout: o.timeoutMs,
+          bodyTimeout: o.timeoutMs,
+          connectTimeout: Math.min(o.timeoutMs, 5_000),
+        });
+        pools.set(url.origin, pool);
+      }
+      t = { pool, origin: url.origin, prefix: url.pathname.replace(/\/+$/, "") };
+      targets.set(baseUrl, t);
+    }
+    return t;
+  };
+
+  return {
+    /**
+     * Forwards one callback and writes the upstream's answer to `res`. Rejects with an
+     * UpstreamError (nothing written yet) when the upstream cannot be reached or does not answer in time.
+     */
+    forward(env: Environment, cb: OutboundCallback, res: ServerResponse, requestId: string): Promise<Forwarded> {
+      const target = targetOf(env.baseUrl);
+      const started = performance.now();
+      return new Promise<Forwarded>((resolve, reject) => {
+        const handler = new ForwardHandler(
+          res,
+          cb.method,
+          requestId,
+          (err) => `${env.name} (${target.origin}): ${err.message}`,
+          () => o.onResponseHeaders?.(env, (performance.now() - started) / 1000),
+          resolve,
+          reject,
+        );
+        target.pool.dispatch(
+          {
+            method: cb.method as Dispatcher.HttpMethod,
+            path: target.prefix ? `${target.prefix}${cb.pathAndQuery}` : cb.pathAndQuery,
+            headers: cb.headers,
+            body: cb.body as Dispatcher.DispatchOptions["body"],
+          },
+          handler,
+        );
+      });
+    },
+    async close(): Promise<void> {
+      await Promise.all([...pools.values()].map((p) => p.close()));
+      pools.clear();
+      targets.clear();
+    },
+  };
+}
+
+export type Forwarder = ReturnType<typeof createForwarder>;

@@ -1,0 +1,121 @@
+import type { Redis } from "ioredis";
+import type { Pool } from "pg";
+
+export interface RegistrationInput {
+  rule: string;
+  id: string;
+  ttlSeconds: number;
+}
+
+/**
+ * Which test environment created each business object. PostgreSQL is the
+ * record; lookups are served from Redis (several replicas) or from this
+ * process's memory (single node: REDIS_URL unset, one replica).
+ */
+export interface Registry {
+  readonly kind: "redis" | "memory";
+  register(env: string, items: RegistrationInput[]): Promise<void>;
+  /** The environment that registered (rule, id) and has not expired, if any. */
+  lookup(rule: string, id: string): Promise<string | undefined> | string | undefined;
+  /** Deletes expired rows from the record. */
+  purgeExpired(): Promise<number>;
+}
+
+async function record(pool: Pool, env: string, items: RegistrationInput[]): Promise<void> {
+  // Latest registration wins: the same id created again in another environment moves its callbacks there.
+  await pool.query(
+    `INSERT INTO registrations (rule, object_id, env, expires_at)
+     SELECT r, i, $1, now() + make_interval(secs => t) FROM unnest($2::text[], $3::text[], $4::int[]) AS x(r, i, t)
+     ON CONFLICT (rule, object_id) DO UPDATE SET env = excluded.env, registered_at = now(), expires_at = excluded.expires_at`,
+    [env, items.map((x) => x.rule), items.map((x) => x.id), items.map((x) => x.ttlSeconds)],
+  );
+}
+
+const purge = async (pool: Pool) => (await pool.query("DELETE FROM registrations WHERE expires_at < now()")).rowCount ?? 0;
+
+export function redisRegistry(pool: Pool, redis: Redis, prefix: string): Registry {
+  const key = (rule: string, id: string) => `${prefix}reg:${rule}:${id}`;
+  // Lookups of all callbacks read in one event-loop turn go to Redis as one MGET: one command, one
+  // write and one wake-up of Redis per turn instead of one per callback.
+  let batch: Array<{ rule: string; id: string; resolve(env: string | undefined): void }> | undefined;
+  const flush = () => {
+    const pending = batch!;
+    batch = undefined;
+    redis.mget(pending.map((x) => key(x.rule, x.id))).then(
+      (envs) => {
+        for (let i = 0; i < pending.length; i++) pending[i]!.resolve(envs[i] ?? undefined);
+      },
+      () => {
+        // Redis is the fast copy; while it is unreachable the record answers (a lookup that fails there rejects).
+        for (const x of pending) x.resolve(lookupRecord(pool, x.rule, x.id) as never);
+      },
+    );
+  };
+  return {
+    kind: "redis",
+    async register(env, items) {
+      await record(pool, env, items);
+      const multi = redis.multi();
+      for (const x of items) multi.set(key(x.rule, x.id), env, "EX", x.ttlSeconds);
+      await multi.exec();
+    },
+    lookup(rule, id) {
+      return new Promise<string | undefined>((resolve) => {
+        if (!batch) {
+          batch = [];
+          setImmediate(flush);
+        }
+        batch.push({ rule, id, resolve });
+      });
+    },
+    purgeExpired: () => purge(pool),
+  };
+}
+
+async function lookupRecord(pool: Pool, rule: string, id: string): Promise<string | undefined> {
+  const { rows } = await pool.query<{ env: string }>(
+    "SELECT env FROM registrations WHERE rule = $1 AND object_id = $2 AND expires_at > now()",
+    [rule, id],
+  );
+  return rows[0]?.env;
+}
+
+/**
+ * Single node: every registration passes through this process, so memory is
+ * authoritative once loaded from the record at start-up. Bounded: past `max`
+ * entries the oldest registration is evicted (and its callbacks go to production).
+ */
+export async function memoryRegistry(pool: Pool, max: number): Promise<Registry> {
+  const entries = new Map<string, { env: string; expiresAt: number }>();
+  const key = (rule: string, id: string) => `${rule}\u0000${id}`;
+  const put = (k: string, env: string, expiresAt: number) => {
+    entries.delete(k);
+    entries.set(k, { env, expiresAt });
+    if (entries.size > max) entries.delete(entries.keys().next().value!);
+  };
+  const { rows } = await pool.query<{ rule: string; object_id: string; env: string; expires_ms: string }>(
+    `SELECT rule, object_id, env, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms
+     FROM registrations WHERE expires_at > now() ORDER BY registered_at DESC LIMIT $1`,
+    [max],
+  );
+  for (const r of rows.reverse()) put(key(r.rule, r.object_id), r.env, Number(r.expires_ms));
+  return {
+    kind: "memory",
+    async register(env, items) {
+      await record(pool, env, items);
+      const now = Date.now();
+      for (const x of items) put(key(x.rule, x.id), env, now + x.ttlSeconds * 1000);
+    },
+    lookup(rule, id) {
+      const k = key(rule, id);
+      const e = entries.get(k);
+      if (!e) return undefined;
+      if (e.expiresAt <= Date.now()) {
+        entries.delete(k);
+        return undefined;
+      }
+      return e.env;
+    },
+    purgeExpired: () => purge(pool),
+  };
+}

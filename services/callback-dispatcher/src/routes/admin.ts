@@ -1,0 +1,105 @@
+import { RuleInvalidError, type RuleSpec, type ScriptCompiler, validateRule } from "@opsplane/callback-agent/rules";
+import { type App, badRequest, type Principal, type ServiceContext } from "@opsplane/platform";
+import { Type } from "@sinclair/typebox";
+import type { ConfigStore } from "../config-store.js";
+import { dryRun } from "../dry-run.js";
+import type { Registry } from "../registry.js";
+import type { RuleSetCache } from "../rule-set.js";
+import { DecisionsQuery, DryRunBody, EnvironmentBody, EnvName, NameParam, RuleBody } from "../schemas.js";
+
+const base = "/_dispatcher/v1";
+
+export interface AdminDeps {
+  ctx: ServiceContext;
+  store: ConfigStore;
+  rules: RuleSetCache;
+  registry: Registry;
+  compileScript: ScriptCompiler;
+}
+
+/** Operators' REST API: environments, rules (validated, versioned, audited), decisions, dry runs. */
+export function registerAdminRoutes(app: App, d: AdminDeps): void {
+  const who = (req: { principal?: Principal; id: string }) => ({ principal: req.principal, requestId: req.id });
+
+  app.get(`${base}/environments`, async () => ({ environments: await d.store.listEnvironments() }));
+
+  app.put(`${base}/environments/:name`, { schema: { params: Type.Object({ name: EnvName }), body: EnvironmentBody } }, async (req) => {
+    const env = await d.store.putEnvironment(who(req), {
+      name: req.params.name,
+      baseUrl: req.body.baseUrl,
+      production: req.body.production ?? false,
+      description: req.body.description ?? "",
+    });
+    await d.rules.refresh();
+    return env;
+  });
+
+  app.delete(`${base}/environments/:name`, { schema: { params: Type.Object({ name: EnvName }) } }, async (req, reply) => {
+    await d.store.deleteEnvironment(who(req), req.params.name);
+    await d.rules.refresh();
+    return reply.code(204).send();
+  });
+
+  app.get(`${base}/rules`, async () => ({ version: d.rules.current().version, rules: await d.store.listRules() }));
+
+  app.get(`${base}/rules/:name`, { schema: { params: Type.Object({ name: NameParam }) } }, async (req) => d.store.getRule(req.params.name));
+
+  app.get(`${base}/rules/:name/revisions`, { schema: { params: Type.Object({ name: NameParam }) } }, async (req) => ({
+    revisions: await d.store.ruleRevisions(req.params.name),
+  }));
+
+  app.put(
+    `${base}/rules/:name`,
+    {
+      schema: {
+        params: Type.Object({ name: NameParam }),
+        querystring: Type.Object({ expectRevision: Type.Optional(Type.Integer({ minimum: 0 })) }),
+        body: RuleBody,
+      },
+    },
+    async (req) => {
+      const spec: RuleSpec = { name: req.params.name, ...req.body };
+      try {
+        await validateRule(spec, d.compileScript);
+      } catch (err) {
+        if (err instanceof RuleInvalidError) throw badRequest(`rule ${spec.name} is invalid: ${err.message}`, { field: err.field });
+        throw err;
+      }
+      const saved = await d.store.putRule(who(req), spec, req.query.expectRevision);
+      await d.rules.refresh();
+      return { ...saved, version: d.rules.current().version };
+    },
+  );
+
+  app.delete(`${base}/rules/:name`, { schema: { params: Type.Object({ name: NameParam }) } }, async (req, reply) => {
+    await d.store.deleteRule(who(req), req.params.name);
+    await d.rules.refresh();
+    return reply.code(204).send();
+  });
+
+  app.get(`${base}/decisions`, { schema: { querystring: DecisionsQuery } }, async (req) => {
+    const q = req.query;
+    const { rows } = await d.ctx.pool.query(
+      `SELECT id, at, request_id AS "requestId", method, path, rule, object_id AS "objectId", target_env AS "targetEnv",
+              reason, detail, status, latency_ms AS "latencyMs", error
+       FROM decisions
+       WHERE ($1::text IS NULL OR rule = $1) AND ($2::text IS NULL OR object_id = $2) AND ($3::text IS NULL OR target_env = $3)
+       ORDER BY at DESC, id DESC LIMIT $4`,
+      [q.rule ?? null, q.objectId ?? null, q.target ?? null, q.limit ?? 100],
+    );
+    return { decisions: rows.map((r) => ({ ...r, id: String(r.id) })) };
+  });
+
+  app.get(
+    `${base}/registrations/:rule/:id`,
+    { schema: { params: Type.Object({ rule: NameParam, id: Type.String({ minLength: 1, maxLength: 256 }) }) } },
+    async (req) => {
+      const env = await d.registry.lookup(req.params.rule, req.params.id);
+      return { rule: req.params.rule, id: req.params.id, env: env ?? null };
+    },
+  );
+
+  app.post(`${base}/dry-run`, { config: { access: { role: "viewer" } }, schema: { body: DryRunBody } }, async (req) =>
+    dryRun(req.body, d.rules.current(), d.registry),
+  );
+}

@@ -1,0 +1,93 @@
+import { type CompiledRule, compileRule, type RuleSpec, type ScriptCompiler } from "@opsplane/callback-agent/rules";
+import type { Logger } from "@opsplane/platform";
+import type { Pool } from "pg";
+import type { Environment } from "./config-store.js";
+
+/** Everything the hot path needs, compiled once per rule-set version and swapped whole. */
+export interface RuleSetSnapshot {
+  version: number;
+  /** Enabled rules only, in name order. */
+  rules: CompiledRule[];
+  /** Specs of all rules, as agents receive them. */
+  specs: RuleSpec[];
+  environments: Map<string, Environment>;
+  production: Environment | undefined;
+}
+
+export interface RuleSetCache {
+  current(): RuleSetSnapshot;
+  /** Reloads when the stored version differs from the one in memory. */
+  refresh(): Promise<void>;
+  close(): void;
+}
+
+/**
+ * Keeps the compiled rule set in memory and follows changes made on any
+ * replica by polling the one version number (cheap: a single-row read).
+ */
+export async function createRuleSetCache(o: {
+  pool: Pool;
+  compileScript: ScriptCompiler;
+  pollMs: number;
+  log: Logger;
+  onReload(snapshot: RuleSetSnapshot): void;
+}): Promise<RuleSetCache> {
+  let snapshot = await load();
+  o.onReload(snapshot);
+  let refreshing: Promise<void> | undefined;
+
+  async function load(): Promise<RuleSetSnapshot> {
+    const client = await o.pool.connect();
+    try {
+      // One snapshot of version, rules and environments, so they always agree.
+      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      const version = Number((await client.query<{ version: string }>("SELECT version FROM rule_set_version")).rows[0]!.version);
+      const ruleRows = (await client.query<{ spec: RuleSpec; enabled: boolean }>("SELECT spec, enabled FROM rules ORDER BY name")).rows;
+      const envRows = (await client.query<Environment>('SELECT name, base_url AS "baseUrl", production, description FROM environments'))
+        .rows;
+      await client.query("COMMIT");
+      const rules: CompiledRule[] = [];
+      for (const row of ruleRows) {
+        if (!row.enabled) continue;
+        try {
+          rules.push(compileRule(row.spec, o.compileScript));
+        } catch (err) {
+          o.log.error({ rule: row.spec.name, err: (err as Error).message }, "stored rule does not compile; skipped");
+        }
+      }
+      return {
+        version,
+        rules,
+        specs: ruleRows.filter((r) => r.enabled).map((r) => r.spec),
+        environments: new Map(envRows.map((e) => [e.name, e])),
+        production: envRows.find((e) => e.production),
+      };
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  const refresh = () => {
+    refreshing ??= (async () => {
+      try {
+        const { rows } = await o.pool.query<{ version: string }>("SELECT version FROM rule_set_version");
+        if (Number(rows[0]!.version) === snapshot.version) return;
+        snapshot = await load();
+        o.onReload(snapshot);
+        o.log.info({ version: snapshot.version, rules: snapshot.rules.length }, "rule set reloaded");
+      } catch (err) {
+        o.log.warn({ err: (err as Error).message }, "rule set refresh failed; keeping the previous one");
+      } finally {
+        refreshing = undefined;
+      }
+    })();
+    return refreshing;
+  };
+
+  const timer = setInterval(() => void refresh(), o.pollMs);
+  timer.unref();
+  return { current: () => snapshot, refresh, close: () => clearInterval(timer) };
+}

@@ -1,0 +1,116 @@
+import { type Static, Type } from "@sinclair/typebox";
+
+export const NameParam = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", description: "lower-case letters, digits, _ . -" });
+export const EnvName = Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" });
+
+const Extractor = Type.Object(
+  {
+    kind: Type.Union([
+      Type.Literal("json"),
+      Type.Literal("query"),
+      Type.Literal("form"),
+      Type.Literal("header"),
+      Type.Literal("xml"),
+      Type.Literal("script"),
+    ]),
+    expr: Type.String({ minLength: 1, maxLength: 16_384 }),
+    from: Type.Optional(Type.Union([Type.Literal("request"), Type.Literal("response")])),
+  },
+  { additionalProperties: false },
+);
+
+const Headers = Type.Record(Type.String(), Type.String({ maxLength: 8192 }));
+
+const Sample = Type.Object(
+  {
+    method: Type.Optional(Type.String({ pattern: "^[A-Za-z]{1,16}$" })),
+    path: Type.String({ pattern: "^/", maxLength: 2048 }),
+    query: Type.Optional(Type.String({ maxLength: 8192 })),
+    headers: Type.Optional(Headers),
+    body: Type.Optional(Type.String({ maxLength: 262_144 })),
+    response: Type.Optional(
+      Type.Object(
+        {
+          status: Type.Optional(Type.Integer({ minimum: 100, maximum: 599 })),
+          headers: Type.Optional(Headers),
+          body: Type.Optional(Type.String({ maxLength: 262_144 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    expectId: Type.String({ minLength: 1, maxLength: 256 }),
+  },
+  { additionalProperties: false },
+);
+
+const Pattern = Type.String({ pattern: "^/", maxLength: 1024 });
+const Method = Type.String({ pattern: "^[A-Za-z]{1,16}$" });
+
+/** A rule as operators write it; the name comes from the URL. */
+export const RuleBody = Type.Object(
+  {
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+    enabled: Type.Optional(Type.Boolean()),
+    interface: Type.Object(
+      {
+        pattern: Pattern,
+        method: Type.Optional(Method),
+        host: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9.-]{1,253}$" })),
+        id: Extractor,
+        sample: Type.Optional(Sample),
+      },
+      { additionalProperties: false },
+    ),
+    callback: Type.Object(
+      { pattern: Pattern, method: Type.Optional(Method), id: Extractor, sample: Type.Optional(Sample) },
+      { additionalProperties: false },
+    ),
+    ttlSeconds: Type.Integer({ minimum: 1, maximum: 90 * 24 * 3600 }),
+  },
+  { additionalProperties: false },
+);
+export type RuleBody = Static<typeof RuleBody>;
+
+export const EnvironmentBody = Type.Object(
+  {
+    baseUrl: Type.String({ pattern: "^https?://", maxLength: 2048 }),
+    production: Type.Optional(Type.Boolean()),
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+  },
+  { additionalProperties: false },
+);
+export type EnvironmentBody = Static<typeof EnvironmentBody>;
+
+export const RegistrationsBody = Type.Object(
+  {
+    env: EnvName,
+    registrations: Type.Array(
+      Type.Object({ rule: NameParam, id: Type.String({ minLength: 1, maxLength: 256 }) }, { additionalProperties: false }),
+      { minItems: 1, maxItems: 5000 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type RegistrationsBody = Static<typeof RegistrationsBody>;
+
+export const DryRunBody = Type.Object(
+  {
+    method: Type.String({ pattern: "^[A-Za-z]{1,16}$" }),
+    path: Type.String({ pattern: "^/", maxLength: 8192 }),
+    headers: Type.Optional(Headers),
+    body: Type.Optional(Type.String({ maxLength: 1_048_576 })),
+  },
+  { additionalProperties: false },
+);
+export type DryRunBody = Static<typeof DryRunBody>;
+
+export const DecisionsQuery = Type.Object(
+  {
+    rule: Type.Optional(Type.String({ maxLength: 64 })),
+    objectId: Type.Optional(Type.String({ maxLength: 256 })),
+    target: Type.Optional(Type.String({ maxLength: 32 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  },
+  { additionalProperties: false },
+);
+export type DecisionsQuery = Static<typeof DecisionsQuery>;
