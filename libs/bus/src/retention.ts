@@ -1,3 +1,4 @@
+import { tryAdvisoryXactLock, withTransaction } from "@opsplane/store";
 import type pg from "pg";
 import type { BusLogger } from "./logger.js";
 
@@ -12,34 +13,21 @@ const SWEEP_BATCH = 10_000;
  * Returns the number of events deleted.
  */
 export async function sweepRetention(pool: pg.Pool, retentionMs: number): Promise<number> {
+  const cutoff = "now() - make_interval(secs => $1::double precision / 1000)";
   let deleted = 0;
   for (;;) {
-    const client = await pool.connect();
-    let n = 0;
-    try {
-      await client.query("BEGIN");
-      const lock = await client.query<{ ok: boolean }>(
-        "SELECT pg_try_advisory_xact_lock(hashtextextended('opsplane.bus.retention', 0)) AS ok",
+    const n = await withTransaction(pool, async (tx) => {
+      if (!(await tryAdvisoryXactLock(tx, "opsplane.bus.retention"))) return 0;
+      const r = await tx.query(
+        `DELETE FROM bus.events WHERE ctid = ANY (ARRAY(SELECT ctid FROM bus.events WHERE created_at < ${cutoff} LIMIT ${SWEEP_BATCH}))`,
+        [retentionMs],
       );
-      if (lock.rows[0]!.ok) {
-        const cutoff = "now() - make_interval(secs => $1::double precision / 1000)";
-        const r = await client.query(
-          `DELETE FROM bus.events WHERE ctid = ANY (ARRAY(SELECT ctid FROM bus.events WHERE created_at < ${cutoff} LIMIT ${SWEEP_BATCH}))`,
-          [retentionMs],
-        );
-        await client.query(
-          `DELETE FROM bus.inbox WHERE ctid = ANY (ARRAY(SELECT ctid FROM bus.inbox WHERE handled_at < ${cutoff} LIMIT ${SWEEP_BATCH}))`,
-          [retentionMs],
-        );
-        n = r.rowCount ?? 0;
-      }
-      await client.query("COMMIT");
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+      await tx.query(
+        `DELETE FROM bus.inbox WHERE ctid = ANY (ARRAY(SELECT ctid FROM bus.inbox WHERE handled_at < ${cutoff} LIMIT ${SWEEP_BATCH}))`,
+        [retentionMs],
+      );
+      return r.rowCount ?? 0;
+    });
     deleted += n;
     if (n < SWEEP_BATCH) return deleted;
   }

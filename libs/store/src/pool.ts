@@ -51,3 +51,12 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
 export function assertIdentifier(name: string): void {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid SQL identifier: ${JSON.stringify(name)}`);
 }
+
+/**
+ * Takes a transaction-scoped advisory lock named `name` if nobody holds it. Periodic jobs that
+ * every replica runs (retention sweeps) use it so one replica does the work and the others skip.
+ */
+export async function tryAdvisoryXactLock(tx: Queryable, name: string): Promise<boolean> {
+  const { rows } = await tx.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked", [name]);
+  return rows[0]!.locked;
+}

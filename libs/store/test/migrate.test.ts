@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { createPool, type Migration, migrate, type Pool, withTransaction } from "@opsplane/store";
+import { createPool, type Migration, migrate, type Pool, tryAdvisoryXactLock, withTransaction } from "@opsplane/store";
 import { createTestDatabase, type TestDatabase } from "@opsplane/testing";
 
 let db: TestDatabase;
@@ -71,4 +71,21 @@ test("withTransaction commits on success and rolls back on error", async () => {
   );
   const { rows } = await p.query("SELECT name FROM items WHERE name IN ('kept', 'lost')");
   assert.deepEqual(rows, [{ name: "kept" }]);
+});
+
+test("an advisory transaction lock lets one replica run a periodic job while the others skip it", async () => {
+  const p = pool("svc_a");
+  let release: () => void = () => {};
+  const held = new Promise<void>((r) => (release = r));
+  let firstLocked: (v: boolean) => void = () => {};
+  const first = new Promise<boolean>((r) => (firstLocked = r));
+  const holder = withTransaction(p, async (tx) => {
+    firstLocked(await tryAdvisoryXactLock(tx, "job.sweep"));
+    await held;
+  });
+  assert.equal(await first, true);
+  assert.equal(await withTransaction(p, (tx) => tryAdvisoryXactLock(tx, "job.sweep")), false);
+  release();
+  await holder;
+  assert.equal(await withTransaction(p, (tx) => tryAdvisoryXactLock(tx, "job.sweep")), true, "the lock ends with its transaction");
 });

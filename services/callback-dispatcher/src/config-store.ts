@@ -3,7 +3,7 @@ import type { Bus } from "@opsplane/bus";
 import type { RuleSpec } from "@opsplane/callback-agent/rules";
 import { CallbackRulesChangedSchema, toEventData, topics } from "@opsplane/contracts";
 import { type Auditor, badRequest, conflict, notFound, type Principal } from "@opsplane/platform";
-import type { Pool, PoolClient } from "pg";
+import { type Pool, type PoolClient, withTransaction } from "@opsplane/store";
 
 export interface Environment {
   name: string;
@@ -44,9 +44,7 @@ export function createConfigStore({ pool, bus, audit }: Deps) {
     action: "create" | "update" | "delete",
     fn: (c: PoolClient) => Promise<{ before: unknown; after: unknown; result: T }>,
   ): Promise<T> {
-    const client = await pool.connect();
-    try {
-      await client.query("BEGIN");
+    return withTransaction(pool, async (client) => {
       const { before, after, result } = await fn(client);
       const { rows } = await client.query<{ version: string }>("UPDATE rule_set_version SET version = version + 1 RETURNING version");
       const version = BigInt(rows[0]!.version);
@@ -67,14 +65,8 @@ export function createConfigStore({ pool, bus, audit }: Deps) {
         },
         { tx: client },
       );
-      await client.query("COMMIT");
       return result;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   return {

@@ -1,5 +1,5 @@
 import type { Logger } from "@opsplane/platform";
-import type { Pool } from "pg";
+import { type Pool, tryAdvisoryXactLock, withTransaction } from "@opsplane/store";
 
 /** Rows deleted per statement, so one sweep never holds a long lock or a huge transaction. */
 const deleteBatch = 10_000;
@@ -16,28 +16,17 @@ export function createDecisionRetention(o: { pool: Pool; schema: string; retenti
   async function sweepOnce(): Promise<number> {
     let deleted = 0;
     for (;;) {
-      const client = await o.pool.connect();
-      let n: number;
-      try {
-        await client.query("BEGIN");
-        const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked", [lockName]);
-        if (!rows[0]!.locked) {
-          await client.query("ROLLBACK");
-          return deleted;
-        }
-        const res = await client.query(
+      // -1: another replica holds the lock and sweeps this round.
+      const n = await withTransaction(o.pool, async (tx) => {
+        if (!(await tryAdvisoryXactLock(tx, lockName))) return -1;
+        const res = await tx.query(
           `DELETE FROM decisions WHERE id IN (
              SELECT id FROM decisions WHERE at < now() - make_interval(days => $1) ORDER BY at LIMIT $2)`,
           [o.retentionDays, deleteBatch],
         );
-        await client.query("COMMIT");
-        n = res.rowCount ?? 0;
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => {});
-        throw err;
-      } finally {
-        client.release();
-      }
+        return res.rowCount ?? 0;
+      });
+      if (n < 0) return deleted;
       deleted += n;
       if (n < deleteBatch) return deleted;
     }

@@ -77,7 +77,7 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
   const finish = (status: number, error?: string) => {
     deps.countCallback(decision.rule ?? "", decision.target?.name ?? "", decision.reason, status);
     deps.decisions.add({
-      at: new Date(),
+      at: Date.now(),
       requestId,
       method,
       path,

@@ -40,13 +40,18 @@ const isTimeout = (err: unknown) =>
 /** Header names the dispatcher sets itself on forwarded requests, so the caller's copies are dropped. */
 const replacedOnRequest = new Set(["host", "x-forwarded-for", "x-forwarded-host", "x-request-id"]);
 
-/** Names listed in a `Connection` header: hop-by-hop too (RFC 9110 §7.6.1). */
+/**
+ * Names listed in a `Connection` header: hop-by-hop too (RFC 9110 §7.6.1). Only names beyond the
+ * always-hop-by-hop ones are returned, so the usual `keep-alive` allocates nothing.
+ */
 function connectionNamed(value: string | undefined): Set<string> | undefined {
   if (!value) return undefined;
-  const names = new Set<string>();
+  let names: Set<string> | undefined;
   for (const n of value.split(",")) {
     const name = n.trim().toLowerCase();
-    if (name) names.add(name);
+    if (!name || hopByHopHeaders.has(name)) continue;
+    names ??= new Set();
+    names.add(name);
   }
   return names;
 }
@@ -119,12 +124,15 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private streaming = false;
   private abort: ((err?: Error) => void) | undefined;
 
+  // Plain fields rather than per-callback closures: one object per forwarded callback.
   constructor(
     private readonly res: ServerResponse,
     private readonly method: string,
     private readonly requestId: string,
-    private readonly describe: (err: Error) => string,
-    private readonly onResponseHeaders: () => void,
+    private readonly env: Environment,
+    private readonly origin: string,
+    private readonly started: number,
+    private readonly onResponseHeaders: ((env: Environment, seconds: number) => void) | undefined,
     private readonly resolve: (f: Forwarded) => void,
     private readonly reject: (err: UpstreamError) => void,
   ) {}
@@ -141,7 +149,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.headers = list;
     this.hasLength = hasLength;
     this.resumeUpstream = resume;
-    this.onResponseHeaders();
+    this.onResponseHeaders?.(this.env, (performance.now() - this.started) / 1000);
     return true;
   }
 
@@ -184,7 +192,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
-    const message = this.describe(err);
+    const message = `${this.env.name} (${this.origin}): ${err.message}`;
     if (!this.streaming) {
       this.reject(new UpstreamError(isTimeout(err) ? 504 : 502, message));
       return;
@@ -237,15 +245,7 @@ export function createForwarder(o: {
       const target = targetOf(env.baseUrl);
       const started = performance.now();
       return new Promise<Forwarded>((resolve, reject) => {
-        const handler = new ForwardHandler(
-          res,
-          cb.method,
-          requestId,
-          (err) => `${env.name} (${target.origin}): ${err.message}`,
-          () => o.onResponseHeaders?.(env, (performance.now() - started) / 1000),
-          resolve,
-          reject,
-        );
+        const handler = new ForwardHandler(res, cb.method, requestId, env, target.origin, started, o.onResponseHeaders, resolve, reject);
         target.pool.dispatch(
           {
             method: cb.method as Dispatcher.HttpMethod,

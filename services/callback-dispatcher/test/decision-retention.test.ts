@@ -31,7 +31,7 @@ describe("decision retention", () => {
     // Another replica is sweeping: this one skips the round.
     const other = await d.svc.ctx.pool.connect();
     await other.query("BEGIN");
-    await other.query("SELECT pg_advisory_xact_lock(hashtext('opsplane.callback-dispatcher.decision-retention'))");
+    await other.query("SELECT pg_advisory_xact_lock(hashtextextended('opsplane.callback-dispatcher.decision-retention', 0))");
     const retention = createDecisionRetention({
       pool: d.svc.ctx.pool,
       schema: "callback-dispatcher",
