@@ -14,7 +14,7 @@ import { existsSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import path from "node:path";
 import { sha256Hex } from "@opsplane/platform";
-import { createTestDatabase, eventually, freePort } from "@opsplane/testing";
+import { chromiumArgs, chromiumPath, createTestDatabase, eventually, freePort } from "@opsplane/testing";
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
 
@@ -170,19 +170,10 @@ const measureSnapshotInPage = `(() => {
 })()`;
 
 async function snapshotRun() {
-  const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-  if (!existsSync(executablePath)) return { skipped: `${executablePath} not found` };
+  if (!existsSync(chromiumPath)) return { skipped: `${chromiumPath} not found` };
   const browser = await chromium.launch({
-    executablePath,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
+    executablePath: chromiumPath,
+    args: chromiumArgs,
   });
   try {
     const page = await browser.newPage();

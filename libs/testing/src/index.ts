@@ -1,3 +1,4 @@
+export * from "./chromium.js";
 export * from "./database.js";
 export * from "./deps.js";
 export * from "./embedded-postgres.js";

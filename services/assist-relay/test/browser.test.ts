@@ -3,10 +3,10 @@ import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { chromiumArgs, chromiumPath } from "@opsplane/testing";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { asDeveloper, call, developerKey, startRelays } from "./harness.js";
 
-const chromiumPath = "/usr/bin/chromium";
 const secretPassword = "S3cret-pass-778";
 const cardNumber = "6222020200112233445";
 
@@ -49,15 +49,7 @@ describe("assist in the browser: operator page with the widget and the developer
     relay = env.relays[0]!.url;
     browser = await chromium.launch({
       executablePath: chromiumPath,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
+      args: chromiumArgs,
     });
     operator = await (await browser.newContext()).newPage();
     developer = await (await browser.newContext()).newPage();
