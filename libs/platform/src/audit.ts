@@ -30,18 +30,21 @@ export function createAuditor(service: string, bus: Bus): Auditor {
   return {
     async record(q, e) {
       const role = e.principal?.kind === "key" ? e.principal.role : e.principal?.kind === "app" ? "app" : null;
+      const actor = actorOf(e.principal);
+      const before = json(e.before);
+      const after = json(e.after);
       await q.query(
         "INSERT INTO audit_log (actor, role, action, target, before, after, request_id, outcome) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-        [actorOf(e.principal), role, e.action, e.target, json(e.before), json(e.after), e.requestId ?? null, e.outcome ?? "ok"],
+        [actor, role, e.action, e.target, before, after, e.requestId ?? null, e.outcome ?? "ok"],
       );
       const event = create(AuditRecordedSchema, {
         service,
-        actor: actorOf(e.principal),
+        actor,
         role: role ?? "",
         action: e.action,
         target: e.target,
-        beforeJson: json(e.before) ?? "",
-        afterJson: json(e.after) ?? "",
+        beforeJson: before ?? "",
+        afterJson: after ?? "",
         requestId: e.requestId ?? "",
       });
       await bus.publish(

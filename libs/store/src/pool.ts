@@ -31,11 +31,21 @@ export function createPool(connectionString: string, opts: PoolOptions): pg.Pool
   return pool;
 }
 
-/** Runs `fn` in a transaction: commit when it resolves, roll back when it throws. */
-export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+export interface TransactionOptions {
+  isolation?: "read committed" | "repeatable read" | "serializable";
+  readOnly?: boolean;
+}
+
+/**
+ * Runs `fn` in a transaction: commit when it resolves, roll back when it throws.
+ * `repeatable read` with `readOnly` gives several reads that see one snapshot.
+ */
+export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query("BEGIN");
+    await client.query(
+      `BEGIN${opts.isolation ? ` ISOLATION LEVEL ${opts.isolation.toUpperCase()}` : ""}${opts.readOnly ? " READ ONLY" : ""}`,
+    );
     const result = await fn(client);
     await client.query("COMMIT");
     return result;

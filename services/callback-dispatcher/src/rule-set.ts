@@ -1,6 +1,6 @@
 import { type CompiledRule, compileRule, type RuleSpec, type ScriptCompiler } from "@opsplane/callback-agent/rules";
 import type { Logger } from "@opsplane/platform";
-import type { Pool } from "pg";
+import { type Pool, withTransaction } from "@opsplane/store";
 import type { Environment } from "./config-store.js";
 
 /** Everything the hot path needs, compiled once per rule-set version and swapped whole. */
@@ -37,37 +37,32 @@ export async function createRuleSetCache(o: {
   let refreshing: Promise<void> | undefined;
 
   async function load(): Promise<RuleSetSnapshot> {
-    const client = await o.pool.connect();
-    try {
-      // One snapshot of version, rules and environments, so they always agree.
-      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-      const version = Number((await client.query<{ version: string }>("SELECT version FROM rule_set_version")).rows[0]!.version);
-      const ruleRows = (await client.query<{ spec: RuleSpec; enabled: boolean }>("SELECT spec, enabled FROM rules ORDER BY name")).rows;
-      const envRows = (await client.query<Environment>('SELECT name, base_url AS "baseUrl", production, description FROM environments'))
-        .rows;
-      await client.query("COMMIT");
-      const rules: CompiledRule[] = [];
-      for (const row of ruleRows) {
-        if (!row.enabled) continue;
-        try {
-          rules.push(compileRule(row.spec, o.compileScript));
-        } catch (err) {
-          o.log.error({ rule: row.spec.name, err: (err as Error).message }, "stored rule does not compile; skipped");
-        }
+    // One snapshot of version, rules and environments, so they always agree.
+    const { version, ruleRows, envRows } = await withTransaction(
+      o.pool,
+      async (tx) => ({
+        version: Number((await tx.query<{ version: string }>("SELECT version FROM rule_set_version")).rows[0]!.version),
+        ruleRows: (await tx.query<{ spec: RuleSpec; enabled: boolean }>("SELECT spec, enabled FROM rules ORDER BY name")).rows,
+        envRows: (await tx.query<Environment>('SELECT name, base_url AS "baseUrl", production, description FROM environments')).rows,
+      }),
+      { isolation: "repeatable read", readOnly: true },
+    );
+    const rules: CompiledRule[] = [];
+    for (const row of ruleRows) {
+      if (!row.enabled) continue;
+      try {
+        rules.push(compileRule(row.spec, o.compileScript));
+      } catch (err) {
+        o.log.error({ rule: row.spec.name, err: (err as Error).message }, "stored rule does not compile; skipped");
       }
-      return {
-        version,
-        rules,
-        specs: ruleRows.filter((r) => r.enabled).map((r) => r.spec),
-        environments: new Map(envRows.map((e) => [e.name, e])),
-        production: envRows.find((e) => e.production),
-      };
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      client.release();
     }
+    return {
+      version,
+      rules,
+      specs: ruleRows.filter((r) => r.enabled).map((r) => r.spec),
+      environments: new Map(envRows.map((e) => [e.name, e])),
+      production: envRows.find((e) => e.production),
+    };
   }
 
   const refresh = () => {
