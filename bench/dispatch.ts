@@ -405,14 +405,22 @@ async function main(): Promise<void> {
       errors: rs.reduce((a, r) => a + errorsOf(r), 0),
     });
     const ms3 = (x: number) => Math.round(x * 1000) / 1000;
+    const summaries = Object.fromEntries(
+      Object.entries(rounds).map(([shape, byTarget]) => [
+        shape,
+        Object.fromEntries(targets.map((t) => [t.name, summarise(byTarget[t.name]!)])),
+      ]),
+    );
     const results = Object.fromEntries(
       targets.map((t) => {
-        const latency: Record<string, ReturnType<typeof summarise> & { addedMs?: { p50: number; p99: number } }> = {};
-        for (const shape of Object.keys(shapes)) {
-          const l = summarise(rounds[shape]![t.name]!);
-          const base = summarise(rounds[shape]!.direct!);
-          latency[shape] = t.name === "direct" ? l : { ...l, addedMs: { p50: ms3(l.p50Ms - base.p50Ms), p99: ms3(l.p99Ms - base.p99Ms) } };
-        }
+        const latency = Object.fromEntries(
+          Object.entries(summaries).map(([shape, byTarget]) => {
+            const l = byTarget[t.name]!;
+            const base = byTarget.direct!;
+            const added = { p50: ms3(l.p50Ms - base.p50Ms), p99: ms3(l.p99Ms - base.p99Ms) };
+            return [shape, t.name === "direct" ? l : { ...l, addedMs: added }];
+          }),
+        ) as Record<string, ReturnType<typeof summarise> & { addedMs?: { p50: number; p99: number } }>;
         return [t.name, { throughput: throughput[t.name], latency }];
       }),
     );

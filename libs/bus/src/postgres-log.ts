@@ -112,19 +112,12 @@ export interface LogRead {
   waiting: boolean;
 }
 
-interface EventRow {
+/** An outbox row as read back: the same envelope, with `time` and `data` parsed by PostgreSQL. */
+interface EventRow extends Omit<OutboxRow, "time" | "data"> {
   txid: string;
   seq: string;
-  id: string;
-  topic: string;
-  key: string | null;
-  type: string;
-  source: string;
-  subject: string | null;
   time: Date;
   data: unknown;
-  traceparent: string | null;
-  tracestate: string | null;
   safe: boolean;
 }
 

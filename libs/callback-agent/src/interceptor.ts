@@ -1,6 +1,6 @@
 import diagnostics from "node:diagnostics_channel";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { CompiledRule, HttpExchange } from "./rules/index.js";
+import { type CompiledRule, flatHeaders, type HttpExchange } from "./rules/index.js";
 
 export interface InterceptorOptions {
   /** The rules in force right now (swapped whole when they change). */
@@ -150,10 +150,4 @@ function pathOf(target: string): string {
   } catch {
     return target;
   }
-}
-
-function flatHeaders(h: Record<string, string | string[] | number | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : String(v);
-  return out;
 }

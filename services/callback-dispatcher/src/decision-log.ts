@@ -24,7 +24,7 @@ export interface DecisionRecord {
 const routineReasons = new Set(["no_rule", "not_registered"]);
 
 /** Whether a decision is published: routine production traffic is only recorded, unless "all". */
-export function isPublished(d: DecisionRecord, events: "notable" | "all" | "none"): boolean {
+function isPublished(d: DecisionRecord, events: "notable" | "all" | "none"): boolean {
   if (events !== "notable") return events === "all";
   return d.status >= 500 || !routineReasons.has(d.reason);
 }

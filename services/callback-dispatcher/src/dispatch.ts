@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { HttpExchange } from "@opsplane/callback-agent/rules";
+import { flatHeaders, type HttpExchange } from "@opsplane/callback-agent/rules";
 import type { DecisionLog } from "./decision-log.js";
 import { type Forwarder, outboundHeaders, UpstreamError } from "./forwarder.js";
 import type { callbackCounter, DispatcherMetrics } from "./metrics.js";
@@ -22,12 +22,6 @@ export interface DispatchDeps {
 export function splitTarget(url: string): { path: string; query: string } {
   const q = url.indexOf("?");
   return q < 0 ? { path: url, query: "" } : { path: url.slice(0, q), query: url.slice(q + 1) };
-}
-
-export function flatHeaders(h: IncomingMessage["headers"]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(", ") : v;
-  return out;
 }
 
 /** Writes one of the dispatcher's own JSON error answers. */
