@@ -2,9 +2,11 @@
 // machine in the same run, measured with native tools so the measuring side leaves the CPU to the
 // system under test: `wrk` (one thread, keep-alive, a Lua script that builds each POST body) is the
 // load generator, and the upstream is nginx answering `return 200 '{"code":"SUCCESS"}'` (its own
-// process, one worker). Four targets receive the same ~300-byte JSON callback: the upstream directly
-// (baseline), nginx proxy_pass -> upstream (its own process, one worker), dispatcher (declarative
-// JSON-path extractor), dispatcher (script extractor in the sandbox). BENCH_REGISTERED_SHARE (default
+// process, one worker). Five targets receive the same ~300-byte JSON callback: the upstream directly
+// (baseline), nginx proxy_pass -> upstream (its own process, one worker), the Node forwarding floor
+// (bench/forwarder-floor.ts: node:http and the dispatcher's forwarder, nothing else, so every run shows
+// what any Node forwarder costs on the machine at hand), dispatcher (declarative JSON-path extractor),
+// dispatcher (script extractor in the sandbox). BENCH_REGISTERED_SHARE (default
 // 0.1) of the callbacks carry an id a test environment registered (-> sit), the rest a fresh id
 // (-> production, not_registered); both environments point at the same upstream. The dispatcher runs
 // its default configuration: rule match, id extraction, registry lookup (Redis with REDIS_URL, else
@@ -42,7 +44,7 @@ const operatorKey = "bench-operator-key-0123456789";
 
 const children: ChildProcess[] = [];
 function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "inherit"] });
+  const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "inherit"] });
   children.push(child);
   return child;
 }
@@ -257,7 +259,7 @@ const median = (xs: number[]) => {
 
 async function main(): Promise<void> {
   const db = await createTestDatabase();
-  const [upstreamPort, nginxPort, dispatcherPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const [upstreamPort, nginxPort, floorPort, dispatcherPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   const tmp = await mkdtemp(path.join(tmpdir(), "bench-dispatch-"));
   try {
     const script = path.join(tmp, "callbacks.lua");
@@ -274,6 +276,10 @@ async function main(): Promise<void> {
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }`,
       `upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; keepalive_requests 1000000; }`,
     );
+    const floorProc = start(process.execPath, ["--import", "tsx", path.join(root, "bench/forwarder-floor.ts")], {
+      PORT: String(floorPort),
+      UPSTREAM_URL: `http://127.0.0.1:${upstreamPort}`,
+    });
     const dispatcherProc = start(
       process.execPath,
       [
@@ -295,7 +301,8 @@ async function main(): Promise<void> {
     const dispatcher = `http://127.0.0.1:${dispatcherPort}`;
     const upstream = `http://127.0.0.1:${upstreamPort}`;
     const nginx = `http://127.0.0.1:${nginxPort}`;
-    await Promise.all([waitFor(`${dispatcher}/readyz`), waitFor(`${nginx}/`), waitFor(`${upstream}/`)]);
+    const floor = `http://127.0.0.1:${floorPort}`;
+    await Promise.all([waitFor(`${dispatcher}/readyz`), waitFor(`${nginx}/`), waitFor(`${upstream}/`), waitFor(`${floor}/`)]);
 
     const api = async (method: string, p: string, body: unknown) => {
       const res = await fetch(`${dispatcher}${p}`, {
@@ -333,6 +340,7 @@ async function main(): Promise<void> {
     const targets: Array<{ name: string; origin: string; path: string; pid: number }> = [
       { name: "direct", origin: upstream, path: "/notify/json/pay", pid: upstreamProc.pid! },
       { name: "nginx", origin: nginx, path: "/notify/json/pay", pid: nginxProc.pid! },
+      { name: "nodeForwarder", origin: floor, path: "/notify/json/pay", pid: floorProc.pid! },
       { name: "dispatcherDeclarative", origin: dispatcher, path: "/notify/json/pay", pid: dispatcherProc.pid! },
       { name: "dispatcherScript", origin: dispatcher, path: "/notify/script/pay", pid: dispatcherProc.pid! },
     ].filter((t) => {
@@ -441,6 +449,8 @@ async function main(): Promise<void> {
     };
 
     const declarative = results.dispatcherDeclarative;
+    const floorCpu = results.nodeForwarder?.throughput?.cpuMicrosPerCallback;
+    const declarativeCpu = declarative?.throughput?.cpuMicrosPerCallback;
     console.log(
       JSON.stringify(
         {
@@ -463,6 +473,15 @@ async function main(): Promise<void> {
           bodyBytes: Buffer.byteLength(sampleBody),
           results,
           decisions,
+          // What one Node process that only forwards costs here, and what routing and recording add to it:
+          // a single dispatcher process cannot go past capacityPerCore, whatever the dispatcher does.
+          nodeForwarderFloor: floorCpu
+            ? {
+                cpuMicrosPerCallback: floorCpu,
+                capacityPerCore: Math.round(1e6 / floorCpu),
+                dispatcherCpuMicrosAbove: declarativeCpu === undefined ? undefined : round1(declarativeCpu - floorCpu),
+              }
+            : undefined,
           // The target: capacity of at least 5,000/s, and under 2 ms added p99 at that rate (paced at
           // BENCH_PACED_RATE=5000); the closed shape, which runs the dispatcher flat out, is reported beside it.
           target: {
