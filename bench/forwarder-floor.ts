@@ -5,25 +5,34 @@
 // is what routing and recording add; what it costs itself is what any Node forwarder pays here.
 //   PORT=… UPSTREAM_URL=http://127.0.0.1:… node --import tsx bench/forwarder-floor.ts
 import http from "node:http";
+import { z } from "zod";
+import { dispatcherEnv } from "../services/callback-dispatcher/src/config.js";
 import { createForwarder, outboundHeaders } from "../services/callback-dispatcher/src/forwarder.js";
-import { readBounded } from "../services/callback-dispatcher/src/read-bounded.js";
+import { headThenRest, readBounded } from "../services/callback-dispatcher/src/read-bounded.js";
 
 const port = Number(process.env.PORT);
 const upstream = process.env.UPSTREAM_URL;
 if (!port || !upstream) throw new Error("PORT and UPSTREAM_URL are required");
 
-const forwarder = createForwarder({ timeoutMs: 10_000, connections: 64 });
+// The dispatcher's own defaults, so the floor forwards exactly as it does.
+const defaults = z.object(dispatcherEnv).parse({});
+const forwarder = createForwarder({ timeoutMs: defaults.UPSTREAM_TIMEOUT_MS, connections: defaults.UPSTREAM_CONNECTIONS });
 const production = { name: "production", baseUrl: upstream, production: true, description: "" };
 let served = 0;
 
 http
   .createServer((req, res) => {
     const requestId = String(++served);
-    readBounded(req, 1024 * 1024)
-      .then(({ head }) =>
+    readBounded(req, defaults.CALLBACK_EXTRACT_LIMIT_BYTES)
+      .then(({ head, complete }) =>
         forwarder.forward(
           production,
-          { method: req.method ?? "GET", pathAndQuery: req.url ?? "/", headers: outboundHeaders(req, requestId), body: head },
+          {
+            method: req.method ?? "GET",
+            pathAndQuery: req.url ?? "/",
+            headers: outboundHeaders(req, requestId),
+            body: complete ? head : headThenRest(head, req),
+          },
           res,
           requestId,
         ),
