@@ -1,6 +1,11 @@
-/** Headers that describe one connection, never forwarded by a proxy (RFC 9110 §7.6.1). */
+/**
+ * Headers never forwarded by our proxies: those that describe one connection (RFC 9110 §7.6.1), and
+ * `Expect`, because Node's server has already answered `100-continue` to the caller before the request
+ * is forwarded (the expectation is met at this hop; undici refuses to send it at all).
+ */
 export const hopByHopHeaders = new Set([
   "connection",
+  "expect",
   "keep-alive",
   "proxy-authenticate",
   "proxy-authorization",

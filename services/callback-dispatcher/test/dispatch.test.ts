@@ -196,6 +196,32 @@ describe("dispatch: bad input still reaches production, with the reason recorded
     assert.equal(got.headers.authorization, "WECHATPAY2-SHA256-RSA2048 mchid=1");
   });
 
+  test("a callback sent with Expect: 100-continue (as curl and Java clients send large bodies) reaches its environment", async () => {
+    const bytes = Buffer.from(JSON.stringify({ id: "J1", pad: "e".repeat(1500) })); // over 1 KiB, under the 2 KiB extraction limit
+    const res = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${d.url}/cb/json?expect=1`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "content-length": String(bytes.length),
+          "x-signature": sign(secret, bytes),
+          expect: "100-continue",
+        },
+      });
+      req.on("continue", () => req.end(bytes));
+      req.on("response", (r) => {
+        r.resume();
+        resolve(r.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.flushHeaders();
+    });
+    assert.equal(res, 200);
+    const got = sit.received.find((x) => x.url === "/cb/json?expect=1")!;
+    assert.ok(got.verified, "the environment verified the body's signature");
+    assert.equal(got.headers.expect, undefined);
+  });
+
   test("the dispatcher's own prefix is never forwarded", async () => {
     const r = await callback("/_dispatcher/v1/nothing", "{}");
     assert.equal(r.status, 404);
