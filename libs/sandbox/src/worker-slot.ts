@@ -1,8 +1,7 @@
-import { existsSync } from "node:fs";
-import path from "node:path";
 import { Worker } from "node:worker_threads";
 import type { SandboxFailure } from "./errors.js";
 import type { ScriptSource, WorkerMessage, WorkerReply, WorkerRequest } from "./protocol.js";
+import { isolatedWorkerOptions, workerFile } from "./worker-isolation.js";
 
 /** A script as a slot sees it: enough to (re)load it into whichever worker is current. */
 export interface PlacedScript extends ScriptSource {
@@ -14,9 +13,6 @@ export interface PlacedScript extends ScriptSource {
 type Job =
   | { type: "load" | "call"; script: PlacedScript; input: string; resolve: (reply: WorkerReply) => void }
   | { type: "dispose"; id: number };
-
-// The compiled worker sits next to this file; under tsx (tests from source) it is the .ts twin.
-const workerFile = [path.join(__dirname, "worker.js"), path.join(__dirname, "worker.ts")].find((file) => existsSync(file))!;
 
 const failed = (failure: Omit<SandboxFailure, "logs">): WorkerReply => ({ ok: false, fatal: false, failure: { ...failure, logs: [] } });
 
@@ -72,7 +68,8 @@ export class WorkerSlot {
   }
 
   private spawn(): Worker {
-    const worker = new Worker(workerFile, { resourceLimits: { stackSizeMb: this.options.workerStackMb } });
+    if (!workerFile) throw new Error("sandbox worker not built: run `npx tsc -b` (dist/worker.js is missing)");
+    const worker = new Worker(workerFile, { ...isolatedWorkerOptions(), resourceLimits: { stackSizeMb: this.options.workerStackMb } });
     this.worker = worker;
     this.ready = false;
     this.generation++;
