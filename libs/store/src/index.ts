@@ -1,2 +1,4 @@
+export * from "./batch-writer.js";
 export * from "./migrate.js";
 export * from "./pool.js";
+export * from "./storable.js";

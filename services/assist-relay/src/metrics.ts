@@ -1,3 +1,4 @@
+import { dropReasons } from "@opsplane/store";
 import { Counter, Gauge, type Registry } from "prom-client";
 
 export interface AssistMetrics {
@@ -8,9 +9,18 @@ export interface AssistMetrics {
   fanoutPublishes: Counter;
   fanoutPublishedMessages: Counter;
   idleEnded: Counter;
+  recordingDropped: Counter<"reason">;
 }
 
 export function createAssistMetrics(registry: Registry): AssistMetrics {
+  const recordingDropped = new Counter({
+    name: "assist_recording_events_dropped_total",
+    help: "Widget frames not recorded, by reason: queue_full (PostgreSQL down or slow), unstorable (PostgreSQL refused the frame), shutdown (still queued at exit)",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
+  // Every reason is exported from the start, at 0, so a rate or an alert on it has a series to read.
+  for (const reason of dropReasons) recordingDropped.inc({ reason }, 0);
   return {
     messages: new Counter({
       name: "assist_messages_total",
@@ -51,5 +61,6 @@ export function createAssistMetrics(registry: Registry): AssistMetrics {
       help: "Sessions this replica ended because the widget sent nothing for ASSIST_IDLE_TIMEOUT_SECONDS",
       registers: [registry],
     }),
+    recordingDropped,
   };
 }

@@ -1,54 +1,66 @@
-import type { Logger } from "@opsplane/platform";
-import type { Pool } from "@opsplane/store";
+import { BatchWriter, type BatchWriterLogger, type DropReason, mayNeedStorableJson, type Pool, storableJson } from "@opsplane/store";
 
 export type RecordedKind = "rrweb" | "console" | "network";
+
+interface RecordedEvent {
+  sessionId: string;
+  kind: RecordedKind;
+  payload: string;
+}
+
+/** Recording held in memory while PostgreSQL is down or slow (JSON text, mostly ASCII: length ≈ bytes); past this, new events are dropped and counted. */
+const maxQueuedBytes = 64 * 1024 * 1024;
 
 /**
  * Keeps each session's stream for replay. Messages are buffered and written
  * in one multi-row insert per flush, so a busy page costs a few inserts a
- * second instead of one per event.
+ * second instead of one per event. Strings PostgreSQL cannot store are escaped
+ * as a message is added; an event it still refuses is dropped alone and
+ * counted, so one session's frame never costs another's recording, and an
+ * outage keeps the events and retries (see BatchWriter).
  */
 export class Recorder {
-  private buffer: Array<{ sessionId: string; kind: RecordedKind; payload: string }> = [];
-  private flushing: Promise<void> = Promise.resolve();
-  private readonly timer: NodeJS.Timeout;
+  private readonly writer: BatchWriter<RecordedEvent>;
 
   constructor(
     private readonly pool: Pool,
-    private readonly log: Logger,
-    private readonly maxBatch = 500,
+    log: BatchWriterLogger,
+    onDrop: (reason: DropReason, count: number) => void,
+    maxBatch = 500,
     flushEveryMs = 250,
   ) {
-    this.timer = setInterval(() => void this.flush(), flushEveryMs);
-    this.timer.unref();
-  }
-
-  add(sessionId: string, kind: RecordedKind, payload: string): void {
-    this.buffer.push({ sessionId, kind, payload });
-    if (this.buffer.length >= this.maxBatch) void this.flush();
-  }
-
-  /** Writes what is buffered; resolves when everything added before the call is stored. */
-  flush(): Promise<void> {
-    this.flushing = this.flushing.then(async () => {
-      if (this.buffer.length === 0) return;
-      const batch = this.buffer;
-      this.buffer = [];
-      try {
+    this.writer = new BatchWriter({
+      what: "recording events",
+      write: async (batch) => {
         await this.pool.query(
           "INSERT INTO recording_events (session_id, kind, payload) SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])",
           [batch.map((b) => b.sessionId), batch.map((b) => b.kind), batch.map((b) => b.payload)],
         );
-      } catch (err) {
-        this.log.error({ err, events: batch.length }, "could not store recording events");
-      }
+      },
+      describe: (e) => ({ sessionId: e.sessionId, kind: e.kind, length: e.payload.length }),
+      log,
+      flushMs: flushEveryMs,
+      maxBatch,
+      maxQueued: maxQueuedBytes,
+      sizeOf: (e) => e.payload.length,
+      onDrop,
     });
-    return this.flushing;
   }
 
-  async close(): Promise<void> {
-    clearInterval(this.timer);
-    await this.flush();
+  /** Queues one widget frame; `payload` is its JSON text as received. */
+  add(sessionId: string, kind: RecordedKind, payload: string): void {
+    const storable = mayNeedStorableJson(payload) ? JSON.stringify(storableJson(JSON.parse(payload))) : payload;
+    this.writer.add({ sessionId, kind, payload: storable });
+  }
+
+  /** Writes what is buffered; resolves when everything added before the call is stored, or could not be. */
+  flush(): Promise<void> {
+    return this.writer.flush();
+  }
+
+  /** Writes what is buffered; rejects, naming the count, when some of it could not be. */
+  close(): Promise<void> {
+    return this.writer.close();
   }
 
   /** The session's stream in arrival order, for replay. */

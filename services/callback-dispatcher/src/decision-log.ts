@@ -1,8 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import type { Bus, PublishInput } from "@opsplane/bus";
 import { CallbackDispatchedSchema, toEventData, topics } from "@opsplane/contracts";
-import type { Logger } from "@opsplane/platform";
-import { type Pool, withTransaction } from "@opsplane/store";
+import {
+  BatchWriter,
+  type BatchWriterLogger,
+  type DropReason,
+  mayNeedStorableJson,
+  type Pool,
+  storableJson,
+  withTransaction,
+} from "@opsplane/store";
 
 export interface DecisionRecord {
   /** When the callback was answered, epoch milliseconds (a number serialises to JSON far faster than a Date). */
@@ -31,6 +38,7 @@ function isPublished(d: DecisionRecord, events: "notable" | "all" | "none"): boo
 
 /** One queued decision: its row as JSON, and its `callback.dispatched` event when it is published. */
 interface Queued {
+  requestId: string;
   row: string;
   event: PublishInput | undefined;
 }
@@ -63,21 +71,20 @@ function eventOf(d: DecisionRecord): PublishInput {
  * microsecond or two after its callback was answered, never in a burst that
  * would hold up the callbacks behind it), then written in one multi-row insert
  * per flush together with its `callback.dispatched` event, in one transaction.
+ * Strings PostgreSQL cannot store (NUL, lone surrogates: an id a callback sent)
+ * are escaped as the decision is added; a row it still refuses is dropped alone
+ * and counted, and an outage keeps every decision and retries (see BatchWriter).
  * The queue is bounded; overflow is dropped and counted, never blocking callbacks.
  */
 export function createDecisionLog(o: {
   pool: Pool;
   bus: Bus;
-  log: Logger;
+  log: BatchWriterLogger;
   flushMs: number;
   maxQueue: number;
   events: "notable" | "all" | "none";
-  onDrop(): void;
+  onDrop(reason: DropReason, count: number): void;
 }) {
-  let queue: Queued[] = [];
-  let flushing: Promise<void> | undefined;
-  const batchSize = 1000;
-
   async function write(batch: Queued[]): Promise<void> {
     // The rows travel as one JSON parameter: `at` as epoch milliseconds, since Date#toJSON is slow.
     const rows = `[${batch.map((q) => q.row).join(",")}]`;
@@ -94,37 +101,30 @@ export function createDecisionLog(o: {
     });
   }
 
-  async function drain(): Promise<void> {
-    while (queue.length) {
-      const batch = queue.slice(0, batchSize);
-      try {
-        await write(batch);
-        queue = queue.slice(batch.length);
-      } catch (err) {
-        o.log.warn({ err: (err as Error).message, queued: queue.length }, "could not record decisions; will retry");
-        return;
-      }
-    }
-  }
-  const flush = () => {
-    flushing ??= drain().finally(() => {
-      flushing = undefined;
-    });
-    return flushing;
-  };
-  const timer = setInterval(() => void flush(), o.flushMs);
-  timer.unref();
+  const writer = new BatchWriter<Queued>({
+    what: "decisions",
+    write,
+    // The whole row: the log keeps the decision the table could not.
+    describe: (q) => ({ requestId: q.requestId, decision: q.row }),
+    log: o.log,
+    flushMs: o.flushMs,
+    maxBatch: 1000,
+    maxQueued: o.maxQueue,
+    onDrop: o.onDrop,
+  });
 
   return {
-    add(d: DecisionRecord): void {
-      if (queue.length >= o.maxQueue) o.onDrop();
-      else queue.push({ row: JSON.stringify(d), event: isPublished(d, o.events) ? eventOf(d) : undefined });
+    add(decision: DecisionRecord): void {
+      let d = decision;
+      let row = JSON.stringify(d);
+      if (mayNeedStorableJson(row)) {
+        d = storableJson(d);
+        row = JSON.stringify(d);
+      }
+      writer.add({ requestId: d.requestId, row, event: isPublished(d, o.events) ? eventOf(d) : undefined });
     },
-    flush,
-    async close(): Promise<void> {
-      clearInterval(timer);
-      await flush();
-    },
+    flush: () => writer.flush(),
+    close: () => writer.close(),
   };
 }
 

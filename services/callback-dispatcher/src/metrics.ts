@@ -1,8 +1,17 @@
+import { dropReasons } from "@opsplane/store";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
 /** The dispatcher's own metrics; rule and environment labels are bounded by configuration. */
 export function createDispatcherMetrics(registry: Registry) {
   const registers = [registry];
+  const decisionsDropped = new Counter({
+    name: "callback_dispatcher_decisions_dropped_total",
+    help: "Decisions not recorded, by reason: queue_full (PostgreSQL too slow or down), unstorable (PostgreSQL refused the row), shutdown (still queued at exit)",
+    labelNames: ["reason"] as const,
+    registers,
+  });
+  // Every reason is exported from the start, at 0, so a rate or an alert on it has a series to read.
+  for (const reason of dropReasons) decisionsDropped.inc({ reason }, 0);
   return {
     callbacks: new Counter({
       name: "callback_dispatcher_callbacks_total",
@@ -29,11 +38,13 @@ export function createDispatcherMetrics(registry: Registry) {
       labelNames: ["env"] as const,
       registers,
     }),
-    decisionsDropped: new Counter({
-      name: "callback_dispatcher_decisions_dropped_total",
-      help: "Decisions not recorded because the in-memory queue was full (PostgreSQL too slow or down)",
+    registrationRefusals: new Counter({
+      name: "callback_dispatcher_registration_refusals_total",
+      help: "Agent requests refused (rules or registrations): agent_not_bound, agent_bound_elsewhere, production_environment, id_not_claimable",
+      labelNames: ["reason"] as const,
       registers,
     }),
+    decisionsDropped,
     ruleSetVersion: new Gauge({ name: "callback_dispatcher_rule_set_version", help: "Rule-set version in force", registers }),
   };
 }

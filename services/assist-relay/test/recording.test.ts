@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { eventually } from "@opsplane/testing";
+import pg from "pg";
+import { Recorder } from "../src/recorder.js";
+import { asDeveloper, call, openWidget, startRelays } from "./harness.js";
+
+type Recorded = { kind: string; payload: { t: string; entries?: Array<{ text: string }>; events?: unknown[] } };
+
+/** Makes the database refuse new connections and ends the open ones (a PostgreSQL outage as the relay sees it), or lets them in again. */
+async function setOutage(databaseUrl: string, down: boolean): Promise<void> {
+  const name = new URL(databaseUrl).pathname.slice(1);
+  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await admin.connect();
+  try {
+    await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS ${down ? "false" : "true"}`);
+    if (down) await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name]);
+  } finally {
+    await admin.end();
+  }
+}
+
+const line = (text: string, at: number) => ({ t: "console", entries: [{ level: "log", text, at }] });
+const texts = (events: Recorded[]) => events.flatMap((e) => (e.payload.entries ?? []).map((x) => x.text));
+
+describe("recording: a frame PostgreSQL cannot store as sent never costs another frame its recording", () => {
+  let env: Awaited<ReturnType<typeof startRelays>>;
+  let relay: string;
+
+  before(async () => {
+    env = await startRelays(1, { redis: false });
+    relay = env.relays[0]!.url;
+  });
+  after(async () => env?.close());
+
+  async function recording(sessionId: string): Promise<Recorded[]> {
+    const r = await call(relay, "GET", `/assist/sessions/${sessionId}/recording`, { headers: asDeveloper() });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return r.body.events as Recorded[];
+  }
+  const recordedTexts = (sessionId: string, expected: string[]) =>
+    eventually(`${expected.join(", ")} recorded`, async () => {
+      const got = texts(await recording(sessionId));
+      return expected.every((t) => got.includes(t)) && got;
+    });
+
+  test("a NUL or a lone surrogate in one session's frame is recorded escaped, and the other session's frames beside it are recorded", async () => {
+    const first = await openWidget(relay);
+    const second = await openWidget(relay);
+    second.widget.send(line("second, before", 1));
+    first.widget.send(line("card\u0000number", 2));
+    first.widget.send(line("half \ud800 pair", 3));
+    first.widget.send({ t: "rrweb", events: [{ type: 3, timestamp: 4, data: { "key\u0000": "value\u0000" } }] });
+    second.widget.send(line("second, after", 5));
+
+    assert.deepEqual(await recordedTexts(second.sessionId, ["second, before", "second, after"]), ["second, before", "second, after"]);
+    const firstEvents = await eventually("the first session's three frames", async () => {
+      const events = await recording(first.sessionId);
+      return events.length === 3 && events;
+    });
+    // The NUL is stored as the six characters \u0000; a lone surrogate as U+FFFD.
+    assert.deepEqual(texts(firstEvents), ["card\\u0000number", "half \uFFFD pair"]);
+    assert.deepEqual(firstEvents[2]!.payload.events, [{ type: 3, timestamp: 4, data: { "key\\u0000": "value\\u0000" } }]);
+    first.widget.close();
+    second.widget.close();
+  });
+
+  test("a frame PostgreSQL still refuses is dropped alone and counted; the frames around it, from both sessions, are recorded", async () => {
+    const first = await openWidget(relay);
+    const second = await openWidget(relay);
+    second.widget.send(line("beside, before", 1));
+    // Valid JSON and protocol, but past the range of PostgreSQL's numeric type.
+    first.widget.send('{"t":"rrweb","events":[{"type":3,"timestamp":2,"data":{"x":1e1000000}}]}');
+    first.widget.send(line("after the refused frame", 3));
+    second.widget.send(line("beside, after", 4));
+
+    await recordedTexts(second.sessionId, ["beside, before", "beside, after"]);
+    await recordedTexts(first.sessionId, ["after the refused frame"]);
+    assert.deepEqual(
+      (await recording(first.sessionId)).map((e) => e.kind),
+      ["console"],
+    );
+    const metrics = await (await fetch(`${relay}/metrics`)).text();
+    assert.match(metrics, /assist_recording_events_dropped_total\{reason="unstorable"[^}]*\} 1\n/);
+    first.widget.close();
+    second.widget.close();
+  });
+
+  test("events added while PostgreSQL is down are kept and written once it is back, with one warning", async () => {
+    const { sessionId, widget } = await openWidget(relay);
+    widget.close();
+    const lines: Array<{ level: string; msg: string }> = [];
+    const log =
+      (level: string) =>
+      (_fields: object, msg = "") =>
+        void lines.push({ level, msg });
+    const drops: unknown[] = [];
+    const logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
+    const recorder = new Recorder(env.relays[0]!.ctx.pool, logger, (reason, count) => void drops.push({ reason, count }), 500, 10);
+    try {
+      await setOutage(env.db.url, true);
+      try {
+        recorder.add(sessionId, "console", JSON.stringify(line("during the outage", 1)));
+        await eventually("three failed writes", () => lines.filter((l) => l.level === "debug" && /retry/.test(l.msg)).length >= 3);
+      } finally {
+        await setOutage(env.db.url, false);
+      }
+      await recordedTexts(sessionId, ["during the outage"]);
+      assert.equal(lines.filter((l) => l.level === "warn").length, 1);
+      assert.deepEqual(drops, []);
+    } finally {
+      await recorder.close();
+    }
+  });
+});
+
+describe("recording at shutdown", () => {
+  test("frames that cannot be written when the relay stops make its shutdown fail, with the count", async () => {
+    const env = await startRelays(1, { redis: false });
+    const relay = env.relays[0]!;
+    const { widget } = await openWidget(relay.url);
+    try {
+      await setOutage(env.db.url, true);
+      widget.send(line("never written", 1));
+      await eventually("the frame received", async () =>
+        /assist_messages_total\{side="widget",type="console"[^}]*\} 1\n/.test(await (await fetch(`${relay.url}/metrics`)).text()),
+      );
+      widget.close();
+      assert.deepEqual(await relay.close(), { failedCloseHooks: 1 });
+    } finally {
+      await setOutage(env.db.url, false);
+      await env.db.drop();
+    }
+  });
+});

@@ -1,0 +1,247 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { sha256Hex } from "@opsplane/platform";
+import { createTestDatabase, eventually, freePort } from "@opsplane/testing";
+import pg from "pg";
+import { createDecisionLog, type DecisionRecord } from "../src/decision-log.js";
+import { operatorKey, startDispatcher } from "./helpers/dispatcher.js";
+import { sign, startSignedStub } from "./helpers/signed-stub.js";
+
+const secret = "platform-secret";
+type Decision = Record<string, unknown>;
+
+/** Rules reading `orderId` from a JSON body, a form body and the query. */
+const rules = {
+  "nul-json": { pattern: "/cb/nul/json", id: { kind: "json", expr: "orderId" } },
+  "nul-form": { pattern: "/cb/nul/form", id: { kind: "form", expr: "orderId" } },
+  "nul-query": { pattern: "/cb/nul/query", id: { kind: "query", expr: "orderId" } },
+};
+
+/** Makes the database refuse new connections and ends the open ones (a PostgreSQL outage as the service sees it), or lets them in again. */
+async function setOutage(databaseUrl: string, down: boolean): Promise<void> {
+  const name = new URL(databaseUrl).pathname.slice(1);
+  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await admin.connect();
+  try {
+    await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS ${down ? "false" : "true"}`);
+    if (down) await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name]);
+  } finally {
+    await admin.end();
+  }
+}
+
+type Level = "debug" | "info" | "warn" | "error";
+
+/** A logger whose lines the test reads. */
+function capturedLogger() {
+  const lines: Array<{ level: Level; fields: object; msg: string }> = [];
+  const line =
+    (level: Level) =>
+    (fields: object, msg = "") =>
+      void lines.push({ level, fields, msg });
+  return {
+    log: { debug: line("debug"), info: line("info"), warn: line("warn"), error: line("error") },
+    at: (level: Level) => lines.filter((l) => l.level === level),
+  };
+}
+
+describe("decisions PostgreSQL cannot store as sent are recorded escaped, and never stop the others being recorded", () => {
+  let d: Awaited<ReturnType<typeof startDispatcher>>;
+  let prod: Awaited<ReturnType<typeof startSignedStub>>;
+
+  before(async () => {
+    prod = await startSignedStub("prod", secret);
+    d = await startDispatcher();
+    await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
+    for (const [name, callback] of Object.entries(rules)) {
+      const rule = { interface: { pattern: "/api/x", id: { kind: "json", expr: "id" } }, callback, ttlSeconds: 60 };
+      assert.equal((await d.api("PUT", `/_dispatcher/v1/rules/${name}`, rule)).status, 200);
+    }
+  });
+  after(async () => {
+    await d?.close();
+    await prod?.close();
+  });
+
+  async function callback(pathAndQuery: string, body: string, contentType = "application/json") {
+    const res = await fetch(`${d.url}${pathAndQuery}`, {
+      method: "POST",
+      headers: { "content-type": contentType, "x-signature": sign(secret, body) },
+      body,
+    });
+    await res.arrayBuffer();
+    return { status: res.status, requestId: res.headers.get("x-request-id")! };
+  }
+
+  async function decisions(query = ""): Promise<Decision[]> {
+    const r = await d.api("GET", `/_dispatcher/v1/decisions?limit=1000${query}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return r.body.decisions as Decision[];
+  }
+  const decision = (requestId: string) =>
+    eventually(`decision ${requestId}`, async () => (await decisions()).find((x) => x.requestId === requestId));
+
+  test("an id with a NUL, sent as JSON \\u0000, form %00 or query %00, is recorded with the NUL written \\u0000, and the callbacks after it are recorded too", async () => {
+    const nul = [
+      await callback("/cb/nul/json", '{"orderId":"X\\u0000Y"}'),
+      await callback("/cb/nul/form", "orderId=X%00Y", "application/x-www-form-urlencoded"),
+      await callback("/cb/nul/query?orderId=X%00Y", ""),
+    ];
+    const normal = await callback("/cb/nul/json", '{"orderId":"AFTER-NUL"}');
+    for (const r of [...nul, normal]) assert.equal(r.status, 200, "production answered the callback");
+
+    assert.equal((await decision(normal.requestId)).objectId, "AFTER-NUL");
+    for (const [i, r] of nul.entries()) {
+      const recorded = await decision(r.requestId);
+      assert.equal(recorded.objectId, "X\\u0000Y", `callback ${i}: the NUL is stored as the six characters \\u0000`);
+      assert.equal(recorded.reason, "not_registered");
+    }
+  });
+
+  test("a lone UTF-16 surrogate in the id is recorded as U+FFFD", async () => {
+    const r = await callback("/cb/nul/json", '{"orderId":"X\\ud800Y"}');
+    assert.equal(r.status, 200);
+    assert.equal((await decision(r.requestId)).objectId, "X\uFFFDY");
+  });
+
+  test("decisions are found by the id as the callback sent it, NUL included", async () => {
+    const r = await callback("/cb/nul/json", '{"orderId":"FIND\\u0000ME"}');
+    await decision(r.requestId);
+    const found = await decisions(`&objectId=${encodeURIComponent("FIND\u0000ME")}`);
+    assert.deepEqual(
+      found.map((x) => x.requestId),
+      [r.requestId],
+    );
+  });
+
+  const record = (requestId: string, status = 200): DecisionRecord => ({
+    at: Date.now(),
+    requestId,
+    method: "POST",
+    path: "/cb/direct",
+    rule: undefined,
+    objectId: requestId,
+    targetEnv: "prod",
+    reason: "no_rule",
+    detail: undefined,
+    status,
+    latencyMs: 1,
+    error: undefined,
+  });
+
+  test("a row PostgreSQL refuses for a reason not escaped beforehand is dropped, counted and logged alone; the rest of its batch is recorded", async () => {
+    const { log, at } = capturedLogger();
+    const drops: Array<{ reason: string; count: number }> = [];
+    const decisionLog = createDecisionLog({
+      pool: d.svc.ctx.pool,
+      bus: d.svc.ctx.bus,
+      log,
+      flushMs: 10_000,
+      maxQueue: 1000,
+      events: "none",
+      onDrop: (reason, count) => void drops.push({ reason, count }),
+    });
+    try {
+      decisionLog.add(record("isolated-before"));
+      decisionLog.add(record("isolated-unstorable", 2 ** 40)); // out of range for the integer column
+      decisionLog.add(record("isolated-after"));
+      await decisionLog.flush();
+      const ids = (await decisions()).map((x) => x.requestId);
+      assert.ok(ids.includes("isolated-before") && ids.includes("isolated-after"), "the rows beside the bad one are recorded");
+      assert.ok(!ids.includes("isolated-unstorable"));
+      assert.deepEqual(drops, [{ reason: "unstorable", count: 1 }]);
+      const [line, ...more] = at("error");
+      assert.equal(more.length, 0);
+      assert.match(JSON.stringify(line), /isolated-unstorable/);
+      assert.match(JSON.stringify(line), /22003/);
+    } finally {
+      await decisionLog.close();
+    }
+  });
+
+  test("while PostgreSQL refuses connections nothing is dropped and one warning is logged, however many retries; everything is written once it is back", async () => {
+    const { log, at } = capturedLogger();
+    const drops: unknown[] = [];
+    const decisionLog = createDecisionLog({
+      pool: d.svc.ctx.pool,
+      bus: d.svc.ctx.bus,
+      log,
+      flushMs: 10,
+      maxQueue: 1000,
+      events: "all",
+      onDrop: (reason, count) => void drops.push({ reason, count }),
+    });
+    try {
+      await setOutage(d.databaseUrl, true);
+      try {
+        decisionLog.add(record("outage-1"));
+        decisionLog.add(record("outage-2"));
+        await eventually("three failed writes", () => at("debug").filter((l) => /retry/.test(l.msg)).length >= 3);
+        decisionLog.add(record("outage-3"));
+        assert.equal(at("warn").length, 1, JSON.stringify(at("warn")));
+      } finally {
+        await setOutage(d.databaseUrl, false);
+      }
+      await eventually("the queued decisions written", async () => {
+        const ids = (await decisions()).map((x) => x.requestId);
+        return ["outage-1", "outage-2", "outage-3"].every((id) => ids.includes(id));
+      });
+      await eventually("writing again, said once", () => at("info").some((l) => /again/.test(l.msg)));
+      assert.equal(at("warn").length, 1);
+      assert.deepEqual(drops, []);
+    } finally {
+      await decisionLog.close();
+    }
+  });
+});
+
+describe("shutdown", () => {
+  test("decisions that cannot be written when the process stops are reported, and it exits 1", async () => {
+    const db = await createTestDatabase();
+    const prod = await startSignedStub("prod", secret);
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "..", "src", "main.ts")], {
+      env: {
+        PATH: process.env.PATH,
+        DATABASE_URL: db.url,
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        LOG_LEVEL: "info",
+        AUTH_API_KEYS: `ops:operator:${sha256Hex(operatorKey)}`,
+        DECISION_FLUSH_MS: "20",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (c) => (output += c));
+    child.stderr.on("data", (c) => (output += c));
+    const api = (method: string, p: string, body: unknown) =>
+      fetch(`${base}${p}`, {
+        method,
+        headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    try {
+      await eventually("the dispatcher ready", async () => (await fetch(`${base}/readyz`)).ok, 30_000, 100);
+      assert.equal((await api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true })).status, 200);
+      await setOutage(db.url, true);
+      const res = await fetch(`${base}/cb/any`, { method: "POST", headers: { "x-signature": sign(secret, "{}") }, body: "{}" });
+      assert.equal(res.status, 200, "production still answers while PostgreSQL is down");
+      await res.arrayBuffer();
+      const exit = once(child, "exit");
+      child.kill("SIGTERM");
+      const [code] = await exit;
+      assert.equal(code, 1, output);
+      assert.match(output, /decisions lost at shutdown: 1 could not be written/);
+    } finally {
+      child.kill("SIGKILL");
+      await setOutage(db.url, false);
+      await prod.close();
+      await db.drop();
+    }
+  });
+});
