@@ -17,7 +17,7 @@ if (!port || !upstream) throw new Error("PORT and UPSTREAM_URL are required");
 // The dispatcher's own defaults, so the floor forwards exactly as it does.
 const defaults = z.object(dispatcherEnv).parse({});
 const forwarder = createForwarder({ timeoutMs: defaults.UPSTREAM_TIMEOUT_MS, connections: defaults.UPSTREAM_CONNECTIONS });
-const production = { name: "production", baseUrl: upstream, production: true, description: "" };
+const production = { name: "production", baseUrl: upstream, production: true, description: "", idPatterns: {} };
 let served = 0;
 
 http

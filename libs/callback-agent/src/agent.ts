@@ -27,6 +27,8 @@ export interface AgentStats {
   rules: number;
   registered: number;
   sent: number;
+  /** Registrations the dispatcher refused (see the log for why); never sent again. */
+  refused: number;
   dropped: number;
   queued: number;
   extractionFailures: number;
@@ -55,9 +57,10 @@ export function startAgent(o: AgentOptions): Agent {
   let extractionFailures = 0;
   let internalErrors = 0;
   let lastProblem = "";
-  const problem = (what: string) => {
-    if (what !== lastProblem) log(what);
-    lastProblem = what;
+  /** Logs `what` unless the last problem was of the same `kind`. */
+  const problem = (what: string, kind = what) => {
+    if (kind !== lastProblem) log(what);
+    lastProblem = kind;
   };
 
   const reporter = createReporter({
@@ -66,10 +69,12 @@ export function startAgent(o: AgentOptions): Agent {
     batchSize: o.batchSize ?? 500,
     maxQueue: o.maxQueue ?? 10_000,
     onError: (err) => problem(`cannot report registrations: ${err.message}`),
+    onRefused: ({ refused, reason }) =>
+      problem(`dispatcher refused ${refused} registrations (${reason.code}), not sent again: ${reason.message}`, `refused:${reason.code}`),
   });
 
   let compiler: Promise<ScriptCompiler> | undefined;
-  const refreshRules = async () => {
+  const fetchAndCompileRules = async () => {
     try {
       const doc = await client.fetchRules();
       if (!doc) return;
@@ -93,6 +98,15 @@ export function startAgent(o: AgentOptions): Agent {
     } catch (err) {
       problem(`cannot fetch rules: ${(err as Error).message}`);
     }
+  };
+  // One fetch at a time: a dispatcher slower than the refresh interval would otherwise get a pile of
+  // fetches, and an older answer arriving last would replace newer rules.
+  let refreshing: Promise<void> | undefined;
+  const refreshRules = () => {
+    refreshing ??= fetchAndCompileRules().finally(() => {
+      refreshing = undefined;
+    });
+    return refreshing;
   };
 
   const uninstall = installInterceptor({
@@ -122,6 +136,7 @@ export function startAgent(o: AgentOptions): Agent {
       rules: rules.length,
       registered,
       sent: reporter.sent,
+      refused: reporter.refused,
       dropped: reporter.dropped,
       queued: reporter.queued,
       extractionFailures,

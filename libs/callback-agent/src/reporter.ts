@@ -1,3 +1,5 @@
+import type { RegisterOutcome } from "./dispatcher-client.js";
+
 /** One business object seen in this environment: callbacks for it should come here. */
 export interface Registration {
   rule: string;
@@ -5,12 +7,14 @@ export interface Registration {
 }
 
 export interface ReporterOptions {
-  send(batch: Registration[]): Promise<void>;
+  /** Throws when the batch should be sent again later; refused registrations are final. */
+  send(batch: Registration[]): Promise<RegisterOutcome>;
   flushIntervalMs: number;
   batchSize: number;
   /** Most registrations held while the dispatcher does not answer; more are dropped and counted. */
   maxQueue: number;
   onError(err: Error): void;
+  onRefused(outcome: Required<RegisterOutcome>): void;
 }
 
 export interface Reporter {
@@ -19,6 +23,8 @@ export interface Reporter {
   flush(): Promise<void>;
   stop(): void;
   readonly sent: number;
+  /** Registrations the dispatcher refused for good (e.g. ids this environment may not claim); not sent again. */
+  readonly refused: number;
   readonly dropped: number;
   readonly queued: number;
 }
@@ -31,6 +37,7 @@ export interface Reporter {
 export function createReporter(o: ReporterOptions): Reporter {
   let queue: Registration[] = [];
   let sent = 0;
+  let refused = 0;
   let dropped = 0;
   let inFlight: Promise<void> | undefined;
 
@@ -39,8 +46,10 @@ export function createReporter(o: ReporterOptions): Reporter {
       const batch = queue.slice(0, o.batchSize);
       queue = queue.slice(batch.length);
       try {
-        await o.send(batch);
-        sent += batch.length;
+        const outcome = await o.send(batch);
+        sent += batch.length - outcome.refused;
+        refused += outcome.refused;
+        if (outcome.reason) o.onRefused({ refused: outcome.refused, reason: outcome.reason });
       } catch (err) {
         const room = Math.max(0, o.maxQueue - queue.length);
         dropped += Math.max(0, batch.length - room);
@@ -72,6 +81,9 @@ export function createReporter(o: ReporterOptions): Reporter {
     stop: () => clearInterval(timer),
     get sent() {
       return sent;
+    },
+    get refused() {
+      return refused;
     },
     get dropped() {
       return dropped;

@@ -30,8 +30,10 @@ async function listen(server: http.Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-/** Stands in for callback-dispatcher's agent API: serves the rules, records registration batches. */
-async function startFakeDispatcher() {
+type Batch = { env: string; registrations: Array<{ rule: string; id: string }> };
+
+/** Stands in for callback-dispatcher's agent API: serves the rules, records registration batches and answers them with `answer`. */
+async function startFakeDispatcher(answer: (batch: Batch) => { status: number; body: unknown } = () => ({ status: 200, body: {} })) {
   const batches: Array<{ env: string; registrations: Array<{ rule: string; id: string }>; auth: string | undefined }> = [];
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -42,8 +44,10 @@ async function startFakeDispatcher() {
         res.writeHead(200, { "content-type": "application/json", etag: `"${ruleSet.version}"` });
         return res.end(JSON.stringify(ruleSet));
       }
-      batches.push({ ...JSON.parse(Buffer.concat(chunks).toString()), auth: req.headers.authorization });
-      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      const batch = JSON.parse(Buffer.concat(chunks).toString()) as Batch;
+      batches.push({ ...batch, auth: req.headers.authorization });
+      const { status, body } = answer(batch);
+      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
     });
   });
   const url = await listen(server);
@@ -139,6 +143,91 @@ describe("agent with the dispatcher down", () => {
     } finally {
       await agent.stop();
       app.close();
+    }
+  });
+});
+
+describe("agent with registrations the dispatcher refuses", () => {
+  // As callback-dispatcher answers an id its environment may not claim: 403, nothing stored, the refused ids listed.
+  const refuseProd = (batch: Batch) => {
+    const refused = batch.registrations.filter((r) => r.id.startsWith("PROD-")).map((r) => ({ ...r, reason: "does not match SIT-.*" }));
+    return refused.length
+      ? {
+          status: 403,
+          body: { error: "id_not_claimable", message: `environment "sit" may not claim ${refused.length} ids`, details: { refused } },
+        }
+      : { status: 200, body: { registered: batch.registrations.length, ignoredRules: [] } };
+  };
+
+  async function agentWith(answer: (batch: Batch) => { status: number; body: unknown }) {
+    const app = businessApp();
+    const appUrl = await listen(app);
+    const fake = await startFakeDispatcher(answer);
+    const lines: string[] = [];
+    // Batches go out only when the test flushes, so it decides what one batch holds.
+    const agent = startAgent({ dispatcherUrl: fake.url, env: "sit", flushIntervalMs: 3_600_000, log: (l) => lines.push(l) });
+    await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
+    const pay = async (orderNo: string) =>
+      (await fetch(`${appUrl}/api/pay/x`, { method: "POST", body: JSON.stringify({ orderNo }) })).text();
+    const close = async () => {
+      await agent.stop();
+      app.close();
+      await fake.close();
+    };
+    return { agent, fake, lines, pay, close };
+  }
+
+  test("sends the rest of a batch once without the refused ids, and never sends those again", async () => {
+    const t = await agentWith(refuseProd);
+    try {
+      for (const id of ["SIT-1", "PROD-1", "SIT-2"]) await t.pay(id);
+      await eventually("three ids queued", () => t.agent.stats().queued === 3);
+      await t.agent.flush();
+      assert.deepEqual(
+        t.fake.batches.map((b) => b.registrations.map((r) => r.id)),
+        [
+          ["SIT-1", "PROD-1", "SIT-2"],
+          ["SIT-1", "SIT-2"],
+        ],
+      );
+      await t.agent.flush();
+      assert.equal(t.fake.batches.length, 2, "the refused id is not retried");
+      assert.deepEqual(
+        { sent: t.agent.stats().sent, refused: t.agent.stats().refused, queued: t.agent.stats().queued },
+        { sent: 2, refused: 1, queued: 0 },
+      );
+      assert.ok(
+        t.lines.some((l) => /refused.*id_not_claimable.*may not claim/.test(l)),
+        t.lines.join("\n"),
+      );
+      // The next ids still go through.
+      await t.pay("SIT-3");
+      await eventually("SIT-3 queued", () => t.agent.stats().queued === 1);
+      await t.agent.flush();
+      assert.deepEqual(t.fake.batches.at(-1)?.registrations, [{ rule: "pay", id: "SIT-3" }]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test("drops a batch refused as a whole (credentials bound to another environment) instead of retrying it forever", async () => {
+    const t = await agentWith(() => ({
+      status: 403,
+      body: { error: "agent_bound_elsewhere", message: 'app agent-uat is bound to environment "uat" and may not act for "sit"' },
+    }));
+    try {
+      await t.pay("SIT-9");
+      await eventually("SIT-9 queued", () => t.agent.stats().queued === 1);
+      await t.agent.flush();
+      await t.agent.flush();
+      assert.equal(t.fake.batches.length, 1);
+      assert.deepEqual({ refused: t.agent.stats().refused, queued: t.agent.stats().queued }, { refused: 1, queued: 0 });
+      assert.ok(
+        t.lines.some((l) => /agent_bound_elsewhere.*bound to environment "uat"/.test(l)),
+        t.lines.join("\n"),
+      );
+    } finally {
+      await t.close();
     }
   });
 });

@@ -11,17 +11,22 @@ const repoRoot = path.join(__dirname, "..", "..", "..");
 
 // Node runs `--import` again in every worker thread: an app with a worker pool ran one agent per worker.
 describe("an app with its own worker pool under the agent", () => {
-  const fetches = { first: 0, all: 0 };
+  const fetches = { first: 0, all: 0, inFlight: 0, mostInFlight: 0 };
   let dispatcher: http.Server;
   let app: ChildProcess;
 
   before(async () => {
-    // Stands in for callback-dispatcher's rules endpoint; an agent's first fetch is the one without an ETag.
+    // Stands in for callback-dispatcher's rules endpoint, slower than the agent's refresh interval;
+    // an agent's first fetch is the one without an ETag.
     dispatcher = http.createServer((req, res) => {
       fetches.all++;
       if (!req.headers["if-none-match"]) fetches.first++;
-      if (req.headers["if-none-match"] === '"1"') return res.writeHead(304).end();
-      res.writeHead(200, { "content-type": "application/json", etag: '"1"' }).end(JSON.stringify({ version: 1, rules: [] }));
+      fetches.mostInFlight = Math.max(fetches.mostInFlight, ++fetches.inFlight);
+      setTimeout(() => {
+        fetches.inFlight--;
+        if (req.headers["if-none-match"] === '"1"') return res.writeHead(304).end();
+        res.writeHead(200, { "content-type": "application/json", etag: '"1"' }).end(JSON.stringify({ version: 1, rules: [] }));
+      }, 150);
     });
     await new Promise<void>((r) => dispatcher.listen(0, "127.0.0.1", r));
     app = spawn(process.execPath, ["--import", "@opsplane/callback-agent", path.join(__dirname, "fixtures", "worker-pool-app.cjs")], {
@@ -45,9 +50,10 @@ describe("an app with its own worker pool under the agent", () => {
     await new Promise((r) => dispatcher?.close(r));
   });
 
-  test("runs one agent, on the main thread", async () => {
+  test("runs one agent, on the main thread, with one rules fetch at a time", async () => {
     // Enough refresh rounds for every agent in the process to have made its first fetch.
-    await eventually("ten rule fetches", () => fetches.all >= 10);
+    await eventually("five rule fetches", () => fetches.all >= 5);
     assert.equal(fetches.first, 1, `agents that fetched the rules: ${fetches.first}`);
+    assert.equal(fetches.mostInFlight, 1, "fetches overlapped");
   });
 });

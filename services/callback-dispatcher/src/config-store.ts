@@ -4,13 +4,19 @@ import type { RuleSpec } from "@opsplane/callback-agent/rules";
 import { CallbackRulesChangedSchema, toEventData, topics } from "@opsplane/contracts";
 import { type Auditor, badRequest, conflict, notFound, type Principal } from "@opsplane/platform";
 import { type Pool, type PoolClient, withTransaction } from "@opsplane/store";
+import { checkIdPatterns, type IdPatterns } from "./claims.js";
 
 export interface Environment {
   name: string;
   baseUrl: string;
   production: boolean;
   description: string;
+  /** Ids this test environment may claim (see claims.ts); empty: any id. */
+  idPatterns: IdPatterns;
 }
+
+/** An environment as an operator saves it: without `idPatterns`, the stored ones stay. */
+export type EnvironmentInput = Omit<Environment, "idPatterns"> & { idPatterns?: IdPatterns };
 
 export interface StoredRule {
   name: string;
@@ -76,34 +82,42 @@ export function createConfigStore({ pool, bus, audit }: Deps) {
     },
 
     async listEnvironments(): Promise<Environment[]> {
-      const { rows } = await pool.query<Environment>(
-        'SELECT name, base_url AS "baseUrl", production, description FROM environments ORDER BY production DESC, name',
-      );
+      const { rows } = await pool.query<Environment>(`SELECT ${environmentColumns} FROM environments ORDER BY production DESC, name`);
       return rows;
     },
 
-    async putEnvironment(who: ChangeContext, env: Environment): Promise<Environment> {
+    /** Creates or replaces an environment; omitted `idPatterns` keep the stored ones (a script that only moves the URL must not widen what it may claim). */
+    async putEnvironment(who: ChangeContext, env: EnvironmentInput): Promise<Environment> {
       const url = checkBaseUrl(env.baseUrl);
+      if (env.idPatterns) checkIdPatterns(env.idPatterns);
       return change(who, `environment/${env.name}`, "update", async (c) => {
-        const before = (await c.query("SELECT base_url, production, description FROM environments WHERE name = $1 FOR UPDATE", [env.name]))
-          .rows[0];
+        const before = (
+          await c.query<{ id_patterns: IdPatterns }>(
+            "SELECT base_url, production, description, id_patterns FROM environments WHERE name = $1 FOR UPDATE",
+            [env.name],
+          )
+        ).rows[0];
+        const idPatterns = env.idPatterns ?? before?.id_patterns ?? {};
         if (env.production) {
+          if (Object.keys(idPatterns).length) throw badRequest("idPatterns are for test environments; nothing registers for production");
           const other = await c.query<{ name: string }>("SELECT name FROM environments WHERE production AND name <> $1", [env.name]);
           if (other.rows[0]) throw conflict(`environment ${other.rows[0].name} is already production; there is exactly one`);
         }
         await c.query(
-          `INSERT INTO environments (name, base_url, production, description) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (name) DO UPDATE SET base_url = $2, production = $3, description = $4, updated_at = now()`,
-          [env.name, url, env.production, env.description],
+          `INSERT INTO environments (name, base_url, production, description, id_patterns) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (name) DO UPDATE SET base_url = $2, production = $3, description = $4, id_patterns = $5, updated_at = now()`,
+          [env.name, url, env.production, env.description, idPatterns],
         );
-        const after = { ...env, baseUrl: url };
+        const after = { ...env, baseUrl: url, idPatterns };
         return { before, after, result: after };
       });
     },
 
     async deleteEnvironment(who: ChangeContext, name: string): Promise<void> {
       await change(who, `environment/${name}`, "delete", async (c) => {
-        const { rows } = await c.query("DELETE FROM environments WHERE name = $1 RETURNING name, base_url, production", [name]);
+        const { rows } = await c.query("DELETE FROM environments WHERE name = $1 RETURNING name, base_url, production, id_patterns", [
+          name,
+        ]);
         if (!rows[0]) throw notFound(`no environment ${name}`);
         return { before: rows[0], after: undefined, result: undefined };
       });
@@ -176,6 +190,9 @@ export function createConfigStore({ pool, bus, audit }: Deps) {
 }
 
 export type ConfigStore = ReturnType<typeof createConfigStore>;
+
+/** An environment as the API and the rule-set snapshot read it. */
+export const environmentColumns = 'name, base_url AS "baseUrl", production, description, id_patterns AS "idPatterns"';
 
 const actor = (who: ChangeContext) => (who.principal ? `${who.principal.kind}:${who.principal.id}` : "anonymous");
 

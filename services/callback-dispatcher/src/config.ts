@@ -1,7 +1,23 @@
 import { z } from "zod";
+import { parseAgentBindings } from "./agent-bindings.js";
 
 /** The dispatcher's own environment variables (beside the platform's). */
 export const dispatcherEnv = {
+  /**
+   * Which test environment each agent's app credentials act for, `appId:env` entries (comma or
+   * newline separated). An app credential not listed here may not fetch rules or register.
+   */
+  AGENT_ENVIRONMENTS: z
+    .string()
+    .default("")
+    .transform((value, ctx) => {
+      const parsed = parseAgentBindings(value);
+      if (typeof parsed === "string") {
+        ctx.issues.push({ code: "custom", message: parsed, input: value });
+        return z.NEVER;
+      }
+      return parsed;
+    }),
   /** Key prefix of registrations in Redis. */
   REDIS_KEY_PREFIX: z.string().default("callback-dispatcher:"),
   /** How long an upstream may take to answer (headers, then each body chunk) before the callback gets 504. */

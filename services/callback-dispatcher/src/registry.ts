@@ -1,3 +1,4 @@
+import { type PoolClient, withTransaction } from "@opsplane/store";
 import type { Redis } from "ioredis";
 import type { Pool } from "pg";
 
@@ -7,6 +8,24 @@ export interface RegistrationInput {
   ttlSeconds: number;
 }
 
+/** One agent report: ids seen in `env`, and who reported them (`app:agent-sit`), kept with each id. */
+export interface RegistrationBatch {
+  env: string;
+  registeredBy: string;
+  items: RegistrationInput[];
+}
+
+/** Runs in the transaction that records a batch, e.g. to write its audit row. */
+export type AlongsideRecord = (tx: PoolClient) => Promise<void>;
+
+/** What the record says about one (rule, id). */
+export interface RegistrationRecord {
+  env: string;
+  registeredBy: string;
+  registeredAt: string;
+  expiresAt: string;
+}
+
 /**
  * Which test environment created each business object. PostgreSQL is the
  * record; lookups are served from Redis (several replicas) or from this
@@ -14,21 +33,35 @@ export interface RegistrationInput {
  */
 export interface Registry {
   readonly kind: "redis" | "memory";
-  register(env: string, items: RegistrationInput[]): Promise<void>;
+  register(batch: RegistrationBatch, alongside: AlongsideRecord): Promise<void>;
   /** The environment that registered (rule, id) and has not expired, if any. */
   lookup(rule: string, id: string): Promise<string | undefined> | string | undefined;
   /** Deletes expired rows from the record. */
   purgeExpired(): Promise<number>;
 }
 
-async function record(pool: Pool, env: string, items: RegistrationInput[]): Promise<void> {
-  // Latest registration wins: the same id created again in another environment moves its callbacks there.
-  await pool.query(
-    `INSERT INTO registrations (rule, object_id, env, expires_at)
-     SELECT r, i, $1, now() + make_interval(secs => t) FROM unnest($2::text[], $3::text[], $4::int[]) AS x(r, i, t)
-     ON CONFLICT (rule, object_id) DO UPDATE SET env = excluded.env, registered_at = now(), expires_at = excluded.expires_at`,
-    [env, items.map((x) => x.rule), items.map((x) => x.id), items.map((x) => x.ttlSeconds)],
+async function record(pool: Pool, { env, registeredBy, items }: RegistrationBatch, alongside: AlongsideRecord): Promise<void> {
+  await withTransaction(pool, async (tx) => {
+    // Latest registration wins: the same id created again in another environment moves its callbacks there.
+    await tx.query(
+      `INSERT INTO registrations (rule, object_id, env, registered_by, expires_at)
+       SELECT r, i, $1, $2, now() + make_interval(secs => t) FROM unnest($3::text[], $4::text[], $5::int[]) AS x(r, i, t)
+       ON CONFLICT (rule, object_id) DO UPDATE
+         SET env = excluded.env, registered_by = excluded.registered_by, registered_at = now(), expires_at = excluded.expires_at`,
+      [env, registeredBy, items.map((x) => x.rule), items.map((x) => x.id), items.map((x) => x.ttlSeconds)],
+    );
+    await alongside(tx);
+  });
+}
+
+/** The record of (rule, id) while it routes callbacks: the operators' lookup, not the hot path. */
+export async function registrationRecord(pool: Pool, rule: string, id: string): Promise<RegistrationRecord | undefined> {
+  const { rows } = await pool.query<RegistrationRecord>(
+    `SELECT env, registered_by AS "registeredBy", registered_at AS "registeredAt", expires_at AS "expiresAt"
+     FROM registrations WHERE rule = $1 AND object_id = $2 AND expires_at > now()`,
+    [rule, id],
   );
+  return rows[0];
 }
 
 const purge = async (pool: Pool) => (await pool.query("DELETE FROM registrations WHERE expires_at < now()")).rowCount ?? 0;
@@ -53,10 +86,10 @@ export function redisRegistry(pool: Pool, redis: Redis, prefix: string): Registr
   };
   return {
     kind: "redis",
-    async register(env, items) {
-      await record(pool, env, items);
+    async register(batch, alongside) {
+      await record(pool, batch, alongside);
       const multi = redis.multi();
-      for (const x of items) multi.set(key(x.rule, x.id), env, "EX", x.ttlSeconds);
+      for (const x of batch.items) multi.set(key(x.rule, x.id), batch.env, "EX", x.ttlSeconds);
       await multi.exec();
     },
     lookup(rule, id) {
@@ -101,10 +134,10 @@ export async function memoryRegistry(pool: Pool, max: number): Promise<Registry>
   for (const r of rows.reverse()) put(key(r.rule, r.object_id), r.env, Number(r.expires_ms));
   return {
     kind: "memory",
-    async register(env, items) {
-      await record(pool, env, items);
+    async register(batch, alongside) {
+      await record(pool, batch, alongside);
       const now = Date.now();
-      for (const x of items) put(key(x.rule, x.id), env, now + x.ttlSeconds * 1000);
+      for (const x of batch.items) put(key(x.rule, x.id), batch.env, now + x.ttlSeconds * 1000);
     },
     lookup(rule, id) {
       const k = key(rule, id);

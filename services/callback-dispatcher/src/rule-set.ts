@@ -1,7 +1,8 @@
 import { type CompiledRule, compileRule, type RuleSpec, type ScriptCompiler } from "@opsplane/callback-agent/rules";
 import type { Logger } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
-import type { Environment } from "./config-store.js";
+import { type ClaimCheck, compileClaimCheck } from "./claims.js";
+import { type Environment, environmentColumns } from "./config-store.js";
 
 /** Everything the hot path needs, compiled once per rule-set version and swapped whole. */
 export interface RuleSetSnapshot {
@@ -12,6 +13,8 @@ export interface RuleSetSnapshot {
   specs: RuleSpec[];
   environments: Map<string, Environment>;
   production: Environment | undefined;
+  /** Per test environment: which ids it may claim. */
+  claims: Map<string, ClaimCheck>;
 }
 
 export interface RuleSetCache {
@@ -43,7 +46,7 @@ export async function createRuleSetCache(o: {
       async (tx) => ({
         version: Number((await tx.query<{ version: string }>("SELECT version FROM rule_set_version")).rows[0]!.version),
         ruleRows: (await tx.query<{ spec: RuleSpec; enabled: boolean }>("SELECT spec, enabled FROM rules ORDER BY name")).rows,
-        envRows: (await tx.query<Environment>('SELECT name, base_url AS "baseUrl", production, description FROM environments')).rows,
+        envRows: (await tx.query<Environment>(`SELECT ${environmentColumns} FROM environments`)).rows,
       }),
       { isolation: "repeatable read", readOnly: true },
     );
@@ -56,12 +59,23 @@ export async function createRuleSetCache(o: {
         o.log.error({ rule: row.spec.name, err: (err as Error).message }, "stored rule does not compile; skipped");
       }
     }
+    const claims = new Map<string, ClaimCheck>();
+    for (const env of envRows) {
+      try {
+        claims.set(env.name, compileClaimCheck(env.name, env.idPatterns));
+      } catch (err) {
+        // Checked on save, so only a pattern saved by another build lands here: claim nothing rather than anything.
+        o.log.error({ env: env.name, err: (err as Error).message }, "stored id pattern does not compile; the environment may claim no id");
+        claims.set(env.name, () => `environment "${env.name}" has an id pattern that does not compile`);
+      }
+    }
     return {
       version,
       rules,
       specs: ruleRows.filter((r) => r.enabled).map((r) => r.spec),
       environments: new Map(envRows.map((e) => [e.name, e])),
       production: envRows.find((e) => e.production),
+      claims,
     };
   }
 

@@ -1,7 +1,8 @@
 import { type Static, Type } from "@sinclair/typebox";
 
 export const NameParam = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", description: "lower-case letters, digits, _ . -" });
-export const EnvName = Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" });
+export const envNamePattern = "^[a-z][a-z0-9-]{0,31}$";
+export const EnvName = Type.String({ pattern: envNamePattern });
 
 const Extractor = Type.Object(
   {
@@ -76,6 +77,14 @@ export const EnvironmentBody = Type.Object(
     baseUrl: Type.String({ pattern: "^https?://", maxLength: 2048 }),
     production: Type.Optional(Type.Boolean()),
     description: Type.Optional(Type.String({ maxLength: 1024 })),
+    /** Ids this test environment may claim, by rule name or "*"; omitted or empty: any id. */
+    idPatterns: Type.Optional(
+      // propertyNames, not a key pattern: fastify's Ajv would silently drop keys that miss the pattern.
+      Type.Record(Type.String(), Type.String({ minLength: 1, maxLength: 512 }), {
+        maxProperties: 100,
+        propertyNames: { pattern: "^(\\*|[a-z0-9][a-z0-9_.-]{0,62})$" },
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -382,7 +382,7 @@ describe("rules, environments and registrations API", () => {
     const unknownEnv = await d.api("POST", "/_dispatcher/v1/registrations", { ...payload, env: "nowhere" });
     assert.equal(unknownEnv.status, 400);
     assert.match(String(unknownEnv.body.message), /unknown environment "nowhere"/);
-    assert.equal((await d.api("POST", "/_dispatcher/v1/registrations", { ...payload, env: "prod" })).status, 400);
+    assert.equal((await d.api("POST", "/_dispatcher/v1/registrations", { ...payload, env: "prod" })).status, 403);
     const asApp = await fetch(`${d.url}/_dispatcher/v1/registrations`, {
       method: "POST",
       headers: {

@@ -51,7 +51,9 @@ describe("callbacks reach the environment whose traffic created the object", () 
     sit = await startSignedStub("sit", appSecret);
     dispatcher = await startDispatcher();
     assert.equal((await dispatcher.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true })).status, 200);
-    assert.equal((await dispatcher.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url })).status, 200);
+    // sit's own ids carry its prefixes; anything else (a production order number) it may not claim.
+    const sitEnv = { baseUrl: sit.url, idPatterns: { "*": "(PAY|ALI|WX|ORD)-[0-9A-Za-z]+" } };
+    assert.equal((await dispatcher.api("PUT", "/_dispatcher/v1/environments/sit", sitEnv)).status, 200);
     for (const [name, rule] of Object.entries(rules)) {
       const res = await dispatcher.api("PUT", `/_dispatcher/v1/rules/${name}`, rule);
       assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -100,9 +102,9 @@ describe("callbacks reach the environment whose traffic created the object", () 
   }
 
   async function registered(rule: string, id: string) {
-    return eventually(`${rule}/${id} to be registered by sit`, async () => {
+    return eventually(`${rule}/${id} to be registered by sit's agent`, async () => {
       const { body } = await dispatcher.api("GET", `/_dispatcher/v1/registrations/${rule}/${encodeURIComponent(id)}`);
-      return body.env === "sit";
+      return body.env === "sit" && body.registeredBy === `app:${agentApp.id}`;
     });
   }
 
@@ -162,6 +164,25 @@ describe("callbacks reach the environment whose traffic created the object", () 
     const res = await platformCallback(`/callbacks/orders/${orderId}/paid`, JSON.stringify({ paid: true }), "application/json");
     assert.equal(res.status, 200);
     landedIn(sit, `/callbacks/orders/${orderId}/paid`, res.bytes);
+  });
+
+  test("an id outside sit's pattern is refused: its callback stays with production, and the agent carries on", async () => {
+    await callApp("/api/pay", JSON.stringify({ orderNo: "8800123" }), "application/json");
+    await eventually("the dispatcher to refuse 8800123 from sit's agent", async () => {
+      const { rows } = await dispatcher.svc.ctx.pool.query<{ after: { refused?: Array<{ id: string }> } }>(
+        "SELECT after FROM audit_log WHERE action = 'registration.create' AND outcome = 'denied' AND actor = $1",
+        [`app:${agentApp.id}`],
+      );
+      return rows.some((r) => r.after.refused?.some((x) => x.id === "8800123"));
+    });
+    await callApp("/api/pay", JSON.stringify({ orderNo: "PAY-1002" }), "application/json");
+    await registered("pay-json", "PAY-1002");
+    const body = JSON.stringify({ data: { out_trade_no: "8800123", status: "SUCCESS" } });
+    const res = await platformCallback("/notify/pay/v2?order=8800123", body, "application/json");
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-served-by"), "prod");
+    landedIn(prod, "/notify/pay/v2?order=8800123", res.bytes);
+    assert.ok(!sit.received.some((r) => r.url === "/notify/pay/v2?order=8800123"));
   });
 
   test("an id never registered goes to production, byte for byte", async () => {

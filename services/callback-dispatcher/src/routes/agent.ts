@@ -1,5 +1,8 @@
-import { type App, badRequest, type Principal } from "@opsplane/platform";
+import { type App, type AppError, type Auditor, actorOf, type Logger, type Principal } from "@opsplane/platform";
+import type { Pool } from "@opsplane/store";
 import { Type } from "@sinclair/typebox";
+import { type AgentBindings, isRefusal, testEnvironmentFor } from "../agent-bindings.js";
+import { type ClaimRefusal, claimRefused } from "../claims.js";
 import type { DispatcherMetrics } from "../metrics.js";
 import type { Registry } from "../registry.js";
 import type { RuleSetCache } from "../rule-set.js";
@@ -13,57 +16,128 @@ export interface AgentSeen {
   lastSeen: string;
 }
 
+export interface AgentRouteDeps {
+  rules: RuleSetCache;
+  registry: Registry;
+  metrics: DispatcherMetrics;
+  bindings: AgentBindings;
+  audit: Auditor;
+  pool: Pool;
+  log: Logger;
+}
+
+/** The request fields an audit row needs. */
+type ActorRequest = { principal?: Principal; id: string };
+
+/** Ids of a batch named in its audit row: enough to recognise it, bounded whatever the batch size. */
+const auditSample = 20;
+
 /**
  * The agents' API: their rules (with an ETag on the rule-set version) and
- * their registrations. Agents authenticate with an operator API key or with
- * app credentials, which cannot change rules.
+ * their registrations. Agents authenticate with app credentials bound to one
+ * test environment (AGENT_ENVIRONMENTS), or with an operator API key; neither
+ * can change rules. Every batch registered and every registration refused is audited.
  */
-export function registerAgentRoutes(app: App, d: { rules: RuleSetCache; registry: Registry; metrics: DispatcherMetrics }): void {
+export function registerAgentRoutes(app: App, d: AgentRouteDeps): void {
   const access = { role: "operator" as const, apps: true };
   const seen = new Map<string, AgentSeen>();
-  const actor = (p: Principal | undefined) => (p ? `${p.kind}:${p.id}` : "anonymous");
 
-  const testEnv = (name: string) => {
-    const env = d.rules.current().environments.get(name);
-    if (!env) throw badRequest(`unknown environment "${name}"; configure it first`);
-    if (env.production) throw badRequest(`environment "${name}" is production; only test environments register objects`);
-    return env;
-  };
+  /**
+   * Runs `fn`; a refusal (403) is logged and counted before it reaches the caller, and audited when
+   * `audit` names the action. Refused rules fetches are not audited: a misconfigured agent asks
+   * again every few seconds, and rules are no secret.
+   */
+  async function recordingRefusals<T>(req: ActorRequest, env: string, audit: string | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isRefusal(err)) throw err;
+      d.log.warn({ audit: true, actor: actorOf(req.principal), env, reason: err.code, reqId: req.id }, err.message);
+      d.metrics.registrationRefusals.inc({ reason: err.code });
+      if (audit) auditRefusal(req, env, audit, err);
+      throw err;
+    }
+  }
+
+  // Throttled by the kit per caller, action and target: an agent refused on every flush cannot fill the table.
+  function auditRefusal(req: ActorRequest, env: string, action: string, err: AppError): void {
+    const refused = (err.details as { refused?: ClaimRefusal[] } | undefined)?.refused;
+    d.audit.denied({
+      principal: req.principal,
+      action,
+      target: `environment/${env}`,
+      after: { reason: err.message, ...(refused ? { refusedCount: refused.length, refused: refused.slice(0, auditSample) } : {}) },
+      requestId: req.id,
+    });
+  }
 
   app.get(
     "/_dispatcher/v1/agent/rules",
     { config: { access }, schema: { querystring: Type.Object({ env: EnvName }) } },
-    async (req, reply) => {
-      testEnv(req.query.env);
-      const snapshot = d.rules.current();
-      const who = actor(req.principal);
-      seen.set(`${req.query.env}|${who}`, {
-        env: req.query.env,
-        principal: who,
-        rulesVersion: snapshot.version,
-        lastSeen: new Date().toISOString(),
-      });
-      const etag = `"${snapshot.version}"`;
-      reply.header("etag", etag);
-      if (req.headers["if-none-match"] === etag) return reply.code(304).send();
-      return { version: snapshot.version, rules: snapshot.specs };
-    },
+    async (req, reply) =>
+      recordingRefusals(req, req.query.env, undefined, async () => {
+        const snapshot = d.rules.current();
+        testEnvironmentFor(req.principal, req.query.env, snapshot, d.bindings);
+        const who = actorOf(req.principal);
+        seen.set(`${req.query.env}|${who}`, {
+          env: req.query.env,
+          principal: who,
+          rulesVersion: snapshot.version,
+          lastSeen: new Date().toISOString(),
+        });
+        const etag = `"${snapshot.version}"`;
+        reply.header("etag", etag);
+        if (req.headers["if-none-match"] === etag) return reply.code(304).send();
+        return { version: snapshot.version, rules: snapshot.specs };
+      }),
   );
 
-  app.get("/_dispatcher/v1/agents", async () => ({ agents: [...seen.values()] }));
+  app.get("/_dispatcher/v1/agents", async () => ({
+    agents: [...seen.values()],
+    bindings: [...d.bindings].map(([app, env]) => ({ app, env })),
+  }));
 
+  // All or nothing: a batch with one id its environment may not claim stores none, and the 403
+  // lists the refused ones, so the agent can send the rest again without them.
   app.post("/_dispatcher/v1/registrations", { config: { access }, schema: { body: RegistrationsBody } }, async (req) => {
-    testEnv(req.body.env);
-    const byName = new Map(d.rules.current().rules.map((r) => [r.name, r]));
-    // An agent may still hold a rule deleted a moment ago: skip those entries rather than refuse the batch (it would retry forever).
-    const known = req.body.registrations.filter((r) => byName.has(r.rule));
-    const ignoredRules = [...new Set(req.body.registrations.filter((r) => !byName.has(r.rule)).map((r) => r.rule))];
-    if (known.length)
-      await d.registry.register(
-        req.body.env,
-        known.map((r) => ({ rule: r.rule, id: r.id, ttlSeconds: byName.get(r.rule)!.ttlSeconds })),
-      );
-    d.metrics.registrations.inc({ env: req.body.env }, known.length);
-    return { registered: known.length, ignoredRules };
+    const { env, registrations } = req.body;
+    return recordingRefusals(req, env, "registration.create", async () => {
+      const snapshot = d.rules.current();
+      testEnvironmentFor(req.principal, env, snapshot, d.bindings);
+      const byName = new Map(snapshot.rules.map((r) => [r.name, r]));
+      // An agent may still hold a rule deleted a moment ago: skip those entries rather than refuse the batch (it would retry forever).
+      const ignoredRules = [...new Set(registrations.filter((r) => !byName.has(r.rule)).map((r) => r.rule))];
+      // The same id seen twice in one flush (a retried request) is one registration.
+      const known = [...new Map(registrations.filter((r) => byName.has(r.rule)).map((r) => [`${r.rule}\u0000${r.id}`, r])).values()];
+      const mayClaim = snapshot.claims.get(env)!;
+      const refused: ClaimRefusal[] = [];
+      for (const r of known) {
+        const reason = mayClaim(r.rule, r.id);
+        if (reason) refused.push({ rule: r.rule, id: r.id, reason });
+      }
+      if (refused.length) throw claimRefused(env, refused, known.length);
+      if (known.length) {
+        const byRule: Record<string, number> = {};
+        for (const r of known) byRule[r.rule] = (byRule[r.rule] ?? 0) + 1;
+        await d.registry.register(
+          {
+            env,
+            registeredBy: actorOf(req.principal),
+            items: known.map((r) => ({ rule: r.rule, id: r.id, ttlSeconds: byName.get(r.rule)!.ttlSeconds })),
+          },
+          // One audit row per batch, in the transaction that stores it: agents send thousands of ids a second.
+          (tx) =>
+            d.audit.record(tx, {
+              principal: req.principal,
+              action: "registration.create",
+              target: `environment/${env}`,
+              after: { count: known.length, byRule, sample: known.slice(0, auditSample).map((r) => `${r.rule}/${r.id}`) },
+              requestId: req.id,
+            }),
+        );
+      }
+      d.metrics.registrations.inc({ env }, known.length);
+      return { registered: known.length, ignoredRules };
+    });
   });
 }

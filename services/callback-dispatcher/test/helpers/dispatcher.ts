@@ -6,7 +6,7 @@ export const operatorKey = "op-key-0123456789abcdef";
 export const viewerKey = "viewer-key-0123456789abcdef";
 export const agentApp = { id: "agent-sit", secret: "agent-secret-0123456789" };
 
-/** Starts the dispatcher on a fresh database with an operator key, a viewer key and agent app credentials. */
+/** Starts the dispatcher on a fresh database with an operator key, a viewer key and agent app credentials bound to sit. */
 export async function startDispatcher(extraEnv: Record<string, string> = {}, opts: { redis?: boolean; databaseUrl?: string } = {}) {
   const db = opts.databaseUrl ? undefined : await createTestDatabase();
   const redis = opts.redis === false ? undefined : testRedis();
@@ -18,6 +18,7 @@ export async function startDispatcher(extraEnv: Record<string, string> = {}, opt
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
     AUTH_API_KEYS: `ops:operator:${sha256Hex(operatorKey)},watcher:viewer:${sha256Hex(viewerKey)}`,
     AUTH_APP_CREDENTIALS: `${agentApp.id}:${sha256Hex(agentApp.secret)}`,
+    AGENT_ENVIRONMENTS: `${agentApp.id}:sit`,
     RULES_POLL_MS: "100",
     DECISION_FLUSH_MS: "20",
     ...extraEnv,
