@@ -64,7 +64,8 @@ async function post(url: string, body: unknown, headers: Record<string, string>)
 async function openPair(base: string, developerBase: string) {
   const ws = base.replace("http", "ws");
   const s = await post(`${base}/assist/sessions`, { pageUrl: `${ORIGIN}/` }, { origin: ORIGIN });
-  const widget = await open(`${ws}/assist/ws/widget?session=${s.sessionId}&token=${s.widgetToken}`, ORIGIN);
+  const t = await post(`${base}/assist/sessions/${s.sessionId}/widget-ticket`, {}, { origin: ORIGIN, "x-assist-token": s.widgetToken! });
+  const widget = await open(`${ws}/assist/ws/widget?ticket=${t.ticket}`, ORIGIN);
   const joined = new Promise<void>((resolve) => widget.on("message", (d) => String(d).includes('"developer-joined"') && resolve()));
   const c = await post(`${developerBase}/assist/connect`, { key: s.key }, { authorization: `Bearer ${API_KEY}` });
   const developer = await open(`${developerBase.replace("http", "ws")}/assist/ws/developer?ticket=${c.ticket}`);

@@ -2,23 +2,96 @@ import pino from "pino";
 
 export type Logger = pino.Logger;
 
-/** JSON logs on stdout; credentials and secrets never reach them. */
-export function createLogger(service: string, level: string): Logger {
-  return pino({
-    level,
-    base: { service },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    redact: {
-      paths: [
-        "req.headers.authorization",
-        "req.headers.cookie",
-        'req.headers["x-agent-token"]',
-        "*.password",
-        "*.secret",
-        "*.token",
-        "*.apiKey",
-      ],
-      censor: "[redacted]",
+const censor = "[redacted]";
+
+/** Names of query parameters that carry credentials (matched case-insensitively against the decoded name); `session` alone (an id) is kept. */
+const credentialParam =
+  /token|secret|passw|pwd|signature|credential|api[-_]?key|access[-_]?key|private[-_]?key|session[-_]?key|sess(ion)?[-_]?id|^(key|sig|sign|ticket|auth|authorization)$/i;
+/** Names of headers that carry credentials. */
+const credentialHeader = /authorization|cookie|token|secret|api[-_]?key|signature|credential/i;
+
+// A value runs to the next `&`, `;` or `#` (a `?` in it is kept in it: better redact too much than leak a part).
+const queryParam = /([?&;#])([^=&;#\s"'<>]+)=([^&;#\s"'<>]*)/g;
+const userinfoPassword = /(\b[a-z][a-z\d+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
+
+const decoded = (name: string) => {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, " "));
+  } catch {
+    return name;
+  }
+};
+
+/**
+ * Replaces the values of credential query parameters (`?token=…`, `&X-Amz-Signature=…`, `&api_key=…`)
+ * and the password of `scheme://user:password@host` with `[redacted]`, wherever they occur in `text`:
+ * a request URL, a URL logged by a service, or an error message quoting one. Everything else is kept
+ * as it was, so the log still shows which route and which parameters were used.
+ */
+export function redactCredentials(text: string): string {
+  return text
+    .replace(queryParam, (whole, sep: string, name: string) => (credentialParam.test(decoded(name)) ? `${sep}${name}=${censor}` : whole))
+    .replace(userinfoPassword, `$1${censor}@`);
+}
+
+/** The request as logged by fastify ("incoming request", WebSocket upgrades included), its URL redacted. */
+function requestSerializer(req: {
+  method?: string;
+  url?: string;
+  host?: string;
+  ip?: string;
+  headers?: Record<string, unknown>;
+  socket?: { remoteAddress?: string; remotePort?: number };
+}) {
+  return {
+    method: req.method,
+    url: req.url === undefined ? undefined : redactCredentials(req.url),
+    version: req.headers?.["accept-version"],
+    host: req.host ?? req.headers?.host,
+    remoteAddress: req.ip ?? req.socket?.remoteAddress,
+    remotePort: req.socket?.remotePort,
+  };
+}
+
+function headersSerializer(headers: Record<string, unknown>) {
+  if (!headers || typeof headers !== "object") return headers;
+  return Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, credentialHeader.test(name) ? censor : value]));
+}
+
+/** Errors, and the plain messages some call sites log as `err`, with credentials in their text redacted. */
+function errorSerializer(err: unknown) {
+  if (typeof err === "string") return redactCredentials(err);
+  if (typeof err !== "object" || err === null) return err;
+  const serialized = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
+  // Not error-like: pino hands the caller's own object back, which is not ours to change.
+  if (serialized === err) return err;
+  for (const [key, value] of Object.entries(serialized)) if (typeof value === "string") serialized[key] = redactCredentials(value);
+  return serialized;
+}
+
+/**
+ * JSON logs on stdout (or `destination`); credentials and secrets never reach them: request URLs (every service's request
+ * log), `url`, `headers` and `err` fields go through the serializers above, and `*.password`-like
+ * fields are censored.
+ */
+export function createLogger(service: string, level: string, destination?: pino.DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // Fastify takes the logger's own serializers over its defaults (lib/logger-pino.js).
+      serializers: {
+        req: requestSerializer,
+        url: (url: unknown) => (typeof url === "string" ? redactCredentials(url) : url),
+        headers: headersSerializer,
+        err: errorSerializer,
+      },
+      redact: {
+        paths: ["password", "secret", "token", "apiKey", "*.password", "*.secret", "*.token", "*.apiKey"],
+        censor,
+      },
     },
-  });
+    destination,
+  );
 }

@@ -11,8 +11,14 @@ export const assistEnv = {
   /** Failed key redemptions one client (principal or IP) may make per window before 429. */
   ASSIST_CLIENT_MAX_FAILURES: z.coerce.number().int().min(1).default(10),
   ASSIST_CLIENT_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).default(900),
-  /** Life of the single-use ticket a developer's browser opens its WebSocket with. */
+  /** Life of the single-use tickets the developer's browser and the operator's page open their WebSockets with. */
   ASSIST_TICKET_TTL_SECONDS: z.coerce.number().int().min(5).max(600).default(60),
+  /**
+   * Every socket is pinged this often and dropped when it has not answered the previous ping; the replica
+   * holding a session's widget socket vouches for it this often (a dead replica's sessions are free
+   * again after three times this). A page whose connection broke can reconnect within about twice this.
+   */
+  ASSIST_HEARTBEAT_SECONDS: z.coerce.number().int().min(1).max(300).default(15),
   /** Largest WebSocket message accepted (a full snapshot of a big page can be several MB). */
   ASSIST_MAX_MESSAGE_BYTES: z.coerce
     .number()

@@ -10,6 +10,7 @@ import { DeveloperMessage, type ToDeveloper, type ToWidget, WidgetMessage } from
 import type { Recorder } from "./recorder.js";
 import type { SessionStore } from "./session-store.js";
 import { TokenBucket } from "./token-bucket.js";
+import { keepAlive, type WidgetBinding } from "./widget-binding.js";
 
 const widgetMessage = TypeCompiler.Compile(WidgetMessage);
 const developerMessage = TypeCompiler.Compile(DeveloperMessage);
@@ -20,12 +21,14 @@ export interface LiveDeps {
   hub: Hub;
   recorder: Recorder;
   idle: IdleTimeout;
+  binding: WidgetBinding;
   origins: OriginPolicy;
   audit: Auditor;
   metrics: AssistMetrics;
   log: Logger;
   maxMessageBytes: number;
   maxMessagesPerSecond: number;
+  heartbeatSeconds: number;
 }
 
 type Side = "widget" | "developer";
@@ -82,11 +85,12 @@ function guard<M>(
   };
 }
 
-const widgetSessions = new WeakMap<FastifyRequest, { sessionId: string }>();
+/** The session a widget socket opens, and its binding (undefined when another socket holds the session). */
+const widgetSessions = new WeakMap<FastifyRequest, { sessionId: string; origin: string; holder: string | undefined }>();
 const developerTickets = new WeakMap<FastifyRequest, { sessionId: string; developer: string; role: string }>();
 
 export function installLiveSockets(deps: LiveDeps): void {
-  const { app, store, hub, recorder, idle, origins, metrics, log } = deps;
+  const { app, store, hub, recorder, idle, binding, origins, metrics, log } = deps;
   const toDeveloper = (sessionId: string, m: ToDeveloper) => hub.publish(sessionId, "developer", JSON.stringify(m));
   const toWidget = (sessionId: string, m: ToWidget) => hub.publish(sessionId, "widget", JSON.stringify(m));
   const failed = (err: unknown) => log.error({ err }, "assist socket action failed");
@@ -98,23 +102,27 @@ export function installLiveSockets(deps: LiveDeps): void {
       config: { access: "public" },
       preValidation: async (req) => {
         const origin = await origins.require(req, "widget socket");
-        const { session, token } = req.query as { session?: string; token?: string };
-        if (!session || !token || !/^[0-9a-f-]{36}$/.test(session)) {
-          await store.refusal(undefined, `origin:${origin}`, "widget-token", "session and token query parameters are required");
-          throw unauthorized("session and token query parameters are required");
+        const { ticket } = req.query as { ticket?: string };
+        const sessionId = ticket ? await store.takeWidgetTicket(ticket) : undefined;
+        if (!sessionId) {
+          metrics.refusals.inc({ reason: "widget-ticket" });
+          await store.refusal(undefined, `origin:${origin}`, "widget-ticket", "unknown, used or expired ticket");
+          throw unauthorized("unknown, used or expired ticket; get one with POST /assist/sessions/:id/widget-ticket");
         }
-        try {
-          await store.widgetSession(session, token);
-        } catch (err) {
-          metrics.refusals.inc({ reason: "widget-token" });
-          await store.refusal(session, `origin:${origin}`, "widget-token", (err as Error).message);
-          throw err;
-        }
-        widgetSessions.set(req, { sessionId: session });
+        widgetSessions.set(req, { sessionId, origin, holder: await binding.bind(sessionId) });
       },
     },
     (socket, req) => {
-      const { sessionId } = widgetSessions.get(req)!;
+      const { sessionId, origin, holder } = widgetSessions.get(req)!;
+      if (!holder) {
+        // Accepted, then closed with a code and a reason, because a browser sees neither on a refused handshake.
+        metrics.refusals.inc({ reason: "widget-socket-in-use" });
+        log.warn({ sessionId, origin, ip: req.ip }, "second widget socket refused: the session already has one");
+        store.refusal(sessionId, `origin:${origin}`, "widget-socket-in-use", `ip ${req.ip}`).catch(failed);
+        socket.close(4409, "this session is connected from another page; it can reconnect once that socket has closed");
+        return;
+      }
+      keepAlive(socket, deps.heartbeatSeconds);
       const actor = `operator:${sessionId}`;
       const frames = guard(deps, "widget", socket, sessionId, actor, widgetMessage);
       let pendingRequestFrom: string | undefined;
@@ -148,6 +156,7 @@ export function installLiveSockets(deps: LiveDeps): void {
             hub.publish(sessionId, "developer", frame.raw).catch(failed);
             return;
           case "panel":
+          case "control-refused":
             hub.publish(sessionId, "developer", frame.raw).catch(failed);
             return;
           case "control-response": {
@@ -185,6 +194,8 @@ export function installLiveSockets(deps: LiveDeps): void {
       });
       socket.on("close", () => {
         metrics.sockets.dec({ side: "widget" });
+        // First, so the page's reconnection finds its session free.
+        binding.unbind(holder).catch(failed);
         joined
           .then((leave) => leave())
           .then(() => toDeveloper(sessionId, { t: "operator", connected: false }))
@@ -219,6 +230,7 @@ export function installLiveSockets(deps: LiveDeps): void {
       const frames = guard(deps, "developer", socket, sessionId, developer, developerMessage);
       let granted = false;
       let watchId: number | undefined;
+      keepAlive(socket, deps.heartbeatSeconds);
       metrics.sockets.inc({ side: "developer" });
       const joined = hub.join(sessionId, "developer", (raw) => {
         if (raw.startsWith('{"t":"control-state"')) {

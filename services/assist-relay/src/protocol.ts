@@ -27,10 +27,30 @@ export const NetworkEntry = Type.Object({
 });
 export type NetworkEntry = Static<typeof NetworkEntry>;
 
-/** What a developer may do on the operator's page while control is granted; targets are rrweb mirror node ids. */
+/**
+ * What a developer may do on the operator's page while control is granted; targets are rrweb mirror node ids.
+ * Typing never carries a field's value: the developer sees masked fields as `*` (one per character), so an
+ * edit says which characters of the value it replaces. Masking keeps the length, so the offsets in the
+ * developer's view are offsets in the operator's real value.
+ */
 export const ControlAction = Type.Union([
   Type.Object({ kind: Type.Literal("click"), id: Type.Integer({ minimum: 0 }) }),
-  Type.Object({ kind: Type.Literal("input"), id: Type.Integer({ minimum: 0 }), value: Type.String({ maxLength: 65536 }) }),
+  Type.Object({
+    kind: Type.Literal("edit"),
+    id: Type.Integer({ minimum: 0 }),
+    /** Replaces the value's UTF-16 units [start, end) with `text` (typing, paste, deletion, typing over a selection). */
+    start: Type.Integer({ minimum: 0 }),
+    end: Type.Integer({ minimum: 0 }),
+    text: Type.String({ maxLength: 65536 }),
+    /** The value's length in the developer's view; the page refuses the edit when its field has another length. */
+    length: Type.Integer({ minimum: 0 }),
+  }),
+  /** Chooses options of a <select> by index (the option list is streamed unmasked; which one is selected may not be). */
+  Type.Object({
+    kind: Type.Literal("select"),
+    id: Type.Integer({ minimum: 0 }),
+    selected: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 10000 }),
+  }),
   Type.Object({ kind: Type.Literal("scroll"), dx: Type.Number(), dy: Type.Number() }),
 ]);
 export type ControlAction = Static<typeof ControlAction>;
@@ -45,6 +65,8 @@ export const WidgetMessage = Type.Union([
   Type.Object({ t: Type.Literal("panel"), open: Type.Boolean() }),
   Type.Object({ t: Type.Literal("control-response"), granted: Type.Boolean() }),
   Type.Object({ t: Type.Literal("control-revoke") }),
+  /** The page did not apply a control action (e.g. an edit made on a stale view of the field); passed on to the developer. */
+  Type.Object({ t: Type.Literal("control-refused"), reason: Type.String({ maxLength: 500 }) }),
   Type.Object({ t: Type.Literal("end") }),
 ]);
 export type WidgetMessage = Static<typeof WidgetMessage>;
@@ -61,9 +83,8 @@ export type DeveloperMessage = Static<typeof DeveloperMessage>;
 
 /** Relay → developer console: the widget's stream plus the relay's own notices. */
 export type ToDeveloper =
-  | Extract<WidgetMessage, { t: "rrweb" | "console" | "network" | "panel" }>
+  | Extract<WidgetMessage, { t: "rrweb" | "console" | "network" | "panel" | "control-refused" }>
   | { t: "control-state"; granted: boolean; developer: string; by: "operator" | "developer" | "relay" }
-  | { t: "control-refused"; reason: string }
   | { t: "operator"; connected: boolean }
   | { t: "session-ended"; by: string }
   | { t: "error"; reason: string };

@@ -1,4 +1,4 @@
-import { type App, AppError, type Auditor, badRequest, forbidden, type Principal } from "@opsplane/platform";
+import { type App, AppError, type Auditor, badRequest, forbidden, type Principal, redactCredentials } from "@opsplane/platform";
 import { Type } from "@sinclair/typebox";
 import type { FailureLimiter } from "./failure-limiter.js";
 import type { AssistMetrics } from "./metrics.js";
@@ -51,16 +51,30 @@ export function installSessionRoutes({ app, store, recorder, origins, limiter, a
     },
     async (req, reply) => {
       const origin = await origins.require(req, "widget");
-      const opened = await store.open(origin, req.body.pageUrl, req.id);
+      // Stored, audited and published on the bus: a page's own credentials in its URL (`?sessionid=`) stay out of all three.
+      const opened = await store.open(origin, redactCredentials(req.body.pageUrl), req.id);
       reply.code(201);
       return { ...opened, policy } satisfies OpenedSession;
     },
   );
 
+  // The page opens its socket with a single-use ticket, never with the session token in the URL (URLs end up in access logs).
+  app.post("/assist/sessions/:id/widget-ticket", { config: { access: "public" }, schema: { params: SessionParams } }, async (req) => {
+    const origin = await origins.require(req, "widget");
+    try {
+      await widgetToken(req, req.params.id);
+    } catch (err) {
+      metrics.refusals.inc({ reason: "widget-token" });
+      await store.refusal(req.params.id, `origin:${origin}`, "widget-token", (err as Error).message);
+      throw err;
+    }
+    return store.issueWidgetTicket(req.params.id, req.id);
+  });
+
   app.post("/assist/sessions/:id/key", { config: { access: "public" }, schema: { params: SessionParams } }, async (req) => {
     await origins.require(req, "widget");
     await widgetToken(req, req.params.id);
-    return store.renewKey(req.params.id);
+    return store.renewKey(req.params.id, req.id);
   });
 
   app.post(
@@ -80,7 +94,7 @@ export function installSessionRoutes({ app, store, recorder, origins, limiter, a
       }
       try {
         const { sessionId } = await store.redeem(req.body.key, principal, req.id);
-        return { sessionId, ...(await store.issueTicket(sessionId, principal)) };
+        return { sessionId, ...(await store.issueTicket(sessionId, principal, req.id)) };
       } catch (err) {
         if (!(err instanceof KeyRefused)) throw err;
         metrics.refusals.inc({ reason: `key-${err.reason}` });
@@ -100,7 +114,7 @@ export function installSessionRoutes({ app, store, recorder, origins, limiter, a
   );
 
   app.post("/assist/sessions/:id/tickets", { config: { access: { role: "viewer" } }, schema: { params: SessionParams } }, async (req) =>
-    store.issueTicket(req.params.id, req.principal as Principal),
+    store.issueTicket(req.params.id, req.principal as Principal, req.id),
   );
 
   app.post("/assist/sessions/:id/end", { config: { access: "public" }, schema: { params: SessionParams } }, async (req) => {

@@ -41,7 +41,7 @@ export type EndedBy = "operator" | "expired" | "idle";
 
 const sessionColumns = "id, status, origin, page_url, developer, report_id, opened_at, connected_at, ended_at, ended_by";
 
-/** Assist sessions, their connection keys, developer tickets, watches, control grants and refusals. */
+/** Assist sessions, their connection keys, socket tickets and widget socket bindings, watches, control grants and refusals. */
 export class SessionStore {
   constructor(
     readonly pool: Pool,
@@ -83,12 +83,15 @@ export class SessionStore {
   }
 
   /** A fresh key for a session still waiting for its developer (the old one stops working). */
-  async renewKey(sessionId: string) {
+  async renewKey(sessionId: string, requestId: string) {
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<{ status: string }>("SELECT status FROM sessions WHERE id = $1 FOR UPDATE", [sessionId]);
       if (rows[0]?.status !== "waiting") throw conflict("only a session still waiting for its developer gets a new key");
       await tx.query("UPDATE connection_keys SET state = 'replaced' WHERE session_id = $1 AND state = 'pending'", [sessionId]);
-      return this.insertKey(tx, sessionId);
+      const key = await this.insertKey(tx, sessionId);
+      const after = { keyExpiresAt: key.keyExpiresAt };
+      await this.audit.record(tx, { principal: undefined, action: "session.key-renew", target: `session/${sessionId}`, after, requestId });
+      return key;
     });
   }
 
@@ -184,19 +187,29 @@ export class SessionStore {
   }
 
   /** A single-use ticket for the session's own developer to open the developer WebSocket. */
-  async issueTicket(sessionId: string, developer: Principal): Promise<{ ticket: string; expiresAt: string }> {
+  async issueTicket(sessionId: string, developer: Principal, requestId: string): Promise<{ ticket: string; expiresAt: string }> {
     if (developer.kind !== "key") throw forbidden("only a developer signed in with an API key may watch a session");
     const actor = `key:${developer.id}`;
     const session = await this.get(sessionId);
     if (session.status === "ended") throw conflict("the session has ended");
     if (session.developer !== actor) throw forbidden("this session is connected to another developer; enter the operator's key to connect");
     const t = newToken();
-    const { rows } = await this.pool.query<{ expires_at: Date }>(
-      `INSERT INTO developer_tickets (ticket_hash, session_id, developer, role, expires_at)
-       VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) RETURNING expires_at`,
-      [t.hash, sessionId, actor, developer.role, this.opts.ticketTtlSeconds],
-    );
-    return { ticket: t.token, expiresAt: rows[0]!.expires_at.toISOString() };
+    return withTransaction(this.pool, async (tx) => {
+      const { rows } = await tx.query<{ expires_at: Date }>(
+        `INSERT INTO developer_tickets (ticket_hash, session_id, developer, role, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) RETURNING expires_at`,
+        [t.hash, sessionId, actor, developer.role, this.opts.ticketTtlSeconds],
+      );
+      const expiresAt = rows[0]!.expires_at.toISOString();
+      await this.audit.record(tx, {
+        principal: developer,
+        action: "session.ticket",
+        target: `session/${sessionId}`,
+        after: { expiresAt },
+        requestId,
+      });
+      return { ticket: t.token, expiresAt };
+    });
   }
 
   /** Uses up a ticket; undefined when unknown, used or expired. */
@@ -208,6 +221,65 @@ export class SessionStore {
       [tokenHash(ticket)],
     );
     return rows[0] ? { sessionId: rows[0].session_id, developer: rows[0].developer, role: rows[0].role } : undefined;
+  }
+
+  /** A single-use ticket for the session's page to open its WebSocket (so the session token never travels in a URL). */
+  async issueWidgetTicket(sessionId: string, requestId: string): Promise<{ ticket: string; expiresAt: string }> {
+    const t = newToken();
+    return withTransaction(this.pool, async (tx) => {
+      const { rows } = await tx.query<{ expires_at: Date }>(
+        `INSERT INTO widget_tickets (ticket_hash, session_id, expires_at)
+         VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING expires_at`,
+        [t.hash, sessionId, this.opts.ticketTtlSeconds],
+      );
+      const expiresAt = rows[0]!.expires_at.toISOString();
+      const entry = {
+        principal: undefined,
+        action: "session.widget-ticket",
+        target: `session/${sessionId}`,
+        after: { expiresAt },
+        requestId,
+      };
+      await this.audit.record(tx, entry);
+      return { ticket: t.token, expiresAt };
+    });
+  }
+
+  /** Uses up a widget ticket; the session it opens, or undefined when unknown, used, expired or its session ended. */
+  async takeWidgetTicket(ticket: string): Promise<string | undefined> {
+    const { rows } = await this.pool.query<{ session_id: string }>(
+      `UPDATE widget_tickets t SET used_at = now() FROM sessions s
+       WHERE t.ticket_hash = $1 AND t.used_at IS NULL AND t.expires_at > now() AND s.id = t.session_id AND s.status <> 'ended'
+       RETURNING t.session_id`,
+      [tokenHash(ticket)],
+    );
+    return rows[0]?.session_id;
+  }
+
+  /** Makes `holder` the session's one widget socket until `leaseSeconds` from now; false while another socket holds it. */
+  async bindWidgetSocket(sessionId: string, holder: string, leaseSeconds: number): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      `UPDATE sessions SET widget_socket = $2, widget_socket_until = now() + make_interval(secs => $3)
+       WHERE id = $1 AND status <> 'ended' AND (widget_socket IS NULL OR widget_socket_until < now())`,
+      [sessionId, holder, leaseSeconds],
+    );
+    return rowCount === 1;
+  }
+
+  /** Extends the bindings of these sockets (one statement for every widget socket a replica holds). */
+  async renewWidgetSockets(holders: readonly string[], leaseSeconds: number): Promise<void> {
+    if (holders.length === 0) return;
+    await this.pool.query(
+      "UPDATE sessions SET widget_socket_until = now() + make_interval(secs => $2) WHERE widget_socket = ANY($1::text[])",
+      [holders, leaseSeconds],
+    );
+  }
+
+  async unbindWidgetSocket(sessionId: string, holder: string): Promise<void> {
+    await this.pool.query("UPDATE sessions SET widget_socket = NULL, widget_socket_until = NULL WHERE id = $1 AND widget_socket = $2", [
+      sessionId,
+      holder,
+    ]);
   }
 
   async get(sessionId: string): Promise<SessionRow> {
@@ -374,6 +446,7 @@ export class SessionStore {
       secs,
     ]);
     await this.pool.query("DELETE FROM developer_tickets WHERE expires_at < now() - interval '1 hour'");
+    await this.pool.query("DELETE FROM widget_tickets WHERE expires_at < now() - interval '1 hour'");
     await this.pool.query("DELETE FROM connection_keys WHERE expires_at < now() - make_interval(secs => $1)", [Math.min(secs, 86400)]);
     await this.pool.query("DELETE FROM refusals WHERE at < now() - make_interval(secs => $1)", [secs]);
     return rowCount ?? 0;

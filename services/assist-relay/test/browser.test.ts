@@ -18,6 +18,10 @@ function operatorPage(relay: string) {
     <label>Password <input id="pw" type="password"></label>
     <label>Card <input id="card" name="cardNumber"></label>
     <label>Note <input id="note" class="assist-unmask"></label>
+    <label>Amount <input id="amount" type="number"></label>
+    <label>Branch <select id="branch"><option>North</option><option>South</option><option>East</option></select></label>
+    <label><input id="agree" type="checkbox"> I agree</label>
+    <div id="memo" contenteditable="true">memo</div>
     <button id="load" onclick="fetch('/api/balance').then(r => r.json()).then(b => { console.log('balance loaded', b.balance); balance.textContent = b.balance; })">Load balance</button>
     <span id="balance"></span>
     <script src="${relay}/assist/widget.js"></script>
@@ -34,6 +38,7 @@ describe("assist in the browser: operator page with the widget and the developer
   let developer: Page;
   let relay: string;
   let sessionId: string;
+  const widgetSocketUrls: string[] = [];
 
   before(async () => {
     site = createServer((req, res) => {
@@ -52,7 +57,9 @@ describe("assist in the browser: operator page with the widget and the developer
       args: chromiumArgs,
     });
     operator = await (await browser.newContext()).newPage();
-    developer = await (await browser.newContext()).newPage();
+    // The clipboard, for a paste into the live view.
+    developer = await (await browser.newContext({ permissions: ["clipboard-read", "clipboard-write"] })).newPage();
+    operator.on("websocket", (ws) => widgetSocketUrls.push(ws.url()));
     await operator.goto(siteUrl);
   });
   after(async () => {
@@ -80,7 +87,9 @@ describe("assist in the browser: operator page with the widget and the developer
 
   test("the operator asks for assistance, the developer connects with the key and sees the page change live", async () => {
     await operator.click("#opsplane-assist [data-toggle]");
+    const opened = operator.waitForResponse((r) => r.url().endsWith("/assist/sessions") && r.request().method() === "POST");
     await operator.click("text=Request remote assistance");
+    const { widgetToken } = (await (await opened).json()) as { widgetToken: string };
     const keyEl = operator.locator("#opsplane-assist [data-key]");
     await operator.waitForFunction(() =>
       /^\w{4}-\w{4}-\w{4}$/.test(document.querySelector("#opsplane-assist [data-key]")?.textContent ?? ""),
@@ -100,6 +109,10 @@ describe("assist in the browser: operator page with the widget and the developer
     await waitReplayed("#counter", "textContent", "0");
     await operator.click("#inc");
     await waitReplayed("#counter", "textContent", "1");
+    // The page's socket was opened with a single-use ticket: the session token is in no URL (access logs keep URLs).
+    assert.equal(widgetSocketUrls.length, 1);
+    assert.match(widgetSocketUrls[0]!, /\/assist\/ws\/widget\?ticket=/);
+    assert.ok(!widgetSocketUrls[0]!.includes(widgetToken));
   });
 
   test("console lines and the page's fetch call show in the operator's floating panel and in the developer's panels, bodies masked", async () => {
@@ -169,6 +182,96 @@ describe("assist in the browser: operator page with the widget and the developer
       (trail.body.controlGrants as Array<{ revokedBy: string }>).map((g) => g.revokedBy),
       ["operator"],
     );
+  });
+
+  test("in control, the developer's typing into a masked field edits the operator's real value, never the masked one", async () => {
+    await developer.click("#request-control");
+    await operator.locator("#opsplane-assist [data-consent] >> text=Allow control").click();
+    await developer.locator("#control-state", { hasText: "Control granted" }).waitFor();
+    const frame = developer.frameLocator("#replay iframe");
+    const card = frame.locator("#card");
+    const operatorCard = () => operator.inputValue("#card");
+    const cardChanges = async (from: string) => {
+      await operator.waitForFunction((before) => (document.querySelector("#card") as HTMLInputElement).value !== before, from);
+      return operatorCard();
+    };
+
+    // The issue's reproduction: click the field, End, type 9.
+    await card.click();
+    await card.press("End");
+    await card.pressSequentially("9");
+    assert.equal(await cardChanges(cardNumber), `${cardNumber}9`);
+    // Backspace, a character typed in the middle, a selection typed over, a paste: each where the developer put it.
+    await card.press("Backspace");
+    assert.equal(await cardChanges(`${cardNumber}9`), cardNumber);
+    await card.press("Home");
+    for (let i = 0; i < 4; i++) await card.press("ArrowRight");
+    await card.pressSequentially("-");
+    assert.equal(await cardChanges(cardNumber), `6222-${cardNumber.slice(4)}`);
+    await card.press("Shift+ArrowLeft");
+    await card.pressSequentially(" ");
+    assert.equal(await cardChanges(`6222-${cardNumber.slice(4)}`), `6222 ${cardNumber.slice(4)}`);
+    await developer.evaluate(() => navigator.clipboard.writeText("77"));
+    await card.press("End");
+    await card.press("Control+V");
+    assert.equal(await cardChanges(`6222 ${cardNumber.slice(4)}`), `6222 ${cardNumber.slice(4)}77`);
+
+    // Once the developer leaves the field, the view shows the page's state again: masked, never the digits.
+    await frame.locator("h1").click();
+    await waitReplayed("#card", "value", "*".repeat(cardNumber.length + 3));
+  });
+
+  test("in control, an edit made on a stale view of a field is refused visibly and the operator's value stays", async () => {
+    const card = developer.frameLocator("#replay iframe").locator("#card");
+    await card.click();
+    // The operator types while the developer has the field focused (the developer's view of it is now stale).
+    await operator.fill("#card", cardNumber);
+    await card.press("End");
+    await card.pressSequentially("5");
+    await developer
+      .locator("#notice", { hasText: "Control refused: the field on the operator's page no longer matches your view" })
+      .waitFor();
+    assert.equal(await operator.inputValue("#card"), cardNumber);
+    // The refusal shows the developer the field's real (masked) state again; an edit on it goes through.
+    await waitReplayed("#card", "value", "*".repeat(cardNumber.length));
+    await card.press("End");
+    await card.pressSequentially("5");
+    await operator.waitForFunction((want) => (document.querySelector("#card") as HTMLInputElement).value === want, `${cardNumber}5`);
+
+    // A masked number field cannot show its asterisks (the live view shows it empty): typing there is refused, never a new value.
+    await operator.fill("#amount", "1200");
+    await developer.locator("#notice").evaluate((n) => {
+      n.textContent = "";
+    });
+    const amount = developer.frameLocator("#replay iframe").locator("#amount");
+    await amount.click();
+    await amount.pressSequentially("5");
+    await developer
+      .locator("#notice", { hasText: "Control refused: the field on the operator's page no longer matches your view" })
+      .waitFor();
+    assert.equal(await operator.inputValue("#amount"), "1200");
+  });
+
+  test("in control, the developer chooses an option and ticks a box on the operator's page; rich-text areas and passwords refuse typing visibly", async () => {
+    const frame = developer.frameLocator("#replay iframe");
+    await frame.locator("#branch").selectOption("South");
+    await operator.waitForFunction(() => (document.querySelector("#branch") as HTMLSelectElement).value === "South");
+    await frame.locator("#agree").click();
+    await operator.waitForFunction(() => (document.querySelector("#agree") as HTMLInputElement).checked);
+
+    await frame.locator("#memo").click();
+    await frame.locator("#memo").pressSequentially("x");
+    await developer.locator("#notice", { hasText: "Not sent: typing into rich-text (contenteditable) areas is not supported" }).waitFor();
+    assert.equal(await operator.textContent("#memo"), "memo");
+
+    // The operator sees masked fields' real values change as the developer types, but not a password: typing there is refused.
+    await frame.locator("#pw").click();
+    await frame.locator("#pw").pressSequentially("x");
+    await developer.locator("#notice", { hasText: "Control refused: password fields are typed by the operator only" }).waitFor();
+    assert.equal(await operator.inputValue("#pw"), secretPassword);
+
+    await developer.click("#release-control");
+    await operator.locator("#opsplane-assist-banner").waitFor({ state: "hidden" });
   });
 
   test("after the operator ends the session, the developer replays its stored recording: the page as it was at the start and at the end", async () => {

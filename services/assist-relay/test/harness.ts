@@ -55,12 +55,18 @@ export const asDeveloper = (key = developerKey) => ({ authorization: `Bearer ${k
 /** A WebSocket client that keeps every message it receives, to wait for one with `next`. */
 export class Client {
   readonly inbox: Array<Record<string, unknown>> = [];
+  /** How the relay closed the socket, once it has. */
+  closed: { code: number; reason: string } | undefined;
   private constructor(readonly ws: WebSocket) {
     ws.on("message", (data) => this.inbox.push(JSON.parse(String(data)) as Record<string, unknown>));
+    ws.on("close", (code, reason) => {
+      this.closed = { code, reason: String(reason) };
+    });
   }
 
-  static async open(url: string, origin?: string): Promise<Client> {
-    const ws = new WebSocket(url, { headers: origin ? { origin } : {} });
+  static async open(url: string, origin?: string, opts: { autoPong?: boolean } = {}): Promise<Client> {
+    // autoPong false: a peer that stopped answering (its network dropped) while its socket looks open.
+    const ws = new WebSocket(url, { headers: origin ? { origin } : {}, autoPong: opts.autoPong ?? true });
     const client = new Client(ws);
     await new Promise<void>((resolve, reject) => {
       ws.once("open", () => resolve());
@@ -91,11 +97,22 @@ export async function openWidget(base: string) {
   });
   if (opened.status !== 201) throw new Error(`session not opened: ${opened.status} ${opened.body.message}`);
   const { sessionId, widgetToken, key } = opened.body as { sessionId: string; widgetToken: string; key: string };
-  const widget = await Client.open(
-    `${base.replace("http", "ws")}/assist/ws/widget?session=${sessionId}&token=${widgetToken}`,
-    operatorOrigin,
-  );
-  return { sessionId, widgetToken, key, widget };
+  return { sessionId, widgetToken, key, widget: await widgetSocket(base, sessionId, widgetToken) };
+}
+
+/** Opens a widget socket for a session as the page does: a single-use ticket bought with the session token, then the socket. */
+export async function widgetSocket(
+  base: string,
+  sessionId: string,
+  widgetToken: string,
+  opts: { origin?: string; autoPong?: boolean } = {},
+) {
+  const origin = opts.origin ?? operatorOrigin;
+  const ticket = await call(base, "POST", `/assist/sessions/${sessionId}/widget-ticket`, {
+    headers: { origin: operatorOrigin, "x-assist-token": widgetToken },
+  });
+  if (ticket.status !== 200) throw new Error(`no widget ticket: ${ticket.status} ${ticket.body.message}`);
+  return Client.open(`${base.replace("http", "ws")}/assist/ws/widget?ticket=${ticket.body.ticket}`, origin, { autoPong: opts.autoPong });
 }
 
 /** Redeems the key as a developer and connects the developer socket. */

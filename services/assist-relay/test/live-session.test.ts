@@ -2,7 +2,17 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eventually } from "@opsplane/testing";
 import pg from "pg";
-import { asDeveloper, Client, call, connectDeveloper, openWidget, operatorOrigin, otherDeveloperKey, startRelays } from "./harness.js";
+import {
+  asDeveloper,
+  Client,
+  call,
+  connectDeveloper,
+  openWidget,
+  operatorOrigin,
+  otherDeveloperKey,
+  startRelays,
+  widgetSocket,
+} from "./harness.js";
 
 describe("assist sessions across two relay replicas sharing PostgreSQL and Redis", () => {
   let env: Awaited<ReturnType<typeof startRelays>>;
@@ -11,7 +21,10 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
   let db: pg.Client;
 
   before(async () => {
-    env = await startRelays(2, { redis: true, env: { ASSIST_MAX_MESSAGE_BYTES: "4096", ASSIST_KEY_MAX_ATTEMPTS: "3" } });
+    env = await startRelays(2, {
+      redis: true,
+      env: { ASSIST_MAX_MESSAGE_BYTES: "4096", ASSIST_KEY_MAX_ATTEMPTS: "3", ASSIST_HEARTBEAT_SECONDS: "1" },
+    });
     a = env.relays[0]!.url;
     b = env.relays[1]!.url;
     db = new pg.Client({ connectionString: env.db.url });
@@ -32,10 +45,7 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
     assert.match(refused.body.message!, /origin https:\/\/evil\.example may not use the assist widget/);
     const { sessionId, widgetToken, widget } = await openWidget(a);
     widget.close();
-    await assert.rejects(
-      Client.open(`${a.replace("http", "ws")}/assist/ws/widget?session=${sessionId}&token=${widgetToken}`, "https://evil.example"),
-      /403/,
-    );
+    await assert.rejects(widgetSocket(a, sessionId, widgetToken, { origin: "https://evil.example" }), /403/);
     const { rows } = await db.query("SELECT actor FROM refusals WHERE reason = 'origin'");
     assert.ok(rows.some((r) => r.actor === "origin:https://evil.example"));
   });
@@ -172,6 +182,71 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
     assert.ok(reasons.includes("control-without-grant"));
     developer.close();
     widget.close();
+  });
+
+  test("a session token read from a log cannot open a second widget socket: no fake page reaches the developer, no control grant is recorded", async () => {
+    const { key, sessionId, widgetToken, widget } = await openWidget(a);
+    const developer = await connectDeveloper(b, key);
+    await widget.next("developer-joined", (m) => m.t === "developer-joined");
+
+    // The adversary, on the other replica, with the token: feeds a fake page and grants itself any control asked for.
+    const stolen = await widgetSocket(b, sessionId, widgetToken);
+    stolen.ws.on("message", (data) => {
+      if (String(data).startsWith('{"t":"control-request"')) stolen.send({ t: "control-response", granted: true });
+    });
+    stolen.send({ t: "console", entries: [{ level: "log", text: "fake page", at: 1 }] });
+    await eventually(
+      "the second socket refused, or its frame at the developer",
+      () => stolen.closed || developer.inbox.some((m) => m.t === "console"),
+    );
+    assert.ok(!developer.inbox.some((m) => m.t === "console"), "the fake frame reached the developer");
+    assert.equal(stolen.closed?.code, 4409);
+    assert.match(stolen.closed.reason, /this session is connected from another page/);
+
+    developer.send({ t: "control-request" });
+    await widget.next("the real page is asked", (m) => m.t === "control-request");
+    widget.send({ t: "control-response", granted: false });
+    await developer.next("the operator's refusal", (m) => m.t === "control-refused");
+    assert.ok(!developer.inbox.some((m) => m.t === "control-state" && m.granted), "the developer was told control was granted");
+    const trail = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
+    assert.deepEqual(trail.body.controlGrants, []);
+    assert.ok((trail.body.refusals as Array<{ reason: string }>).some((r) => r.reason === "widget-socket-in-use"));
+
+    // The real page still streams.
+    widget.send({ t: "console", entries: [{ level: "log", text: "real page", at: 2 }] });
+    const line = await developer.next("the real page's frame", (m) => m.t === "console");
+    assert.equal((line.entries as Array<{ text: string }>)[0]!.text, "real page");
+    developer.close();
+    widget.close();
+  });
+
+  test("no credential travels in a URL the relay keeps, and a page whose connection died reconnects once the relay has dropped its silent socket", async () => {
+    const opened = await call(a, "POST", "/assist/sessions", {
+      body: { pageUrl: `${operatorOrigin}/orders?order=7&sessionid=page-secret` },
+      headers: { origin: operatorOrigin },
+    });
+    const { sessionId, widgetToken } = opened.body as { sessionId: string; widgetToken: string };
+    const session = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
+    assert.equal(session.body.pageUrl, `${operatorOrigin}/orders?order=7&sessionid=[redacted]`);
+    await assert.rejects(
+      Client.open(`${a.replace("http", "ws")}/assist/ws/widget?session=${sessionId}&token=${widgetToken}`, operatorOrigin),
+      /401/,
+    );
+
+    // The page's network drops: its socket stays open on the relay but answers nothing.
+    const dead = await widgetSocket(a, sessionId, widgetToken, { autoPong: false });
+    const developer = await connectDeveloper(b, (opened.body as { key: string }).key);
+    await eventually("the relay drops the silent socket", () => dead.closed);
+    // The page reconnects with a fresh ticket (on any replica), as often as it must until the session is free again.
+    const retried = await eventually("a reconnection whose frames reach the developer", async () => {
+      const socket = await widgetSocket(b, sessionId, widgetToken);
+      socket.send({ t: "console", entries: [{ level: "log", text: "after reconnecting", at: 3 }] });
+      await eventually("refused, or the frame delivered", () => socket.closed || developer.inbox.some((m) => m.t === "console"));
+      return socket.closed ? undefined : socket;
+    });
+    assert.equal(retried.closed, undefined);
+    developer.close();
+    retried.close();
   });
 
   test("oversize, malformed and unknown messages are refused with a reason and recorded, and nothing reaches the other side", async () => {

@@ -11,7 +11,11 @@ apiKeyInput.addEventListener("change", () => sessionStorage.setItem("opsplane-ap
 let socket: WebSocket | undefined;
 let granted = false;
 const panels = new Panels($("console-lines"), $("network-calls"));
-const view = new LiveView($("replay"), (action) => send({ t: "control", action }));
+const view = new LiveView(
+  $("replay"),
+  (action) => send({ t: "control", action }),
+  (reason) => notice(`Not sent: ${reason}`),
+);
 
 const recordingView = new RecordingView($("recording-player"), $<HTMLInputElement>("recording-seek"), $("recording-time"));
 
@@ -95,6 +99,8 @@ function onMessage(m: ToDeveloper): void {
       return;
     case "control-refused":
       notice(`Control refused: ${m.reason}`);
+      // Refused by the page when the field changed under the developer's edit: show them its real state again.
+      view.resync();
       return;
     case "operator":
       $("status").textContent = m.connected ? "Operator connected" : "Operator disconnected";

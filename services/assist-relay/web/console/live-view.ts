@@ -1,28 +1,68 @@
-import { type eventWithTime, Replayer } from "rrweb";
+import { EventType, type eventWithTime, IncrementalSource, Replayer } from "rrweb";
 import type { ControlAction } from "../../src/protocol.js";
+import { type FieldState, spliceOf } from "./field-edit.js";
+
+type TextField = HTMLInputElement | HTMLTextAreaElement;
+
+// The rebuilt page lives in an iframe (another realm), so elements are told apart by name, not `instanceof`.
+const untypable = new Set(["checkbox", "radio", "file", "button", "submit", "reset", "image", "color", "range", "hidden"]);
+const isTextField = (el: Element): el is TextField =>
+  el.localName === "textarea" || (el.localName === "input" && !untypable.has((el as HTMLInputElement).type));
+const stateOf = (el: TextField): FieldState => ({ value: el.value, selectionStart: el.selectionStart, selectionEnd: el.selectionEnd });
 
 /**
  * Rebuilds the operator's page from the rrweb stream (live mode) and, while
  * control is granted, turns the developer's clicks, typing and wheel in the
  * rebuilt page into control actions addressed by mirror node id.
+ *
+ * Typing becomes edits (which characters to replace), never the field's value:
+ * a masked field reads `*****` here, and sending that would overwrite what the
+ * operator typed. While the developer types in a field, the page's echoes of
+ * that field are held back until the field loses focus, so the next edit is
+ * measured against the developer's own latest state rather than a late echo.
  */
 export class LiveView {
   private replayer: Replayer | undefined;
   private interactive = false;
+  /** The field the developer is editing and its state just before the edit (from `beforeinput`). */
+  private editing: { field: TextField; before: FieldState } | undefined;
+  /** The latest held-back input event of the field the developer has focus in. */
+  private heldEcho: eventWithTime | undefined;
 
   constructor(
     private readonly root: HTMLElement,
     private readonly onAction: (a: ControlAction) => void,
+    /** A developer action that cannot be sent, and why. */
+    private readonly onRefused: (reason: string) => void,
   ) {}
 
   add(events: eventWithTime[]): void {
     for (const event of events) {
       // Start (or restart, after a fresh snapshot) at a Meta event; incremental events before one have no page to apply to.
-      if (!this.replayer && event.type !== 4) continue;
+      if (!this.replayer && event.type !== EventType.Meta) continue;
       if (!this.replayer) this.start();
+      // A full snapshot numbers the nodes afresh: a held echo would address another node.
+      if (event.type === EventType.FullSnapshot) this.heldEcho = undefined;
+      if (this.isEchoOfFocusedField(event)) {
+        this.heldEcho = event;
+        continue;
+      }
       // Played on arrival: the operator's clock may differ from ours.
       this.replayer!.addEvent({ ...event, timestamp: Date.now() });
     }
+  }
+
+  /** Shows the operator's latest value of the field being edited (after the page refused an edit made on a stale view). */
+  resync(): void {
+    const held = this.heldEcho;
+    this.heldEcho = undefined;
+    if (held) this.replayer?.addEvent({ ...held, timestamp: Date.now() });
+  }
+
+  private isEchoOfFocusedField(event: eventWithTime): boolean {
+    if (!this.interactive || event.type !== EventType.IncrementalSnapshot || event.data.source !== IncrementalSource.Input) return false;
+    const focused = this.document?.activeElement;
+    return !!focused && isTextField(focused) && this.replayer!.getMirror().getId(focused) === event.data.id;
   }
 
   private start(): void {
@@ -45,6 +85,7 @@ export class LiveView {
 
   setInteractive(on: boolean): void {
     this.interactive = on;
+    if (!on) this.resync();
     if (!this.replayer) return;
     if (on) this.replayer.enableInteract();
     else this.replayer.disableInteract();
@@ -58,11 +99,46 @@ export class LiveView {
     if (id > 0) this.onAction({ kind: "click", id });
   };
 
+  private readonly onBeforeInput = (ev: InputEvent) => {
+    if (!this.interactive) return;
+    const target = ev.target as HTMLElement;
+    if (isTextField(target)) {
+      // The browser's undo stack here holds the view's states, not the page's: an undo would be measured against the wrong text.
+      if (ev.inputType === "historyUndo" || ev.inputType === "historyRedo") {
+        ev.preventDefault();
+        this.onRefused("undo and redo are not sent to the operator's page; type the correction instead");
+        return;
+      }
+      this.editing = { field: target, before: stateOf(target) };
+    } else if (target.isContentEditable) {
+      ev.preventDefault();
+      this.onRefused("typing into rich-text (contenteditable) areas is not supported in remote control; ask the operator to type there");
+    }
+  };
+
   private readonly onInput = (ev: Event) => {
     if (!this.interactive) return;
-    const target = ev.target as HTMLInputElement;
+    const target = ev.target as HTMLElement;
     const id = this.replayer!.getMirror().getId(target);
-    if (id > 0) this.onAction({ kind: "input", id, value: target.value });
+    if (id <= 0) return;
+    if (target.localName === "select") {
+      const selected = [...(target as HTMLSelectElement).options].filter((o) => o.selected).map((o) => o.index);
+      this.onAction({ kind: "select", id, selected });
+      return;
+    }
+    if (!isTextField(target)) return;
+    const editing = this.editing;
+    this.editing = undefined;
+    if (editing?.field !== target) {
+      this.onRefused("this change could not be located in the field, so it was not sent; click the field and type again");
+      return;
+    }
+    const splice = spliceOf(editing.before, stateOf(target));
+    if (splice) this.onAction({ kind: "edit", id, ...splice, length: editing.before.value.length });
+  };
+
+  private readonly onFocusOut = (ev: FocusEvent) => {
+    if (isTextField(ev.target as Element)) this.resync();
   };
 
   private readonly onWheel = (ev: WheelEvent) => {
@@ -75,11 +151,17 @@ export class LiveView {
   private wire(): void {
     const doc = this.replayer?.iframe.contentDocument;
     if (!doc) return;
-    doc.removeEventListener("click", this.onClick, true);
-    doc.removeEventListener("input", this.onInput, true);
+    const listeners = [
+      ["click", this.onClick],
+      ["beforeinput", this.onBeforeInput],
+      ["input", this.onInput],
+      ["focusout", this.onFocusOut],
+    ] as const;
+    for (const [type, listener] of listeners) {
+      doc.removeEventListener(type, listener as EventListener, true);
+      doc.addEventListener(type, listener as EventListener, true);
+    }
     doc.removeEventListener("wheel", this.onWheel, true);
-    doc.addEventListener("click", this.onClick, true);
-    doc.addEventListener("input", this.onInput, true);
     doc.addEventListener("wheel", this.onWheel, { capture: true, passive: false });
   }
 }

@@ -36,6 +36,8 @@ export class AssistWidget {
   private stopRecording: (() => void) | undefined;
   private pending: eventWithTime[] = [];
   private controlledBy: string | undefined;
+  /** Reconnection attempts since the socket was last open. */
+  private reconnects = 0;
   private maskInput = inputMasker(".assist-unmask");
   private maskBody = bodyMasker("password|passwd|pin|cvv|card|idno|token|secret", 4096);
 
@@ -114,7 +116,7 @@ export class AssistWidget {
     this.maskInput = inputMasker(selector);
     this.el("[data-session]").style.display = "block";
     this.showKey(body.key, body.keyExpiresAt);
-    this.connect(body);
+    void this.connect(body);
   }
 
   private showKey(key: string, expiresAt: string): void {
@@ -133,20 +135,59 @@ export class AssistWidget {
     else this.el("[data-error]").textContent = body.message ?? "could not get a new key";
   }
 
-  private connect(session: OpenedSession): void {
+  /**
+   * Opens the session's socket with a single-use ticket (the session token never goes into a URL)
+   * and opens it again when the connection breaks. The relay allows one socket per session: until
+   * it has dropped the broken one (unanswered heartbeats) it refuses the new one with 4409, and the
+   * page tries again, waiting 1 s, 2 s, 4 s … up to 30 s.
+   */
+  private async connect(session: OpenedSession): Promise<void> {
+    if (this.session !== session) return;
+    let ticket: { ticket?: string; message?: string };
+    try {
+      const response = await fetch(`${this.opts.relay}/assist/sessions/${session.sessionId}/widget-ticket`, {
+        method: "POST",
+        headers: { "x-assist-token": session.widgetToken },
+      });
+      ticket = (await response.json()) as typeof ticket;
+      // Refused for good (the session ended, the token is not accepted): nothing to reconnect to.
+      if (response.status >= 400 && response.status < 500) {
+        this.el("[data-error]").textContent = `Remote assistance is not connected: ${ticket.message}`;
+        return;
+      }
+      if (!response.ok || !ticket.ticket) throw new Error(ticket.message);
+    } catch {
+      this.reconnectLater(session, "Connection lost; reconnecting…");
+      return;
+    }
     const url = new URL("/assist/ws/widget", this.opts.relay);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    url.searchParams.set("session", session.sessionId);
-    url.searchParams.set("token", session.widgetToken);
+    url.searchParams.set("ticket", ticket.ticket);
     const socket = new WebSocket(url);
     this.socket = socket;
-    socket.addEventListener("open", () => this.startRecording(session));
+    socket.addEventListener("open", () => {
+      if (this.reconnects > 0) this.el("[data-status]").textContent = "Connected again";
+      this.reconnects = 0;
+      this.startRecording(session);
+    });
     socket.addEventListener("message", (ev) => this.onMessage(JSON.parse(String(ev.data)) as ToWidget));
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (ev) => {
       this.stopRecording?.();
       this.stopRecording = undefined;
       this.setControl(undefined);
+      // 1000: the session ended (by the relay, or by this page); anything else is a broken connection.
+      if (ev.code !== 1000)
+        this.reconnectLater(
+          session,
+          ev.code === 4409 ? "Reconnecting… (another connection to this session is still open)" : "Connection lost; reconnecting…",
+        );
     });
+  }
+
+  private reconnectLater(session: OpenedSession, status: string): void {
+    if (this.session !== session) return;
+    this.el("[data-status]").textContent = status;
+    setTimeout(() => void this.connect(session), Math.min(30_000, 1000 * 2 ** this.reconnects++));
   }
 
   private startRecording(session: OpenedSession): void {
@@ -220,10 +261,12 @@ export class AssistWidget {
       case "control-release":
         this.setControl(undefined);
         return;
-      case "control":
+      case "control": {
         // The relay only forwards control while granted; the widget checks again, as it is the operator's word.
-        if (this.controlledBy) applyControl(m.action, this.root);
+        const refused = this.controlledBy ? applyControl(m.action, this.root) : "the operator has not granted control";
+        if (refused) this.send({ t: "control-refused", reason: refused });
         return;
+      }
       case "panel":
         this.panel.toggle(m.open, true);
         return;

@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { Writable } from "node:stream";
+import { after, before, describe, test } from "node:test";
+import { createLogger, redactCredentials } from "@opsplane/platform";
+import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
+import pg from "pg";
+import { mainOf, services } from "../../../scripts/services.js";
+
+const secret = "SeCrEt-7f3a9c";
+
+describe("credentials never reach a service's log", () => {
+  let db: TestDatabase;
+  let client: pg.Client;
+  before(async () => {
+    db = await createTestDatabase();
+    client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+  });
+  after(async () => {
+    await client.end();
+    await db.drop();
+  });
+
+  for (const s of services) {
+    test(`${s.name}: a request with credentials in its query and headers is logged and audited without them`, async () => {
+      const port = await freePort();
+      const child = spawn(process.execPath, [mainOf(s.name)], {
+        env: { PATH: process.env.PATH, DATABASE_URL: db.url, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let log = "";
+      child.stdout.on("data", (d) => (log += d));
+      child.stderr.on("data", (d) => (log += d));
+      try {
+        await eventually(`${s.name} ready`, async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, 30_000, 100);
+        // A route every service serves through the kit (the service-info RPC), as a widget socket or a signed link would be called.
+        const query = `?session=abc&token=${secret}&API_KEY=${secret}&X-Amz-Signature=${secret}&page=2`;
+        const res = await fetch(`http://127.0.0.1:${port}/ops.v1.ServiceInfoService/GetServiceInfo${query}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${secret}`, cookie: `sid=${secret}` },
+          body: "{}",
+        });
+        // Refused (no such API key): the denial is logged and audited too.
+        assert.equal(res.status, 401);
+        await eventually("the request in the log", () => log.includes("GetServiceInfo?"));
+        const schema = s.name.replace(/-/g, "_");
+        const audited = await eventually("the denial in the audit log", async () => {
+          const { rows } = await client.query<{ row: string }>(
+            `SELECT row_to_json(a)::text AS row FROM ${schema}.audit_log a WHERE action = 'access.denied'`,
+          );
+          return rows[0]?.row;
+        });
+        const exit = once(child, "exit");
+        child.kill("SIGTERM");
+        await exit;
+        assert.ok(!log.includes(secret), `the log holds the secret:\n${log.split("\n").filter((l) => l.includes(secret))[0]}`);
+        const line = JSON.parse(log.split("\n").find((l) => l.includes("GetServiceInfo?"))!) as { req: { url: string } };
+        assert.equal(
+          line.req.url,
+          "/ops.v1.ServiceInfoService/GetServiceInfo?session=abc&token=[redacted]&API_KEY=[redacted]&X-Amz-Signature=[redacted]&page=2",
+        );
+        assert.ok(!audited.includes(secret), `the audit log holds the secret: ${audited}`);
+      } finally {
+        child.kill("SIGKILL");
+      }
+    });
+  }
+
+  test("errors, URLs and headers a service logs itself lose their credentials", () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const log = createLogger("t", "info", destination);
+    log.error({ err: new Error(`GET https://files.example/a.zip?X-Amz-Signature=${secret} failed`) }, "download failed");
+    log.warn({ err: `connect to redis://:${secret}@cache:6379 refused` }, "redis error");
+    log.info({
+      url: `/cb?orderId=42&sign=${secret}`,
+      headers: { authorization: `Bearer ${secret}`, "x-assist-token": secret, accept: "*/*" },
+    });
+    assert.equal(lines.length, 3);
+    assert.ok(!lines.join("").includes(secret), lines.join(""));
+    const [error, warning, info] = lines.map((l) => JSON.parse(l));
+    assert.equal(error.err.message, "GET https://files.example/a.zip?X-Amz-Signature=[redacted] failed");
+    assert.equal(warning.err, "connect to redis://:[redacted]@cache:6379 refused");
+    assert.equal(info.url, "/cb?orderId=42&sign=[redacted]");
+    assert.deepEqual(info.headers, { authorization: "[redacted]", "x-assist-token": "[redacted]", accept: "*/*" });
+  });
+
+  test("URLs and error messages quoted in a log line lose their credentials, and keep everything else", () => {
+    assert.equal(
+      redactCredentials("GET /assist/ws/widget?session=1b2c&token=abc&access_token=x#id_token=y"),
+      "GET /assist/ws/widget?session=1b2c&token=[redacted]&access_token=[redacted]#id_token=[redacted]",
+    );
+    assert.equal(
+      redactCredentials('fetch https://u:p4ss@files.example/a.zip?X-Amz-Credential=k&X-Amz-Date=20250101 failed"'),
+      'fetch https://u:[redacted]@files.example/a.zip?X-Amz-Credential=[redacted]&X-Amz-Date=20250101 failed"',
+    );
+    assert.equal(
+      redactCredentials("/cb?orderId=42&sign=abc&Sig=d&client%5Fsecret=e"),
+      "/cb?orderId=42&sign=[redacted]&Sig=[redacted]&client%5Fsecret=[redacted]",
+    );
+    assert.equal(redactCredentials("/pay?PHPSESSID=d&session=e;jsessionid=f"), "/pay?PHPSESSID=[redacted]&session=e;jsessionid=[redacted]");
+    assert.equal(redactCredentials("/things?keyword=x&monkey=y"), "/things?keyword=x&monkey=y");
+  });
+});
