@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
 import type { App } from "./app.js";
+import { ConfigError } from "./config.js";
 import { AppError, forbidden, unauthorized } from "./errors.js";
 
 export type Role = "viewer" | "operator" | "admin";
@@ -39,20 +40,18 @@ export interface Authenticator {
  */
 export function createAuthenticator(apiKeys: string, appCredentials: string): Authenticator {
   const keysByHash = new Map<string, { id: string; role: Role }>();
-  for (const entry of splitList(apiKeys)) {
+  splitList(apiKeys).forEach((entry, i) => {
     const [id, role, hash] = entry.split(":");
-    if (!id || !hash || !(role && role in roleRank) || !/^[0-9a-f]{64}$/.test(hash)) {
-      throw new Error(`AUTH_API_KEYS entry "${id ?? entry}" must be id:viewer|operator|admin:sha256hex`);
-    }
+    if (!id || !hash || !(role && role in roleRank) || !/^[0-9a-f]{64}$/.test(hash))
+      throw badEntry("AUTH_API_KEYS", entry, i, "id:viewer|operator|admin:sha256hex");
     keysByHash.set(hash, { id, role: role as Role });
-  }
+  });
   const appHashes = new Map<string, Buffer>();
-  for (const entry of splitList(appCredentials)) {
+  splitList(appCredentials).forEach((entry, i) => {
     const [id, hash] = entry.split(":");
-    if (!id || !hash || !/^[0-9a-f]{64}$/.test(hash))
-      throw new Error(`AUTH_APP_CREDENTIALS entry "${id ?? entry}" must be appId:sha256hex`);
+    if (!id || !hash || !/^[0-9a-f]{64}$/.test(hash)) throw badEntry("AUTH_APP_CREDENTIALS", entry, i, "appId:sha256hex");
     appHashes.set(id, Buffer.from(hash, "hex"));
-  }
+  });
   return {
     authenticate(header) {
       if (!header) return undefined;
@@ -119,6 +118,15 @@ export function installAuth(
       throw err;
     }
   });
+}
+
+/**
+ * A configuration error (one line at start-up, like any bad variable). The entry is named by
+ * its id only when it has one: an entry without a colon may be a raw key pasted by mistake.
+ */
+function badEntry(variable: string, entry: string, index: number, shape: string): ConfigError {
+  const which = entry.includes(":") ? `entry "${entry.slice(0, entry.indexOf(":"))}"` : `entry ${index + 1}`;
+  return new ConfigError(`invalid environment variable ${variable}: ${which} must be ${shape}`);
 }
 
 function splitList(s: string): string[] {

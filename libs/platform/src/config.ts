@@ -5,6 +5,8 @@ export const baseEnv = {
   HOST: z.string().default("0.0.0.0"),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /** How long a request waits for a database connection (a new one, or a free one from a busy pool) before it gets 503. */
+  DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(5_000),
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, "must be a redis:// URL")
@@ -20,6 +22,8 @@ export const baseEnv = {
   /** How long SIGTERM may take before the process exits anyway. */
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+  /** Refusals of one caller, action and target beyond the first are counted, not recorded one by one, within this window. */
+  AUDIT_DENIAL_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
 };
 
 export type ConfigShape = z.ZodRawShape;

@@ -1,14 +1,20 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { errorToJson } from "@connectrpc/connect/protocol-connect";
 import type { FastifyError } from "fastify";
 import type { App } from "./app.js";
+import { isDependencyOutage, refusedValueReason } from "./dependency-errors.js";
 
-/** A failure the caller can act on: it becomes `status` and `{error, message, details}`. */
+/**
+ * A failure the caller can act on: it becomes `status` and `{error, message, details}` over REST,
+ * the matching code over Connect, and a `Retry-After` header on both when `retryAfterSeconds` is set.
+ */
 export class AppError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
     message: string,
     readonly details?: unknown,
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }
@@ -20,7 +26,25 @@ export const forbidden = (message: string) => new AppError(403, "forbidden", mes
 export const notFound = (message: string) => new AppError(404, "not_found", message);
 export const conflict = (message: string, details?: unknown) => new AppError(409, "conflict", message, details);
 export const payloadTooLarge = (limit: number) => new AppError(413, "payload_too_large", `request body exceeds ${limit} bytes`);
-export const unavailable = (message: string) => new AppError(503, "unavailable", message);
+export const unavailable = (message: string, retryAfterSeconds?: number) =>
+  new AppError(503, "unavailable", message, undefined, retryAfterSeconds);
+
+/** How long a caller is asked to wait after a dependency outage; readiness takes the pod out meanwhile. */
+export const outageRetryAfterSeconds = 5;
+
+/**
+ * The AppError `err` stands for: itself, a dependency out of reach (503 with Retry-After), or a
+ * value PostgreSQL refused (400, its reason). Undefined for anything else: a bug, answered 500.
+ * REST routes and Connect RPCs both answer through this, so one failure reads the same on both.
+ */
+export function asAppError(err: unknown): AppError | undefined {
+  if (err instanceof AppError) return err;
+  if (isDependencyOutage(err))
+    return unavailable("temporarily unavailable: a dependency did not answer; retry later", outageRetryAfterSeconds);
+  const refused = refusedValueReason(err);
+  if (refused !== undefined) return badRequest(`invalid input: ${refused}`);
+  return undefined;
+}
 
 export interface ErrorBody {
   error: string;
@@ -36,51 +60,60 @@ const connectCodeByStatus: Record<number, Code> = {
   409: Code.AlreadyExists,
   412: Code.FailedPrecondition,
   413: Code.ResourceExhausted,
+  415: Code.InvalidArgument,
+  422: Code.InvalidArgument,
   429: Code.ResourceExhausted,
+  502: Code.Unavailable,
   503: Code.Unavailable,
   504: Code.DeadlineExceeded,
 };
 
-/** The same error for a Connect RPC caller. */
+/** The same error for a Connect RPC caller: its code by status, and Retry-After as a response header. */
 export function toConnectError(err: AppError): ConnectError {
-  return new ConnectError(err.message, connectCodeByStatus[err.status] ?? Code.Internal);
+  const metadata = err.retryAfterSeconds === undefined ? undefined : { "retry-after": String(err.retryAfterSeconds) };
+  return new ConnectError(err.message, connectCodeByStatus[err.status] ?? Code.Internal, metadata);
 }
 
-/** Maps every error fastify sees to the one JSON error model; unknown errors become 500 without internals. */
-export function installErrorModel(app: App, bodyLimit: number): void {
+/**
+ * Maps every error fastify sees to the one JSON error model; unknown errors become 500 without
+ * internals. On Connect routes (refusals before Connect reads the RPC: credentials, body size) the
+ * body is a Connect error, `{code, message}`, so Connect clients read the reason too.
+ */
+export function installErrorModel(app: App, bodyLimit: number, isRpcRoute: (url: string | undefined) => boolean): void {
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send({ error: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` } satisfies ErrorBody);
   });
   app.setErrorHandler((err: FastifyError | AppError, req, reply) => {
-    const body = describe(err, bodyLimit);
-    if (body.status >= 500) req.log.error({ err }, "request failed");
-    else req.log.info({ status: body.status, error: body.json.error }, body.json.message);
-    reply.code(body.status).send(body.json);
+    const e = describe(err, bodyLimit);
+    if (e.status === 500) req.log.error({ err }, "request failed");
+    else if (e.status >= 500) req.log.warn({ err: (err as Error).message, status: e.status }, e.message);
+    else req.log.info({ status: e.status, error: e.code }, e.message);
+    if (e.retryAfterSeconds !== undefined) reply.header("retry-after", String(e.retryAfterSeconds));
+    reply.code(e.status);
+    if (isRpcRoute(req.routeOptions.url)) reply.send(errorToJson(toConnectError(e), undefined));
+    else reply.send({ error: e.code, message: e.message, ...(e.details === undefined ? {} : { details: e.details }) } satisfies ErrorBody);
   });
 }
 
-function describe(err: FastifyError | AppError, bodyLimit: number): { status: number; json: ErrorBody } {
-  if (err instanceof AppError) {
-    return {
-      status: err.status,
-      json: { error: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) },
-    };
-  }
-  if (err.validation) {
-    return { status: 400, json: { error: "invalid_request", message: err.message, details: err.validation } };
-  }
+function describe(err: FastifyError | AppError, bodyLimit: number): AppError {
+  if (err instanceof AppError) return err;
+  const known = asAppError(err);
+  if (known) return known;
+  if (err.validation) return new AppError(400, "invalid_request", err.message, err.validation);
   switch (err.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return { status: 413, json: { error: "payload_too_large", message: `request body exceeds ${bodyLimit} bytes` } };
+      return payloadTooLarge(bodyLimit);
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return { status: 415, json: { error: "unsupported_media_type", message: err.message } };
+      return new AppError(415, "unsupported_media_type", err.message);
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
     case "FST_ERR_CTP_INVALID_JSON_BODY":
-      return { status: 400, json: { error: "invalid_json", message: err.message } };
+      return new AppError(400, "invalid_json", err.message);
   }
-  if (err instanceof SyntaxError)
-    return { status: 400, json: { error: "invalid_json", message: `body is not valid JSON: ${err.message}` } };
+  if (err instanceof SyntaxError) return new AppError(400, "invalid_json", `body is not valid JSON: ${err.message}`);
   const status = err.statusCode ?? 500;
-  if (status >= 400 && status < 500) return { status, json: { error: "bad_request", message: err.message } };
-  return { status: 500, json: { error: "internal", message: "internal error; see the service log for this request id" } };
+  if (status >= 400 && status < 500) return new AppError(status, "bad_request", err.message);
+  return new AppError(500, "internal", internalErrorMessage);
 }
+
+/** What a caller sees of a bug, over REST and Connect alike: the request id leads to the log line. */
+export const internalErrorMessage = "internal error; see the service log for this request id";

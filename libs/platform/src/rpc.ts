@@ -1,7 +1,9 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, createContextKey, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { type Access, authorize, type Principal } from "./auth.js";
-import { AppError, toConnectError } from "./errors.js";
+import { type AppError, asAppError, badRequest, internalErrorMessage, toConnectError } from "./errors.js";
+import { unacceptableInput } from "./input-guard.js";
+import { undecodableAsInvalid } from "./rpc-undecodable.js";
 
 /** The caller, as the fastify auth hook found it; read it in an RPC handler with `ctx.values.get(principalKey)`. */
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
@@ -22,12 +24,14 @@ export function rpcService<S extends DescService>(def: RpcService<S>): RpcServic
 }
 
 /**
- * Authorises each RPC by its declared access and turns AppErrors thrown by
- * handlers into Connect errors with the matching code.
+ * Authorises each RPC by its declared access, refuses input no handler could store (NUL, non-finite
+ * numbers: invalid_argument naming the field), and answers failures as REST routes do: AppErrors,
+ * dependency outages (unavailable, with Retry-After) and values PostgreSQL refused (invalid_argument)
+ * get their code; anything else is internal, with the same message as over REST.
  */
 export function rpcInterceptor(
   services: RpcService[],
-  onDenied: (method: string, principal: Principal | undefined, err: AppError) => void,
+  onDenied: (method: string, principal: Principal | undefined, err: AppError, requestId: string) => void,
   onInternal: (method: string, err: unknown) => void,
 ): Interceptor {
   const accessByPath = new Map<string, Access>();
@@ -39,21 +43,26 @@ export function rpcInterceptor(
     const access = accessByPath.get(path) ?? { role: "admin" };
     try {
       if (access !== "public") authorize(req.contextValues.get(principalKey), access);
+      const reason = req.stream ? undefined : unacceptableInput(req.message, "");
+      if (reason) throw badRequest(reason);
       return await next(req);
     } catch (err) {
-      if (err instanceof AppError) {
-        if (err.status === 401 || err.status === 403) onDenied(path, req.contextValues.get(principalKey), err);
-        throw toConnectError(err);
+      const known = asAppError(err);
+      if (known) {
+        if (known.status === 401 || known.status === 403)
+          onDenied(path, req.contextValues.get(principalKey), known, req.contextValues.get(requestIdKey));
+        throw toConnectError(known);
       }
       if (err instanceof ConnectError) throw err;
       onInternal(path, err);
-      throw new ConnectError("internal error; see the service log for this request id", Code.Internal, undefined, undefined, err);
+      throw new ConnectError(internalErrorMessage, Code.Internal, undefined, undefined, err);
     }
   };
 }
 
 export function registerRpcServices(router: ConnectRouter, services: RpcService[]): void {
   for (const s of services) router.service(s.service, s.impl);
+  router.handlers.splice(0, router.handlers.length, ...router.handlers.map(undecodableAsInvalid));
 }
 
 export function rpcPaths(services: RpcService[]): Set<string> {

@@ -8,20 +8,24 @@ import { type Bus, createBus } from "@opsplane/bus";
 import { GetServiceInfoResponseSchema, ServiceInfoService } from "@opsplane/contracts";
 import { createPool, type Migration, migrate, type Pool, readMigrations } from "@opsplane/store";
 import closeWithGrace from "close-with-grace";
-import Fastify, { type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyBaseLogger } from "fastify";
 import { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import type { App } from "./app.js";
 import { type Auditor, createAuditor } from "./audit.js";
-import { actorOf, createAuthenticator, installAuth, type Principal } from "./auth.js";
+import { auditRestPath, auditRpc, installAuditRoute } from "./audit-query.js";
+import { createAuthenticator, installAuth, type Principal } from "./auth.js";
 import { activeTraceContext, tracedBus } from "./bus-tracing.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
-import { type AppError, installErrorModel, payloadTooLarge } from "./errors.js";
-import { type Check, installHealth } from "./health.js";
-import { createLogger, type Logger } from "./logger.js";
+import { type AppError, installErrorModel } from "./errors.js";
+import { type Check, installHealth, readiness } from "./health.js";
+import { installInputGuard } from "./input-guard.js";
+import { createLogger, type Logger, redactCredentials } from "./logger.js";
 import { createMetricsRegistry, installRedMetrics, type RecordRequest } from "./metrics.js";
+import { installRequestIdHeader, requestIdFrom } from "./request-id.js";
 import { retry } from "./retry.js";
 import { principalKey, type RpcService, registerRpcServices, requestIdKey, rpcInterceptor, rpcPaths, rpcService } from "./rpc.js";
+import { installRpcBodyLimit } from "./rpc-body-limit.js";
 
 export interface ServiceContext<E extends ConfigShape = ConfigShape> {
   name: string;
@@ -54,6 +58,11 @@ export interface ServiceParts {
   rpc?: RpcService[];
   /** Extra readiness checks by name, beside postgres, migrations, bus and redis. */
   checks?: Record<string, Check>;
+  /**
+   * Checks (the kit's own included, e.g. "postgres", "bus") that /readyz reports but that do not
+   * make the service unready: dependencies it keeps serving without for a while, from memory.
+   */
+  nonCriticalChecks?: string[];
 }
 
 export interface ServiceDefinition<E extends ConfigShape = ConfigShape> {
@@ -72,8 +81,11 @@ export interface RunningService<E extends ConfigShape = ConfigShape> {
   ctx: ServiceContext<E>;
   /** Base URL it listens on, e.g. http://127.0.0.1:8083. */
   url: string;
-  /** Graceful stop: not ready, stop accepting, drain requests, close consumers, close pools. */
-  close(): Promise<void>;
+  /**
+   * Graceful stop: not ready, stop accepting, drain requests, close consumers, close pools. Resolves
+   * with how many close hooks failed (each is logged); the pools are closed either way.
+   */
+  close(): Promise<{ failedCloseHooks: number }>;
 }
 
 const platformMigrationsDir = path.join(__dirname, "..", "migrations");
@@ -88,7 +100,12 @@ export async function startService<E extends ConfigShape>(
   const authenticator = createAuthenticator(config.AUTH_API_KEYS, config.AUTH_APP_CREDENTIALS);
   const log = createLogger(def.name, config.LOG_LEVEL);
   const schema = def.name.replace(/-/g, "_");
-  const pool = createPool(config.DATABASE_URL, { schema, applicationName: def.name, max: config.DATABASE_POOL_MAX });
+  const pool = createPool(config.DATABASE_URL, {
+    schema,
+    applicationName: def.name,
+    max: config.DATABASE_POOL_MAX,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+  });
   const closers: Array<() => Promise<void>> = [];
   let shuttingDown = false;
 
@@ -122,18 +139,21 @@ export async function startService<E extends ConfigShape>(
   const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
   redis?.on("error", (err) => log.warn({ err: err.message }, "redis error"));
   const metrics = createMetricsRegistry(def.name);
-  const audit = createAuditor(def.name, bus);
+  const audit = createAuditor(def.name, bus, { pool, log, windowMs: config.AUDIT_DENIAL_WINDOW_SECONDS * 1000 });
 
   const app: App = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
-    requestIdHeader: "x-request-id",
-    genReqId: () => crypto.randomUUID(),
+    requestIdHeader: false,
+    genReqId: (req) => requestIdFrom(req.headers["x-request-id"]),
     return503OnClosing: true,
     forceCloseConnections: "idle",
   }).withTypeProvider<TypeBoxTypeProvider>();
-  app.addHook("onSend", async (req, reply) => {
-    reply.header("x-request-id", req.id);
+  installRequestIdHeader(app);
+  // Connections that were busy when shutdown began would otherwise stay open, idle, until the
+  // keep-alive timeout (72 s), holding app.close() past SHUTDOWN_TIMEOUT_MS.
+  app.addHook("onSend", async (_req, reply) => {
+    if (shuttingDown) reply.header("connection", "close");
   });
 
   let recordRequest: RecordRequest = () => {};
@@ -153,81 +173,82 @@ export async function startService<E extends ConfigShape>(
       const router = app.server.listeners("request") as Array<(req: IncomingMessage, res: ServerResponse) => void>;
       app.server.removeAllListeners("request");
       app.server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-        if (shuttingDown || !handler(req, res)) for (const fn of router) fn.call(app.server, req, res);
+        // The kit's own REST paths are never a before-router handler's to take.
+        if (shuttingDown || req.url?.startsWith(auditRestPath) || !handler(req, res))
+          for (const fn of router) fn.call(app.server, req, res);
       });
     },
     recordRequest: (method, route, statusCode, seconds) => recordRequest(method, route, statusCode, seconds),
   };
 
-  const onDenied = (req: FastifyRequest | undefined, route: string, principal: Principal | undefined, err: AppError) => {
-    log.warn({ audit: true, actor: actorOf(principal), route, status: err.status, reason: err.message, reqId: req?.id }, "access denied");
-    audit
-      .record(pool, {
-        principal,
-        action: "access.denied",
-        target: route,
-        after: { status: err.status, reason: err.message },
-        requestId: req?.id,
-        outcome: "denied",
-      })
-      .catch((e) => log.error({ err: e }, "could not record denied access"));
-  };
+  // Refusals are audited throttled (see Auditor.denied), by route template: ids and query strings
+  // (a denied call often carries a stolen or stale credential) stay out of the target.
+  const onDenied = (requestId: string, target: string, principal: Principal | undefined, err: AppError, path?: string) =>
+    audit.denied({
+      principal,
+      action: "access.denied",
+      target,
+      after: { status: err.status, reason: err.message, ...(path === undefined ? {} : { path }) },
+      requestId,
+    });
 
-  installErrorModel(app, config.BODY_LIMIT_BYTES);
+  // Connect routes are known once setup has returned its RPC services.
+  let rpcRoutes = new Set<string>();
+  const isRpcRoute = (url: string | undefined) => url !== undefined && rpcRoutes.has(url);
+  installErrorModel(app, config.BODY_LIMIT_BYTES, isRpcRoute);
   recordRequest = installRedMetrics(app, metrics);
   const checks = new Map<string, Check>([
     ["postgres", async () => void (await pool.query("SELECT 1"))],
     ["bus", () => bus.check()],
   ]);
   if (redis) checks.set("redis", async () => void (await redis.ping()));
-  installHealth(app, checks, () => shuttingDown);
+  const nonCritical = new Set<string>();
+  installHealth(app, checks, nonCritical, () => shuttingDown);
 
   const parts = await def.setup(ctx);
   for (const [name, check] of Object.entries(parts.checks ?? {})) checks.set(name, check);
+  for (const name of parts.nonCriticalChecks ?? []) nonCritical.add(name);
 
   const infoService = rpcService({
     service: ServiceInfoService,
     access: "public",
     impl: {
-      getServiceInfo: async () => {
-        const ready = await Promise.all(
-          [...checks.values()].map((c) =>
-            c().then(
-              () => true,
-              () => false,
-            ),
-          ),
-        );
-        return create(GetServiceInfoResponseSchema, {
+      getServiceInfo: async () =>
+        create(GetServiceInfoResponseSchema, {
           name: def.name,
           version: def.version,
           uptimeSeconds: BigInt(Math.floor((Date.now() - startedAt) / 1000)),
           bus: bus.kind,
-          ready: !shuttingDown && ready.every(Boolean),
-        });
-      },
+          ready: (await readiness(checks, nonCritical, shuttingDown)).ready,
+        }),
     },
   });
-  const services = [infoService, ...(parts.rpc ?? [])];
-  const paths = rpcPaths(services);
+  const services = [infoService, auditRpc(pool), ...(parts.rpc ?? [])];
+  rpcRoutes = rpcPaths(services);
+  installAuditRoute(app, pool);
+  installInputGuard(app, isRpcRoute);
   installAuth(
     app,
     authenticator,
-    (url) => url !== undefined && paths.has(url),
-    (req, err) => onDenied(req, req.url, req.principal, err),
+    isRpcRoute,
+    // The path as called goes in `after`, minus any credential in its query.
+    (req, err) =>
+      onDenied(
+        req.id,
+        `${req.method} ${req.routeOptions.url ?? "(no route)"}`,
+        req.principal,
+        err,
+        redactCredentials(req.url).slice(0, 1024),
+      ),
   );
-  // Connect reads RPC bodies itself, past fastify's body limit: refuse oversize ones up front.
-  app.addHook("onRequest", async (req: FastifyRequest, _reply: FastifyReply) => {
-    if (paths.has(req.routeOptions.url ?? "") && Number(req.headers["content-length"] ?? 0) > config.BODY_LIMIT_BYTES)
-      throw payloadTooLarge(config.BODY_LIMIT_BYTES);
-  });
+  installRpcBodyLimit(app, isRpcRoute, config.BODY_LIMIT_BYTES);
   await app.register(fastifyConnectPlugin, {
     routes: (router) => registerRpcServices(router, services),
     readMaxBytes: config.BODY_LIMIT_BYTES,
     interceptors: [
       rpcInterceptor(
         services,
-        (method, principal, err) => onDenied(undefined, method, principal, err),
+        (method, principal, err, requestId) => onDenied(requestId, method, principal, err),
         (method, err) => log.error({ err, method }, "rpc failed"),
       ),
     ],
@@ -255,7 +276,7 @@ export async function startService<E extends ConfigShape>(
   const port = typeof address === "object" && address ? address.port : config.PORT;
   log.info({ port, bus: bus.kind, redis: Boolean(redis) }, `${def.name} listening`);
 
-  let closing: Promise<void> | undefined;
+  let closing: Promise<{ failedCloseHooks: number }> | undefined;
   return {
     ctx,
     url: `http://127.0.0.1:${port}`,
@@ -263,11 +284,18 @@ export async function startService<E extends ConfigShape>(
       closing ??= (async () => {
         shuttingDown = true;
         await app.close();
-        for (const fn of closers.reverse()) await fn().catch((err) => log.error({ err }, "close hook failed"));
+        await audit.close();
+        let failedCloseHooks = 0;
+        for (const fn of closers.reverse())
+          await fn().catch((err) => {
+            failedCloseHooks++;
+            log.error({ err }, "close hook failed");
+          });
         await bus.close().catch((err) => log.error({ err }, "bus close failed"));
         if (redis) await closeRedis(redis);
         await pool.end();
         log.info(`${def.name} stopped`);
+        return { failedCloseHooks };
       })();
       return closing;
     },
@@ -293,7 +321,8 @@ export async function closeRedis(redis: Redis, waitMs = 1_000): Promise<void> {
 
 /**
  * Entry point for a service's main.ts: start, then stop gracefully on SIGTERM/SIGINT
- * within SHUTDOWN_TIMEOUT_MS (exit 0 when drained, 1 when the bound is hit).
+ * within SHUTDOWN_TIMEOUT_MS (exit 0 when drained, 1 when the bound is hit or a close
+ * hook failed, e.g. queued rows could not be written).
  * A configuration error stops start-up with one line naming the variable.
  */
 export function runMain<E extends ConfigShape>(def: ServiceDefinition<E>): void {
@@ -302,7 +331,9 @@ export function runMain<E extends ConfigShape>(def: ServiceDefinition<E>): void 
       closeWithGrace({ delay: svc.ctx.config.SHUTDOWN_TIMEOUT_MS, logger: svc.ctx.log }, async ({ signal, err }) => {
         if (err) svc.ctx.log.error({ err }, "fatal error, shutting down");
         else svc.ctx.log.info({ signal }, "shutting down");
-        await svc.close();
+        const { failedCloseHooks } = await svc.close();
+        // close-with-grace exits 1 when this throws: something was left undone, and the exit code says so.
+        if (failedCloseHooks) throw new Error(`${failedCloseHooks} close hook(s) failed`);
       });
     },
     (err: Error) => {

@@ -29,6 +29,6 @@ test("roles are ranked and apps need routes that accept them", () => {
 });
 
 test("malformed key configuration stops start-up with the entry named", () => {
-  assert.throws(() => createAuthenticator("ops:root:abc", ""), /AUTH_API_KEYS entry "ops"/);
-  assert.throws(() => createAuthenticator("", "payments:plaintext"), /AUTH_APP_CREDENTIALS entry "payments"/);
+  assert.throws(() => createAuthenticator("ops:root:abc", ""), /^Error: invalid environment variable AUTH_API_KEYS: entry "ops" must be/);
+  assert.throws(() => createAuthenticator("", "payments:plaintext"), /AUTH_APP_CREDENTIALS: entry "payments" must be appId:sha256hex/);
 });

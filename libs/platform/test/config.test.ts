@@ -44,3 +44,16 @@ test("a service started with a bad variable exits 1 after one line naming it", (
   assert.equal(lines.length, 1);
   assert.match(lines[0]!, /^config-center: invalid environment variable PORT/);
 });
+
+test("a malformed AUTH_API_KEYS stops start-up with one line, without echoing the entry", () => {
+  const rawKey = "opk_pasted-instead-of-its-hash";
+  const r = spawnSync(process.execPath, ["services/config-center/dist/main.js"], {
+    env: { PATH: process.env.PATH, DATABASE_URL: db, AUTH_API_KEYS: `ops:admin:${"a".repeat(64)},${rawKey}` },
+    encoding: "utf8",
+    timeout: 20_000,
+  });
+  assert.equal(r.status, 1);
+  assert.deepEqual(r.stderr.trim().split("\n"), [
+    "config-center: invalid environment variable AUTH_API_KEYS: entry 2 must be id:viewer|operator|admin:sha256hex",
+  ]);
+});

@@ -132,6 +132,59 @@ describe("a service built on the kit", () => {
     assert.match((await call("/healthz")).headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
   });
 
+  test("a given request id longer than 128 characters or with other characters than a token's is replaced", async () => {
+    const longest = "a".repeat(128);
+    assert.equal((await call("/healthz", { headers: { "x-request-id": longest } })).headers.get("x-request-id"), longest);
+    for (const given of ["a".repeat(129), "<script>alert(1)</script>", "two words", 'quote"d']) {
+      const id = (await call("/healthz", { headers: { "x-request-id": given } })).headers.get("x-request-id");
+      assert.match(id ?? "", /^[0-9a-f-]{36}$/, `kept ${JSON.stringify(given)}`);
+    }
+  });
+
+  test("Connect answers carry the request id too, errors included", async () => {
+    const rpc = (path: string, headers: Record<string, string>, body = "{}") =>
+      call(path, { method: "POST", headers: { ...json, "x-request-id": "rpc-7", ...headers }, body });
+    const ok = await rpc("/ops.v1.ServiceInfoService/GetServiceInfo", {});
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("x-request-id"), "rpc-7");
+    const denied = await rpc("/ops.v1.AuditService/ListAuditEntries", bearer(keys.viewer));
+    assert.equal(denied.status, 403);
+    assert.equal(denied.headers.get("x-request-id"), "rpc-7");
+    const garbage = await rpc("/ops.v1.ServiceInfoService/GetServiceInfo", { "content-type": "application/proto" }, "\u00ff\u00fe");
+    assert.equal(garbage.status, 400);
+    assert.equal(((await garbage.json()) as { code: string }).code, "invalid_argument");
+    assert.equal(garbage.headers.get("x-request-id"), "rpc-7");
+  });
+
+  test("a refusal before the RPC runs (an unknown key) is a Connect error with its reason", async () => {
+    const res = await call("/ops.v1.AuditService/ListAuditEntries", {
+      method: "POST",
+      headers: { ...json, ...bearer("not-a-key") },
+      body: "{}",
+    });
+    assert.equal(res.status, 401);
+    assert.deepEqual(await res.json(), { code: "unauthenticated", message: "unknown API key" });
+  });
+
+  test("a NUL in a text field is a 400 naming the field, before anything is stored", async () => {
+    const res = await call("/things", {
+      method: "POST",
+      headers: { ...json, ...bearer(keys.operator) },
+      body: JSON.stringify({ name: "nul\u0000name", size: 1 }),
+    });
+    assert.equal(res.status, 400);
+    assert.deepEqual(await res.json(), { error: "invalid_request", message: "body/name must not contain NUL (\\u0000)" });
+  });
+
+  test("a number PostgreSQL cannot hold is a 400 with its reason, not a 500", async () => {
+    const huge = await call("/things/99999999999", { headers: bearer(keys.viewer) });
+    assert.equal(huge.status, 400);
+    assert.match(((await huge.json()) as { message: string }).message, /^invalid input: .*out of range for type integer/);
+    const infinite = await call("/things/1e309", { headers: bearer(keys.viewer) });
+    assert.equal(infinite.status, 400);
+    assert.deepEqual(await infinite.json(), { error: "invalid_request", message: "params/id must be a finite number" });
+  });
+
   test("/metrics shows RED metrics per route template", async () => {
     await call("/things/1", { headers: bearer(keys.viewer) });
     const text = await (await call("/metrics")).text();
@@ -216,6 +269,8 @@ describe("graceful shutdown", () => {
       release();
       const res = await inflight;
       assert.equal(res.status, 200);
+      // Its connection closes with it, so close() need not wait out the keep-alive timeout.
+      assert.equal(res.headers.get("connection"), "close");
       assert.deepEqual(await res.json(), { done: true });
       await closed;
     } finally {
@@ -254,6 +309,36 @@ describe("requests served before the router", () => {
       const metrics = await (await fetch(`${svc.url}/metrics`)).text();
       assert.match(metrics, /http_requests_total\{[^}]*method="GET",route="\/raw\/\*",status_code="200"[^}]*\} 1/);
       assert.match(metrics, /http_requests_total\{[^}]*method="GET",route="\/routed",status_code="200"[^}]*\} 1/);
+    } finally {
+      await svc.close();
+      await db.drop();
+    }
+  });
+});
+
+describe("the audit trail beside a before-router handler", () => {
+  test("a handler that takes every request (a proxy's catch-all) never takes the audit query", async () => {
+    const db = await createTestDatabase();
+    const svc = await startService(
+      {
+        name: "catch-all-svc",
+        version: "0.0.1",
+        defaultPort: 0,
+        setup: (ctx) => {
+          ctx.serveBeforeRouter((_req, res) => {
+            res.writeHead(204).end();
+            return true;
+          });
+          return {};
+        },
+      },
+      env(db),
+    );
+    try {
+      assert.equal((await fetch(`${svc.url}/anything`)).status, 204);
+      const audit = await fetch(`${svc.url}/_audit/v1/entries`, { headers: bearer(keys.operator) });
+      assert.equal(audit.status, 200);
+      assert.ok(Array.isArray(((await audit.json()) as { entries?: unknown[] }).entries ?? []));
     } finally {
       await svc.close();
       await db.drop();

@@ -11,6 +11,11 @@ export interface PoolOptions {
   /** Shown in pg_stat_activity, so a DBA can tell services apart. */
   applicationName: string;
   max?: number;
+  /**
+   * How long acquiring a connection may take (connecting, or waiting for a free one) before it
+   * fails; unset waits forever, and a database that stops answering hangs every request.
+   */
+  connectTimeoutMs?: number;
 }
 
 // int8 (bigint) columns come back as strings by default; counts and ids in this
@@ -23,6 +28,7 @@ export function createPool(connectionString: string, opts: PoolOptions): pg.Pool
     connectionString,
     application_name: opts.applicationName,
     max: opts.max ?? 10,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 0,
     options: `-c search_path=${opts.schema},public`,
   });
   // An idle client losing its connection (database restart) must not crash the process;

@@ -20,6 +20,9 @@ const oneOf = <T extends string>(value: string, allowed: readonly T[], field: st
   return value as T;
 };
 
+/** A YYYY-MM-DD day that exists (2024-02-30 and 2024-99-99 do not). */
+const isCalendarDate = (v: string) => /^\d{4}-\d{2}-\d{2}$/.test(v) && new Date(Date.parse(v) || 0).toISOString().slice(0, 10) === v;
+
 /** Read-only Connect queries over sessions and reports (viewer role). */
 export function assistRpc(sessions: SessionStore, reports: ReportStore) {
   return rpcService({
@@ -59,7 +62,7 @@ export function assistRpc(sessions: SessionStore, reports: ReportStore) {
           ["from", req.from],
           ["to", req.to],
         ] as const)
-          if (v && !/^\d{4}-\d{2}-\d{2}$/.test(v)) throw badRequest(`${field} must be a date as YYYY-MM-DD`);
+          if (v && !isCalendarDate(v)) throw badRequest(`${field} must be a date as YYYY-MM-DD`);
         const { from, to } = statsRange(req.from, req.to);
         const stats = await reports.stats(from, to);
         return create(GetProblemReportStatsResponseSchema, { stats: stats.map((s) => create(ProblemReportStatSchema, s)) });

@@ -16,6 +16,7 @@ import { assistRpc } from "./rpc.js";
 import { installSessionRoutes } from "./session-routes.js";
 import { SessionStore } from "./session-store.js";
 import { installWebRoutes } from "./web-routes.js";
+import { WidgetBinding } from "./widget-binding.js";
 
 /** Live remote assistance: DOM streaming, console and network capture, consented remote control; problem reports. */
 export const definition: ServiceDefinition<typeof assistEnv> = {
@@ -33,7 +34,7 @@ export const definition: ServiceDefinition<typeof assistEnv> = {
       ticketTtlSeconds: config.ASSIST_TICKET_TTL_SECONDS,
     });
     const reports = new ReportStore(ctx.pool, ctx.bus, ctx.audit);
-    const recorder = new Recorder(ctx.pool, log);
+    const recorder = new Recorder(ctx.pool, log, (reason, count) => metrics.recordingDropped.inc({ reason }, count));
     const hub = createHub(ctx.redis, config.ASSIST_REDIS_PREFIX, {
       delivered: (via, count) => metrics.fanoutDelivered.inc({ via }, count),
       published: (messages) => {
@@ -46,6 +47,7 @@ export const definition: ServiceDefinition<typeof assistEnv> = {
       await hub.publish(sessionId, "developer", JSON.stringify({ t: "session-ended", by } satisfies ToDeveloper));
       await hub.publish(sessionId, "widget", JSON.stringify({ t: "session-ended", by } satisfies ToWidget));
     };
+    const binding = new WidgetBinding(sessions, config.ASSIST_HEARTBEAT_SECONDS, log);
     const idle = new IdleTimeout(sessions, config.ASSIST_IDLE_TIMEOUT_SECONDS, (id) => announceEnded(id, "idle"), metrics, log);
     const limiter = createFailureLimiter(
       ctx.redis,
@@ -74,12 +76,14 @@ export const definition: ServiceDefinition<typeof assistEnv> = {
       hub,
       recorder,
       idle,
+      binding,
       origins,
       audit: ctx.audit,
       metrics,
       log,
       maxMessageBytes: config.ASSIST_MAX_MESSAGE_BYTES,
       maxMessagesPerSecond: config.ASSIST_MAX_MESSAGES_PER_SECOND,
+      heartbeatSeconds: config.ASSIST_HEARTBEAT_SECONDS,
     });
 
     const sweep = setInterval(() => {
@@ -92,12 +96,15 @@ export const definition: ServiceDefinition<typeof assistEnv> = {
     }, config.ASSIST_SWEEP_INTERVAL_SECONDS * 1000);
     sweep.unref();
     idle.start();
+    binding.start();
 
     ctx.onClose(async () => {
       clearInterval(sweep);
       await idle.close();
-      await recorder.close();
+      await binding.close();
       await hub.close();
+      // Last: it rejects when some of the recording could not be written, which fails the shutdown.
+      await recorder.close();
     });
     return { rpc: [assistRpc(sessions, reports)] };
   },

@@ -63,7 +63,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       flushMs: config.DECISION_FLUSH_MS,
       maxQueue: config.DECISION_QUEUE_MAX,
       events: config.DISPATCH_EVENTS,
-      onDrop: () => metrics.decisionsDropped.inc(),
+      onDrop: (reason, count) => metrics.decisionsDropped.inc({ reason }, count),
     });
     ctx.onClose(() => decisions.close());
     const retention = createDecisionRetention({
@@ -76,7 +76,15 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
     ctx.onClose(() => retention.close());
 
     registerAdminRoutes(ctx.app, { ctx, store, rules, registry, compileScript: scripts.compile });
-    registerAgentRoutes(ctx.app, { rules, registry, metrics });
+    registerAgentRoutes(ctx.app, {
+      rules,
+      registry,
+      metrics,
+      bindings: config.AGENT_ENVIRONMENTS,
+      audit: ctx.audit,
+      pool: ctx.pool,
+      log: ctx.log,
+    });
     ctx.serveBeforeRouter(
       callbackFront(
         {
@@ -91,7 +99,15 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
         { log: ctx.log, recordRequest: ctx.recordRequest },
       ),
     );
-    ctx.log.info({ registry: registry.kind, version: rules.current().version }, "callback dispatcher ready");
-    return { rpc: [dispatcherRpc({ rules, registry })] };
+    ctx.log.info(
+      { registry: registry.kind, version: rules.current().version, agentBindings: Object.fromEntries(config.AGENT_ENVIRONMENTS) },
+      "callback dispatcher ready",
+    );
+    return {
+      rpc: [dispatcherRpc({ rules, registry })],
+      // Callbacks are routed from memory (rules, registrations, decisions queued): a database blip
+      // shows in /readyz but keeps the dispatcher in the load balancer.
+      nonCriticalChecks: ["postgres", "bus"],
+    };
   },
 };

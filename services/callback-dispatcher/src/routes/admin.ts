@@ -1,9 +1,10 @@
 import { RuleInvalidError, type RuleSpec, type ScriptCompiler, validateRule } from "@opsplane/callback-agent/rules";
 import { type App, badRequest, type Principal, type ServiceContext } from "@opsplane/platform";
+import { storableText } from "@opsplane/store";
 import { Type } from "@sinclair/typebox";
 import type { ConfigStore } from "../config-store.js";
 import { dryRun } from "../dry-run.js";
-import type { Registry } from "../registry.js";
+import { type Registry, registrationRecord } from "../registry.js";
 import type { RuleSetCache } from "../rule-set.js";
 import { DecisionsQuery, DryRunBody, EnvironmentBody, EnvName, NameParam, RuleBody } from "../schemas.js";
 
@@ -29,6 +30,7 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
       baseUrl: req.body.baseUrl,
       production: req.body.production ?? false,
       description: req.body.description ?? "",
+      idPatterns: req.body.idPatterns,
     });
     await d.rules.refresh();
     return env;
@@ -77,7 +79,8 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
     return reply.code(204).send();
   });
 
-  app.get(`${base}/decisions`, { schema: { querystring: DecisionsQuery } }, async (req) => {
+  // allowNul: a callback's id may hold a NUL, and it is looked up made storable, as it was stored.
+  app.get(`${base}/decisions`, { config: { allowNul: true }, schema: { querystring: DecisionsQuery } }, async (req) => {
     const q = req.query;
     const { rows } = await d.ctx.pool.query(
       `SELECT id, at, request_id AS "requestId", method, path, rule, object_id AS "objectId", target_env AS "targetEnv",
@@ -85,7 +88,8 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
        FROM decisions
        WHERE ($1::text IS NULL OR rule = $1) AND ($2::text IS NULL OR object_id = $2) AND ($3::text IS NULL OR target_env = $3)
        ORDER BY at DESC, id DESC LIMIT $4`,
-      [q.rule ?? null, q.objectId ?? null, q.target ?? null, q.limit ?? 100],
+      // Ids are stored made storable (a NUL as the text \u0000): the id as the callback sent it finds them.
+      [q.rule ?? null, q.objectId === undefined ? null : storableText(q.objectId), q.target ?? null, q.limit ?? 100],
     );
     return { decisions: rows.map((r) => ({ ...r, id: String(r.id) })) };
   });
@@ -94,8 +98,17 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
     `${base}/registrations/:rule/:id`,
     { schema: { params: Type.Object({ rule: NameParam, id: Type.String({ minLength: 1, maxLength: 256 }) }) } },
     async (req) => {
-      const env = await d.registry.lookup(req.params.rule, req.params.id);
-      return { rule: req.params.rule, id: req.params.id, env: env ?? null };
+      const { rule, id } = req.params;
+      // `env` is what routing sees (the hot copy); the rest is the record's: who registered it, when, until when.
+      const [env, record] = await Promise.all([d.registry.lookup(rule, id), registrationRecord(d.ctx.pool, rule, id)]);
+      return {
+        rule,
+        id,
+        env: env ?? null,
+        registeredBy: record?.registeredBy ?? null,
+        registeredAt: record?.registeredAt ?? null,
+        expiresAt: record?.expiresAt ?? null,
+      };
     },
   );
 

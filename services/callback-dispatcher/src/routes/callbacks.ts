@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Logger, RecordRequest } from "@opsplane/platform";
+import { type Logger, type RecordRequest, requestIdFrom } from "@opsplane/platform";
 import { answerError, type DispatchDeps, dispatch } from "../dispatch.js";
 
 /** Paths the dispatcher keeps for itself (fastify serves them); a callback can never be routed there. */
@@ -49,12 +49,12 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
   };
 }
 
-/** The caller's `X-Request-Id`, else a new one (as the platform does for its own routes). */
+/** The caller's `X-Request-Id` when it is acceptable, else a new one (as the platform does for its own routes). */
 function requestIdOf(req: IncomingMessage): string {
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length === 12 && name.toLowerCase() === "x-request-id" && raw[i + 1]) return raw[i + 1]!;
+    if (name.length === 12 && name.toLowerCase() === "x-request-id") return requestIdFrom(raw[i + 1]);
   }
-  return crypto.randomUUID();
+  return requestIdFrom(undefined);
 }
