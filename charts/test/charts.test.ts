@@ -26,6 +26,13 @@ type Values = Record<string, unknown>;
 const read = (...p: string[]) => readFileSync(path.join(...p), "utf8");
 const yamlOf = (...p: string[]) => parse(read(...p)) as Values;
 const valuesOf = (svc: string) => yamlOf(charts, svc, "values.yaml");
+/** Values as helm validates them: it deletes keys whose value is null (`key: null` unsets a default). */
+const helmValues = (v: unknown): unknown =>
+  Array.isArray(v)
+    ? v.map(helmValues)
+    : v !== null && typeof v === "object"
+      ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, helmValues(x)]))
+      : v;
 const templateFiles = (dir: string) =>
   readdirSync(dir)
     .filter((f) => /\.(ya?ml|tpl|txt)$/.test(f))
@@ -75,9 +82,15 @@ describe("values", () => {
     const schema = JSON.parse(read(charts, svc, "values.schema.json")) as object;
     const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
 
-    test(`${svc}: values.yaml validates against values.schema.json`, () => {
-      const ok = validate(valuesOf(svc));
+    test(`${svc}: values.yaml validates against values.schema.json, as helm sees it`, () => {
+      const ok = validate(helmValues(valuesOf(svc)));
       assert.ok(ok, JSON.stringify(validate.errors, null, 2));
+    });
+
+    test(`${svc}: a key set to null (helm's way to unset it) is not refused`, () => {
+      const values = valuesOf(svc) as Values & { autoscaling: Values };
+      const unset = { ...values, autoscaling: { ...values.autoscaling, targetCPUUtilizationPercentage: null, targetMemoryUtilizationPercentage: null } };
+      assert.ok(validate(helmValues(unset)), JSON.stringify(validate.errors, null, 2));
     });
 
     test(`${svc}: the schema rejects typos and bad values at install time`, () => {
@@ -126,6 +139,92 @@ describe("values", () => {
       assert.ok(grace * 1000 > v.config.shutdownTimeoutMs + v.lifecycle.preStopSleepSeconds * 1000);
     });
   }
+});
+
+describe("what the schemas refuse at install time", () => {
+  const validatorOf = (svc: string) => new Ajv({ allErrors: true, strict: false }).compile(JSON.parse(read(charts, svc, "values.schema.json")) as object);
+
+  // Without Redis each replica holds its own registrations (callback-dispatcher) or sessions (assist-relay).
+  for (const svc of ["assist-relay", "callback-dispatcher"]) {
+    test(`${svc}: more than one replica, or an autoscaler that may add them, needs REDIS_URL in the Secret`, () => {
+      const validate = validatorOf(svc);
+      const values = valuesOf(svc) as Values & { secretKeys: { required: string[] }; autoscaling: Values };
+      const withRedisKey = { ...values, secretKeys: { ...values.secretKeys, required: [...values.secretKeys.required, "REDIS_URL"] } };
+      const autoscaled = { autoscaling: { ...values.autoscaling, enabled: true, minReplicas: 1, maxReplicas: 4 } };
+      assert.equal(values.replicaCount, 1, "the default must install without Redis");
+      assert.equal(validate({ ...values, replicaCount: 3 }), false, "3 replicas without Redis accepted");
+      assert.equal(validate({ ...values, ...autoscaled }), false, "autoscaling to 4 without Redis accepted");
+      assert.equal(validate({ ...withRedisKey, replicaCount: 3 }), true, JSON.stringify(validate.errors));
+      assert.equal(validate({ ...withRedisKey, ...autoscaled }), true, JSON.stringify(validate.errors));
+      assert.equal(validate({ ...values, replicaCount: 3, secretEnv: { DATABASE_URL: "postgres://x", REDIS_URL: "redis://r" } }), true);
+      assert.equal(validate({ ...values, ...autoscaled, autoscaling: { ...autoscaled.autoscaling, maxReplicas: 1 } }), true);
+    });
+  }
+
+  test("every chart takes the namespaces allowed through its NetworkPolicy by name", () => {
+    for (const svc of services) {
+      const validate = validatorOf(svc);
+      const values = valuesOf(svc) as Values & { networkPolicy: Values };
+      const allowing = (ingressNamespaces: unknown) => ({ ...values, networkPolicy: { ...values.networkPolicy, ingressNamespaces } });
+      assert.deepEqual(values.networkPolicy.ingressNamespaces, [], svc);
+      assert.equal(validate(allowing(["sit", "uat-2"])), true, `${svc}: ${JSON.stringify(validate.errors)}`);
+      assert.equal(validate(allowing(["Not_A_Namespace"])), false, `${svc}: a bad namespace name accepted`);
+    }
+    // The library renders each name as a namespaceSelector on the label Kubernetes sets on every namespace.
+    const policy = read(lib, "templates", "_networkpolicy.tpl");
+    assert.match(policy, /range \.Values\.networkPolicy\.ingressNamespaces \}\}\s+- namespaceSelector:\s+matchLabels:\s+kubernetes\.io\/metadata\.name: \{\{ \. \| quote \}\}/);
+  });
+
+  describe("callback-dispatcher: the public Ingress publishes callback paths only", () => {
+    // The paths the dispatcher serves itself (services/callback-dispatcher/src/routes/callbacks.ts);
+    // every other path is a callback.
+    const source = read(repo, "services/callback-dispatcher/src/routes/callbacks.ts");
+    const prefixes = JSON.parse(/reservedPrefixes = (\[[^\]]*\])/.exec(source)?.[1] ?? "null") as string[];
+    const exact = JSON.parse(/ownPaths = new Set\((\[[^\]]*\])\)/.exec(source)?.[1] ?? "null") as string[];
+    const isOwn = (url: string) => prefixes.some((p) => url.startsWith(p)) || exact.includes(url);
+    const ownRequests = [
+      "/_dispatcher/v1/environments",
+      "/_dispatcher/v1/registrations",
+      "/ops.v1.CallbackDispatcherService/DryRun",
+      "/ops.v1.ServiceInfoService/GetServiceInfo",
+      ...exact,
+    ];
+    /** Whether an Ingress path routes the request path (Kubernetes' rules: Prefix matches whole path elements). */
+    const routes = (rule: { path: string; pathType?: string }, request: string) => {
+      if (rule.pathType === "Exact") return request === rule.path;
+      const prefix = rule.path.replace(/\/+$/, "");
+      return request === prefix || request.startsWith(`${prefix}/`);
+    };
+    const validate = validatorOf("callback-dispatcher");
+    type Ingress = { hosts: Array<{ host: string; paths: Array<{ path: string; pathType?: string }> }> };
+    const values = valuesOf("callback-dispatcher") as Values & { ingress: Ingress };
+    const withPath = (path: string, pathType = "Prefix") => ({
+      ...values,
+      ingress: { ...values.ingress, enabled: true, hosts: [{ host: "callbacks.example.com", paths: [{ path, pathType }] }] },
+    });
+
+    test("the dispatcher's own paths are known", () => {
+      assert.deepEqual(prefixes, ["/_dispatcher/", "/ops.v1."]);
+      assert.deepEqual(exact.sort(), ["/healthz", "/metrics", "/readyz"]);
+      assert.deepEqual(ownRequests.filter((r) => !isOwn(r)), []);
+    });
+
+    test("the default paths route none of the dispatcher's own paths", () => {
+      const paths = values.ingress.hosts.flatMap((h) => h.paths);
+      assert.ok(paths.length > 0);
+      for (const rule of paths) assert.deepEqual(ownRequests.filter((r) => routes(rule, r)), [], `${rule.path} publishes them`);
+    });
+
+    test("the schema refuses every path that would publish one of them, and accepts callback paths", () => {
+      const probes = ["/", "/_dispatcher", "/_dispatcher/", "/_dispatcher/v1", "/ops.v1.CallbackDispatcherService", "/metrics", "/readyz/", "/healthz"];
+      for (const pathType of ["Prefix", "Exact"])
+        for (const path of probes.filter((p) => ownRequests.some((r) => routes({ path: p, pathType }, r))))
+          assert.equal(validate(withPath(path, pathType)), false, `${pathType} ${path} publishes an own path but was accepted`);
+      for (const path of ["/notify", "/pay/callback", "/metrics-report", "/notify/metrics", "/api/ops.v1"])
+        assert.equal(validate(withPath(path)), true, `callback path ${path} refused: ${JSON.stringify(validate.errors)}`);
+      assert.equal(validate(withPath("/notify", "ImplementationSpecific")), false, "ImplementationSpecific matching is the controller's: refused");
+    });
+  });
 });
 
 describe("templates", () => {
@@ -202,7 +301,12 @@ describe("images and skaffold", () => {
 
   test("the Dockerfile builds any service by name, exposes its port and runs it as a non-root user", () => {
     const text = read(repo, "Dockerfile");
-    assert.match(text, /^FROM node:20-bookworm-slim AS build$/m);
+    // Images run the Node LTS that `make test-lts` proves the suite on, and package.json supports it.
+    const lts = /^NODE_LTS := (\d+)\./m.exec(read(repo, "Makefile"))?.[1];
+    assert.ok(lts, "Makefile names no NODE_LTS");
+    assert.equal([...text.matchAll(/^FROM node:(\d+)-bookworm-slim/gm)].map((m) => m[1]).join(","), `${lts},${lts}`);
+    const engines = (JSON.parse(read(repo, "package.json")) as { engines: { node: string } }).engines.node;
+    assert.match(engines, new RegExp(`\\^${lts}\\.`), `engines.node (${engines}) does not include Node ${lts}`);
     assert.match(text, /^ARG SERVICE$/m);
     assert.match(text, /^EXPOSE \$\{PORT\}$/m);
     assert.match(text, /^USER (node|1000)(:\S+)?$/m);
@@ -216,9 +320,10 @@ describe("images and skaffold", () => {
 });
 
 describe("dashboards and alerts", () => {
-  // What the services export (libs/platform/src/metrics.ts and prom-client's default metrics),
-  // and what Prometheus and kube-state-metrics add about them.
-  const exported = [...read(repo, "libs/platform/src/metrics.ts").matchAll(/name:\s*"([a-z_:]+)"/g)].map((m) => m[1]!);
+  // What the services export (libs/platform/src/metrics.ts, each service's src/metrics.ts and
+  // prom-client's default metrics), and what Prometheus and kube-state-metrics add about them.
+  const metricFiles = ["libs/platform/src/metrics.ts", ...services.map((s) => `services/${s}/src/metrics.ts`)].filter((f) => existsSync(path.join(repo, f)));
+  const exported = metricFiles.flatMap((f) => [...read(repo, f).matchAll(/name:\s*"([a-z_:]+)"/g)].map((m) => m[1]!));
   const histogramSeries = (n: string) => [n, `${n}_bucket`, `${n}_sum`, `${n}_count`];
   const known = new Set(exported.flatMap(histogramSeries));
   const infrastructure = new Set(["up", "kube_deployment_status_replicas_ready", "kube_deployment_spec_replicas", "kube_pod_container_status_restarts_total"]);

@@ -87,8 +87,12 @@ still closing its pools within its own bound.
 {{- if and .Values.existingSecret .Values.secretEnv }}
 {{- fail "set either existingSecret (a Secret you manage) or secretEnv (values for a Secret the chart creates), not both" }}
 {{- end }}
-{{- if and (not .Values.existingSecret) (not (hasKey .Values.secretEnv "DATABASE_URL")) }}
-{{- fail "DATABASE_URL is required: set existingSecret to a Secret holding it, or secretEnv.DATABASE_URL" }}
+{{- if not .Values.existingSecret }}
+{{- range (prepend .Values.secretKeys.required "DATABASE_URL") }}
+{{- if not (hasKey $.Values.secretEnv .) }}
+{{- fail (printf "%s is required: set existingSecret to a Secret holding it, or secretEnv.%s" . .) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and (eq .Values.config.bus "kafka") (not .Values.config.kafkaBrokers) }}
 {{- fail "config.kafkaBrokers is required when config.bus is kafka" }}

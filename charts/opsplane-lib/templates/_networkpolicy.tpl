@@ -1,6 +1,8 @@
 {{/*
 Ingress: the HTTP port from the peers in networkPolicy.ingressFrom (the ingress controller,
-Prometheus, other opsplane services) and, when allowSameNamespace, from the release namespace.
+Prometheus, other opsplane services), from every pod of the namespaces named in
+networkPolicy.ingressNamespaces (by their kubernetes.io/metadata.name label, which Kubernetes sets),
+and, when allowSameNamespace, from the release namespace.
 Egress is restricted only when networkPolicy.egress.restrict is true: then DNS plus the rules
 in networkPolicy.egress.rules (PostgreSQL, Redis, Kafka, OTLP collector, routed-to targets).
 */}}
@@ -23,13 +25,18 @@ spec:
     - Egress
     {{- end }}
   ingress:
-    {{- if or .Values.networkPolicy.allowSameNamespace .Values.networkPolicy.ingressFrom }}
+    {{- if or .Values.networkPolicy.allowSameNamespace .Values.networkPolicy.ingressNamespaces .Values.networkPolicy.ingressFrom }}
     - ports:
         - port: http
           protocol: TCP
       from:
         {{- if .Values.networkPolicy.allowSameNamespace }}
         - podSelector: {}
+        {{- end }}
+        {{- range .Values.networkPolicy.ingressNamespaces }}
+        - namespaceSelector:
+            matchLabels:
+              kubernetes.io/metadata.name: {{ . | quote }}
         {{- end }}
         {{- with .Values.networkPolicy.ingressFrom }}
         {{- toYaml . | nindent 8 }}

@@ -28,4 +28,9 @@ export const scannerEnv = {
   ERRCODE_DOWNLOAD_TIMEOUT_MS: z.coerce.number().int().min(1000).default(300_000),
   /** Scans run at once (each uses one core while it parses). */
   ERRCODE_SCAN_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
+  /**
+   * How long a replica's hold on a queued or running scan lasts without renewal; it renews every
+   * third of it. Another replica takes the scan over only after it expired (within 1.5 × this).
+   */
+  ERRCODE_SCAN_LEASE_MS: z.coerce.number().int().min(1000).default(30_000),
 };

@@ -24,6 +24,11 @@ export function createScannerMetrics(registry: Registry) {
       buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
       registers: [registry],
     }),
+    takenOver: new Counter({
+      name: "errcode_scans_taken_over_total",
+      help: "Scans this replica took over from a replica that stopped renewing its lease (died, or lost the database)",
+      registers: [registry],
+    }),
     violations: new Counter({
       name: "errcode_violations_total",
       help: "Violations found, by rule",

@@ -41,24 +41,101 @@ export interface RunnerDeps {
   maxArtifactBytes: number;
   downloadTimeoutMs: number;
   concurrency: number;
+  /** How long this replica's hold on a scan lasts without renewal (the store's lease length). */
+  leaseMs: number;
 }
 
-/** Runs queued scans in the background, a few at a time, and records their outcome with its event. */
+/** Another replica took the scan over: this replica's lease on it had expired. */
+class LeaseLost extends Error {}
+
+/**
+ * Runs queued scans in the background, a few at a time, and records their outcome with its event.
+ * Every scan it queued or runs is leased to it in the database and the lease renewed while it
+ * holds the scan, so other replicas leave it alone; scans whose replica died are taken over.
+ */
 export function createScanRunner(d: RunnerDeps) {
   const queue: ScanJob[] = [];
-  const running = new Set<Promise<void>>();
+  const running = new Map<string, Promise<void>>();
+  /** Running scans another replica took over; they stop at their next class. */
+  const lost = new Set<string>();
+  const loops: Loop[] = [];
   let closed = false;
 
   const pump = () => {
     while (!closed && running.size < d.concurrency && queue.length) {
       const job = queue.shift() as ScanJob;
-      const p = run(job).finally(() => {
-        running.delete(p);
-        pump();
-      });
-      running.add(p);
+      const p = run(job)
+        .catch((err) =>
+          d.log.error({ err, scanId: job.scanId }, "scan outcome not recorded; the scan is taken over once its lease expires"),
+        )
+        .finally(() => {
+          running.delete(job.scanId);
+          lost.delete(job.scanId);
+          pump();
+        });
+      running.set(job.scanId, p);
     }
   };
+
+  const held = () => [...queue.map((j) => j.scanId), ...running.keys()];
+
+  /** Renews the leases of the scans held here, and drops those another replica has taken over meanwhile. */
+  async function renewLeases(): Promise<void> {
+    const before = held();
+    if (!before.length) return;
+    const renewed = await d.store.renewLeases(before);
+    const gone = new Set(before.filter((id) => !renewed.has(id)));
+    // Scans that finished during the renewal are not held any more: only those still held were taken over.
+    for (const id of held().filter((x) => gone.has(x))) {
+      d.log.warn({ scanId: id }, "this replica's lease on the scan expired and another replica took it over");
+      const queued = queue.findIndex((j) => j.scanId === id);
+      if (queued < 0)
+        lost.add(id); // running: it stops at its next class
+      else await discard(queue.splice(queued, 1));
+    }
+  }
+
+  /** Removes the uploads of jobs this replica will not run. */
+  async function discard(jobs: ScanJob[]): Promise<void> {
+    for (const job of jobs) if (job.file) await rm(path.dirname(job.file), { recursive: true, force: true });
+  }
+
+  /**
+   * Takes over as many scans as there is room for whose replica stopped renewing their lease:
+   * downloads run again, uploads (left on that replica's disk) fail.
+   */
+  async function takeOverExpired(): Promise<void> {
+    const room = d.concurrency - running.size - queue.length;
+    if (closed || room <= 0) return;
+    for (const s of await d.store.claimExpired(room)) {
+      d.log.info({ scanId: s.id, previousOwner: s.previous_owner }, "took over a scan whose replica stopped renewing its lease");
+      d.metrics.takenOver.inc();
+      if (s.artifact_url)
+        queue.push({
+          scanId: s.id,
+          source: s.source,
+          artifactName: s.artifact_name,
+          url: s.artifact_url,
+          sha256: s.sha256 ?? undefined,
+          bases: s.bases,
+          codePattern: s.code_pattern ?? undefined,
+          system: s.system ?? undefined,
+        });
+      else
+        await withTransaction(d.pool, async (tx) => {
+          if (!(await d.store.fail(tx, s.id, "the replica holding this upload stopped before scanning it; submit it again"))) return;
+          await publish(
+            tx,
+            { scanId: s.id, source: s.source, artifactName: s.artifact_name, bases: s.bases },
+            s.sha256 ?? undefined,
+            "failed",
+            undefined,
+            "service restarted",
+          );
+        });
+    }
+    pump();
+  }
 
   async function run(job: ScanJob): Promise<void> {
     const started = performance.now();
@@ -74,7 +151,7 @@ export function createScanRunner(d: RunnerDeps) {
         sha256 = await download(url, file, { maxBytes: d.maxArtifactBytes, timeoutMs: d.downloadTimeoutMs, expected: job.sha256 });
       }
       if (!file) throw new ArtifactSourceError("the scan has no artifact");
-      await d.store.markRunning(job.scanId, sha256);
+      if (!(await d.store.markRunning(job.scanId, sha256))) throw new LeaseLost();
       const config = resolveConfig(
         { ...d.rules, system: job.system || d.rules.system },
         {
@@ -87,11 +164,14 @@ export function createScanRunner(d: RunnerDeps) {
       const tables = new TableWriter(d.pool, job.scanId);
       const report = await scan(file, job.artifactName, config, registry, {
         onContainer: (c) => tables.container(c),
-        onClass: (c) => tables.add(c),
+        onClass: (c) => {
+          if (lost.has(job.scanId)) throw new LeaseLost();
+          return tables.add(c);
+        },
       });
       await tables.flush();
       await withTransaction(d.pool, async (tx) => {
-        await d.store.succeed(tx, job.scanId, report);
+        if (!(await d.store.succeed(tx, job.scanId, report))) throw new LeaseLost();
         await publish(tx, job, sha256, "succeeded", report);
       });
       d.metrics.scans.inc({ status: "succeeded" });
@@ -103,15 +183,20 @@ export function createScanRunner(d: RunnerDeps) {
         "scan succeeded",
       );
     } catch (err) {
+      if (err instanceof LeaseLost) {
+        d.log.warn({ scanId: job.scanId }, "scan abandoned: another replica took it over");
+        return;
+      }
       const known = err instanceof ArtifactError || err instanceof ArtifactSourceError || err instanceof ConfigError;
       const message = known ? (err as Error).message : `internal error: ${(err as Error).message}`;
       if (!known) d.log.error({ err, scanId: job.scanId }, "scan failed");
       else d.log.warn({ scanId: job.scanId, reason: message }, "scan failed");
-      await withTransaction(d.pool, async (tx) => {
-        await d.store.fail(tx, job.scanId, message);
+      const recorded = await withTransaction(d.pool, async (tx) => {
+        if (!(await d.store.fail(tx, job.scanId, message))) return false;
         await publish(tx, job, sha256, "failed", undefined, message);
+        return true;
       });
-      d.metrics.scans.inc({ status: "failed" });
+      if (recorded) d.metrics.scans.inc({ status: "failed" });
     } finally {
       d.metrics.duration.observe((performance.now() - started) / 1000);
       await rm(dir, { recursive: true, force: true });
@@ -155,39 +240,54 @@ export function createScanRunner(d: RunnerDeps) {
       queue.push(job);
       pump();
     },
-    /** Scans a previous process left unfinished: downloads run again, lost uploads fail. */
-    async recover(): Promise<void> {
-      for (const s of await d.store.unfinished()) {
-        if (s.artifact_url)
-          queue.push({
-            scanId: s.id,
-            source: s.source,
-            artifactName: s.artifact_name,
-            url: s.artifact_url,
-            sha256: s.sha256 ?? undefined,
-            bases: s.bases,
-            codePattern: s.code_pattern ?? undefined,
-            system: s.system ?? undefined,
-          });
-        else
-          await withTransaction(d.pool, async (tx) => {
-            await d.store.fail(tx, s.id, "the service restarted before this upload was scanned; submit it again");
-            await publish(
-              tx,
-              { scanId: s.id, source: s.source, artifactName: s.artifact_name, bases: s.bases },
-              s.sha256 ?? undefined,
-              "failed",
-              undefined,
-              "service restarted",
-            );
-          });
-      }
-      pump();
+    /**
+     * Takes over the scans whose replica is gone, then keeps renewing this replica's leases
+     * (every third of the lease) and looking for expired ones (every half lease).
+     */
+    async start(): Promise<void> {
+      await takeOverExpired();
+      loops.push(
+        every(d.leaseMs / 3, renewLeases, (err) => d.log.warn({ err: (err as Error).message }, "could not renew scan leases")),
+        every(d.leaseMs / 2, takeOverExpired, (err) =>
+          d.log.warn({ err: (err as Error).message }, "could not look for scans to take over"),
+        ),
+      );
     },
-    /** Stops taking jobs and waits for the running ones. */
+    /** Stops taking jobs, hands the queued ones back for other replicas, and waits for the running ones (renewing their leases meanwhile). */
     async close(): Promise<void> {
       closed = true;
-      await Promise.allSettled([...running]);
+      const unstarted = queue.splice(0);
+      if (unstarted.length)
+        await d.store
+          .releaseLeases(unstarted.map((j) => j.scanId))
+          .catch((err) =>
+            d.log.warn({ err: (err as Error).message }, "could not hand queued scans back; they are taken over once their lease expires"),
+          );
+      await discard(unstarted);
+      await Promise.allSettled([...running.values()]);
+      for (const loop of loops) loop.stop();
+    },
+  };
+}
+
+interface Loop {
+  stop(): void;
+}
+
+/** Runs `fn` every `ms` after the previous run ended (runs never overlap); failures go to `onError`. */
+function every(ms: number, fn: () => Promise<void>, onError: (err: unknown) => void): Loop {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(() => void fn().catch(onError).finally(schedule), ms);
+    timer.unref();
+  };
+  schedule();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
     },
   };
 }

@@ -1,5 +1,6 @@
+import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { packageVersion, type ServiceDefinition } from "@opsplane/platform";
 import { scannerEnv } from "./config.js";
@@ -22,7 +23,9 @@ export const definition: ServiceDefinition<typeof scannerEnv> = {
     const rules: RulesFile = config.ERRCODE_RULES_FILE ? await loadRulesFile(config.ERRCODE_RULES_FILE) : {};
     const workDir = path.join(tmpdir(), `errcode-scanner-${process.pid}`);
     await mkdir(workDir, { recursive: true });
-    const store = createScanStore(ctx.pool);
+    // The replica's name in the scans it holds: the pod (host) name, then what tells restarts apart.
+    const owner = `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
+    const store = createScanStore(ctx.pool, { owner, ms: config.ERRCODE_SCAN_LEASE_MS });
     const runner = createScanRunner({
       pool: ctx.pool,
       bus: ctx.bus,
@@ -36,9 +39,10 @@ export const definition: ServiceDefinition<typeof scannerEnv> = {
       maxArtifactBytes: config.ERRCODE_MAX_ARTIFACT_BYTES,
       downloadTimeoutMs: config.ERRCODE_DOWNLOAD_TIMEOUT_MS,
       concurrency: config.ERRCODE_SCAN_CONCURRENCY,
+      leaseMs: config.ERRCODE_SCAN_LEASE_MS,
     });
     ctx.onClose(() => runner.close());
-    await runner.recover();
+    await runner.start();
     const subscription = await subscribeArtifacts({
       bus: ctx.bus,
       store,

@@ -1,4 +1,4 @@
-import type { Pool, Queryable } from "@opsplane/store";
+import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
 import type { Container } from "./scan/archive.js";
 import type { ErrorCodeEntry } from "./scan/engine.js";
 import type { Location } from "./scan/extract.js";
@@ -24,6 +24,21 @@ export interface ScanRow {
   error: string | null;
   created_at: Date;
   finished_at: Date | null;
+  /** The replica holding the scan while it is queued or running (see {@link ScanLease}). */
+  owner: string | null;
+  lease_expires_at: Date | null;
+}
+
+/** A scan taken over from a replica that stopped renewing its lease. */
+export type ClaimedScan = ScanRow & { previous_owner: string | null };
+
+/**
+ * This replica's hold on the scans it queued or runs: `owner` names the replica, and each hold
+ * lasts `ms` past its last renewal. Times are the database's, so replicas' clocks do not matter.
+ */
+export interface ScanLease {
+  owner: string;
+  ms: number;
 }
 
 export interface NewScan {
@@ -170,15 +185,22 @@ export class TableWriter {
   }
 }
 
-export function createScanStore(pool: Pool) {
+const partialTables = ["invocations", "methods", "classes", "namespaces", "containers"];
+const unfinished = "status IN ('queued', 'running')";
+
+/** Scans, their tables and the registry; every write to a queued or running scan needs this replica's lease on it. */
+export function createScanStore(pool: Pool, lease: ScanLease) {
+  /** SQL for "the lease's length from now", the length being query parameter `$n`. */
+  const leaseFromNow = (n: number) => `now() + $${n} * interval '1 millisecond'`;
+
   return {
     pool,
 
-    /** Inserts a queued scan; false when a scan for the same event already exists (redelivery). */
+    /** Inserts a queued scan held by this replica; false when a scan for the same event already exists (redelivery). */
     async insert(s: NewScan, q: Queryable = pool): Promise<boolean> {
       const r = await q.query(
-        `INSERT INTO scans (id, status, source, artifact_name, artifact_url, sha256, bases, code_pattern, system, event_id, created_by)
-         VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING`,
+        `INSERT INTO scans (id, status, source, artifact_name, artifact_url, sha256, bases, code_pattern, system, event_id, created_by, owner, lease_expires_at)
+         VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${leaseFromNow(12)}) ON CONFLICT (event_id) DO NOTHING`,
         [
           s.id,
           s.source,
@@ -190,16 +212,30 @@ export function createScanStore(pool: Pool) {
           s.system ?? null,
           s.eventId ?? null,
           s.createdBy ?? null,
+          lease.owner,
+          lease.ms,
         ],
       );
       return r.rowCount === 1;
     },
 
-    async markRunning(id: string, sha256?: string): Promise<void> {
-      await pool.query("UPDATE scans SET status = 'running', sha256 = coalesce($2, sha256) WHERE id = $1", [id, sha256 ?? null]);
+    /** False when another replica has taken the scan over. */
+    async markRunning(id: string, sha256?: string): Promise<boolean> {
+      const r = await pool.query(
+        `UPDATE scans SET status = 'running', sha256 = coalesce($2, sha256) WHERE id = $1 AND owner = $3 AND ${unfinished}`,
+        [id, sha256 ?? null, lease.owner],
+      );
+      return r.rowCount === 1;
     },
 
-    async succeed(tx: Queryable, id: string, report: ScanReport): Promise<void> {
+    /** Stores the results; false (and nothing written) when another replica has taken the scan over. */
+    async succeed(tx: Queryable, id: string, report: ScanReport): Promise<boolean> {
+      const held = await tx.query(
+        `UPDATE scans SET status = 'succeeded', stats = $2, problems = $3, finished_at = now(), owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND owner = $4 AND ${unfinished}`,
+        [id, JSON.stringify(report.stats), JSON.stringify(report.problems), lease.owner],
+      );
+      if (held.rowCount !== 1) return false;
       const codes = report.errorCodes;
       await tx.query(
         `INSERT INTO error_codes (scan_id, code, message, message_kind, exception_class, family, locations)
@@ -233,18 +269,59 @@ export function createScanStore(pool: Pool) {
          SELECT code, message, family, $1 FROM unnest($2::text[], $3::text[], $4::text[]) AS t(code, message, family) ON CONFLICT DO NOTHING`,
         [id, add.map((r) => r.code), add.map((r) => r.message), add.map((r) => r.exceptionFamily)],
       );
-      await tx.query("UPDATE scans SET status = 'succeeded', stats = $2, problems = $3, finished_at = now() WHERE id = $1", [
-        id,
-        JSON.stringify(report.stats),
-        JSON.stringify(report.problems),
-      ]);
+      return true;
     },
 
-    /** Marks a scan failed and removes the partial tables it wrote. */
-    async fail(tx: Queryable, id: string, error: string): Promise<void> {
-      for (const table of ["invocations", "methods", "classes", "namespaces", "containers"])
-        await tx.query(`DELETE FROM ${table} WHERE scan_id = $1`, [id]);
-      await tx.query("UPDATE scans SET status = 'failed', error = $2, finished_at = now() WHERE id = $1", [id, error]);
+    /** Marks a scan failed and removes the partial tables it wrote; false when another replica has taken it over. */
+    async fail(tx: Queryable, id: string, error: string): Promise<boolean> {
+      const held = await tx.query(
+        `UPDATE scans SET status = 'failed', error = $2, finished_at = now(), owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND owner = $3 AND ${unfinished}`,
+        [id, error, lease.owner],
+      );
+      if (held.rowCount !== 1) return false;
+      for (const table of partialTables) await tx.query(`DELETE FROM ${table} WHERE scan_id = $1`, [id]);
+      return true;
+    },
+
+    /** Extends this replica's leases on `ids`; returns those it still holds (the others were taken over or finished). */
+    async renewLeases(ids: string[]): Promise<Set<string>> {
+      const r = await pool.query<{ id: string }>(
+        `UPDATE scans SET lease_expires_at = ${leaseFromNow(3)} WHERE id = ANY($1::uuid[]) AND owner = $2 AND ${unfinished} RETURNING id`,
+        [ids, lease.owner, lease.ms],
+      );
+      return new Set(r.rows.map((x) => x.id));
+    },
+
+    /** Gives up scans this replica will not run (it is stopping), so another takes them at once. */
+    async releaseLeases(ids: string[]): Promise<void> {
+      await pool.query(
+        `UPDATE scans SET owner = NULL, lease_expires_at = NULL WHERE id = ANY($1::uuid[]) AND owner = $2 AND ${unfinished}`,
+        [ids, lease.owner],
+      );
+    },
+
+    /**
+     * Takes over, oldest first, up to `limit` queued or running scans whose lease expired or was
+     * released (their replica died, stopped, or lost the database for longer than the lease), and
+     * removes the tables a dead run left half-written. Replicas claiming at once each get other scans.
+     */
+    async claimExpired(limit: number): Promise<ClaimedScan[]> {
+      return withTransaction(pool, async (tx) => {
+        const r = await tx.query<ClaimedScan>(
+          `WITH expired AS (
+             SELECT id, owner AS previous_owner FROM scans
+             WHERE ${unfinished} AND (lease_expires_at IS NULL OR lease_expires_at < now()) AND owner IS DISTINCT FROM $1
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           UPDATE scans s SET owner = $1, lease_expires_at = ${leaseFromNow(3)}, status = 'queued'
+           FROM expired WHERE s.id = expired.id
+           RETURNING s.*, expired.previous_owner`,
+          [lease.owner, limit, lease.ms],
+        );
+        const ids = r.rows.map((x) => x.id);
+        if (ids.length) for (const table of partialTables) await tx.query(`DELETE FROM ${table} WHERE scan_id = ANY($1::uuid[])`, [ids]);
+        return r.rows.sort((a, b) => a.created_at.getTime() - b.created_at.getTime());
+      });
     },
 
     async get(id: string): Promise<ScanRow | undefined> {
@@ -253,11 +330,6 @@ export function createScanStore(pool: Pool) {
 
     async list(limit: number): Promise<ScanRow[]> {
       return (await pool.query<ScanRow>("SELECT * FROM scans ORDER BY created_at DESC, id LIMIT $1", [limit])).rows;
-    },
-
-    /** Scans left queued or running by a previous process. */
-    async unfinished(): Promise<ScanRow[]> {
-      return (await pool.query<ScanRow>("SELECT * FROM scans WHERE status IN ('queued', 'running') ORDER BY created_at")).rows;
     },
 
     async errorCodes(scanId: string, code?: string, exceptionClass?: string): Promise<ErrorCodeEntry[]> {

@@ -1,0 +1,114 @@
+// Two replicas on one database: the second leaves the first one's live scan alone (a rolling update
+// used to download every artifact twice) and takes it over once the first dies. Replica A is a real
+// process so that it can die; replica B runs in this process.
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, test } from "node:test";
+import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
+import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
+import { definition } from "../src/service.js";
+import { createScanStore } from "../src/store.js";
+import { writeZip } from "./support/zip-writer.js";
+
+const operatorKey = "lease-operator-key-0123456789";
+const leaseMs = 3000;
+const jar = writeZip([{ name: "META-INF/MANIFEST.MF", data: Buffer.from("Manifest-Version: 1.0\r\n\r\n") }]);
+
+let db: TestDatabase;
+let repo: http.Server;
+let repoUrl: string;
+let downloads = 0;
+let replicaA: ChildProcess;
+let replicaB: RunningService | undefined;
+
+const env = (port: number) => ({
+  DATABASE_URL: db.url,
+  PORT: String(port),
+  HOST: "127.0.0.1",
+  LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+  AUTH_API_KEYS: `ops:operator:${sha256Hex(operatorKey)}`,
+  ERRCODE_BASES: "com.bank.core.BizException",
+  ERRCODE_ARTIFACT_URL_PREFIXES: `${repoUrl}/releases/`,
+  ERRCODE_SCAN_LEASE_MS: String(leaseMs),
+});
+
+before(async () => {
+  // The artifact repository: the first download never finishes (the scan stays live on replica A),
+  // later ones are served whole.
+  repo = http.createServer((req, res) => {
+    if (req.url !== "/releases/app-1.0.jar") return void res.writeHead(404).end();
+    downloads++;
+    res.writeHead(200, { "content-length": jar.length });
+    if (downloads === 1) res.write(jar.subarray(0, 10));
+    else res.end(jar);
+  });
+  await new Promise<void>((resolve) => repo.listen(0, "127.0.0.1", resolve));
+  repoUrl = `http://127.0.0.1:${(repo.address() as AddressInfo).port}`;
+  db = await createTestDatabase();
+});
+
+after(async () => {
+  replicaA?.kill("SIGKILL");
+  await replicaB?.close();
+  repo?.closeAllConnections();
+  repo?.close();
+  await db?.drop();
+});
+
+test("a replica leaves another's live scan alone and takes it over once that replica dies", async () => {
+  const portA = await freePort();
+  replicaA = spawn(process.execPath, ["services/errcode-scanner/dist/main.js"], {
+    env: { PATH: process.env.PATH, ...env(portA) },
+    stdio: "ignore",
+  });
+  await eventually(
+    "replica A ready",
+    async () => (await fetch(`http://127.0.0.1:${portA}/readyz`).catch(() => undefined))?.ok,
+    30_000,
+    100,
+  );
+  const submitted = await fetch(`http://127.0.0.1:${portA}/ops.v1.ErrcodeScanService/SubmitScan`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${operatorKey}` },
+    body: JSON.stringify({ url: `${repoUrl}/releases/app-1.0.jar` }),
+  });
+  assert.equal(submitted.status, 200);
+  const scanId = ((await submitted.json()) as { scan: { id: string } }).scan.id;
+  await eventually("replica A downloading", async () => downloads === 1);
+
+  // Replica B starts (a rolling update) and looks for scans to take over before it is ready.
+  replicaB = await startService(definition, env(0));
+  const pool = replicaB.ctx.pool;
+  const row = async () =>
+    (await pool.query<{ status: string; owner: string | null }>("SELECT status, owner FROM scans WHERE id = $1", [scanId])).rows[0]!;
+
+  // Past the moment A's first lease would have lapsed had A not renewed it, A still holds the scan:
+  // B left it alone, and no other replica may take it.
+  await eventually(
+    "replica A's first lease over",
+    async () => {
+      const r = await pool.query<{ over: boolean }>(
+        "SELECT now() > created_at + $2 * interval '1 millisecond' AS over FROM scans WHERE id = $1",
+        [scanId, leaseMs],
+      );
+      return r.rows[0]!.over;
+    },
+    30_000,
+    100,
+  );
+  assert.equal(downloads, 1, "another replica re-ran replica A's live scan");
+  const ownerA = (await row()).owner;
+  assert.ok(ownerA);
+  assert.deepEqual(await createScanStore(pool, { owner: "replica-c", ms: leaseMs }).claimExpired(10), []);
+  assert.equal(downloads, 1);
+  assert.equal((await row()).owner, ownerA);
+
+  // A dies mid-download: once its lease expires B takes the scan over, downloads it again and finishes it.
+  replicaA.kill("SIGKILL");
+  await eventually("scan finished by replica B", async () => ((await row()).status === "succeeded" ? true : undefined), 60_000, 100);
+  assert.equal(downloads, 2);
+  const metrics = await (await fetch(`${replicaB.url}/metrics`)).text();
+  assert.match(metrics, /^errcode_scans_taken_over_total\{service="errcode-scanner"\} 1$/m);
+});
