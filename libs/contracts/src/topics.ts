@@ -1,6 +1,7 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import { AssistSessionEndedSchema, AssistSessionOpenedSchema, ProblemReportChangedSchema } from "./gen/ops/v1/assist_pb.js";
 import { CallbackDispatchedSchema, CallbackRulesChangedSchema } from "./gen/ops/v1/callback_dispatcher_pb.js";
+import { ConfigChangedSchema } from "./gen/ops/v1/config_center_pb.js";
 import { ArtifactPublishedSchema, ScanCompletedSchema } from "./gen/ops/v1/errcode_pb.js";
 import { AuditRecordedSchema } from "./gen/ops/v1/platform_events_pb.js";
 
@@ -26,6 +27,7 @@ export const topics = {
   assistSessionOpened: topic("assist.session.opened", AssistSessionOpenedSchema),
   assistSessionEnded: topic("assist.session.ended", AssistSessionEndedSchema),
   assistReportChanged: topic("assist.report.changed", ProblemReportChangedSchema),
+  configChanged: topic("config.changed", ConfigChangedSchema),
   artifactPublished: topic("artifact.published", ArtifactPublishedSchema),
   errcodeScanCompleted: topic("errcode.scan.completed", ScanCompletedSchema),
 } as const;

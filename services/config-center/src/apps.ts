@@ -1,0 +1,289 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { type Auditor, badRequest, forbidden, notFound, type Principal, unauthorized } from "@opsplane/platform";
+import { type Pool, withTransaction } from "@opsplane/store";
+import { type Actor, type ChangeLog, checkExpectedRevision } from "./change-log.js";
+import { checkAppId } from "./identifiers.js";
+
+export interface AppView {
+  appId: string;
+  systemDomain: string;
+  description: string;
+  enabled: boolean;
+  health: "up" | "down" | "unknown";
+  lastActiveAt: string;
+  onlineInstances: number;
+  hasSecret: boolean;
+  createdAt: string;
+  createdBy: string;
+  revision: number;
+}
+
+interface AppRow {
+  app_id: string;
+  system_domain: string;
+  description: string;
+  enabled: boolean;
+  secret_hash: Buffer | null;
+  last_active_at: Date | null;
+  created_at: Date;
+  created_by: string;
+  revision: number;
+  online: number;
+  instances: number;
+}
+
+/** Why an app was refused a token: the `reason` label of the refusals metric. */
+export type RefusalReason = "malformed" | "bad-credentials" | "disabled" | "unknown-app";
+
+export class TokenRefused extends Error {
+  constructor(
+    readonly reason: RefusalReason,
+    readonly error: Error,
+  ) {
+    super(error.message);
+  }
+}
+
+const appColumns = `a.app_id, a.system_domain, a.description, a.enabled, a.secret_hash, a.last_active_at, a.created_at, a.created_by, a.revision,
+  (SELECT count(*) FROM instances i WHERE i.app_id = a.app_id AND i.state = 'online')::int AS online,
+  (SELECT count(*) FROM instances i WHERE i.app_id = a.app_id)::int AS instances`;
+
+const sha256 = (s: string) => createHash("sha256").update(s).digest();
+
+/**
+ * App records, the admission switch and start-up tokens (seed steps 2 and 5). An app proves itself
+ * with its secret: the one stored on its record (set by an admin, or by its first registration),
+ * else the one configured in AUTH_APP_CREDENTIALS. An app with neither is admitted only while the
+ * global switch admits unknown apps; its first registration then creates its record and keeps the
+ * secret it presented. Tokens are random, stored hashed, and checked from memory once seen.
+ */
+export class AppStore {
+  private readonly tokens = new Map<string, { appId: string; expiresAtMs: number }>();
+  private readonly enabled = new Map<string, boolean>();
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly audit: Auditor,
+    private readonly changes: ChangeLog,
+    private readonly o: { tokenTtlSeconds: number; configuredSecrets: Map<string, Buffer> },
+  ) {}
+
+  async issueToken(appIdIn: unknown, secretIn: unknown, requestId: string): Promise<{ token: string; appId: string; expiresAt: string }> {
+    if (typeof appIdIn !== "string" || typeof secretIn !== "string" || !appIdIn || !secretIn)
+      throw new TokenRefused("malformed", badRequest("appId and secret are required"));
+    let appId: string;
+    try {
+      appId = checkAppId(appIdIn);
+    } catch (err) {
+      throw new TokenRefused("malformed", err as Error);
+    }
+    if (secretIn.length < 8 || secretIn.length > 256) throw new TokenRefused("malformed", badRequest("secret must be 8-256 characters"));
+    const given = sha256(secretIn);
+    const principal: Principal = { kind: "app", id: appId };
+    return withTransaction(this.pool, async (tx) => {
+      const app = (await tx.query<AppRow>("SELECT enabled, secret_hash FROM apps WHERE app_id = $1 FOR UPDATE", [appId])).rows[0];
+      const known = app?.secret_hash ?? this.o.configuredSecrets.get(appId);
+      if (app && !app.enabled) throw new TokenRefused("disabled", forbidden(`app ${appId} is disabled`));
+      if (known) {
+        if (!timingSafeEqual(known, given)) throw new TokenRefused("bad-credentials", unauthorized(`wrong secret for app ${appId}`));
+      } else {
+        const { rows } = await tx.query<{ admit: boolean }>("SELECT admit_unknown_apps AS admit FROM settings");
+        if (!rows[0]!.admit)
+          throw new TokenRefused(
+            "unknown-app",
+            forbidden(`app ${appId} is not registered and unknown apps are not admitted (settings.admitUnknownApps)`),
+          );
+        // First registration of an unknown app: its record is created and keeps the secret it presented.
+        await tx.query(
+          `INSERT INTO apps (app_id, secret_hash, created_by) VALUES ($1, $2, 'registration')
+           ON CONFLICT (app_id) DO UPDATE SET secret_hash = $2, revision = apps.revision + 1`,
+          [appId, given],
+        );
+        await this.audit.record(tx, {
+          principal,
+          action: app ? "app.claim" : "app.create",
+          target: `app/${appId}`,
+          after: { appId, createdBy: "registration", hasSecret: true },
+          requestId,
+        });
+      }
+      const token = `cct_${randomBytes(24).toString("base64url")}`;
+      const expiresAt = new Date(Date.now() + this.o.tokenTtlSeconds * 1000);
+      await tx.query("INSERT INTO app_tokens (token_hash, app_id, expires_at) VALUES ($1, $2, $3)", [sha256(token), appId, expiresAt]);
+      await tx.query("DELETE FROM app_tokens WHERE app_id = $1 AND expires_at < now()", [appId]);
+      return { token, appId, expiresAt: expiresAt.toISOString() };
+    });
+  }
+
+  /** The app a token belongs to; 401 for an unknown or expired token, 403 once the app is disabled. */
+  async verifyToken(token: string | undefined): Promise<string> {
+    if (!token) throw unauthorized("the x-config-token header is required: get a token with IssueToken");
+    const hash = sha256(token);
+    const key = hash.toString("hex");
+    let entry = this.tokens.get(key);
+    if (!entry) {
+      const row = (
+        await this.pool.query<{ app_id: string; expires_at: Date }>("SELECT app_id, expires_at FROM app_tokens WHERE token_hash = $1", [
+          hash,
+        ])
+      ).rows[0];
+      if (!row) throw unauthorized("unknown start-up token");
+      entry = { appId: row.app_id, expiresAtMs: row.expires_at.getTime() };
+      if (this.tokens.size >= 200_000) this.tokens.delete(this.tokens.keys().next().value!);
+      this.tokens.set(key, entry);
+    }
+    if (entry.expiresAtMs < Date.now()) {
+      this.tokens.delete(key);
+      throw unauthorized("start-up token expired: get a new one with IssueToken");
+    }
+    if (!(await this.isEnabled(entry.appId))) throw forbidden(`app ${entry.appId} is disabled`);
+    return entry.appId;
+  }
+
+  private async isEnabled(appId: string): Promise<boolean> {
+    let on = this.enabled.get(appId);
+    if (on === undefined) {
+      on = (await this.pool.query<{ enabled: boolean }>("SELECT enabled FROM apps WHERE app_id = $1", [appId])).rows[0]?.enabled ?? false;
+      this.enabled.set(appId, on);
+    }
+    return on;
+  }
+
+  /** An app was disabled or its credentials changed (on any replica): forget its tokens. */
+  forget(appId: string): void {
+    this.enabled.delete(appId);
+    for (const [k, v] of this.tokens) if (v.appId === appId) this.tokens.delete(k);
+  }
+
+  async list(): Promise<AppView[]> {
+    const { rows } = await this.pool.query<AppRow>(`SELECT ${appColumns} FROM apps a ORDER BY a.app_id`);
+    return rows.map(view);
+  }
+
+  async get(appId: string): Promise<AppView> {
+    const row = (await this.pool.query<AppRow>(`SELECT ${appColumns} FROM apps a WHERE a.app_id = $1`, [checkAppId(appId)])).rows[0];
+    if (!row) throw notFound(`no app ${appId}`);
+    return view(row);
+  }
+
+  async put(
+    who: Actor,
+    input: { appId: string; systemDomain?: string; description?: string; enabled?: boolean; secret?: string },
+    expectRevision: number | undefined,
+  ): Promise<AppView> {
+    const appId = checkAppId(input.appId);
+    if ((input.systemDomain ?? "").length > 128) throw badRequest("systemDomain must be at most 128 characters");
+    if (input.secret && (input.secret.length < 8 || input.secret.length > 256)) throw badRequest("secret must be 8-256 characters");
+    await withTransaction(this.pool, async (tx) => {
+      const prev = (await tx.query<AppRow>(`SELECT ${appColumns} FROM apps a WHERE a.app_id = $1 FOR UPDATE OF a`, [appId])).rows[0];
+      checkExpectedRevision(`app ${appId}`, prev?.revision ?? 0, expectRevision);
+      const { rows } = await tx.query<AppRow>(
+        `INSERT INTO apps (app_id, system_domain, description, enabled, secret_hash, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (app_id) DO UPDATE SET system_domain = $2, description = $3, enabled = $4,
+           secret_hash = COALESCE($5, apps.secret_hash), revision = apps.revision + 1
+         RETURNING app_id, system_domain, description, enabled, secret_hash, last_active_at, created_at, created_by, revision, 0 AS online, 0 AS instances`,
+        [
+          appId,
+          input.systemDomain ?? prev?.system_domain ?? "",
+          input.description ?? prev?.description ?? "",
+          input.enabled ?? prev?.enabled ?? true,
+          input.secret ? sha256(input.secret) : null,
+          `${who.principal?.kind}:${who.principal?.id}`,
+        ],
+      );
+      const after = rows[0]!;
+      // New credentials: the tokens issued for the old ones go. Disabled or new credentials: every replica closes its sockets.
+      if (prev && input.secret) await tx.query("DELETE FROM app_tokens WHERE app_id = $1", [appId]);
+      if (prev && (!after.enabled || input.secret)) await this.changes.appChanged(tx, appId, after.enabled ? "credentials" : "disabled");
+      await this.audit.record(tx, {
+        principal: who.principal,
+        action: prev ? "app.update" : "app.create",
+        target: `app/${appId}`,
+        before: prev ? auditView(prev) : undefined,
+        after: auditView(after),
+        requestId: who.requestId,
+      });
+    });
+    this.forget(appId);
+    return this.get(appId);
+  }
+
+  async settings(): Promise<{ admitUnknownApps: boolean; revision: number }> {
+    const { rows } = await this.pool.query<{ admit: boolean; revision: number }>(
+      "SELECT admit_unknown_apps AS admit, revision FROM settings",
+    );
+    return { admitUnknownApps: rows[0]!.admit, revision: rows[0]!.revision };
+  }
+
+  async putSettings(who: Actor, admitUnknownApps: boolean, expectRevision: number | undefined) {
+    await withTransaction(this.pool, async (tx) => {
+      const before = (
+        await tx.query<{ admit: boolean; revision: number }>("SELECT admit_unknown_apps AS admit, revision FROM settings FOR UPDATE")
+      ).rows[0]!;
+      checkExpectedRevision("settings", before.revision, expectRevision);
+      await tx.query("UPDATE settings SET admit_unknown_apps = $1, revision = revision + 1", [admitUnknownApps]);
+      await this.audit.record(tx, {
+        principal: who.principal,
+        action: "settings.update",
+        target: "settings",
+        before: { admitUnknownApps: before.admit },
+        after: { admitUnknownApps },
+        requestId: who.requestId,
+      });
+    });
+    return this.settings();
+  }
+
+  /**
+   * Records a refused token request in the audit trail, throttled by the platform (one row per
+   * caller and window, with a count), so guessing secrets cannot flood the trail.
+   */
+  refused(appId: string, reason: RefusalReason, message: string, requestId: string): void {
+    const known = appIdPatternSafe(appId);
+    this.audit.denied({
+      principal: known ? { kind: "app", id: appId } : undefined,
+      action: "token.refused",
+      target: `app/${known ? appId : "?"}`,
+      after: { reason, message },
+      requestId,
+    });
+  }
+}
+
+const appIdPatternSafe = (s: string) => /^[a-z0-9][a-z0-9_.-]{0,63}$/.test(s);
+
+function view(r: AppRow): AppView {
+  return {
+    appId: r.app_id,
+    systemDomain: r.system_domain,
+    description: r.description,
+    enabled: r.enabled,
+    health: r.online > 0 ? "up" : r.instances > 0 ? "down" : "unknown",
+    lastActiveAt: r.last_active_at?.toISOString() ?? "",
+    onlineInstances: r.online,
+    hasSecret: r.secret_hash !== null,
+    createdAt: r.created_at.toISOString(),
+    createdBy: r.created_by,
+    revision: r.revision,
+  };
+}
+
+/** An app for the audit trail: never the secret's hash, only whether there is one. */
+const auditView = (r: AppRow) => ({
+  appId: r.app_id,
+  systemDomain: r.system_domain,
+  description: r.description,
+  enabled: r.enabled,
+  hasSecret: r.secret_hash !== null,
+});
+
+/** AUTH_APP_CREDENTIALS (`appId:sha256hex,…`) as the app secrets config-center also accepts. */
+export function configuredSecrets(spec: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const entry of spec.split(/[,\n]/).map((s) => s.trim())) {
+    const [id, hash] = entry.split(":");
+    if (id && hash && /^[0-9a-f]{64}$/.test(hash)) out.set(id, Buffer.from(hash, "hex"));
+  }
+  return out;
+}

@@ -1,0 +1,115 @@
+import { AppError, badRequest, forbidden, type Logger, unavailable } from "@opsplane/platform";
+import type { Pool } from "@opsplane/store";
+import type { AppResourceStore } from "./app-resources.js";
+import { type AppStore, TokenRefused } from "./apps.js";
+import type { Actor } from "./change-log.js";
+import { parseDictionary } from "./dictionary-import.js";
+import type { ItemRef } from "./identifiers.js";
+import type { InstanceStore, RegisteredInstance, Registration } from "./instances.js";
+import type { ItemStore } from "./items.js";
+import type { LockStore } from "./locks.js";
+import { type MetadataService, MetadataUnavailable } from "./metadata.js";
+import type { ConfigMetrics } from "./metrics.js";
+import type { ResourceStore } from "./resources.js";
+import { socketPath } from "./routes/instance-socket.js";
+import type { SequenceStore } from "./sequences.js";
+
+/**
+ * Everything the REST view and the Connect RPCs call: the stores, plus the few steps that span
+ * several of them (token checks for instance calls, refusal accounting, dictionary import).
+ */
+export class ConfigCenter {
+  constructor(
+    readonly pool: Pool,
+    readonly log: Logger,
+    readonly metrics: ConfigMetrics,
+    readonly apps: AppStore,
+    readonly instances: InstanceStore,
+    readonly items: ItemStore,
+    readonly resources: ResourceStore,
+    readonly metadata: MetadataService,
+    readonly locks: LockStore,
+    readonly sequences: SequenceStore,
+    readonly appResources: AppResourceStore,
+    readonly o: { heartbeatIntervalMs: number; heartbeatTimeoutMs: number; importMaxEntries: number },
+  ) {}
+
+  /** Seed step 2: credentials for a token. A refusal is counted, audited and answered with its reason. */
+  async issueToken(appId: unknown, secret: unknown, requestId: string) {
+    try {
+      return await this.apps.issueToken(appId, secret, requestId);
+    } catch (err) {
+      if (!(err instanceof TokenRefused)) throw err;
+      this.metrics.registrationRefusals.inc({ reason: err.reason });
+      this.apps.refused(typeof appId === "string" ? appId : "", err.reason, err.message, requestId);
+      throw err.error;
+    }
+  }
+
+  /** Seed steps 4-5: registers an instance of the token's app. */
+  async register(token: string | undefined, r: Registration) {
+    const appId = await this.refusable(() => this.apps.verifyToken(token), "bad-token");
+    const instance = await this.refusable(() => this.instances.register(appId, r), "malformed");
+    return {
+      instanceId: instance.instanceId,
+      heartbeatIntervalMs: this.o.heartbeatIntervalMs,
+      heartbeatTimeoutMs: this.o.heartbeatTimeoutMs,
+      socketPath: socketPath(instance.instanceId),
+    };
+  }
+
+  /** The instance a call is about, checked against the token's app. */
+  async instanceFor(token: string | undefined, instanceId: string): Promise<RegisteredInstance> {
+    const appId = await this.apps.verifyToken(token);
+    const instance = await this.instances.identity(instanceId);
+    if (instance.appId !== appId) throw forbidden(`instance ${instanceId} does not belong to app ${appId}`);
+    return instance;
+  }
+
+  async metadataJson(token: string | undefined, instanceId: string): Promise<string> {
+    const instance = await this.instanceFor(token, instanceId);
+    return this.unavailableOnResolution(() => this.metadata.json(instance));
+  }
+
+  async metadataOf(token: string | undefined, instanceId: string) {
+    const instance = await this.instanceFor(token, instanceId);
+    return this.unavailableOnResolution(() => this.metadata.metadata(instance));
+  }
+
+  importDictionary(
+    who: Actor,
+    ref: ItemRef,
+    o: { format: string; content: unknown; expectRevision?: number; comment?: string; category?: string },
+  ) {
+    if (ref.kind !== "business") throw badRequest("only business parameters are imported as dictionaries");
+    const entries = parseDictionary(o.format, o.content, this.o.importMaxEntries);
+    return this.items
+      .put(
+        who,
+        ref,
+        { value: entries, category: o.category || undefined, comment: o.comment || `import of ${entries.length} entries` },
+        o.expectRevision,
+        "import",
+      )
+      .then((r) => ({ ...r, entries: entries.length }));
+  }
+
+  private async refusable<T>(fn: () => Promise<T>, reason: string): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof AppError && err.status < 500)
+        this.metrics.registrationRefusals.inc({ reason: err.status === 403 ? "disabled" : reason });
+      throw err;
+    }
+  }
+
+  private async unavailableOnResolution<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof MetadataUnavailable) throw unavailable(`start-up metadata cannot be built: ${err.message}`);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,102 @@
+import { type Auditor, badRequest, notFound } from "@opsplane/platform";
+import { type Pool, withTransaction } from "@opsplane/store";
+import type { Actor } from "./change-log.js";
+import { lockNamePattern } from "./identifiers.js";
+
+export interface LockView {
+  name: string;
+  state: "free" | "held";
+  holder: string;
+  acquiredAt: string;
+  expiresAt: string;
+  fencingToken: number;
+}
+
+interface LockRow {
+  name: string;
+  holder: string | null;
+  acquired_at: Date | null;
+  expires_at: Date | null;
+  fencing_token: number;
+}
+
+const view = (r: LockRow): LockView => {
+  const held = r.holder !== null && r.expires_at !== null && r.expires_at.getTime() > Date.now();
+  return {
+    name: r.name,
+    state: held ? "held" : "free",
+    holder: held ? r.holder! : "",
+    acquiredAt: held ? r.acquired_at!.toISOString() : "",
+    expiresAt: held ? r.expires_at!.toISOString() : "",
+    fencingToken: r.fencing_token,
+  };
+};
+
+function checkName(name: string): string {
+  if (!lockNamePattern.test(name)) throw badRequest(`lock name ${JSON.stringify(name)} must be 1-128 of A-Z a-z 0-9 _ . : / -`);
+  return name;
+}
+
+/**
+ * Distributed locks (seed module 2024): leases in PostgreSQL, each acquisition numbered by a
+ * fencing token the holder passes to release (and to whatever it protects). A lease that runs out
+ * frees the lock; an admin may force a stuck one free (audited).
+ */
+export class LockStore {
+  constructor(
+    private readonly pool: Pool,
+    private readonly audit: Auditor,
+  ) {}
+
+  async acquire(appId: string, nameIn: string, holderIn: string, leaseMs: number): Promise<{ acquired: boolean; lock: LockView }> {
+    const name = checkName(nameIn);
+    if (!holderIn || holderIn.length > 200) throw badRequest("holder is required (at most 200 characters)");
+    if (!Number.isInteger(leaseMs) || leaseMs < 100 || leaseMs > 86_400_000) throw badRequest("leaseMs must be 100 to 86400000");
+    const holder = `${appId}/${holderIn}`;
+    const { rows } = await this.pool.query<LockRow>(
+      `INSERT INTO locks (name, holder, acquired_at, expires_at, fencing_token)
+       VALUES ($1, $2, now(), now() + make_interval(secs => $3::float8 / 1000), 1)
+       ON CONFLICT (name) DO UPDATE SET holder = $2, acquired_at = now(), expires_at = now() + make_interval(secs => $3::float8 / 1000),
+         fencing_token = locks.fencing_token + 1
+       WHERE locks.holder IS NULL OR locks.expires_at <= now()
+       RETURNING *`,
+      [name, holder, leaseMs],
+    );
+    if (rows[0]) return { acquired: true, lock: view(rows[0]) };
+    const current = (await this.pool.query<LockRow>("SELECT * FROM locks WHERE name = $1", [name])).rows[0]!;
+    return { acquired: false, lock: view(current) };
+  }
+
+  async release(appId: string, nameIn: string, fencingToken: number): Promise<boolean> {
+    const name = checkName(nameIn);
+    const { rowCount } = await this.pool.query(
+      "UPDATE locks SET holder = NULL, acquired_at = NULL, expires_at = NULL WHERE name = $1 AND fencing_token = $2 AND starts_with(holder, $3)",
+      [name, fencingToken, `${appId}/`],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  async list(): Promise<LockView[]> {
+    return (await this.pool.query<LockRow>("SELECT * FROM locks ORDER BY name")).rows.map(view);
+  }
+
+  async forceRelease(who: Actor, nameIn: string): Promise<LockView> {
+    const name = checkName(nameIn);
+    return withTransaction(this.pool, async (tx) => {
+      const before = (await tx.query<LockRow>("SELECT * FROM locks WHERE name = $1 FOR UPDATE", [name])).rows[0];
+      if (!before) throw notFound(`no lock ${name}`);
+      const after = (
+        await tx.query<LockRow>("UPDATE locks SET holder = NULL, acquired_at = NULL, expires_at = NULL WHERE name = $1 RETURNING *", [name])
+      ).rows[0]!;
+      await this.audit.record(tx, {
+        principal: who.principal,
+        action: "lock.force-release",
+        target: `lock/${name}`,
+        before: view(before),
+        after: view(after),
+        requestId: who.requestId,
+      });
+      return view(after);
+    });
+  }
+}

@@ -1,0 +1,197 @@
+import { type Auditor, badRequest, conflict, notFound } from "@opsplane/platform";
+import { type Pool, withTransaction } from "@opsplane/store";
+import { type Actor, checkExpectedRevision } from "./change-log.js";
+import { lockNamePattern } from "./identifiers.js";
+
+export interface SequenceView {
+  name: string;
+  pattern: string;
+  current: number;
+  cacheSize: number;
+  reset: "never" | "daily" | "monthly";
+  cycle: boolean;
+  min: number;
+  max: number;
+  period: string;
+  timeZone: string;
+  description: string;
+  revision: number;
+}
+
+interface SequenceRow {
+  name: string;
+  pattern: string;
+  current: number;
+  cache_size: number;
+  reset: "never" | "daily" | "monthly";
+  cycle: boolean;
+  min: number;
+  max: number;
+  period: string;
+  time_zone: string;
+  description: string;
+  revision: number;
+}
+
+const view = (r: SequenceRow): SequenceView => ({
+  name: r.name,
+  pattern: r.pattern,
+  current: r.current,
+  cacheSize: r.cache_size,
+  reset: r.reset,
+  cycle: r.cycle,
+  min: r.min,
+  max: r.max,
+  period: r.period,
+  timeZone: r.time_zone,
+  description: r.description,
+  revision: r.revision,
+});
+
+/** Pattern tokens: date fields in the sequence's time zone, and the number zero-padded to a width. */
+const token = /\{(yyyyMMdd|yyMMdd|yyyyMM|yyyy|yy|MM|dd|HH|seq(?::(\d{1,2}))?)\}/g;
+
+function dateParts(at: Date, timeZone: string): Record<"yyyy" | "MM" | "dd" | "HH", string> {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", hourCycle: "h23" })
+      .formatToParts(at)
+      .map((p) => [p.type, p.value]),
+  );
+  return { yyyy: parts.year!, MM: parts.month!, dd: parts.day!, HH: parts.hour! };
+}
+
+/** Formats one number by a pattern such as `LN{yyyyMMdd}{seq:6}`. */
+export function formatSequence(pattern: string, n: number, at: Date, timeZone: string): string {
+  const d = dateParts(at, timeZone);
+  return pattern.replace(token, (_all, name: string, width: string | undefined) => {
+    switch (name) {
+      case "yyyyMMdd":
+        return d.yyyy + d.MM + d.dd;
+      case "yyMMdd":
+        return d.yyyy.slice(2) + d.MM + d.dd;
+      case "yyyyMM":
+        return d.yyyy + d.MM;
+      case "yyyy":
+        return d.yyyy;
+      case "yy":
+        return d.yyyy.slice(2);
+      case "MM":
+        return d.MM;
+      case "dd":
+        return d.dd;
+      case "HH":
+        return d.HH;
+      default:
+        return String(n).padStart(Number(width ?? 0), "0");
+    }
+  });
+}
+
+/** The reset period `at` falls in: numbers start again from `min` when it changes. */
+function periodOf(reset: SequenceRow["reset"], at: Date, timeZone: string): string {
+  if (reset === "never") return "";
+  const d = dateParts(at, timeZone);
+  return reset === "daily" ? d.yyyy + d.MM + d.dd : d.yyyy + d.MM;
+}
+
+/**
+ * Distributed sequences (seed module 2024): numbers handed out in blocks of `cacheSize` (an
+ * instance formats them itself), reset daily, monthly or never in the sequence's time zone, and
+ * after `max` either cycling back to `min` or refused.
+ */
+export class SequenceStore {
+  constructor(
+    private readonly pool: Pool,
+    private readonly audit: Auditor,
+  ) {}
+
+  async list(): Promise<SequenceView[]> {
+    return (await this.pool.query<SequenceRow>("SELECT * FROM sequences ORDER BY name")).rows.map(view);
+  }
+
+  async put(
+    who: Actor,
+    s: {
+      name: string;
+      pattern: string;
+      cacheSize?: number;
+      reset?: string;
+      cycle?: boolean;
+      min?: number;
+      max?: number;
+      timeZone?: string;
+      description?: string;
+    },
+    expectRevision: number | undefined,
+  ): Promise<SequenceView> {
+    if (!lockNamePattern.test(s.name)) throw badRequest(`sequence name ${JSON.stringify(s.name)} must be 1-128 of A-Z a-z 0-9 _ . : / -`);
+    const unknown = s.pattern.replace(token, "");
+    if (!s.pattern || s.pattern.length > 128 || /[{}]/.test(unknown))
+      throw badRequest(
+        "pattern must be at most 128 characters with tokens {yyyyMMdd} {yyMMdd} {yyyyMM} {yyyy} {yy} {MM} {dd} {HH} {seq} {seq:N}",
+      );
+    if (!/\{seq(:\d{1,2})?\}/.test(s.pattern)) throw badRequest("pattern must contain {seq} or {seq:N}");
+    const reset = s.reset || "never";
+    if (!["never", "daily", "monthly"].includes(reset)) throw badRequest("reset must be never, daily or monthly");
+    const timeZone = s.timeZone || "UTC";
+    try {
+      new Intl.DateTimeFormat("en", { timeZone });
+    } catch {
+      throw badRequest(`time zone ${JSON.stringify(timeZone)} is not an IANA time zone`);
+    }
+    const min = s.min ?? 1;
+    const max = s.max || Number.MAX_SAFE_INTEGER;
+    const cacheSize = s.cacheSize || 100;
+    if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || min < 0 || max <= min)
+      throw badRequest("min and max must be integers with 0 <= min < max");
+    if (!Number.isInteger(cacheSize) || cacheSize < 1 || cacheSize > 10_000 || cacheSize > max - min + 1)
+      throw badRequest("cacheSize must be 1-10000 and fit between min and max");
+    return withTransaction(this.pool, async (tx) => {
+      const prev = (await tx.query<SequenceRow>("SELECT * FROM sequences WHERE name = $1 FOR UPDATE", [s.name])).rows[0];
+      checkExpectedRevision(`sequence ${s.name}`, prev?.revision ?? 0, expectRevision);
+      const { rows } = await tx.query<SequenceRow>(
+        `INSERT INTO sequences (name, pattern, current, cache_size, reset, cycle, min, max, time_zone, description)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (name) DO UPDATE SET pattern = $2, cache_size = $4, reset = $5, cycle = $6, min = $7, max = $8, time_zone = $9,
+           description = $10, revision = sequences.revision + 1,
+           current = GREATEST(LEAST(sequences.current, $8), $7 - 1)
+         RETURNING *`,
+        [s.name, s.pattern, min - 1, cacheSize, reset, s.cycle ?? false, min, max, timeZone, s.description ?? ""],
+      );
+      await this.audit.record(tx, {
+        principal: who.principal,
+        action: prev ? "sequence.update" : "sequence.create",
+        target: `sequence/${s.name}`,
+        before: prev ? view(prev) : undefined,
+        after: view(rows[0]!),
+        requestId: who.requestId,
+      });
+      return view(rows[0]!);
+    });
+  }
+
+  /** The next block of numbers, formatted. */
+  async nextBlock(name: string): Promise<{ name: string; period: string; first: number; last: number; pattern: string; values: string[] }> {
+    const at = new Date();
+    return withTransaction(this.pool, async (tx) => {
+      const s = (await tx.query<SequenceRow>("SELECT * FROM sequences WHERE name = $1 FOR UPDATE", [name])).rows[0];
+      if (!s) throw notFound(`no sequence ${name}`);
+      const period = periodOf(s.reset, at, s.time_zone);
+      let current = period === s.period ? s.current : s.min - 1;
+      if (current >= s.max) {
+        if (!s.cycle)
+          throw conflict(
+            `sequence ${name} is exhausted (max ${s.max}${s.reset === "never" ? "" : ` in period ${period}`}) and does not cycle`,
+          );
+        current = s.min - 1;
+      }
+      const first = current + 1;
+      // The last block before max may be short.
+      const last = Math.min(current + s.cache_size, s.max);
+      await tx.query("UPDATE sequences SET current = $2, period = $3 WHERE name = $1", [name, last, period]);
+      const values: string[] = [];
+      for (let n = first; n <= last; n++) values.push(formatSequence(s.pattern, n, at, s.time_zone));
+      return { name, period, first, last, pattern: s.pattern, values };
+    });
+  }
+}
