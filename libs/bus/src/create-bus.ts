@@ -19,7 +19,7 @@ export interface CreateBusOptions {
   source: string;
   /** Required for kind "kafka". */
   kafkaBrokers?: string[];
-  /** Further kafka settings (client id, session timeout, partitions, relay on/off). */
+  /** Further kafka settings (client id, session timeout, partitions and replicas of created topics, relay on/off). */
   kafka?: Omit<KafkaSettings, "brokers">;
   logger?: BusLogger;
   /** Trace context for events published without one (wire OpenTelemetry's propagator here). */
@@ -50,11 +50,6 @@ export async function createBus(o: CreateBusOptions): Promise<Bus> {
   if (!o.kafkaBrokers?.length) throw new Error("bus: kind kafka needs kafkaBrokers");
   const settings: KafkaSettings = { ...o.kafka, brokers: o.kafkaBrokers };
   const bus = new KafkaBus(o.pool, outbox, createKafka(settings, logger), settings, tuning, logger, stopRetention);
-  try {
-    await bus.start();
-  } catch (err) {
-    await bus.close().catch(() => {});
-    throw err;
-  }
+  bus.start();
   return bus;
 }

@@ -1,9 +1,9 @@
 import { type Admin, type Kafka, Partitioners, type Producer } from "kafkajs";
 import type pg from "pg";
 import type { Bus, PublishInput, PublishOptions, SubscribeOptions, Subscription } from "./bus.js";
-import { type KafkaSettings, TopicEnsurer } from "./kafka-client.js";
-import { subscribeKafka } from "./kafka-consumer.js";
-import { startRelay } from "./kafka-relay.js";
+import { KafkaProbe, type KafkaSettings, TopicEnsurer } from "./kafka-client.js";
+import { KafkaSubscription } from "./kafka-consumer.js";
+import { type RelayTarget, startRelay } from "./kafka-relay.js";
 import type { BusLogger } from "./logger.js";
 import type { Outbox } from "./outbox.js";
 import type { ConsumerTuning, PostgresConsumer } from "./postgres-consumer.js";
@@ -13,14 +13,21 @@ import { resolveSubscribeOptions } from "./subscribe-options.js";
  * The `kafka` adapter. Publishing writes to the same outbox as the postgres adapter,
  * so publishing inside a transaction works identically; the relay ships the outbox
  * to Kafka and subscribers are kafkajs consumer groups.
+ *
+ * Nothing here waits for Kafka to start: a process that starts while the brokers are
+ * down publishes into the outbox, `check()` fails naming the reason, and the relay and
+ * every subscription connect once the brokers answer.
  */
 export class KafkaBus implements Bus {
   readonly kind = "kafka" as const;
-  private readonly subscriptions = new Set<Subscription>();
+  private readonly subscriptions = new Set<KafkaSubscription>();
   private readonly admin: Admin;
   private readonly producer: Producer;
   private readonly topics: TopicEnsurer;
+  private readonly probe: KafkaProbe;
+  private readonly relayTarget: RelayTarget;
   private relay: PostgresConsumer | undefined;
+  private connecting: Promise<void> | undefined;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -38,13 +45,25 @@ export class KafkaBus implements Bus {
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
     });
-    this.topics = new TopicEnsurer(this.admin, settings.numPartitions);
+    this.topics = new TopicEnsurer(this.admin, () => this.connect(), settings);
+    this.probe = new KafkaProbe(settings.brokers);
+    this.relayTarget = { producer: this.producer, topics: this.topics, connect: () => this.connect() };
   }
 
-  async start(): Promise<void> {
-    await this.admin.connect();
-    await this.producer.connect();
-    if (this.settings.relay !== false) this.relay = startRelay(this.pool, this.producer, this.topics, this.tuning, this.logger);
+  start(): void {
+    if (this.settings.relay !== false) this.relay = startRelay(this.pool, this.relayTarget, this.tuning, this.logger);
+  }
+
+  /** Connects the admin client and the producer once; a failed attempt is forgotten so the next call tries again. */
+  private connect(): Promise<void> {
+    this.connecting ??= Promise.all([this.admin.connect(), this.producer.connect()]).then(
+      () => {},
+      (err) => {
+        this.connecting = undefined;
+        throw err;
+      },
+    );
+    return this.connecting;
   }
 
   publish(events: PublishInput | PublishInput[], opts?: PublishOptions): Promise<void> {
@@ -52,8 +71,18 @@ export class KafkaBus implements Bus {
   }
 
   async subscribe(opts: SubscribeOptions): Promise<Subscription> {
-    const sub = await subscribeKafka(this.kafka, this.topics, this.settings, resolveSubscribeOptions(opts), this.pool, this.logger);
+    const sub = new KafkaSubscription({
+      kafka: this.kafka,
+      topics: this.topics,
+      settings: this.settings,
+      options: resolveSubscribeOptions(opts),
+      pool: this.pool,
+      logger: this.logger,
+    });
     this.subscriptions.add(sub);
+    // With the brokers up, subscribe returns once the member has joined its group. With them down,
+    // kafkajs would retry for many seconds; the member joins in the background instead.
+    if (await this.probe.answers()) await sub.started;
     return {
       close: async () => {
         this.subscriptions.delete(sub);
@@ -64,7 +93,9 @@ export class KafkaBus implements Bus {
 
   async check(): Promise<void> {
     await this.pool.query("SELECT 1 FROM bus.offsets LIMIT 1");
-    await this.admin.describeCluster();
+    await this.probe.check();
+    const problem = this.relayTarget.problem ?? [...this.subscriptions].find((s) => s.problem)?.problem;
+    if (problem) throw new Error(`kafka: ${problem}`);
   }
 
   async close(): Promise<void> {
@@ -76,5 +107,6 @@ export class KafkaBus implements Bus {
     await this.relay?.close();
     await this.producer.disconnect();
     await this.admin.disconnect();
+    await this.probe.close();
   }
 }

@@ -11,6 +11,8 @@ export interface KafkaSettings {
   heartbeatIntervalMs?: number;
   /** Partitions of topics the bus creates; default: the broker's num.partitions. */
   numPartitions?: number;
+  /** Replicas of each partition of topics the bus creates; default: the broker's default.replication.factor. */
+  replicationFactor?: number;
   /** Run the outbox relay in this process (default true; replicas elect one active relay). */
   relay?: boolean;
 }
@@ -37,16 +39,86 @@ export class TopicEnsurer {
 
   constructor(
     private readonly admin: Admin,
-    private readonly numPartitions?: number,
+    /** Connects the admin client (once); called first so a broker that was down at start is tried again. */
+    private readonly connect: () => Promise<void>,
+    private readonly settings: Pick<KafkaSettings, "numPartitions" | "replicationFactor">,
   ) {}
 
   async ensure(topics: Iterable<string>): Promise<void> {
-    const missing = [...new Set(topics)].filter((t) => !this.known.has(t));
-    if (missing.length === 0) return;
-    await this.admin.createTopics({
-      waitForLeaders: true,
-      topics: missing.map((topic) => ({ topic, ...(this.numPartitions ? { numPartitions: this.numPartitions } : {}) })),
-    });
-    for (const t of missing) this.known.add(t);
+    const wanted = [...new Set(topics)].filter((t) => !this.known.has(t));
+    if (wanted.length === 0) return;
+    await this.connect();
+    // Asked first because kafkajs logs an error for every topic it is asked to create that exists.
+    const existing = new Set(await this.admin.listTopics());
+    const missing = wanted.filter((t) => !existing.has(t));
+    if (missing.length > 0) await this.create(missing);
+    for (const t of wanted) this.known.add(t);
+  }
+
+  private async create(topics: string[]): Promise<void> {
+    const { numPartitions, replicationFactor } = this.settings;
+    try {
+      await this.admin.createTopics({
+        waitForLeaders: true,
+        topics: topics.map((topic) => ({
+          topic,
+          ...(numPartitions ? { numPartitions } : {}),
+          ...(replicationFactor ? { replicationFactor } : {}),
+        })),
+      });
+    } catch (err) {
+      // kafkajs says only "Topic creation errors"; the broker's reasons are inside.
+      const reasons = (err as { errors?: Error[] }).errors?.map((e) => e.message);
+      if (!reasons?.length) throw err;
+      throw new Error(`could not create topic ${topics.join(", ")}: ${[...new Set(reasons)].join("; ")}`);
+    }
+  }
+}
+
+/**
+ * Asks the cluster for its metadata without kafkajs's retries, so `/readyz` learns within a
+ * second that the brokers do not answer, and why.
+ */
+export class KafkaProbe {
+  private readonly admin: Admin;
+  private connected = false;
+
+  constructor(private readonly brokers: string[]) {
+    this.admin = new Kafka({
+      clientId: "opsplane-probe",
+      brokers,
+      logLevel: logLevel.NOTHING,
+      connectionTimeout: 1000,
+      requestTimeout: 1500,
+      retry: { retries: 0 },
+    }).admin();
+  }
+
+  /** Resolves when a broker answers a metadata request; throws with the reason otherwise. */
+  async check(): Promise<void> {
+    try {
+      if (!this.connected) {
+        await this.admin.connect();
+        this.connected = true;
+      }
+      await this.admin.describeCluster();
+    } catch (err) {
+      this.connected = false;
+      await this.admin.disconnect().catch(() => {});
+      throw new Error(`kafka ${this.brokers.join(",")}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Whether a broker answers right now. */
+  answers(): Promise<boolean> {
+    return this.check().then(
+      () => true,
+      () => false,
+    );
+  }
+
+  async close(): Promise<void> {
+    this.connected = false;
+    await this.admin.disconnect();
   }
 }

@@ -304,7 +304,7 @@ export function runContract(adapter: Adapter): ContractContext {
   return ctx;
 }
 
-function spawnMember(env: Record<string, string>, dbUrl: string): ChildProcess {
+export function spawnMember(env: Record<string, string>, dbUrl: string): ChildProcess {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "member.ts")], {
     env: { ...process.env, ...env, MEMBER_DATABASE_URL: dbUrl },
     stdio: ["ignore", "inherit", "inherit"],
@@ -312,7 +312,7 @@ function spawnMember(env: Record<string, string>, dbUrl: string): ChildProcess {
   return child;
 }
 
-async function memberReceived(pool: Pool): Promise<number[]> {
+export async function memberReceived(pool: Pool): Promise<number[]> {
   const { rows } = await pool.query<{ n: number }>("SELECT n FROM member_log ORDER BY n");
   return rows.map((r) => r.n);
 }

@@ -1,6 +1,7 @@
 // A consumer-group member in its own process, so a test can kill it mid-batch the
 // way a crash would. It records every event it receives in public.member_log and
-// stops (hangs inside the handler) on the event after STALL_AFTER.
+// stops (hangs inside the handler) on the event after STALL_AFTER. BATCH_SIZE is its
+// subscription's batchSize (default 100).
 import { createBus } from "@opsplane/bus";
 import { createPool } from "@opsplane/store";
 
@@ -25,7 +26,7 @@ async function main(): Promise<void> {
   await bus.subscribe({
     group: env("GROUP"),
     topics: [env("TOPIC")],
-    batchSize: 100,
+    batchSize: Number(process.env.BATCH_SIZE ?? 100),
     handler: async (e) => {
       await pool.query("INSERT INTO member_log (n, attempt) VALUES ($1, $2)", [(e.data as { n: number }).n, e.attempt]);
       if (++received > stallAfter) await new Promise(() => {});

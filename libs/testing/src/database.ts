@@ -46,11 +46,15 @@ export function testRedis(): { url: string; prefix: string } {
   return { url, prefix: `t:${process.pid}:${randomBytes(3).toString("hex")}:` };
 }
 
-/** Kafka brokers for tests, or undefined after printing the one line that says why the Kafka run is skipped. */
+/**
+ * Kafka brokers for tests, or undefined after printing the one line that says why the Kafka run is
+ * skipped (with-test-deps passes on the reason it could not start a broker in KAFKA_UNAVAILABLE).
+ */
 export function testKafkaBrokers(): string[] | undefined {
   const brokers = process.env.KAFKA_BROKERS;
   if (!brokers) {
-    console.log("# kafka: no broker (KAFKA_BROKERS unset and no Docker engine for testcontainers); Kafka adapter tests skipped");
+    const why = process.env.KAFKA_UNAVAILABLE ?? "KAFKA_BROKERS unset: run through `make test`, which starts a broker";
+    console.log(`# kafka: no broker (${why}); Kafka tests skipped`);
     return undefined;
   }
   return brokers.split(",").map((b) => b.trim());

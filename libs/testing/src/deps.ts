@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { KafkaContainer } from "@testcontainers/kafka";
 import { PostgreSqlContainer } from "@testcontainers/postgresql";
 import { RedisContainer } from "@testcontainers/redis";
@@ -6,6 +7,7 @@ import { Redis } from "ioredis";
 import { dockerAnswers } from "./docker.js";
 import { startEmbeddedPostgres } from "./embedded-postgres.js";
 import { freePort } from "./free-port.js";
+import { KafkaBroker } from "./kafka-broker.js";
 
 export interface Dependency {
   url: string;
@@ -57,15 +59,22 @@ export async function resolveRedis(): Promise<Dependency> {
   };
 }
 
-/** Kafka: KAFKA_BROKERS, else testcontainers, else nothing (the caller says so and skips). */
-export async function resolveKafka(): Promise<Dependency | undefined> {
+/**
+ * Kafka: KAFKA_BROKERS, else testcontainers, else a local broker from the Maven Central jars with
+ * its data in `dataDir` (emptied first: each test run starts on a new cluster). Throws
+ * KafkaUnavailable, whose message is the one line to print, when none of them can be had.
+ */
+export async function resolveKafka(dataDir: string): Promise<Dependency> {
   const env = process.env.KAFKA_BROKERS;
   if (env) return { url: env, origin: "env", stop: nothingToStop };
   if (await dockerAnswers()) {
     const c = await new KafkaContainer("confluentinc/cp-kafka:7.6.1").withKraft().start();
     return { url: `${c.getHost()}:${c.getMappedPort(9093)}`, origin: "testcontainers", stop: async () => void (await c.stop()) };
   }
-  return undefined;
+  await rm(dataDir, { recursive: true, force: true });
+  const broker = await KafkaBroker.create({ dataDir });
+  await broker.start();
+  return { url: broker.url, origin: "local", stop: () => broker.stop() };
 }
 
 async function waitForRedis(url: string): Promise<void> {

