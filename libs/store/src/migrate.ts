@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type pg from "pg";
-import { assertIdentifier } from "./pool.js";
+import { assertIdentifier, checkOut } from "./pool.js";
 
 export interface Migration {
   /** Sortable id, e.g. "001_init". Applied in ascending order, each once. */
@@ -29,7 +29,7 @@ export async function migrate(pool: pg.Pool, schema: string, migrations: Migrati
   assertIdentifier(schema);
   const ids = migrations.map((m) => m.id);
   if (new Set(ids).size !== ids.length) throw new Error(`duplicate migration id in schema ${schema}`);
-  const client = await pool.connect();
+  const { client, release } = await checkOut(pool);
   try {
     await client.query("SELECT pg_advisory_lock(hashtext($1))", [`opsplane.migrate.${schema}`]);
     try {
@@ -65,6 +65,6 @@ export async function migrate(pool: pg.Pool, schema: string, migrations: Migrati
       await client.query("SELECT pg_advisory_unlock(hashtext($1))", [`opsplane.migrate.${schema}`]);
     }
   } finally {
-    client.release();
+    release();
   }
 }

@@ -47,7 +47,7 @@ export interface TransactionOptions {
  * `repeatable read` with `readOnly` gives several reads that see one snapshot.
  */
 export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
-  const client = await pool.connect();
+  const { client, release } = await checkOut(pool);
   try {
     await client.query(
       `BEGIN${opts.isolation ? ` ISOLATION LEVEL ${opts.isolation.toUpperCase()}` : ""}${opts.readOnly ? " READ ONLY" : ""}`,
@@ -59,8 +59,30 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
     await client.query("ROLLBACK").catch(() => {});
     throw err;
   } finally {
-    client.release();
+    release();
   }
+}
+
+/**
+ * Takes a client from the pool for several queries. A connection lost between two queries is an
+ * 'error' event on the client, which ends the process when nobody listens (pg-pool listens only
+ * while the client is idle): kept here, it fails the next query instead, and `release` discards
+ * the client rather than return it to the pool.
+ */
+export async function checkOut(pool: pg.Pool): Promise<{ client: pg.PoolClient; release(): void }> {
+  const client = await pool.connect();
+  let lost: Error | undefined;
+  const onLost = (err: Error) => {
+    lost = err;
+  };
+  client.on("error", onLost);
+  return {
+    client,
+    release: () => {
+      client.off("error", onLost);
+      client.release(lost);
+    },
+  };
 }
 
 /** Schema names are interpolated into SQL, so only plain identifiers are accepted. */
