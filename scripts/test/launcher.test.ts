@@ -26,10 +26,14 @@ const listening = (port: number) =>
     socket.once("error", () => resolve(false));
   });
 
+// A newcomer's `make run`, without Redis: the suite's REDIS_URL is shared by every run, and the
+// demo's registrations would outlive this run's database there.
+const { REDIS_URL: _sharedRedis, ...launcherEnv } = process.env;
+
 async function runLauncher(pgPort: number, offset: number, env: Record<string, string> = {}) {
   const child = spawn(process.execPath, ["--import", "tsx", "scripts/run.ts"], {
     env: {
-      ...process.env,
+      ...launcherEnv,
       OPSPLANE_DATA_DIR: dataDir,
       OPSPLANE_PG_PORT: String(pgPort),
       OPSPLANE_PORT_OFFSET: String(offset),

@@ -158,6 +158,10 @@ export function agentOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Agent
   const dispatcherUrl = env.OPSPLANE_DISPATCHER_URL;
   const name = env.OPSPLANE_ENV;
   if (!dispatcherUrl || !name) return "OPSPLANE_DISPATCHER_URL and OPSPLANE_ENV must be set; agent not started";
+  // Neither line repeats the URL: it may hold a password, and it would land in the app's logs.
+  if (!URL.canParse(dispatcherUrl)) return "OPSPLANE_DISPATCHER_URL is not a URL; agent not started";
+  const { username, password } = new URL(dispatcherUrl);
+  if (username || password) return "OPSPLANE_DISPATCHER_URL must not hold credentials; put them in OPSPLANE_AGENT_TOKEN; agent not started";
   const num = (v: string | undefined) => (v && Number.isFinite(Number(v)) && Number(v) > 0 ? Number(v) : undefined);
   return {
     dispatcherUrl,

@@ -25,6 +25,11 @@ export interface BatchWriterOptions<T> {
   maxBatch: number;
   /** Most rows (or units of `sizeOf`) held while PostgreSQL is slow or down; past it new rows are dropped. */
   maxQueued: number;
+  /**
+   * Longest close() waits for PostgreSQL. Shorter than the service's own shutdown bound (about half
+   * of it), so a hung database still lets close() log what was lost before the process is killed.
+   */
+  closeTimeoutMs: number;
   /** A row's share of `maxQueued`: 1 (a count) unless given, e.g. its bytes. */
   sizeOf?(row: T): number;
   onDrop(reason: DropReason, count: number): void;
@@ -51,7 +56,8 @@ const maxRowsLogged = 10;
  * refuses for its data is halved until the refused rows are alone; those are dropped, counted and
  * logged, and the rest are written. Any other failure (PostgreSQL down) keeps every row and retries
  * with backoff (250 ms doubling to 5 s), with one warning per outage. Closing writes what is queued,
- * and rejects, naming the count, when some could not be written.
+ * and rejects, naming the count, when some could not be written or PostgreSQL did not confirm them
+ * within `closeTimeoutMs` (a hung database).
  */
 export class BatchWriter<T> {
   private queue: T[] = [];
@@ -92,17 +98,32 @@ export class BatchWriter<T> {
     return this.draining;
   }
 
-  /** Stops the timer and writes what is queued; rejects when some rows could not be written (they are dropped). */
+  /**
+   * Stops the timer and writes what is queued, for at most `closeTimeoutMs`; rejects when some rows
+   * could not be written (they are dropped) or were not confirmed in time (queued or in flight).
+   */
   async close(): Promise<void> {
     clearInterval(this.timer);
-    // A write in flight may fail; the rows it leaves get one more attempt of their own.
-    await this.draining;
-    await this.flush();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      // A write in flight may fail; the rows it leaves get one more attempt of their own.
+      (async () => {
+        await this.draining;
+        await this.flush();
+        return false;
+      })(),
+      new Promise<true>((resolve) => {
+        timer = setTimeout(resolve, this.o.closeTimeoutMs, true);
+      }),
+    ]);
+    clearTimeout(timer);
+    // Rows leave the queue only once written, so it holds those in flight too.
     const unwritten = this.queue.length;
     if (!unwritten) return;
-    this.shift(unwritten);
     this.o.onDrop("shutdown", unwritten);
-    const message = `${this.o.what} lost at shutdown: ${unwritten} could not be written`;
+    const message = timedOut
+      ? `${this.o.what} lost at shutdown: ${unwritten} not confirmed written within ${this.o.closeTimeoutMs} ms`
+      : `${this.o.what} lost at shutdown: ${unwritten} could not be written`;
     this.o.log.error({ unwritten }, message);
     throw new Error(message);
   }

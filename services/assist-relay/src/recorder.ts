@@ -26,6 +26,8 @@ export class Recorder {
     private readonly pool: Pool,
     log: BatchWriterLogger,
     onDrop: (reason: DropReason, count: number) => void,
+    /** Longest close() waits for PostgreSQL (see BatchWriter). */
+    closeTimeoutMs: number,
     maxBatch = 500,
     flushEveryMs = 250,
   ) {
@@ -42,6 +44,7 @@ export class Recorder {
       flushMs: flushEveryMs,
       maxBatch,
       maxQueued: maxQueuedBytes,
+      closeTimeoutMs,
       sizeOf: (e) => e.payload.length,
       onDrop,
     });

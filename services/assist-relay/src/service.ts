@@ -34,7 +34,13 @@ export const definition: ServiceDefinition<typeof assistEnv> = {
       ticketTtlSeconds: config.ASSIST_TICKET_TTL_SECONDS,
     });
     const reports = new ReportStore(ctx.pool, ctx.bus, ctx.audit);
-    const recorder = new Recorder(ctx.pool, log, (reason, count) => metrics.recordingDropped.inc({ reason }, count));
+    // Half the shutdown bound: what a hung PostgreSQL leaves unwritten is logged before the process is killed.
+    const recorder = new Recorder(
+      ctx.pool,
+      log,
+      (reason, count) => metrics.recordingDropped.inc({ reason }, count),
+      config.SHUTDOWN_TIMEOUT_MS / 2,
+    );
     const hub = createHub(ctx.redis, config.ASSIST_REDIS_PREFIX, {
       delivered: (via, count) => metrics.fanoutDelivered.inc({ via }, count),
       published: (messages) => {

@@ -96,7 +96,7 @@ describe("recording: a frame PostgreSQL cannot store as sent never costs another
         void lines.push({ level, msg });
     const drops: unknown[] = [];
     const logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
-    const recorder = new Recorder(env.relays[0]!.ctx.pool, logger, (reason, count) => void drops.push({ reason, count }), 500, 10);
+    const recorder = new Recorder(env.relays[0]!.ctx.pool, logger, (reason, count) => void drops.push({ reason, count }), 5_000, 500, 10);
     try {
       await setOutage(env.db.url, true);
       try {

@@ -82,6 +82,8 @@ export function createDecisionLog(o: {
   log: BatchWriterLogger;
   flushMs: number;
   maxQueue: number;
+  /** Longest close() waits for PostgreSQL (see BatchWriter). */
+  closeTimeoutMs: number;
   events: "notable" | "all" | "none";
   onDrop(reason: DropReason, count: number): void;
 }) {
@@ -110,6 +112,7 @@ export function createDecisionLog(o: {
     flushMs: o.flushMs,
     maxBatch: 1000,
     maxQueued: o.maxQueue,
+    closeTimeoutMs: o.closeTimeoutMs,
     onDrop: o.onDrop,
   });
 

@@ -1,4 +1,5 @@
 import { ExtractionError, type HttpExchange } from "@opsplane/callback-agent/rules";
+import { storableText } from "@opsplane/store";
 import type { Environment } from "./config-store.js";
 import type { Registry } from "./registry.js";
 import type { RuleSetSnapshot } from "./rule-set.js";
@@ -62,7 +63,8 @@ export async function decide(
   for (const rule of matching) {
     let id: string;
     try {
-      id = await rule.callbackId(x);
+      // Made storable as registrations are (a NUL as the text \u0000), so the same raw id finds its registration.
+      id = storableText(await rule.callbackId(x));
     } catch (err) {
       const reason = err instanceof ExtractionError ? err.reason : "script_failed";
       onExtractionFailure({ rule: rule.name, reason });

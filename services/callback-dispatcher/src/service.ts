@@ -62,6 +62,8 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       log: ctx.log,
       flushMs: config.DECISION_FLUSH_MS,
       maxQueue: config.DECISION_QUEUE_MAX,
+      // Half the shutdown bound: what a hung PostgreSQL leaves unwritten is logged before the process is killed.
+      closeTimeoutMs: config.SHUTDOWN_TIMEOUT_MS / 2,
       events: config.DISPATCH_EVENTS,
       onDrop: (reason, count) => metrics.decisionsDropped.inc({ reason }, count),
     });

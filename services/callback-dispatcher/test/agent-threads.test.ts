@@ -20,6 +20,11 @@ async function startApp(args: string[], env: NodeJS.ProcessEnv): Promise<{ proc:
   return { proc, url: `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}` };
 }
 
+const pay = (url: string, orderNo: string) =>
+  fetch(`${url}/api/pay`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ orderNo }) }).then(
+    (res) => res.arrayBuffer(),
+  );
+
 // Node hands `--import` to every worker thread; an agent that started again in each of its own
 // sandbox workers multiplied threads until the app died (11 → 65 threads in 12 s).
 describe("an app under the agent with an interface-side script rule", () => {
@@ -27,6 +32,16 @@ describe("an app under the agent with an interface-side script rule", () => {
   let sit: Awaited<ReturnType<typeof startSignedStub>>;
   let app: { proc: ChildProcess; url: string };
   let peer: { proc: ChildProcess; url: string };
+
+  const registeredBySit = (id: string, timeoutMs?: number) =>
+    eventually(
+      `${id} to be registered by sit`,
+      async () => {
+        const { body } = await dispatcher.api("GET", `/_dispatcher/v1/registrations/pay-script/${id}`);
+        return body.env === "sit";
+      },
+      timeoutMs,
+    );
 
   before(async () => {
     sit = await startSignedStub("sit", "secret");
@@ -52,10 +67,17 @@ describe("an app under the agent with an interface-side script rule", () => {
       OPSPLANE_RULES_REFRESH_MS: "100",
       OPSPLANE_FLUSH_INTERVAL_MS: "20",
     });
-    await eventually("the agent to load the rules", async () => {
-      const { agents } = (await dispatcher.api("GET", "/_dispatcher/v1/agents")).body as { agents: Array<{ env: string }> };
-      return agents.some((a) => a.env === "sit");
-    });
+    // The agent extracts ids once it has fetched the rules and started its sandbox: until an order is registered, try another.
+    let warmUp = 0;
+    await eventually(
+      "the agent to extract ids with the script rule",
+      async () => {
+        const id = `WARM-${warmUp++}`;
+        await pay(app.url, id);
+        return registeredBySit(id, 1_000);
+      },
+      30_000,
+    );
     // The same app without the agent, in the same run: what this machine's Node costs at rest.
     peer = await startApp([], process.env);
   });
@@ -66,17 +88,6 @@ describe("an app under the agent with an interface-side script rule", () => {
     await dispatcher?.close();
     await sit?.close();
   });
-
-  const pay = (url: string, orderNo: string) =>
-    fetch(`${url}/api/pay`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ orderNo }) }).then(
-      (res) => res.arrayBuffer(),
-    );
-
-  const registeredBySit = (id: string) =>
-    eventually(`${id} to be registered by sit`, async () => {
-      const { body } = await dispatcher.api("GET", `/_dispatcher/v1/registrations/pay-script/${id}`);
-      return body.env === "sit";
-    });
 
   test("keeps one sandbox: threads and memory stay bounded while ids are extracted over time", async () => {
     const samples: Array<{ threads: number; rssBytes: number }> = [];

@@ -141,6 +141,7 @@ describe("decisions PostgreSQL cannot store as sent are recorded escaped, and ne
       log,
       flushMs: 10_000,
       maxQueue: 1000,
+      closeTimeoutMs: 5_000,
       events: "none",
       onDrop: (reason, count) => void drops.push({ reason, count }),
     });
@@ -171,6 +172,7 @@ describe("decisions PostgreSQL cannot store as sent are recorded escaped, and ne
       log,
       flushMs: 10,
       maxQueue: 1000,
+      closeTimeoutMs: 5_000,
       events: "all",
       onDrop: (reason, count) => void drops.push({ reason, count }),
     });
@@ -198,48 +200,95 @@ describe("decisions PostgreSQL cannot store as sent are recorded escaped, and ne
   });
 });
 
+/** The dispatcher as a real process on `databaseUrl`, with prod configured; its output collected for the test to read. */
+async function startDispatcherProcess(databaseUrl: string, prodUrl: string, extraEnv: Record<string, string> = {}) {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "..", "src", "main.ts")], {
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      LOG_LEVEL: "info",
+      AUTH_API_KEYS: `ops:operator:${sha256Hex(operatorKey)}`,
+      DECISION_FLUSH_MS: "20",
+      ...extraEnv,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const proc = { child, base, output: "" };
+  child.stdout.on("data", (c) => (proc.output += c));
+  child.stderr.on("data", (c) => (proc.output += c));
+  await eventually("the dispatcher ready", async () => (await fetch(`${base}/readyz`)).ok, 30_000, 100);
+  const put = await fetch(`${base}/_dispatcher/v1/environments/prod`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ baseUrl: prodUrl, production: true }),
+  });
+  assert.equal(put.status, 200);
+  return proc;
+}
+
+/** Sends one callback no rule matches; it goes to production. */
+async function callback(base: string): Promise<void> {
+  const res = await fetch(`${base}/cb/any`, { method: "POST", headers: { "x-signature": sign(secret, "{}") }, body: "{}" });
+  assert.equal(res.status, 200, "production still answers whatever PostgreSQL does");
+  await res.arrayBuffer();
+}
+
+/** Stops the process with SIGTERM; resolves with its exit code. */
+async function terminate(child: ReturnType<typeof spawn>): Promise<number | null> {
+  const exit = once(child, "exit");
+  child.kill("SIGTERM");
+  const [code] = await exit;
+  return code as number | null;
+}
+
 describe("shutdown", () => {
   test("decisions that cannot be written when the process stops are reported, and it exits 1", async () => {
     const db = await createTestDatabase();
     const prod = await startSignedStub("prod", secret);
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "..", "src", "main.ts")], {
-      env: {
-        PATH: process.env.PATH,
-        DATABASE_URL: db.url,
-        PORT: String(port),
-        HOST: "127.0.0.1",
-        LOG_LEVEL: "info",
-        AUTH_API_KEYS: `ops:operator:${sha256Hex(operatorKey)}`,
-        DECISION_FLUSH_MS: "20",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (c) => (output += c));
-    child.stderr.on("data", (c) => (output += c));
-    const api = (method: string, p: string, body: unknown) =>
-      fetch(`${base}${p}`, {
-        method,
-        headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
+    let child: ReturnType<typeof spawn> | undefined;
     try {
-      await eventually("the dispatcher ready", async () => (await fetch(`${base}/readyz`)).ok, 30_000, 100);
-      assert.equal((await api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true })).status, 200);
+      const proc = await startDispatcherProcess(db.url, prod.url);
+      child = proc.child;
       await setOutage(db.url, true);
-      const res = await fetch(`${base}/cb/any`, { method: "POST", headers: { "x-signature": sign(secret, "{}") }, body: "{}" });
-      assert.equal(res.status, 200, "production still answers while PostgreSQL is down");
-      await res.arrayBuffer();
-      const exit = once(child, "exit");
-      child.kill("SIGTERM");
-      const [code] = await exit;
-      assert.equal(code, 1, output);
-      assert.match(output, /decisions lost at shutdown: 1 could not be written/);
+      await callback(proc.base);
+      assert.equal(await terminate(child), 1, proc.output);
+      assert.match(proc.output, /decisions lost at shutdown: 1 could not be written/);
     } finally {
-      child.kill("SIGKILL");
+      child?.kill("SIGKILL");
       await setOutage(db.url, false);
+      await prod.close();
+      await db.drop();
+    }
+  });
+
+  test("a hung PostgreSQL at shutdown: the decisions not confirmed written are counted in the log before the process is killed, and it exits 1", async () => {
+    const db = await createTestDatabase();
+    const prod = await startSignedStub("prod", secret);
+    const locker = new pg.Client({ connectionString: db.url });
+    let child: ReturnType<typeof spawn> | undefined;
+    try {
+      // A small shutdown bound keeps the test short; the writer gets half of it.
+      const proc = await startDispatcherProcess(db.url, prod.url, { SHUTDOWN_TIMEOUT_MS: "2000" });
+      child = proc.child;
+      await locker.connect();
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE callback_dispatcher.decisions IN ACCESS EXCLUSIVE MODE");
+      for (let i = 0; i < 5; i++) await callback(proc.base);
+      await eventually("the dispatcher's write waiting on the lock", async () => {
+        const { rows } = await locker.query(
+          "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'callback_dispatcher.decisions'::regclass",
+        );
+        return rows.length > 0;
+      });
+      assert.equal(await terminate(child), 1, proc.output);
+      assert.match(proc.output, /decisions lost at shutdown: 5 not confirmed written/);
+    } finally {
+      child?.kill("SIGKILL");
+      await locker.end();
       await prod.close();
       await db.drop();
     }

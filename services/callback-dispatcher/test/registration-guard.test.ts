@@ -185,6 +185,33 @@ describe("who may register which ids for which environment", () => {
     assert.equal(await registeredEnv("pay", "SIT-700"), "sit");
   });
 
+  test("ids PostgreSQL cannot store (NUL, lone surrogate) are registered made storable, and their callbacks still find them", async () => {
+    const before = (await auditRows("app:agent-uat", "ok")).length;
+    const res = await register(basic(uatAgent), "uat", [
+      { rule: "pay", id: "UAT-GOOD-1" },
+      { rule: "pay", id: "BAD\u0000X" },
+      { rule: "pay", id: "BAD\ud800" },
+      { rule: "pay", id: "UAT-GOOD-2" },
+    ]);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(await registeredEnv("pay", "UAT-GOOD-1"), "uat");
+    assert.equal(await registeredEnv("pay", "UAT-GOOD-2"), "uat");
+    assert.equal(await registeredEnv("pay", "BAD\u0000X"), "uat", "the operators' lookup finds it by the raw id too");
+    const [audited] = (await auditRows("app:agent-uat", "ok")).slice(before);
+    assert.deepEqual(audited?.after.sample, ["pay/UAT-GOOD-1", "pay/BAD\\u0000X", "pay/BAD\uFFFD", "pay/UAT-GOOD-2"]);
+    // The payment platform calls back with the same raw ids: they go to uat (served by the sit stub), not production.
+    for (const id of ["BAD\u0000X", "BAD\ud800"]) {
+      const body = Buffer.from(JSON.stringify({ out_trade_no: id, status: "PAID" }));
+      const callback = await fetch(`${d.url}/notify/pay`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-signature": sign(secret, body) },
+        body,
+      });
+      assert.equal(callback.status, 200);
+      assert.equal(callback.headers.get("x-served-by"), "sit", `callback for ${JSON.stringify(id)}`);
+    }
+  });
+
   test("refusals are audited with the principal and what was refused", async () => {
     const denied = await eventually("agent-sit's refusals in the audit log", async () => {
       const rows = await auditRows("app:agent-sit", "denied");

@@ -94,11 +94,13 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
     return { decisions: rows.map((r) => ({ ...r, id: String(r.id) })) };
   });
 
+  // allowNul: like a callback's, the id is looked up made storable, as it was registered.
   app.get(
     `${base}/registrations/:rule/:id`,
-    { schema: { params: Type.Object({ rule: NameParam, id: Type.String({ minLength: 1, maxLength: 256 }) }) } },
+    { config: { allowNul: true }, schema: { params: Type.Object({ rule: NameParam, id: Type.String({ minLength: 1, maxLength: 256 }) }) } },
     async (req) => {
-      const { rule, id } = req.params;
+      const rule = req.params.rule;
+      const id = storableText(req.params.id);
       // `env` is what routing sees (the hot copy); the rest is the record's: who registered it, when, until when.
       const [env, record] = await Promise.all([d.registry.lookup(rule, id), registrationRecord(d.ctx.pool, rule, id)]);
       return {

@@ -1,5 +1,5 @@
 import { type App, type AppError, type Auditor, actorOf, type Logger, type Principal } from "@opsplane/platform";
-import type { Pool } from "@opsplane/store";
+import { type Pool, storableText } from "@opsplane/store";
 import { Type } from "@sinclair/typebox";
 import { type AgentBindings, isRefusal, testEnvironmentFor } from "../agent-bindings.js";
 import { type ClaimRefusal, claimRefused } from "../claims.js";
@@ -99,8 +99,11 @@ export function registerAgentRoutes(app: App, d: AgentRouteDeps): void {
 
   // All or nothing: a batch with one id its environment may not claim stores none, and the 403
   // lists the refused ones, so the agent can send the rest again without them.
-  app.post("/_dispatcher/v1/registrations", { config: { access }, schema: { body: RegistrationsBody } }, async (req) => {
-    const { env, registrations } = req.body;
+  // allowNul: ids come from business requests and may hold anything; each is made storable as the
+  // callback path looks it up, so one such id neither fails the batch nor routes its callback elsewhere.
+  app.post("/_dispatcher/v1/registrations", { config: { access, allowNul: true }, schema: { body: RegistrationsBody } }, async (req) => {
+    const env = req.body.env;
+    const registrations = req.body.registrations.map((r) => ({ rule: r.rule, id: storableText(r.id) }));
     return recordingRefusals(req, env, "registration.create", async () => {
       const snapshot = d.rules.current();
       testEnvironmentFor(req.principal, env, snapshot, d.bindings);
