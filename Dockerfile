@@ -5,7 +5,7 @@
 ARG SERVICE
 ARG PORT
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 ARG SERVICE
 RUN test -n "$SERVICE" || { echo "--build-arg SERVICE=<service> is required" >&2; exit 1; }
 WORKDIR /app
@@ -35,7 +35,7 @@ RUN set -eu; \
 RUN --mount=type=cache,target=/root/.npm \
     cd /out && npm ci --omit=dev --workspace "services/$SERVICE" --ignore-scripts --no-audit --no-fund
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ARG SERVICE
 ARG PORT
 ENV NODE_ENV=production SERVICE=${SERVICE}
