@@ -39,6 +39,22 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
+/**
+ * Makes a test database refuse new connections and ends the open ones (a PostgreSQL outage as a
+ * service sees it), or lets them in again; the server and every other database stay up.
+ */
+export async function setDatabaseOutage(databaseUrl: string, down: boolean): Promise<void> {
+  const name = new URL(databaseUrl).pathname.slice(1);
+  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await admin.connect();
+  try {
+    await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS ${down ? "false" : "true"}`);
+    if (down) await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name]);
+  } finally {
+    await admin.end();
+  }
+}
+
 /** REDIS_URL for tests, and a key prefix unique to this file so parallel files never collide. */
 export function testRedis(): { url: string; prefix: string } {
   const url = process.env.REDIS_URL;

@@ -1,24 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eventually } from "@opsplane/testing";
-import pg from "pg";
+import { eventually, setDatabaseOutage } from "@opsplane/testing";
 import { Recorder } from "../src/recorder.js";
 import { asDeveloper, call, openWidget, startRelays } from "./harness.js";
 
 type Recorded = { kind: string; payload: { t: string; entries?: Array<{ text: string }>; events?: unknown[] } };
-
-/** Makes the database refuse new connections and ends the open ones (a PostgreSQL outage as the relay sees it), or lets them in again. */
-async function setOutage(databaseUrl: string, down: boolean): Promise<void> {
-  const name = new URL(databaseUrl).pathname.slice(1);
-  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-  await admin.connect();
-  try {
-    await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS ${down ? "false" : "true"}`);
-    if (down) await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name]);
-  } finally {
-    await admin.end();
-  }
-}
 
 const line = (text: string, at: number) => ({ t: "console", entries: [{ level: "log", text, at }] });
 const texts = (events: Recorded[]) => events.flatMap((e) => (e.payload.entries ?? []).map((x) => x.text));
@@ -98,12 +84,12 @@ describe("recording: a frame PostgreSQL cannot store as sent never costs another
     const logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
     const recorder = new Recorder(env.relays[0]!.ctx.pool, logger, (reason, count) => void drops.push({ reason, count }), 5_000, 500, 10);
     try {
-      await setOutage(env.db.url, true);
+      await setDatabaseOutage(env.db.url, true);
       try {
         recorder.add(sessionId, "console", JSON.stringify(line("during the outage", 1)));
         await eventually("three failed writes", () => lines.filter((l) => l.level === "debug" && /retry/.test(l.msg)).length >= 3);
       } finally {
-        await setOutage(env.db.url, false);
+        await setDatabaseOutage(env.db.url, false);
       }
       await recordedTexts(sessionId, ["during the outage"]);
       assert.equal(lines.filter((l) => l.level === "warn").length, 1);
@@ -120,7 +106,7 @@ describe("recording at shutdown", () => {
     const relay = env.relays[0]!;
     const { widget } = await openWidget(relay.url);
     try {
-      await setOutage(env.db.url, true);
+      await setDatabaseOutage(env.db.url, true);
       widget.send(line("never written", 1));
       await eventually("the frame received", async () =>
         /assist_messages_total\{side="widget",type="console"[^}]*\} 1\n/.test(await (await fetch(`${relay.url}/metrics`)).text()),
@@ -128,7 +114,7 @@ describe("recording at shutdown", () => {
       widget.close();
       assert.deepEqual(await relay.close(), { failedCloseHooks: 1 });
     } finally {
-      await setOutage(env.db.url, false);
+      await setDatabaseOutage(env.db.url, false);
       await env.db.drop();
     }
   });

@@ -4,7 +4,7 @@ import { once } from "node:events";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { sha256Hex } from "@opsplane/platform";
-import { createTestDatabase, eventually, freePort } from "@opsplane/testing";
+import { createTestDatabase, eventually, freePort, setDatabaseOutage } from "@opsplane/testing";
 import pg from "pg";
 import { createDecisionLog, type DecisionRecord } from "../src/decision-log.js";
 import { operatorKey, startDispatcher } from "./helpers/dispatcher.js";
@@ -19,19 +19,6 @@ const rules = {
   "nul-form": { pattern: "/cb/nul/form", id: { kind: "form", expr: "orderId" } },
   "nul-query": { pattern: "/cb/nul/query", id: { kind: "query", expr: "orderId" } },
 };
-
-/** Makes the database refuse new connections and ends the open ones (a PostgreSQL outage as the service sees it), or lets them in again. */
-async function setOutage(databaseUrl: string, down: boolean): Promise<void> {
-  const name = new URL(databaseUrl).pathname.slice(1);
-  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-  await admin.connect();
-  try {
-    await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS ${down ? "false" : "true"}`);
-    if (down) await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name]);
-  } finally {
-    await admin.end();
-  }
-}
 
 type Level = "debug" | "info" | "warn" | "error";
 
@@ -177,7 +164,7 @@ describe("decisions PostgreSQL cannot store as sent are recorded escaped, and ne
       onDrop: (reason, count) => void drops.push({ reason, count }),
     });
     try {
-      await setOutage(d.databaseUrl, true);
+      await setDatabaseOutage(d.databaseUrl, true);
       try {
         decisionLog.add(record("outage-1"));
         decisionLog.add(record("outage-2"));
@@ -185,7 +172,7 @@ describe("decisions PostgreSQL cannot store as sent are recorded escaped, and ne
         decisionLog.add(record("outage-3"));
         assert.equal(at("warn").length, 1, JSON.stringify(at("warn")));
       } finally {
-        await setOutage(d.databaseUrl, false);
+        await setDatabaseOutage(d.databaseUrl, false);
       }
       await eventually("the queued decisions written", async () => {
         const ids = (await decisions()).map((x) => x.requestId);
@@ -253,13 +240,13 @@ describe("shutdown", () => {
     try {
       const proc = await startDispatcherProcess(db.url, prod.url);
       child = proc.child;
-      await setOutage(db.url, true);
+      await setDatabaseOutage(db.url, true);
       await callback(proc.base);
       assert.equal(await terminate(child), 1, proc.output);
       assert.match(proc.output, /decisions lost at shutdown: 1 could not be written/);
     } finally {
       child?.kill("SIGKILL");
-      await setOutage(db.url, false);
+      await setDatabaseOutage(db.url, false);
       await prod.close();
       await db.drop();
     }
