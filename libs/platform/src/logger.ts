@@ -6,12 +6,13 @@ const censor = "[redacted]";
 
 /** Names of query parameters that carry credentials (matched case-insensitively against the decoded name); `session` alone (an id) is kept. */
 const credentialParam =
-  /token|secret|passw|pwd|signature|credential|api[-_]?key|access[-_]?key|private[-_]?key|session[-_]?key|sess(ion)?[-_]?id|^(key|sig|sign|ticket|auth|authorization)$/i;
+  /token|secret|passw|passcode|pwd|signature|credential|jwt|assertion|saml|api[-_]?key|access[-_]?key|private[-_]?key|session[-_]?key|sess(ion)?[-_]?id|^(key|sig|sign|ticket|auth|authorization|otp|totp)$/i;
 /** Names of headers that carry credentials. */
 const credentialHeader = /authorization|cookie|token|secret|api[-_]?key|signature|credential/i;
 
-// A value runs to the next `&`, `;` or `#` (a `?` in it is kept in it: better redact too much than leak a part).
-const queryParam = /([?&;#])([^=&;#\s"'<>]+)=([^&;#\s"'<>]*)/g;
+// A value runs to the next `&`, `;`, `#` or whitespace, quotes and brackets included (a `?` in it is kept in it:
+// better redact too much, such as a closing quote, than leak a part).
+const queryParam = /([?&;#])([^=&;#\s]+)=([^&;#\s]*)/g;
 const userinfoPassword = /(\b[a-z][a-z\d+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
 
 const decoded = (name: string) => {

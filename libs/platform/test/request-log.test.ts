@@ -108,4 +108,20 @@ describe("credentials never reach a service's log", () => {
     assert.equal(redactCredentials("/pay?PHPSESSID=d&session=e;jsessionid=f"), "/pay?PHPSESSID=[redacted]&session=e;jsessionid=[redacted]");
     assert.equal(redactCredentials("/things?keyword=x&monkey=y"), "/things?keyword=x&monkey=y");
   });
+
+  test("a credential's whole value is redacted, whatever characters it starts with or holds", () => {
+    for (const value of ["'QUOTESECRET1'", '"QUOTESECRET2"', "<QUOTESECRET3>", "ok'QUOTESECRET4", "a<b>QUOTESECRET5\"'"]) {
+      assert.equal(redactCredentials(`/cb?token=${value}&page=2`), "/cb?token=[redacted]&page=2");
+      assert.equal(redactCredentials(`GET /cb?token=${value} failed`), "GET /cb?token=[redacted] failed");
+    }
+    assert.equal(redactCredentials("/cb?ok'token=QUOTESECRET6#x"), "/cb?ok'token=[redacted]#x");
+  });
+
+  test("token-like parameters under other names are credentials too", () => {
+    assert.equal(
+      redactCredentials("/login?jwt=a&id_token=b&refresh_token=c&client_assertion=d&SAMLResponse=e&passcode=f&otp=g&state=h"),
+      "/login?jwt=[redacted]&id_token=[redacted]&refresh_token=[redacted]&client_assertion=[redacted]&SAMLResponse=[redacted]&passcode=[redacted]&otp=[redacted]&state=h",
+    );
+    assert.equal(redactCredentials("/steps?footprint=1&otpType=sms"), "/steps?footprint=1&otpType=sms");
+  });
 });

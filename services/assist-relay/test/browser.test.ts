@@ -19,6 +19,7 @@ function operatorPage(relay: string) {
     <label>Card <input id="card" name="cardNumber"></label>
     <label>Note <input id="note" class="assist-unmask"></label>
     <label>Amount <input id="amount" type="number"></label>
+    <label>Remarks <textarea id="remarks"></textarea></label>
     <label>Branch <select id="branch"><option>North</option><option>South</option><option>East</option></select></label>
     <label><input id="agree" type="checkbox"> I agree</label>
     <div id="memo" contenteditable="true">memo</div>
@@ -250,6 +251,65 @@ describe("assist in the browser: operator page with the widget and the developer
       .locator("#notice", { hasText: "Control refused: the field on the operator's page no longer matches your view" })
       .waitFor();
     assert.equal(await operator.inputValue("#amount"), "1200");
+  });
+
+  test("in control, the developer moves over a masked textarea's lines as over the real ones", async () => {
+    const frame = developer.frameLocator("#replay iframe");
+    await frame.locator("h1").click();
+    await operator.fill("#remarks", "ab\ncd");
+    await developer.waitForFunction(
+      () =>
+        (window as unknown as { assistConsole: { document?: Document } }).assistConsole.document?.querySelector("textarea")?.value
+          .length === 5,
+    );
+    const view = await replayed("#remarks", "value");
+    const remarks = frame.locator("#remarks");
+    await remarks.click();
+    await remarks.press("Control+End");
+    await remarks.press("Home");
+    await remarks.pressSequentially("Q");
+    await operator.waitForFunction(() => (document.querySelector("#remarks") as HTMLTextAreaElement).value !== "ab\ncd");
+    assert.equal(await operator.inputValue("#remarks"), "ab\nQcd");
+    assert.equal(view, "**\n**", "the developer sees the lines, never the characters");
+  });
+
+  test("in control, an edit that cuts a masked emoji in half edits the whole emoji, and the developer's next edit there shows the field again", async () => {
+    const frame = developer.frameLocator("#replay iframe");
+    const remarks = frame.locator("#remarks");
+    const operatorRemarks = () => operator.inputValue("#remarks");
+    const remarksChange = async (from: string) => {
+      await operator.waitForFunction((before) => (document.querySelector("#remarks") as HTMLTextAreaElement).value !== before, from);
+      return operatorRemarks();
+    };
+    const freshView = async (value: string) => {
+      await frame.locator("h1").click();
+      await operator.fill("#remarks", value);
+      await waitReplayed("#remarks", "value", "*".repeat(value.length));
+      await remarks.click();
+      await remarks.press("End");
+    };
+
+    // The developer sees a😀b as ****: the second Backspace names half of the emoji.
+    await freshView("a😀b");
+    await remarks.press("Backspace");
+    assert.equal(await remarksChange("a😀b"), "a😀");
+    await remarks.press("Backspace");
+    assert.equal(await remarksChange("a😀"), "a");
+
+    // A character typed between the emoji's halves lands after it; the view is a unit off, so the next edit is refused.
+    await freshView("a😀b");
+    await remarks.press("ArrowLeft");
+    await remarks.press("ArrowLeft");
+    await remarks.pressSequentially("X");
+    assert.equal(await remarksChange("a😀b"), "a😀Xb");
+    await remarks.pressSequentially("Y");
+    await developer.locator("#notice", { hasText: "Control refused: your view of the field was a character off" }).waitFor();
+    assert.equal(await operatorRemarks(), "a😀Xb");
+    // The refusal shows the field again; an edit on it goes through.
+    await waitReplayed("#remarks", "value", "*****");
+    await remarks.press("End");
+    await remarks.pressSequentially("Z");
+    assert.equal(await remarksChange("a😀Xb"), "a😀XbZ");
   });
 
   test("in control, the developer chooses an option and ticks a box on the operator's page; rich-text areas and passwords refuse typing visibly", async () => {

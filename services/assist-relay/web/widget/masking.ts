@@ -18,7 +18,9 @@ export function isSensitive(el: Element): boolean {
 export function inputMasker(unmaskedSelector: string) {
   return (text: string, el: HTMLElement): string => {
     const allowed = unmaskedSelector !== "" && el.matches(unmaskedSelector) && !isSensitive(el);
-    return allowed ? text : "*".repeat(text.length);
+    // One `*` per UTF-16 unit, so offsets in the developer's view are offsets in the real value; line
+    // breaks stay, so the caret moves over a masked textarea's lines (Home, End, arrows) as over the real ones.
+    return allowed ? text : text.replace(/[^\n]/g, "*");
   };
 }
 

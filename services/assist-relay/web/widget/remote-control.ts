@@ -4,6 +4,24 @@ import type { ControlAction } from "../../src/protocol.js";
 const valueSetter = (el: HTMLInputElement | HTMLTextAreaElement) =>
   Object.getOwnPropertyDescriptor(Object.getPrototypeOf(el) as object, "value")?.set;
 
+/** Whether offset `i` of `s` falls between the two halves of a surrogate pair (one emoji, shown masked as `**`). */
+const splitsPair = (s: string, i: number) => /[\uD800-\uDBFF]/.test(s.charAt(i - 1)) && /[\uDC00-\uDFFF]/.test(s.charAt(i));
+
+/**
+ * Widens [start, end) to whole characters of the real value: a deletion that cuts a pair removes
+ * the whole character, an insertion inside a pair lands after it. The page never holds half an emoji.
+ */
+function wholeCharacters(value: string, start: number, end: number): { start: number; end: number } {
+  if (start === end) return splitsPair(value, start) ? { start: start + 1, end: end + 1 } : { start, end };
+  return { start: splitsPair(value, start) ? start - 1 : start, end: splitsPair(value, end) ? end + 1 : end };
+}
+
+/**
+ * Fields where a widened edit left the developer's view a unit off, with the value it left: the developer's
+ * next edit there, while the field still holds that value, is refused, which shows them the field again.
+ */
+const viewOffByWidening = new WeakMap<Element, string>();
+
 /** Tells the page's own listeners (and frameworks such as React) that the field changed, as typing would. */
 function announce(node: HTMLElement): void {
   node.dispatchEvent(new Event("input", { bubbles: true }));
@@ -20,7 +38,11 @@ function announce(node: HTMLElement): void {
  * developer only ever sees masked fields as `*`, one per character, so their
  * offsets are offsets in the real value, and an edit made on a view of
  * another length (the operator typed meanwhile, or the view could not show
- * the field) is refused rather than applied at the wrong place. Password
+ * the field) is refused rather than applied at the wrong place. The view
+ * shows one `*` per UTF-16 unit, so an edit can name half of an emoji; it is
+ * widened to whole characters; the view is then a unit off, so the next edit
+ * there (unless the field changed meanwhile) is refused, which shows the
+ * developer the field again. Password
  * fields refuse edits: the operator could not see what was typed there.
  */
 export function applyControl(action: ControlAction, widgetRoot: Element): string | undefined {
@@ -48,13 +70,20 @@ export function applyControl(action: ControlAction, widgetRoot: Element): string
   // The operator sees every other field's real value as it is edited for them, but not a password's: what goes there they type themselves.
   if (node instanceof HTMLInputElement && node.type === "password") return "password fields are typed by the operator only";
   const value = node.value;
+  const leftByWidening = viewOffByWidening.get(node);
+  viewOffByWidening.delete(node);
+  if (leftByWidening === value)
+    return "your view of the field was a character off (a character such as an emoji shows as **); it is shown again, nothing was typed";
   if (value.length !== action.length || action.end > value.length || action.start > action.end)
     return "the field on the operator's page no longer matches your view (it changed, or it cannot be shown masked); nothing was typed";
+  const { start, end } = wholeCharacters(value, action.start, action.end);
+  // Lone surrogates in the text (never typed, only forged) would be half characters too.
+  const text = action.text.replace(/\p{Cs}/gu, "");
   // The native setter, so frameworks that track the value (React) see the change.
-  valueSetter(node)?.call(node, value.slice(0, action.start) + action.text + value.slice(action.end));
+  valueSetter(node)?.call(node, value.slice(0, start) + text + value.slice(end));
   // Setting the value moved the caret to the end; an operator watching the field sees it where the edit was.
-  if (document.activeElement === node && node.selectionStart !== null)
-    node.setSelectionRange(action.start + action.text.length, action.start + action.text.length);
+  if (document.activeElement === node && node.selectionStart !== null) node.setSelectionRange(start + text.length, start + text.length);
+  if (start !== action.start || end !== action.end) viewOffByWidening.set(node, node.value);
   announce(node);
   return undefined;
 }

@@ -264,7 +264,10 @@ export class AssistWidget {
       case "control": {
         // The relay only forwards control while granted; the widget checks again, as it is the operator's word.
         const refused = this.controlledBy ? applyControl(m.action, this.root) : "the operator has not granted control";
-        if (refused) this.send({ t: "control-refused", reason: refused });
+        if (!refused) return;
+        // The page's changes so far go first: the developer's view shows them again on the refusal.
+        this.flush();
+        this.send({ t: "control-refused", reason: refused });
         return;
       }
       case "panel":
