@@ -42,6 +42,10 @@ export const dispatcherEnv = {
   DECISION_RETENTION_DAYS: z.coerce.number().min(1).max(3650).default(14),
   /** How often the retention sweep runs (one replica at a time, under an advisory lock). */
   DECISION_SWEEP_MS: z.coerce.number().int().min(100).default(3_600_000),
+  /** How long a registry call to Redis may take before PostgreSQL answers instead (lookup) or Redis catches up later (registration). */
+  REGISTRY_REDIS_TIMEOUT_MS: z.coerce.number().int().min(5).max(10_000).default(50),
+  /** How often each replica checks that Redis holds the warm marker (and retries a failed warm from PostgreSQL). */
+  REGISTRY_WARM_CHECK_MS: z.coerce.number().int().min(50).default(1_000),
   /** Without Redis: most registrations kept in memory (oldest evicted first). */
   REGISTRY_MEMORY_MAX: z.coerce.number().int().min(100).default(1_000_000),
   /** Limits of one extraction script call. */

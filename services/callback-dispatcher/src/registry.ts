@@ -1,5 +1,4 @@
 import { type PoolClient, withTransaction } from "@opsplane/store";
-import type { Redis } from "ioredis";
 import type { Pool } from "pg";
 
 export interface RegistrationInput {
@@ -28,8 +27,8 @@ export interface RegistrationRecord {
 
 /**
  * Which test environment created each business object. PostgreSQL is the
- * record; lookups are served from Redis (several replicas) or from this
- * process's memory (single node: REDIS_URL unset, one replica).
+ * record; lookups are served from Redis (several replicas, see redis-registry.ts)
+ * or from this process's memory (single node: REDIS_URL unset, one replica).
  */
 export interface Registry {
   readonly kind: "redis" | "memory";
@@ -38,19 +37,37 @@ export interface Registry {
   lookup(rule: string, id: string): Promise<string | undefined> | string | undefined;
   /** Deletes expired rows from the record. */
   purgeExpired(): Promise<number>;
+  /** Stops background work (waiting for what runs) and closes the registry's own connections. */
+  close(): Promise<void>;
 }
 
-async function record(pool: Pool, { env, registeredBy, items }: RegistrationBatch, alongside: AlongsideRecord): Promise<void> {
-  await withTransaction(pool, async (tx) => {
+/** A registration as written to the record: `version` (microseconds) orders registrations of the same (rule, id). */
+export interface RecordedRegistration {
+  rule: string;
+  id: string;
+  version: string;
+}
+
+/** Writes a batch to the record (PostgreSQL), with its audit row; answers each row's version. */
+export async function record(
+  pool: Pool,
+  { env, registeredBy, items }: RegistrationBatch,
+  alongside: AlongsideRecord,
+): Promise<RecordedRegistration[]> {
+  return withTransaction(pool, async (tx) => {
     // Latest registration wins: the same id created again in another environment moves its callbacks there.
-    await tx.query(
-      `INSERT INTO registrations (rule, object_id, env, registered_by, expires_at)
-       SELECT r, i, $1, $2, now() + make_interval(secs => t) FROM unnest($3::text[], $4::text[], $5::int[]) AS x(r, i, t)
+    // clock_timestamp(), not now(): a transaction that waited on another's row lock writes the later
+    // version, so the copies in Redis can be ordered the way the record was.
+    const { rows } = await tx.query<RecordedRegistration>(
+      `INSERT INTO registrations (rule, object_id, env, registered_by, registered_at, expires_at)
+       SELECT r, i, $1, $2, clock_timestamp(), now() + make_interval(secs => t) FROM unnest($3::text[], $4::text[], $5::int[]) AS x(r, i, t)
        ON CONFLICT (rule, object_id) DO UPDATE
-         SET env = excluded.env, registered_by = excluded.registered_by, registered_at = now(), expires_at = excluded.expires_at`,
+         SET env = excluded.env, registered_by = excluded.registered_by, registered_at = clock_timestamp(), expires_at = excluded.expires_at
+       RETURNING rule, object_id AS id, (extract(epoch FROM registered_at) * 1000000)::bigint::text AS version`,
       [env, registeredBy, items.map((x) => x.rule), items.map((x) => x.id), items.map((x) => x.ttlSeconds)],
     );
     await alongside(tx);
+    return rows;
   });
 }
 
@@ -64,54 +81,7 @@ export async function registrationRecord(pool: Pool, rule: string, id: string): 
   return rows[0];
 }
 
-const purge = async (pool: Pool) => (await pool.query("DELETE FROM registrations WHERE expires_at < now()")).rowCount ?? 0;
-
-export function redisRegistry(pool: Pool, redis: Redis, prefix: string): Registry {
-  const key = (rule: string, id: string) => `${prefix}reg:${rule}:${id}`;
-  // Lookups of all callbacks read in one event-loop turn go to Redis as one MGET: one command, one
-  // write and one wake-up of Redis per turn instead of one per callback.
-  let batch: Array<{ rule: string; id: string; resolve(env: string | undefined): void }> | undefined;
-  const flush = () => {
-    const pending = batch!;
-    batch = undefined;
-    redis.mget(pending.map((x) => key(x.rule, x.id))).then(
-      (envs) => {
-        for (let i = 0; i < pending.length; i++) pending[i]!.resolve(envs[i] ?? undefined);
-      },
-      () => {
-        // Redis is the fast copy; while it is unreachable the record answers (a lookup that fails there rejects).
-        for (const x of pending) x.resolve(lookupRecord(pool, x.rule, x.id) as never);
-      },
-    );
-  };
-  return {
-    kind: "redis",
-    async register(batch, alongside) {
-      await record(pool, batch, alongside);
-      const multi = redis.multi();
-      for (const x of batch.items) multi.set(key(x.rule, x.id), batch.env, "EX", x.ttlSeconds);
-      await multi.exec();
-    },
-    lookup(rule, id) {
-      return new Promise<string | undefined>((resolve) => {
-        if (!batch) {
-          batch = [];
-          setImmediate(flush);
-        }
-        batch.push({ rule, id, resolve });
-      });
-    },
-    purgeExpired: () => purge(pool),
-  };
-}
-
-async function lookupRecord(pool: Pool, rule: string, id: string): Promise<string | undefined> {
-  const { rows } = await pool.query<{ env: string }>(
-    "SELECT env FROM registrations WHERE rule = $1 AND object_id = $2 AND expires_at > now()",
-    [rule, id],
-  );
-  return rows[0]?.env;
-}
+export const purge = async (pool: Pool) => (await pool.query("DELETE FROM registrations WHERE expires_at < now()")).rowCount ?? 0;
 
 /**
  * Single node: every registration passes through this process, so memory is
@@ -150,5 +120,6 @@ export async function memoryRegistry(pool: Pool, max: number): Promise<Registry>
       return e.env;
     },
     purgeExpired: () => purge(pool),
+    close: async () => {},
   };
 }

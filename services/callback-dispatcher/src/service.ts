@@ -7,7 +7,8 @@ import { createDecisionLog } from "./decision-log.js";
 import { createDecisionRetention } from "./decision-retention.js";
 import { createForwarder } from "./forwarder.js";
 import { callbackCounter, createDispatcherMetrics, upstreamTimer } from "./metrics.js";
-import { memoryRegistry, redisRegistry } from "./registry.js";
+import { redisRegistry } from "./redis-registry.js";
+import { memoryRegistry } from "./registry.js";
 import { registerAdminRoutes } from "./routes/admin.js";
 import { registerAgentRoutes } from "./routes/agent.js";
 import { callbackFront } from "./routes/callbacks.js";
@@ -41,7 +42,15 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
     ctx.onClose(async () => rules.close());
 
     const registry = ctx.redis
-      ? redisRegistry(ctx.pool, ctx.redis, config.REDIS_KEY_PREFIX)
+      ? redisRegistry({
+          pool: ctx.pool,
+          redis: ctx.redis,
+          prefix: config.REDIS_KEY_PREFIX,
+          timeoutMs: config.REGISTRY_REDIS_TIMEOUT_MS,
+          warmCheckMs: config.REGISTRY_WARM_CHECK_MS,
+          schema: ctx.name,
+          log: ctx.log,
+        })
       : await memoryRegistry(ctx.pool, config.REGISTRY_MEMORY_MAX);
     const purge = setInterval(
       () => void registry.purgeExpired().catch((err) => ctx.log.warn({ err }, "registration purge failed")),
@@ -49,6 +58,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
     );
     purge.unref();
     ctx.onClose(async () => clearInterval(purge));
+    ctx.onClose(() => registry.close());
 
     const forwarder = createForwarder({
       timeoutMs: config.UPSTREAM_TIMEOUT_MS,

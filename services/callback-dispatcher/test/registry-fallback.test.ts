@@ -1,86 +1,131 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { after, before, test } from "node:test";
-import { eventually, freePort } from "@opsplane/testing";
+import { eventually, testRedis } from "@opsplane/testing";
 import { Redis } from "ioredis";
-import { startDispatcher } from "./helpers/dispatcher.js";
+import { startCuttableProxy } from "./helpers/cuttable-proxy.js";
+import { operatorKey, startDispatcher } from "./helpers/dispatcher.js";
 import { sign, startSignedStub } from "./helpers/signed-stub.js";
 
-// A Redis of this test's own, so it can be stopped mid-test without touching anyone else's.
-async function startPrivateRedis(port: number) {
-  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-    stdio: "ignore",
-  });
-  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-    await exited;
-  };
-  const url = `redis://127.0.0.1:${port}`;
-  try {
-    await eventually("private redis", async () => {
-      // The port was free when picked but may have been taken since: then this server exits, and we say so.
-      if (proc.exitCode !== null) throw new Error(`redis-server on port ${port} exited (${proc.exitCode}); port taken?`);
-      const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      r.on("error", () => {});
-      try {
-        await r.connect();
-        return (await r.ping()) === "PONG";
-      } finally {
-        r.disconnect();
-      }
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { url, stop };
-}
+// Redis is shared with other engineers: this test touches only the keys under its own prefix, and
+// cuts its own proxy in front of Redis rather than Redis itself.
+const shared = testRedis();
+const sharedUrl = new URL(shared.url);
+// A request answered later than this counts as hung: a healthy lookup or registration takes milliseconds.
+const answerWithinMs = 2_000;
 
-let redis: Awaited<ReturnType<typeof startPrivateRedis>> | undefined;
+let proxy: Awaited<ReturnType<typeof startCuttableProxy>> | undefined;
 let d: Awaited<ReturnType<typeof startDispatcher>> | undefined;
 let prod: Awaited<ReturnType<typeof startSignedStub>> | undefined;
 let sit: Awaited<ReturnType<typeof startSignedStub>> | undefined;
+let uat: Awaited<ReturnType<typeof startSignedStub>> | undefined;
+let direct: Redis | undefined;
+
+/** Where the callback for `orderNo` went, by the environment that answered it. */
+async function routeOf(orderNo: string): Promise<string> {
+  const body = Buffer.from(JSON.stringify({ orderNo }));
+  const res = await fetch(`${d!.url}/notify/pay`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-signature": sign("s", body) },
+    body,
+    signal: AbortSignal.timeout(answerWithinMs),
+  });
+  assert.equal(res.status, 200);
+  await res.arrayBuffer();
+  return res.headers.get("x-served-by") ?? "";
+}
+
+async function register(env: string, id: string): Promise<number> {
+  const res = await fetch(`${d!.url}/_dispatcher/v1/registrations`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ env, registrations: [{ rule: "pay", id }] }),
+    signal: AbortSignal.timeout(answerWithinMs),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+/** What FLUSHDB, a restart without persistence or a failover to an empty replica does, to this test's keys only. */
+async function loseRedisData(): Promise<void> {
+  let deleted = 0;
+  for await (const keys of direct!.scanStream({ match: `${shared.prefix}*`, count: 500 }) as AsyncIterable<string[]>) {
+    if (keys.length) deleted += await direct!.del(...keys);
+  }
+  assert.ok(deleted > 0, "the registrations were in Redis before");
+}
 
 before(async () => {
-  redis = await startPrivateRedis(await freePort());
+  direct = new Redis(shared.url);
+  proxy = await startCuttableProxy(sharedUrl.hostname, Number(sharedUrl.port || 6379));
   prod = await startSignedStub("prod", "s");
   sit = await startSignedStub("sit", "s");
-  d = await startDispatcher({ REDIS_URL: redis.url, REDIS_KEY_PREFIX: "fallback:" });
+  uat = await startSignedStub("uat", "s");
+  d = await startDispatcher({ REDIS_URL: proxy.url, REDIS_KEY_PREFIX: shared.prefix });
   await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
   await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url });
+  await d.api("PUT", "/_dispatcher/v1/environments/uat", { baseUrl: uat.url });
   await d.api("PUT", "/_dispatcher/v1/rules/pay", {
     interface: { pattern: "/api/pay", id: { kind: "json", expr: "orderNo" } },
     callback: { pattern: "/notify/pay", id: { kind: "json", expr: "orderNo" } },
     ttlSeconds: 600,
   });
-  assert.equal(
-    (await d.api("POST", "/_dispatcher/v1/registrations", { env: "sit", registrations: [{ rule: "pay", id: "R1" }] })).status,
-    200,
-  );
+  assert.equal(await register("sit", "R1"), 200);
+  assert.equal(await register("sit", "MOVED"), 200);
 });
 
-// Whatever happened above, nothing is left running: the service closes even with its Redis gone.
+// Whatever happened above, nothing is left running: the service closes even with its Redis cut off.
 after(async () => {
   await d?.close();
-  await redis?.stop();
+  await proxy?.close();
   await prod?.close();
   await sit?.close();
+  await uat?.close();
+  if (direct) {
+    for await (const keys of direct.scanStream({ match: `${shared.prefix}*`, count: 500 }) as AsyncIterable<string[]>) {
+      if (keys.length) await direct.del(...keys);
+    }
+    direct.disconnect();
+  }
 });
 
-test("with Redis gone, lookups fall back to the PostgreSQL record and the callback still reaches sit", async () => {
-  await redis!.stop();
-  const body = Buffer.from('{"orderNo":"R1"}');
-  const res = await fetch(`${d!.url}/notify/pay`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-signature": sign("s", body) },
-    body,
-  });
-  assert.equal(res.status, 200);
-  assert.ok(sit!.received.some((r) => r.url === "/notify/pay" && r.body.equals(body)));
+test("Redis losing its data does not send registered callbacks to production, and Redis is re-warmed from the record", async () => {
+  assert.equal(await routeOf("R1"), "sit");
+  await loseRedisData();
+  assert.equal(await routeOf("R1"), "sit");
+  assert.equal(await routeOf("NEVER-REGISTERED"), "prod");
+  await eventually("R1 back in Redis", async () => (await direct!.exists(`${shared.prefix}reg:pay:R1`)) === 1);
+  assert.equal(await routeOf("R1"), "sit");
+  // Lost again once warm: the loss is noticed again, not trusted.
+  await loseRedisData();
+  assert.equal(await routeOf("R1"), "sit");
 });
 
-test("with Redis still gone, the service shuts down (its Redis client does not wait for a reconnection)", async () => {
+test("with Redis partitioned away, callbacks are routed from the PostgreSQL record without waiting for Redis", async () => {
+  proxy!.cut();
+  assert.equal(await routeOf("R1"), "sit");
+  assert.equal(await routeOf("NEVER-REGISTERED"), "prod");
+});
+
+test("with Redis partitioned away, a registration written to PostgreSQL answers 200 and routes", async () => {
+  assert.equal(await register("sit", "R2"), 200);
+  assert.equal(await routeOf("R2"), "sit");
+  // The same id created again in uat during the outage: its callbacks follow it.
+  assert.equal(await register("uat", "MOVED"), 200);
+  assert.equal(await routeOf("MOVED"), "uat");
+});
+
+test("once Redis is back, it catches up with what was registered during the outage", async () => {
+  proxy!.heal();
+  await eventually("R2 in Redis", async () => (await direct!.exists(`${shared.prefix}reg:pay:R2`)) === 1);
+  // Redis still held MOVED → sit from before the outage: the record's newer uat wins.
+  await eventually("MOVED in Redis as uat", async () => (await direct!.get(`${shared.prefix}reg:pay:MOVED`))?.endsWith("uat"));
+  assert.equal(await routeOf("R2"), "sit");
+  assert.equal(await routeOf("MOVED"), "uat");
+  assert.equal(await routeOf("R1"), "sit");
+});
+
+test("with Redis cut off again, the service shuts down (its Redis clients do not wait for a reconnection)", async () => {
+  proxy!.cut();
   const svc = d!;
   d = undefined;
   await svc.close();

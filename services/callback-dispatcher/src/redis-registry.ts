@@ -1,0 +1,204 @@
+import { randomUUID } from "node:crypto";
+import type { Logger } from "@opsplane/platform";
+import { closeRedis } from "@opsplane/platform";
+import { type Pool, tryAdvisoryXactLock, withTransaction } from "@opsplane/store";
+import type { Redis } from "ioredis";
+import { purge, type Registry, record } from "./registry.js";
+
+/** Rows copied from the record to Redis per script call while warming: each call stays well inside the timeout. */
+const warmBatch = 500;
+
+// Sets each registration key unless Redis holds a newer registration of it (a value is "<version> <env>"):
+// a warm copying an old row never overwrites a registration written since. ARGV: version, env, ttl ms per key.
+const setIfNewer = `
+for i, key in ipairs(KEYS) do
+  local version = ARGV[3 * i - 2]
+  local current = redis.call('GET', key)
+  local held = current and string.match(current, '^(%d+) ')
+  if not held or tonumber(held) <= tonumber(version) then
+    redis.call('SET', key, version .. ' ' .. ARGV[3 * i - 1], 'PX', ARGV[3 * i])
+  end
+end`;
+
+// Marks Redis warm only if the warm that is ending is still the current one: data lost or a write
+// missed while it ran deleted its token, and then Redis holds less than the record.
+const markWarm = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[1])
+  return 1
+end
+return 0`;
+
+export interface RedisRegistryOptions {
+  pool: Pool;
+  /** The kit's client; the registry opens its own connection from it, with deadlines. */
+  redis: Redis;
+  prefix: string;
+  /** How long a Redis call may take before the record answers instead. */
+  timeoutMs: number;
+  /** How often a replica checks that Redis is warm and retries a failed warm. */
+  warmCheckMs: number;
+  schema: string;
+  log: Logger;
+}
+
+/**
+ * Registrations served from Redis, a cache of the PostgreSQL record. Redis is trusted to say
+ * "not registered" only while it holds the warm marker, which a warm writes after copying every
+ * live registration from the record; Redis losing its data (restart without persistence, failover,
+ * FLUSHDB) loses the marker too. Without the marker, or while Redis does not answer within
+ * `timeoutMs`, lookups are answered by the record and a warm is started (one replica at a time).
+ */
+export function redisRegistry(o: RedisRegistryOptions): Registry {
+  // Its own connection: no offline queue and no retries, so a call to an unreachable Redis fails
+  // at once, and a deadline for one that accepts but does not answer (a partition).
+  const redis = o.redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: o.timeoutMs });
+  // The kit's client logs Redis errors already (same server): these would repeat them.
+  redis.on("error", () => {});
+  redis.defineCommand("setIfNewer", { lua: setIfNewer });
+  redis.defineCommand("markWarm", { numberOfKeys: 2, lua: markWarm });
+  const script = redis as Redis & {
+    setIfNewer(numberOfKeys: number, ...keysThenArgs: string[]): Promise<unknown>;
+    markWarm(warming: string, warm: string, token: string): Promise<number>;
+  };
+  const key = (rule: string, id: string) => `${o.prefix}reg:${rule}:${id}`;
+  const warmKey = `${o.prefix}registry:warm`;
+  const warmingKey = `${o.prefix}registry:warming`;
+  const lockName = `opsplane.${o.schema}.registry-warm`;
+
+  // A registration this process wrote to the record but not to Redis: until a warm of its own has
+  // copied it, this process distrusts Redis and makes the others do so (by deleting the marker).
+  let missedWrites = 0;
+  let warming: Promise<void> | undefined;
+  // Attempts are spaced: while another replica warms, every lookup batch would otherwise try too.
+  let nextWarmAt = 0;
+
+  const writeAll = (rows: Array<{ rule: string; id: string; version: string; env: string; ttlMs: string }>) =>
+    script.setIfNewer(rows.length, ...rows.map((r) => key(r.rule, r.id)), ...rows.flatMap((r) => [r.version, r.env, r.ttlMs]));
+
+  async function warm(): Promise<void> {
+    const missedBefore = missedWrites;
+    if (missedBefore) await redis.del(warmKey, warmingKey);
+    const warmed = await withTransaction(o.pool, async (tx) => {
+      // Another replica is warming: its marker will say so; this one checks again later.
+      if (!(await tryAdvisoryXactLock(tx, lockName))) return false;
+      const token = randomUUID();
+      await redis.set(warmingKey, token);
+      let after = { rule: "", id: "" };
+      for (;;) {
+        const { rows } = await tx.query<{ rule: string; id: string; version: string; env: string; ttlMs: string }>(
+          `SELECT rule, object_id AS id, env, (extract(epoch FROM registered_at) * 1000000)::bigint::text AS version,
+                  ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint::text AS "ttlMs"
+           FROM registrations WHERE (rule, object_id) > ($1, $2) AND expires_at > clock_timestamp()
+           ORDER BY rule, object_id LIMIT $3`,
+          [after.rule, after.id, warmBatch],
+        );
+        if (rows.length) await writeAll(rows);
+        if (rows.length < warmBatch) break;
+        after = rows[rows.length - 1]!;
+      }
+      return (await script.markWarm(warmingKey, warmKey, token)) === 1;
+    });
+    // Only a warm that began after the last missed write has copied it.
+    if (warmed && missedWrites === missedBefore) missedWrites = 0;
+    if (warmed) o.log.info("registry: Redis warmed from the PostgreSQL record");
+  }
+
+  const startWarm = () => {
+    if (warming || Date.now() < nextWarmAt) return;
+    nextWarmAt = Date.now() + o.warmCheckMs;
+    warming = warm()
+      .catch((err) => o.log.warn({ err: (err as Error).message }, "registry: warming Redis from the record failed; will retry"))
+      .finally(() => {
+        warming = undefined;
+      });
+  };
+
+  // Without traffic too: Redis that lost its data is warmed again, and a missed write is caught up.
+  const checkTimer = setInterval(() => {
+    if (missedWrites) return startWarm();
+    redis.exists(warmKey).then(
+      (n) => n === 0 && startWarm(),
+      () => {},
+    );
+  }, o.warmCheckMs);
+  checkTimer.unref();
+
+  async function fromRecord(items: Array<{ rule: string; id: string }>): Promise<Map<string, string>> {
+    const { rows } = await o.pool.query<{ rule: string; id: string; env: string }>(
+      `SELECT r.rule, r.object_id AS id, r.env FROM registrations r
+       JOIN unnest($1::text[], $2::text[]) AS x(rule, object_id) USING (rule, object_id)
+       WHERE r.expires_at > now()`,
+      [items.map((x) => x.rule), items.map((x) => x.id)],
+    );
+    return new Map(rows.map((r) => [key(r.rule, r.id), r.env]));
+  }
+
+  // Lookups of all callbacks read in one event-loop turn go to Redis as one MGET (the marker first):
+  // one command, one write and one wake-up of Redis per turn instead of one per callback.
+  type Pending = { rule: string; id: string; resolve(env: string | undefined): void; reject(err: unknown): void };
+  let batch: Pending[] | undefined;
+  const answerFromRecord = (pending: Pending[]) =>
+    fromRecord(pending).then(
+      (envs) => {
+        for (const x of pending) x.resolve(envs.get(key(x.rule, x.id)));
+      },
+      // Neither copy answers: the callback goes to production as `registry_unavailable`.
+      (err) => {
+        for (const x of pending) x.reject(err);
+      },
+    );
+  const flush = () => {
+    const pending = batch!;
+    batch = undefined;
+    redis.mget(warmKey, ...pending.map((x) => key(x.rule, x.id))).then(
+      ([marker, ...values]) => {
+        if (marker === null || missedWrites) {
+          startWarm();
+          return answerFromRecord(pending);
+        }
+        // "<version> <env>"; a value written before versions were kept is the env alone.
+        for (let i = 0; i < pending.length; i++) {
+          const v = values[i];
+          pending[i]!.resolve(v == null ? undefined : v.slice(v.indexOf(" ") + 1));
+        }
+      },
+      () => answerFromRecord(pending),
+    );
+  };
+
+  return {
+    kind: "redis",
+    async register(batch, alongside) {
+      const written = await record(o.pool, batch, alongside);
+      const ttlMs = new Map(batch.items.map((x) => [`${x.rule}\u0000${x.id}`, String(x.ttlSeconds * 1000)]));
+      try {
+        await writeAll(written.map((r) => ({ ...r, env: batch.env, ttlMs: ttlMs.get(`${r.rule}\u0000${r.id}`)! })));
+      } catch (err) {
+        // The record holds it and answers for it here; Redis catches up with the next warm.
+        missedWrites++;
+        o.log.warn(
+          { err: (err as Error).message, env: batch.env, count: written.length },
+          "registry: Redis missed a registration; warming again once it answers",
+        );
+        startWarm();
+      }
+    },
+    lookup(rule, id) {
+      return new Promise<string | undefined>((resolve, reject) => {
+        if (!batch) {
+          batch = [];
+          setImmediate(flush);
+        }
+        batch.push({ rule, id, resolve, reject });
+      });
+    },
+    purgeExpired: () => purge(o.pool),
+    async close() {
+      clearInterval(checkTimer);
+      await warming;
+      await closeRedis(redis);
+    },
+  };
+}
