@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type RunningService, type ServiceDefinition, sha256Hex, startService } from "@opsplane/platform";
-import { type EmbeddedPg, eventually, freePort, startEmbeddedPostgres } from "@opsplane/testing";
+import { type CuttableProxy, type EmbeddedPg, eventually, freePort, startCuttableProxy, startEmbeddedPostgres } from "@opsplane/testing";
 import { fixtureService } from "./fixture-service.js";
 
 // A private PostgreSQL (never the machine's shared one, which other tests use) is stopped, or cut
@@ -105,60 +104,16 @@ describe("PostgreSQL stopped under running services", () => {
   });
 });
 
-/**
- * A TCP proxy to PostgreSQL that can be cut: open connections are dropped and new ones accepted
- * but never answered, as when a network path or a database host stops answering.
- */
-async function cuttableProxy(targetPort: number) {
-  let cut = false;
-  const open = new Set<Socket>();
-  const track = (s: Socket) => {
-    open.add(s);
-    s.on("close", () => open.delete(s));
-    s.on("error", () => {});
-  };
-  const server = createServer((client) => {
-    track(client);
-    if (cut) return;
-    const upstream = connect(targetPort, "127.0.0.1");
-    track(upstream);
-    client.pipe(upstream).pipe(client);
-    client.on("close", () => upstream.destroy());
-    upstream.on("close", () => client.destroy());
-  });
-  const port = await new Promise<number>((resolve) =>
-    server.listen(0, "127.0.0.1", () => resolve((server.address() as { port: number }).port)),
-  );
-  const dropAll = () => {
-    for (const s of open) s.destroy();
-  };
-  return {
-    port,
-    cut: () => {
-      cut = true;
-      dropAll();
-    },
-    restore: () => {
-      cut = false;
-      dropAll();
-    },
-    close: () => {
-      dropAll();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
 describe("PostgreSQL that stops answering", () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), "opsplane-silent-"));
   chmodSync(dataDir, 0o755);
   let pg: EmbeddedPg;
-  let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
+  let proxy: CuttableProxy;
   let svc: RunningService;
   before(async () => {
     const pgPort = await freePort();
     pg = await startEmbeddedPostgres(path.join(dataDir, "pg"), pgPort);
-    proxy = await cuttableProxy(pgPort);
+    proxy = await startCuttableProxy("127.0.0.1", pgPort);
     const url = new URL(pg.url);
     url.port = String(proxy.port);
     svc = await startService(fixtureService(), env(url.toString(), { DATABASE_CONNECT_TIMEOUT_MS: "500" }));
@@ -172,11 +127,12 @@ describe("PostgreSQL that stops answering", () => {
 
   test("is a 503 once DATABASE_CONNECT_TIMEOUT_MS has passed, not a request that hangs", async () => {
     assert.equal((await fetch(`${svc.url}/things/1`, { headers: json })).status, 404);
-    proxy.cut();
+    proxy.blackhole();
+    proxy.dropConnections();
     const res = await fetch(`${svc.url}/things/1`, { headers: json, signal: bounded() });
     assert.equal(res.status, 503);
     assert.equal(res.headers.get("retry-after"), "5");
-    proxy.restore();
+    proxy.heal();
     await eventually("answers again", async () => (await fetch(`${svc.url}/things/1`, { headers: json })).status === 404, 30_000);
   });
 });

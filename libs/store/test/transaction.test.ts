@@ -1,43 +1,21 @@
 import assert from "node:assert/strict";
-import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { createPool, type Pool, withTransaction } from "@opsplane/store";
-import { createTestDatabase, type TestDatabase } from "@opsplane/testing";
-
-/** A TCP proxy in front of PostgreSQL whose open connections can be cut, as a failover or a network blip does. */
-async function cuttableProxy(target: URL) {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(target.port || 5432), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("close", () => sockets.delete(s));
-      s.on("error", () => {});
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const url = new URL(target);
-  url.hostname = "127.0.0.1";
-  url.port = String((server.address() as net.AddressInfo).port);
-  return {
-    url: url.toString(),
-    cut: () => {
-      for (const s of sockets) s.destroy();
-    },
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
+import { type CuttableProxy, createTestDatabase, startCuttableProxy, type TestDatabase } from "@opsplane/testing";
 
 describe("a connection lost in the middle of a transaction", () => {
   let db: TestDatabase;
-  let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
+  let proxy: CuttableProxy;
   let pool: Pool;
 
   before(async () => {
     db = await createTestDatabase();
-    proxy = await cuttableProxy(new URL(db.url));
-    pool = createPool(proxy.url, { schema: "public", applicationName: "transaction-test", max: 2 });
+    const target = new URL(db.url);
+    proxy = await startCuttableProxy(target.hostname, Number(target.port || 5432));
+    const viaProxy = new URL(db.url);
+    viaProxy.hostname = "127.0.0.1";
+    viaProxy.port = String(proxy.port);
+    pool = createPool(viaProxy.toString(), { schema: "public", applicationName: "transaction-test", max: 2 });
   });
   after(async () => {
     await pool?.end();
@@ -51,7 +29,7 @@ describe("a connection lost in the middle of a transaction", () => {
     await assert.rejects(
       withTransaction(pool, async (tx) => {
         await tx.query("SELECT 1");
-        proxy.cut();
+        proxy.dropConnections();
         // Not events.once: it would listen for 'error' itself.
         await new Promise<void>((ended) => tx.on("end", () => ended()));
         await tx.query("SELECT 2");

@@ -1,4 +1,5 @@
 export * from "./chromium.js";
+export * from "./cuttable-proxy.js";
 export * from "./database.js";
 export * from "./deps.js";
 export * from "./embedded-postgres.js";

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { eventually, testRedis } from "@opsplane/testing";
+import { type CuttableProxy, eventually, startCuttableProxy, testRedis } from "@opsplane/testing";
 import { Redis } from "ioredis";
-import { startCuttableProxy } from "./helpers/cuttable-proxy.js";
 import { operatorKey, startDispatcher } from "./helpers/dispatcher.js";
 import { sign, startSignedStub } from "./helpers/signed-stub.js";
 
@@ -13,7 +12,7 @@ const sharedUrl = new URL(shared.url);
 // A request answered later than this counts as hung: a healthy lookup or registration takes milliseconds.
 const answerWithinMs = 2_000;
 
-let proxy: Awaited<ReturnType<typeof startCuttableProxy>> | undefined;
+let proxy: CuttableProxy | undefined;
 let d: Awaited<ReturnType<typeof startDispatcher>> | undefined;
 let prod: Awaited<ReturnType<typeof startSignedStub>> | undefined;
 let sit: Awaited<ReturnType<typeof startSignedStub>> | undefined;
@@ -60,7 +59,7 @@ before(async () => {
   prod = await startSignedStub("prod", "s");
   sit = await startSignedStub("sit", "s");
   uat = await startSignedStub("uat", "s");
-  d = await startDispatcher({ REDIS_URL: proxy.url, REDIS_KEY_PREFIX: shared.prefix });
+  d = await startDispatcher({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_KEY_PREFIX: shared.prefix });
   await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
   await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url });
   await d.api("PUT", "/_dispatcher/v1/environments/uat", { baseUrl: uat.url });
@@ -101,7 +100,7 @@ test("Redis losing its data does not send registered callbacks to production, an
 });
 
 test("with Redis partitioned away, callbacks are routed from the PostgreSQL record without waiting for Redis", async () => {
-  proxy!.cut();
+  proxy!.blackhole();
   assert.equal(await routeOf("R1"), "sit");
   assert.equal(await routeOf("NEVER-REGISTERED"), "prod");
 });
@@ -125,7 +124,7 @@ test("once Redis is back, it catches up with what was registered during the outa
 });
 
 test("with Redis cut off again, the service shuts down (its Redis clients do not wait for a reconnection)", async () => {
-  proxy!.cut();
+  proxy!.blackhole();
   const svc = d!;
   d = undefined;
   await svc.close();

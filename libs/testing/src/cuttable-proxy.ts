@@ -1,0 +1,60 @@
+import net from "node:net";
+
+export interface CuttableProxy {
+  /** Where clients connect instead of the target (127.0.0.1). */
+  port: number;
+  /** A partition: from now on nothing passes either way, on open or new connections, and nothing answers. */
+  blackhole(): void;
+  /** Resets every open connection, as a failover or a restarted peer does; new ones pass unless blackholed. */
+  dropConnections(): void;
+  /** Ends the partition: new connections pass, and those opened across it are reset (as after a real one). */
+  heal(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy in front of a shared server (PostgreSQL, Redis) that a test can cut without touching
+ * the server itself, which other tests are using.
+ */
+export async function startCuttableProxy(targetHost: string, targetPort: number): Promise<CuttableProxy> {
+  let blackholed = false;
+  const sockets = new Set<net.Socket>();
+  const track = (s: net.Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => {});
+  };
+  const server = net.createServer((client) => {
+    track(client);
+    if (blackholed) return; // accepted and silent
+    const upstream = net.connect(targetPort, targetHost);
+    track(upstream);
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+    client.on("data", (chunk) => {
+      if (!blackholed) upstream.write(chunk);
+    });
+    upstream.on("data", (chunk) => {
+      if (!blackholed) client.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const dropConnections = () => {
+    for (const s of sockets) s.destroy();
+  };
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    blackhole: () => {
+      blackholed = true;
+    },
+    dropConnections,
+    heal: () => {
+      blackholed = false;
+      dropConnections();
+    },
+    close: async () => {
+      dropConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
