@@ -55,7 +55,8 @@ const sha256 = (s: string) => createHash("sha256").update(s).digest();
  * with its secret: the one stored on its record (set by an admin, or by its first registration),
  * else the one configured in AUTH_APP_CREDENTIALS. An app with neither is admitted only while the
  * global switch admits unknown apps; its first registration then creates its record and keeps the
- * secret it presented. Tokens are random, stored hashed, and checked from memory once seen.
+ * secret it presented; an app known from AUTH_APP_CREDENTIALS gets its record (without a secret)
+ * at its first token. Tokens are random, stored hashed, and checked from memory once seen.
  */
 export class AppStore {
   private readonly tokens = new Map<string, { appId: string; expiresAtMs: number }>();
@@ -86,6 +87,19 @@ export class AppStore {
       if (app && !app.enabled) throw new TokenRefused("disabled", forbidden(`app ${appId} is disabled`));
       if (known) {
         if (!timingSafeEqual(known, given)) throw new TokenRefused("bad-credentials", unauthorized(`wrong secret for app ${appId}`));
+        // Known only from AUTH_APP_CREDENTIALS: those prove the app, so its record is created now (whatever the
+        // admission switch says) without a secret of its own, so the kit's entry stays the one that counts.
+        const created =
+          !app &&
+          (await tx.query("INSERT INTO apps (app_id, created_by) VALUES ($1, 'credentials') ON CONFLICT DO NOTHING", [appId])).rowCount;
+        if (created)
+          await this.audit.record(tx, {
+            principal,
+            action: "app.create",
+            target: `app/${appId}`,
+            after: { appId, createdBy: "credentials", hasSecret: false },
+            requestId,
+          });
       } else {
         const { rows } = await tx.query<{ admit: boolean }>("SELECT admit_unknown_apps AS admit FROM settings");
         if (!rows[0]!.admit)
@@ -149,7 +163,7 @@ export class AppStore {
     return on;
   }
 
-  /** An app was disabled or its credentials changed (on any replica): forget its tokens. */
+  /** An app was disabled, enabled or its credentials changed (on any replica): forget its tokens and switch. */
   forget(appId: string): void {
     this.enabled.delete(appId);
     for (const [k, v] of this.tokens) if (v.appId === appId) this.tokens.delete(k);
@@ -193,9 +207,11 @@ export class AppStore {
         ],
       );
       const after = rows[0]!;
-      // New credentials: the tokens issued for the old ones go. Disabled or new credentials: every replica closes its sockets.
+      // New credentials: the tokens issued for the old ones go. Every replica caches the enabled switch and the
+      // tokens, so any change of either is published: disabled or new credentials also close the app's sockets.
       if (prev && input.secret) await tx.query("DELETE FROM app_tokens WHERE app_id = $1", [appId]);
-      if (prev && (!after.enabled || input.secret)) await this.changes.appChanged(tx, appId, after.enabled ? "credentials" : "disabled");
+      if (prev && (after.enabled !== prev.enabled || input.secret))
+        await this.changes.appChanged(tx, appId, !after.enabled ? "disabled" : input.secret ? "credentials" : "enabled");
       await this.audit.record(tx, {
         principal: who.principal,
         action: prev ? "app.update" : "app.create",

@@ -98,8 +98,11 @@ export class ChangeLog {
     );
   }
 
-  /** Tells every replica that an app was disabled or its credentials changed: its tokens and sockets go. */
-  async appChanged(tx: Queryable, appId: string, state: "disabled" | "credentials"): Promise<void> {
+  /**
+   * Tells every replica that an app was disabled, enabled again or its credentials changed: each forgets
+   * what it cached of the app (tokens, enabled switch); disabled or new credentials also close its sockets.
+   */
+  async appChanged(tx: Queryable, appId: string, state: "disabled" | "enabled" | "credentials"): Promise<void> {
     await this.bus.publish(
       {
         topic: topics.configChanged.name,

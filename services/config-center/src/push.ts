@@ -73,7 +73,7 @@ interface HubDeps {
   log: Logger;
   cycleMs: number;
   inlineMaxBytes: number;
-  /** An app was disabled or its credentials changed: tokens and caches go (the hub closes its sockets). */
+  /** An app was disabled, enabled or its credentials changed: tokens and caches go (the hub closes its sockets unless enabled). */
   onAppChanged(appId: string): void;
 }
 
@@ -231,6 +231,7 @@ export class PushHub {
     for (const e of events) {
       if (e.kind !== "app") continue;
       this.d.onAppChanged(e.app);
+      if (e.appState === "enabled") continue;
       const reason = e.appState === "disabled" ? [4003, "app disabled"] : [4001, "app credentials changed: get a new token"];
       for (const s of this.byApp.get(e.app) ?? []) s.ws.close(reason[0] as number, reason[1] as string);
     }

@@ -1,8 +1,7 @@
 import { type Auditor, badRequest, conflict, forbidden, notFound, type Principal } from "@opsplane/platform";
 import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
 import { type Actor, actorName, type ChangeLog, checkExpectedRevision } from "./change-log.js";
-import type { ItemRef } from "./identifiers.js";
-import { resourceNamePattern } from "./identifiers.js";
+import { type ItemRef, itemTarget, resourceNamePattern } from "./identifiers.js";
 import { findReferences, type ResolvableResource, resolveReferences, UnresolvableReference } from "./references.js";
 import type { Sealed, SecretBox } from "./secret-box.js";
 
@@ -146,6 +145,7 @@ export class ResourceStore {
         if (err instanceof UnresolvableReference) throw badRequest(`resource ${id}: ${err.message}`);
         throw err;
       }
+      await refuseBreakingUsers(tx, id, all);
       const version = await this.changes.nextVersion(tx);
       next.revision = version;
       await tx.query(
@@ -327,6 +327,36 @@ function dependentsOf(id: string, all: Map<string, ResourceRow>): string[] {
     }
   }
   return [...out];
+}
+
+/**
+ * Refuses (409) a change of `id` that would leave an item or resource using it unresolvable (a
+ * field they reference removed, or a cycle), naming them: `all` holds the would-be state.
+ */
+async function refuseBreakingUsers(tx: Queryable, id: string, all: Map<string, ResourceRow>): Promise<void> {
+  const reached = dependentsOf(id, all);
+  const lookup = (r: string) => placeholder(all.get(r));
+  const users: Array<{ who: string; value: unknown }> = reached
+    .filter((r) => r !== id)
+    .map((r) => ({ who: `resource/${r}`, value: { $ref: r } }));
+  const { rows } = await tx.query<ItemRef & { value: unknown; gray_value: unknown }>(
+    "SELECT kind, app, env, key, value, gray_value FROM items WHERE refs && $1::text[] ORDER BY kind, app, env, key",
+    [reached],
+  );
+  for (const r of rows) users.push({ who: itemTarget(r), value: r.gray_value === null ? r.value : [r.value, r.gray_value] });
+  const broken: string[] = [];
+  for (const u of users) {
+    try {
+      resolveReferences(u.value, lookup);
+    } catch (err) {
+      if (!(err instanceof UnresolvableReference)) throw err;
+      broken.push(`${u.who} (${err.message})`);
+    }
+  }
+  if (broken.length)
+    throw conflict(`resource ${id}: this change would break what uses it: ${broken.slice(0, 10).join(", ")}`, {
+      referencedBy: broken.slice(0, 10),
+    });
 }
 
 /** Resolves an item's references for checking a write: missing targets, fields and cycles are refused; secrets stay sealed. */

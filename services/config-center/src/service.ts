@@ -192,6 +192,11 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
       { replica, secrets: box ? `active key ${box.activeKeyId}` : "none (secret fields refused)", redis: Boolean(ctx.redis) },
       "config center ready",
     );
-    return { rpc: [appRpc(cc), centerRpc(cc)] };
+    return {
+      rpc: [appRpc(cc), centerRpc(cc)],
+      // Redis is only the central business cache: without it instances read business values from
+      // config-center, so an outage shows in /readyz ("degraded") but keeps the replica serving.
+      nonCriticalChecks: ["redis"],
+    };
   },
 };

@@ -1,6 +1,7 @@
 import { badRequest } from "@opsplane/platform";
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
+import { RE2JS } from "re2js";
 import type { ItemKind } from "./identifiers.js";
 
 const code = { type: "string", minLength: 1, maxLength: 64 };
@@ -162,12 +163,52 @@ export const governanceSchemas: Record<string, object> = {
   },
 };
 
+/** A `pattern` or `patternProperties` key RE2 cannot compile (lookarounds, backreferences). */
+class UnsupportedPattern extends Error {
+  constructor(
+    readonly pattern: string,
+    cause: Error,
+  ) {
+    super(cause.message);
+  }
+}
+
+/**
+ * Schemas come from operators, so their patterns run on RE2: linear time whatever the pattern,
+ * where JavaScript's backtracking engine takes exponential time on `^(a+)+$` (ReDoS). RE2 is
+ * Unicode-aware without ajv's "u" flag.
+ */
+const re2: NonNullable<NonNullable<Options["code"]>["regExp"]> = Object.assign(
+  (pattern: string) => {
+    try {
+      return RE2JS.compile(pattern);
+    } catch (err) {
+      throw new UnsupportedPattern(pattern, err as Error);
+    }
+  },
+  { code: 'require("re2js").RE2JS.compile' },
+);
+
+/** The JSON Pointer of the first `pattern` or `patternProperties` key in `schema` that is `pattern`. */
+function patternPath(schema: unknown, pattern: string, at = ""): string | undefined {
+  if (typeof schema !== "object" || schema === null) return undefined;
+  const s = schema as Record<string, unknown>;
+  if (s.pattern === pattern && !Array.isArray(schema)) return `${at}/pattern`;
+  const props = s.patternProperties;
+  if (typeof props === "object" && props !== null && pattern in props) return `${at}/patternProperties`;
+  for (const [k, v] of Object.entries(s)) {
+    const found = patternPath(v, pattern, `${at}/${k.replaceAll("~", "~0").replaceAll("/", "~1")}`);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 /**
  * Validates values against JSON Schemas (ajv). Compiled validators are cached by the schema's
  * text, so a parameter's schema compiles once however often its value changes.
  */
 export class ValueSchemas {
-  private readonly ajv = new Ajv({ allErrors: false, strict: false, validateFormats: true });
+  private readonly ajv = new Ajv({ allErrors: false, strict: false, validateFormats: true, code: { regExp: re2 } });
   private readonly compiled = new Map<string, ValidateFunction>();
 
   constructor() {
@@ -201,6 +242,10 @@ export class ValueSchemas {
       try {
         fn = this.ajv.compile(schema);
       } catch (err) {
+        if (err instanceof UnsupportedPattern)
+          throw badRequest(
+            `schema ${patternPath(schema, err.pattern) ?? "/"}: ${JSON.stringify(err.pattern)} is not a pattern config-center can run (RE2 syntax, without lookarounds or backreferences): ${err.message}`,
+          );
         throw badRequest(`schema is not a valid JSON Schema: ${(err as Error).message}`);
       }
       if (this.compiled.size >= 10_000) this.compiled.delete(this.compiled.keys().next().value!);
