@@ -2,13 +2,15 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { type Auditor, badRequest, forbidden, notFound, type Principal, unauthorized } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
 import { type Actor, type ChangeLog, checkExpectedRevision } from "./change-log.js";
-import { checkAppId } from "./identifiers.js";
+import { checkAppId, envPattern } from "./identifiers.js";
 
 export interface AppView {
   appId: string;
   systemDomain: string;
   description: string;
   enabled: boolean;
+  /** The environments the app's credentials may act for; null: DEFAULT_APP_ENVIRONMENTS. */
+  environments: string[] | null;
   health: "up" | "down" | "unknown";
   lastActiveAt: string;
   onlineInstances: number;
@@ -23,6 +25,7 @@ interface AppRow {
   system_domain: string;
   description: string;
   enabled: boolean;
+  environments: string[] | null;
   secret_hash: Buffer | null;
   last_active_at: Date | null;
   created_at: Date;
@@ -33,7 +36,7 @@ interface AppRow {
 }
 
 /** Why an app was refused a token: the `reason` label of the refusals metric. */
-export type RefusalReason = "malformed" | "bad-credentials" | "disabled" | "unknown-app";
+export type RefusalReason = "malformed" | "bad-credentials" | "disabled" | "unknown-app" | "throttled";
 
 export class TokenRefused extends Error {
   constructor(
@@ -44,7 +47,7 @@ export class TokenRefused extends Error {
   }
 }
 
-const appColumns = `a.app_id, a.system_domain, a.description, a.enabled, a.secret_hash, a.last_active_at, a.created_at, a.created_by, a.revision,
+const appColumns = `a.app_id, a.system_domain, a.description, a.enabled, a.environments, a.secret_hash, a.last_active_at, a.created_at, a.created_by, a.revision,
   (SELECT count(*) FROM instances i WHERE i.app_id = a.app_id AND i.state = 'online')::int AS online,
   (SELECT count(*) FROM instances i WHERE i.app_id = a.app_id)::int AS instances`;
 
@@ -57,16 +60,18 @@ const sha256 = (s: string) => createHash("sha256").update(s).digest();
  * global switch admits unknown apps; its first registration then creates its record and keeps the
  * secret it presented; an app known from AUTH_APP_CREDENTIALS gets its record (without a secret)
  * at its first token. Tokens are random, stored hashed, and checked from memory once seen.
+ * A token acts only for the environments on its app's record (or, until an admin lists them, the
+ * configured defaults, which leave production out): production secrets need a grant.
  */
 export class AppStore {
   private readonly tokens = new Map<string, { appId: string; expiresAtMs: number }>();
-  private readonly enabled = new Map<string, boolean>();
+  private readonly access = new Map<string, { enabled: boolean; environments: string[] }>();
 
   constructor(
     private readonly pool: Pool,
     private readonly audit: Auditor,
     private readonly changes: ChangeLog,
-    private readonly o: { tokenTtlSeconds: number; configuredSecrets: Map<string, Buffer> },
+    private readonly o: { tokenTtlSeconds: number; configuredSecrets: Map<string, Buffer>; defaultEnvironments: string[] },
   ) {}
 
   async issueToken(appIdIn: unknown, secretIn: unknown, requestId: string): Promise<{ token: string; appId: string; expiresAt: string }> {
@@ -84,9 +89,10 @@ export class AppStore {
     return withTransaction(this.pool, async (tx) => {
       const app = (await tx.query<AppRow>("SELECT enabled, secret_hash FROM apps WHERE app_id = $1 FOR UPDATE", [appId])).rows[0];
       const known = app?.secret_hash ?? this.o.configuredSecrets.get(appId);
-      if (app && !app.enabled) throw new TokenRefused("disabled", forbidden(`app ${appId} is disabled`));
       if (known) {
-        if (!timingSafeEqual(known, given)) throw new TokenRefused("bad-credentials", unauthorized(`wrong secret for app ${appId}`));
+        if (!timingSafeEqual(known, given)) throw new TokenRefused("bad-credentials", unauthorized(wrongCredentials));
+        // Only after the secret: a guesser must not learn which apps exist or are disabled.
+        if (app && !app.enabled) throw new TokenRefused("disabled", forbidden(`app ${appId} is disabled`));
         // Known only from AUTH_APP_CREDENTIALS: those prove the app, so its record is created now (whatever the
         // admission switch says) without a secret of its own, so the kit's entry stays the one that counts.
         const created =
@@ -102,11 +108,9 @@ export class AppStore {
           });
       } else {
         const { rows } = await tx.query<{ admit: boolean }>("SELECT admit_unknown_apps AS admit FROM settings");
-        if (!rows[0]!.admit)
-          throw new TokenRefused(
-            "unknown-app",
-            forbidden(`app ${appId} is not registered and unknown apps are not admitted (settings.admitUnknownApps)`),
-          );
+        // The same answer as a wrong secret, so the refusal does not tell which app ids exist.
+        if (!rows[0]!.admit) throw new TokenRefused("unknown-app", unauthorized(wrongCredentials));
+        if (app && !app.enabled) throw new TokenRefused("disabled", forbidden(`app ${appId} is disabled`));
         // First registration of an unknown app: its record is created and keeps the secret it presented.
         await tx.query(
           `INSERT INTO apps (app_id, secret_hash, created_by) VALUES ($1, $2, 'registration')
@@ -150,22 +154,35 @@ export class AppStore {
       this.tokens.delete(key);
       throw unauthorized("start-up token expired: get a new one with IssueToken");
     }
-    if (!(await this.isEnabled(entry.appId))) throw forbidden(`app ${entry.appId} is disabled`);
+    if (!(await this.accessOf(entry.appId)).enabled) throw forbidden(`app ${entry.appId} is disabled`);
     return entry.appId;
   }
 
-  private async isEnabled(appId: string): Promise<boolean> {
-    let on = this.enabled.get(appId);
-    if (on === undefined) {
-      on = (await this.pool.query<{ enabled: boolean }>("SELECT enabled FROM apps WHERE app_id = $1", [appId])).rows[0]?.enabled ?? false;
-      this.enabled.set(appId, on);
-    }
-    return on;
+  /** 403 unless the app's credentials may act for `env` (registration, metadata, the socket). */
+  async checkEnvironment(appId: string, env: string): Promise<void> {
+    const { environments } = await this.accessOf(appId);
+    if (!environments.includes(env))
+      throw forbidden(`app ${appId} is not granted environment ${env}: an admin lists it in the app's environments`);
   }
 
-  /** An app was disabled, enabled or its credentials changed (on any replica): forget its tokens and switch. */
+  private async accessOf(appId: string): Promise<{ enabled: boolean; environments: string[] }> {
+    let a = this.access.get(appId);
+    if (!a) {
+      const row = (
+        await this.pool.query<{ enabled: boolean; environments: string[] | null }>(
+          "SELECT enabled, environments FROM apps WHERE app_id = $1",
+          [appId],
+        )
+      ).rows[0];
+      a = { enabled: row?.enabled ?? false, environments: row?.environments ?? this.o.defaultEnvironments };
+      this.access.set(appId, a);
+    }
+    return a;
+  }
+
+  /** An app was disabled, enabled, its credentials or environments changed (on any replica): forget its tokens and access. */
   forget(appId: string): void {
-    this.enabled.delete(appId);
+    this.access.delete(appId);
     for (const [k, v] of this.tokens) if (v.appId === appId) this.tokens.delete(k);
   }
 
@@ -182,21 +199,32 @@ export class AppStore {
 
   async put(
     who: Actor,
-    input: { appId: string; systemDomain?: string; description?: string; enabled?: boolean; secret?: string },
+    input: {
+      appId: string;
+      systemDomain?: string;
+      description?: string;
+      enabled?: boolean;
+      secret?: string;
+      environments?: string[];
+    },
     expectRevision: number | undefined,
   ): Promise<AppView> {
     const appId = checkAppId(input.appId);
     if ((input.systemDomain ?? "").length > 128) throw badRequest("systemDomain must be at most 128 characters");
     if (input.secret && (input.secret.length < 8 || input.secret.length > 256)) throw badRequest("secret must be 8-256 characters");
+    for (const env of input.environments ?? [])
+      if (!envPattern.test(env)) throw badRequest(`environment ${JSON.stringify(env)} must be 1-32 of a-z 0-9 _ -`);
+    const environments = input.environments && [...new Set(input.environments)].sort();
     await withTransaction(this.pool, async (tx) => {
       const prev = (await tx.query<AppRow>(`SELECT ${appColumns} FROM apps a WHERE a.app_id = $1 FOR UPDATE OF a`, [appId])).rows[0];
       checkExpectedRevision(`app ${appId}`, prev?.revision ?? 0, expectRevision);
       const { rows } = await tx.query<AppRow>(
-        `INSERT INTO apps (app_id, system_domain, description, enabled, secret_hash, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        `INSERT INTO apps (app_id, system_domain, description, enabled, secret_hash, created_by, environments)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (app_id) DO UPDATE SET system_domain = $2, description = $3, enabled = $4,
-           secret_hash = COALESCE($5, apps.secret_hash), revision = apps.revision + 1
-         RETURNING app_id, system_domain, description, enabled, secret_hash, last_active_at, created_at, created_by, revision, 0 AS online, 0 AS instances`,
+           secret_hash = COALESCE($5, apps.secret_hash), environments = $7, revision = apps.revision + 1
+         RETURNING app_id, system_domain, description, enabled, environments, secret_hash, last_active_at, created_at, created_by, revision,
+           0 AS online, 0 AS instances`,
         [
           appId,
           input.systemDomain ?? prev?.system_domain ?? "",
@@ -204,14 +232,21 @@ export class AppStore {
           input.enabled ?? prev?.enabled ?? true,
           input.secret ? sha256(input.secret) : null,
           `${who.principal?.kind}:${who.principal?.id}`,
+          environments ?? prev?.environments ?? null,
         ],
       );
       const after = rows[0]!;
       // New credentials: the tokens issued for the old ones go. Every replica caches the enabled switch and the
-      // tokens, so any change of either is published: disabled or new credentials also close the app's sockets.
+      // tokens and environments, so any change of them is published: disabled, new credentials or other
+      // environments also close the app's sockets (reconnecting is checked against the new environments).
       if (prev && input.secret) await tx.query("DELETE FROM app_tokens WHERE app_id = $1", [appId]);
-      if (prev && (after.enabled !== prev.enabled || input.secret))
-        await this.changes.appChanged(tx, appId, !after.enabled ? "disabled" : input.secret ? "credentials" : "enabled");
+      const environmentsChanged = String(after.environments) !== String(prev?.environments);
+      if (prev && (after.enabled !== prev.enabled || input.secret || environmentsChanged))
+        await this.changes.appChanged(
+          tx,
+          appId,
+          !after.enabled ? "disabled" : input.secret ? "credentials" : after.enabled !== prev.enabled ? "enabled" : "environments",
+        );
       await this.audit.record(tx, {
         principal: who.principal,
         action: prev ? "app.update" : "app.create",
@@ -275,6 +310,7 @@ function view(r: AppRow): AppView {
     systemDomain: r.system_domain,
     description: r.description,
     enabled: r.enabled,
+    environments: r.environments,
     health: r.online > 0 ? "up" : r.instances > 0 ? "down" : "unknown",
     lastActiveAt: r.last_active_at?.toISOString() ?? "",
     onlineInstances: r.online,
@@ -291,8 +327,11 @@ const auditView = (r: AppRow) => ({
   systemDomain: r.system_domain,
   description: r.description,
   enabled: r.enabled,
+  environments: r.environments,
   hasSecret: r.secret_hash !== null,
 });
+
+const wrongCredentials = "wrong app id or secret";
 
 /** AUTH_APP_CREDENTIALS (`appId:sha256hex,…`) as the app secrets config-center also accepts. */
 export function configuredSecrets(spec: string): Map<string, Buffer> {

@@ -102,7 +102,7 @@ export class ChangeLog {
    * Tells every replica that an app was disabled, enabled again or its credentials changed: each forgets
    * what it cached of the app (tokens, enabled switch); disabled or new credentials also close its sockets.
    */
-  async appChanged(tx: Queryable, appId: string, state: "disabled" | "enabled" | "credentials"): Promise<void> {
+  async appChanged(tx: Queryable, appId: string, state: "disabled" | "enabled" | "credentials" | "environments"): Promise<void> {
     await this.bus.publish(
       {
         topic: topics.configChanged.name,

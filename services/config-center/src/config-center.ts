@@ -5,7 +5,7 @@ import { type AppStore, TokenRefused } from "./apps.js";
 import type { Actor } from "./change-log.js";
 import { parseDictionary } from "./dictionary-import.js";
 import type { ItemRef } from "./identifiers.js";
-import type { InstanceStore, RegisteredInstance, Registration } from "./instances.js";
+import { checkRegistration, type InstanceStore, type RegisteredInstance, type Registration } from "./instances.js";
 import type { ItemStore } from "./items.js";
 import type { LockStore } from "./locks.js";
 import { type MetadataService, MetadataUnavailable } from "./metadata.js";
@@ -13,6 +13,7 @@ import type { ConfigMetrics } from "./metrics.js";
 import type { ResourceStore } from "./resources.js";
 import { socketPath } from "./routes/instance-socket.js";
 import type { SequenceStore } from "./sequences.js";
+import type { TokenThrottle } from "./token-throttle.js";
 
 /**
  * Everything the REST view and the Connect RPCs call: the stores, plus the few steps that span
@@ -31,17 +32,35 @@ export class ConfigCenter {
     readonly locks: LockStore,
     readonly sequences: SequenceStore,
     readonly appResources: AppResourceStore,
+    readonly throttle: TokenThrottle,
     readonly o: { heartbeatIntervalMs: number; heartbeatTimeoutMs: number; importMaxEntries: number },
   ) {}
 
-  /** Seed step 2: credentials for a token. A refusal is counted, audited and answered with its reason. */
-  async issueToken(appId: unknown, secret: unknown, requestId: string) {
+  /**
+   * Seed step 2: credentials for a token. A refusal is counted, audited and answered with its reason;
+   * guessing (wrong secrets, unknown apps) is throttled per app id and per client address.
+   */
+  async issueToken(appId: unknown, secret: unknown, requestId: string, address?: string) {
+    const id = typeof appId === "string" ? appId : "";
     try {
+      const wait = await this.throttle.retryAfter(id, address);
+      if (wait !== undefined)
+        throw new TokenRefused(
+          "throttled",
+          new AppError(
+            429,
+            "too_many_requests",
+            `too many failed token requests for this app id or address; retry in ${wait} s`,
+            undefined,
+            wait,
+          ),
+        );
       return await this.apps.issueToken(appId, secret, requestId);
     } catch (err) {
       if (!(err instanceof TokenRefused)) throw err;
+      if (err.reason === "bad-credentials" || err.reason === "unknown-app") await this.throttle.failed(id, address);
       this.metrics.registrationRefusals.inc({ reason: err.reason });
-      this.apps.refused(typeof appId === "string" ? appId : "", err.reason, err.message, requestId);
+      this.apps.refused(id, err.reason, err.message, requestId);
       throw err.error;
     }
   }
@@ -49,6 +68,8 @@ export class ConfigCenter {
   /** Seed steps 4-5: registers an instance of the token's app. */
   async register(token: string | undefined, r: Registration) {
     const appId = await this.refusable(() => this.apps.verifyToken(token), "bad-token");
+    const { env } = await this.refusable(async () => checkRegistration(r), "malformed");
+    await this.refusable(() => this.apps.checkEnvironment(appId, env), "environment");
     const instance = await this.refusable(() => this.instances.register(appId, r), "malformed");
     return {
       instanceId: instance.instanceId,
@@ -63,6 +84,7 @@ export class ConfigCenter {
     const appId = await this.apps.verifyToken(token);
     const instance = await this.instances.identity(instanceId);
     if (instance.appId !== appId) throw forbidden(`instance ${instanceId} does not belong to app ${appId}`);
+    await this.apps.checkEnvironment(appId, instance.env);
     return instance;
   }
 
@@ -99,7 +121,7 @@ export class ConfigCenter {
       return await fn();
     } catch (err) {
       if (err instanceof AppError && err.status < 500)
-        this.metrics.registrationRefusals.inc({ reason: err.status === 403 ? "disabled" : reason });
+        this.metrics.registrationRefusals.inc({ reason: reason === "bad-token" && err.status === 403 ? "disabled" : reason });
       throw err;
     }
   }

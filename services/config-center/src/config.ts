@@ -9,6 +9,15 @@ export const configCenterEnv = {
     .min(60)
     .max(30 * 86_400)
     .default(86_400),
+  /**
+   * The environments an app's credentials may act for until an admin lists the app's own
+   * (comma separated). Production is left out on purpose: its secrets need an explicit grant.
+   */
+  DEFAULT_APP_ENVIRONMENTS: z.string().default("dev,test,sit,uat"),
+  /** Failed token requests (wrong secret or unknown app) allowed per app id and per client address in one window. */
+  TOKEN_FAILURE_LIMIT: z.coerce.number().int().min(1).default(20),
+  /** The fixed window those failures are counted in; past the limit, token requests get 429 until it ends. */
+  TOKEN_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   /** How often instances send heartbeats (told to them at registration). */
   HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Silence after which a socket is closed and its instance marked offline. */

@@ -1,4 +1,4 @@
-import { type Auditor, badRequest, notFound } from "@opsplane/platform";
+import { type Auditor, badRequest, forbidden, notFound } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
 import type { Actor } from "./change-log.js";
 import { lockNamePattern } from "./identifiers.js";
@@ -14,6 +14,7 @@ export interface LockView {
 
 interface LockRow {
   name: string;
+  app_id: string | null;
   holder: string | null;
   acquired_at: Date | null;
   expires_at: Date | null;
@@ -37,10 +38,16 @@ function checkName(name: string): string {
   return name;
 }
 
+/** Another app's lock: refused without saying whose it is. */
+function checkOwner(lock: LockRow, appId: string): void {
+  if (lock.app_id !== null && lock.app_id !== appId) throw forbidden(`lock ${lock.name} belongs to another app`);
+}
+
 /**
  * Distributed locks (seed module 2024): leases in PostgreSQL, each acquisition numbered by a
  * fencing token the holder passes to release (and to whatever it protects). A lease that runs out
- * frees the lock; an admin may force a stuck one free (audited).
+ * frees the lock; an admin may force a stuck one free (audited), which also ends its ownership. A
+ * lock belongs to the app that first acquired it, so one app cannot hold or free another's.
  */
 export class LockStore {
   constructor(
@@ -54,26 +61,30 @@ export class LockStore {
     if (!Number.isInteger(leaseMs) || leaseMs < 100 || leaseMs > 86_400_000) throw badRequest("leaseMs must be 100 to 86400000");
     const holder = `${appId}/${holderIn}`;
     const { rows } = await this.pool.query<LockRow>(
-      `INSERT INTO locks (name, holder, acquired_at, expires_at, fencing_token)
-       VALUES ($1, $2, now(), now() + make_interval(secs => $3::float8 / 1000), 1)
-       ON CONFLICT (name) DO UPDATE SET holder = $2, acquired_at = now(), expires_at = now() + make_interval(secs => $3::float8 / 1000),
-         fencing_token = locks.fencing_token + 1
-       WHERE locks.holder IS NULL OR locks.expires_at <= now()
+      `INSERT INTO locks (name, app_id, holder, acquired_at, expires_at, fencing_token)
+       VALUES ($1, $4, $2, now(), now() + make_interval(secs => $3::float8 / 1000), 1)
+       ON CONFLICT (name) DO UPDATE SET app_id = $4, holder = $2, acquired_at = now(),
+         expires_at = now() + make_interval(secs => $3::float8 / 1000), fencing_token = locks.fencing_token + 1
+       WHERE (locks.app_id IS NULL OR locks.app_id = $4) AND (locks.holder IS NULL OR locks.expires_at <= now())
        RETURNING *`,
-      [name, holder, leaseMs],
+      [name, holder, leaseMs, appId],
     );
     if (rows[0]) return { acquired: true, lock: view(rows[0]) };
     const current = (await this.pool.query<LockRow>("SELECT * FROM locks WHERE name = $1", [name])).rows[0]!;
+    checkOwner(current, appId);
     return { acquired: false, lock: view(current) };
   }
 
   async release(appId: string, nameIn: string, fencingToken: number): Promise<boolean> {
     const name = checkName(nameIn);
     const { rowCount } = await this.pool.query(
-      "UPDATE locks SET holder = NULL, acquired_at = NULL, expires_at = NULL WHERE name = $1 AND fencing_token = $2 AND starts_with(holder, $3)",
-      [name, fencingToken, `${appId}/`],
+      "UPDATE locks SET holder = NULL, acquired_at = NULL, expires_at = NULL WHERE name = $1 AND fencing_token = $2 AND app_id = $3",
+      [name, fencingToken, appId],
     );
-    return (rowCount ?? 0) > 0;
+    if (rowCount) return true;
+    const current = (await this.pool.query<LockRow>("SELECT * FROM locks WHERE name = $1", [name])).rows[0];
+    if (current) checkOwner(current, appId);
+    return false;
   }
 
   async list(): Promise<LockView[]> {
@@ -86,7 +97,11 @@ export class LockStore {
       const before = (await tx.query<LockRow>("SELECT * FROM locks WHERE name = $1 FOR UPDATE", [name])).rows[0];
       if (!before) throw notFound(`no lock ${name}`);
       const after = (
-        await tx.query<LockRow>("UPDATE locks SET holder = NULL, acquired_at = NULL, expires_at = NULL WHERE name = $1 RETURNING *", [name])
+        await tx.query<LockRow>(
+          // Ownership goes too, so a name another app claimed first can be given back.
+          "UPDATE locks SET app_id = NULL, holder = NULL, acquired_at = NULL, expires_at = NULL WHERE name = $1 RETURNING *",
+          [name],
+        )
       ).rows[0]!;
       await this.audit.record(tx, {
         principal: who.principal,

@@ -232,7 +232,12 @@ export class PushHub {
       if (e.kind !== "app") continue;
       this.d.onAppChanged(e.app);
       if (e.appState === "enabled") continue;
-      const reason = e.appState === "disabled" ? [4003, "app disabled"] : [4001, "app credentials changed: get a new token"];
+      const reason =
+        e.appState === "disabled"
+          ? [4003, "app disabled"]
+          : e.appState === "environments"
+            ? [4001, "app environments changed: reconnect"]
+            : [4001, "app credentials changed: get a new token"];
       for (const s of this.byApp.get(e.app) ?? []) s.ws.close(reason[0] as number, reason[1] as string);
     }
     const changes = events.filter((e) => e.kind !== "app");

@@ -1,7 +1,7 @@
-import { type Auditor, badRequest, conflict, notFound } from "@opsplane/platform";
+import { type Auditor, badRequest, conflict, forbidden, notFound } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
 import { type Actor, checkExpectedRevision } from "./change-log.js";
-import { lockNamePattern } from "./identifiers.js";
+import { checkAppId, lockNamePattern } from "./identifiers.js";
 
 export interface SequenceView {
   name: string;
@@ -15,6 +15,8 @@ export interface SequenceView {
   period: string;
   timeZone: string;
   description: string;
+  /** The apps that may draw numbers; no other app's token can. */
+  apps: string[];
   revision: number;
 }
 
@@ -30,6 +32,7 @@ interface SequenceRow {
   period: string;
   time_zone: string;
   description: string;
+  apps: string[];
   revision: number;
 }
 
@@ -45,6 +48,7 @@ const view = (r: SequenceRow): SequenceView => ({
   period: r.period,
   timeZone: r.time_zone,
   description: r.description,
+  apps: r.apps,
   revision: r.revision,
 });
 
@@ -121,6 +125,7 @@ export class SequenceStore {
       max?: number;
       timeZone?: string;
       description?: string;
+      apps?: string[];
     },
     expectRevision: number | undefined,
   ): Promise<SequenceView> {
@@ -146,17 +151,18 @@ export class SequenceStore {
       throw badRequest("min and max must be integers with 0 <= min < max");
     if (!Number.isInteger(cacheSize) || cacheSize < 1 || cacheSize > 10_000 || cacheSize > max - min + 1)
       throw badRequest("cacheSize must be 1-10000 and fit between min and max");
+    const apps = s.apps && [...new Set(s.apps.map((a) => checkAppId(a, "apps")))].sort();
     return withTransaction(this.pool, async (tx) => {
       const prev = (await tx.query<SequenceRow>("SELECT * FROM sequences WHERE name = $1 FOR UPDATE", [s.name])).rows[0];
       checkExpectedRevision(`sequence ${s.name}`, prev?.revision ?? 0, expectRevision);
       const { rows } = await tx.query<SequenceRow>(
-        `INSERT INTO sequences (name, pattern, current, cache_size, reset, cycle, min, max, time_zone, description)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        `INSERT INTO sequences (name, pattern, current, cache_size, reset, cycle, min, max, time_zone, description, apps)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (name) DO UPDATE SET pattern = $2, cache_size = $4, reset = $5, cycle = $6, min = $7, max = $8, time_zone = $9,
-           description = $10, revision = sequences.revision + 1,
+           description = $10, apps = $11, revision = sequences.revision + 1,
            current = GREATEST(LEAST(sequences.current, $8), $7 - 1)
          RETURNING *`,
-        [s.name, s.pattern, min - 1, cacheSize, reset, s.cycle ?? false, min, max, timeZone, s.description ?? ""],
+        [s.name, s.pattern, min - 1, cacheSize, reset, s.cycle ?? false, min, max, timeZone, s.description ?? "", apps ?? prev?.apps ?? []],
       );
       await this.audit.record(tx, {
         principal: who.principal,
@@ -170,12 +176,16 @@ export class SequenceStore {
     });
   }
 
-  /** The next block of numbers, formatted. */
-  async nextBlock(name: string): Promise<{ name: string; period: string; first: number; last: number; pattern: string; values: string[] }> {
+  /** The next block of numbers, formatted, for one of the sequence's apps. */
+  async nextBlock(
+    appId: string,
+    name: string,
+  ): Promise<{ name: string; period: string; first: number; last: number; pattern: string; values: string[] }> {
     const at = new Date();
     return withTransaction(this.pool, async (tx) => {
       const s = (await tx.query<SequenceRow>("SELECT * FROM sequences WHERE name = $1 FOR UPDATE", [name])).rows[0];
       if (!s) throw notFound(`no sequence ${name}`);
+      if (!s.apps.includes(appId)) throw forbidden(`app ${appId} may not draw from sequence ${name}: an admin lists its apps`);
       const period = periodOf(s.reset, at, s.time_zone);
       let current = period === s.period ? s.current : s.min - 1;
       if (current >= s.max) {

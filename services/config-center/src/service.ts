@@ -29,6 +29,7 @@ import { appRpc } from "./rpc/app-rpc.js";
 import { centerRpc } from "./rpc/center-rpc.js";
 import { SecretBox } from "./secret-box.js";
 import { SequenceStore } from "./sequences.js";
+import { TokenThrottle } from "./token-throttle.js";
 import { ValueSchemas } from "./value-schemas.js";
 
 /** App registration, parameters, resources and governance rules, pushed live to every instance. */
@@ -50,6 +51,13 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
     const apps = new AppStore(pool, ctx.audit, changes, {
       tokenTtlSeconds: config.TOKEN_TTL_SECONDS,
       configuredSecrets: configuredSecrets(config.AUTH_APP_CREDENTIALS),
+      defaultEnvironments: config.DEFAULT_APP_ENVIRONMENTS.split(",")
+        .map((e) => e.trim())
+        .filter(Boolean),
+    });
+    const throttle = new TokenThrottle(ctx.redis, config.CONFIG_REDIS_PREFIX, log, {
+      limit: config.TOKEN_FAILURE_LIMIT,
+      windowSeconds: config.TOKEN_FAILURE_WINDOW_SECONDS,
     });
     const instances = new InstanceStore(pool);
     const resources = new ResourceStore(pool, changes, ctx.audit, box);
@@ -70,6 +78,7 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
       new LockStore(pool, ctx.audit),
       new SequenceStore(pool, ctx.audit),
       new AppResourceStore(pool),
+      throttle,
       {
         heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
         heartbeatTimeoutMs: config.HEARTBEAT_TIMEOUT_MS,

@@ -33,6 +33,8 @@ export async function startCenters(count: number, opts: { redis: boolean; env?: 
     SECRET_KEYS: secretKeys,
     PUSH_CYCLE_MS: "50",
     HEARTBEAT_FLUSH_MS: "100",
+    // The flows' tests start apps admitted on first use in prod; app-boundaries.test.ts tests the grants.
+    DEFAULT_APP_ENVIRONMENTS: "dev,test,sit,uat,prod",
     ...opts.env,
   };
   const centers: Array<RunningService<ConfigCenterEnv>> = [];

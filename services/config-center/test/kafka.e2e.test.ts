@@ -68,8 +68,8 @@ test("a change made through replica A crosses Kafka to replica B's instance, its
   // The instance this is about, on B, and a witness on A: each replica consumes in a group of its
   // own, so both hear of the change.
   const loan = { appId: "loan", secret: "loan-secret-0123" };
-  const onB = await Instance.start(b.url, loan, { hostName: "b" });
-  const onA = await Instance.start(a.url, loan, { hostName: "a" });
+  const onB = await Instance.start(b.url, loan, { hostName: "b", env: "uat" });
+  const onA = await Instance.start(a.url, loan, { hostName: "a", env: "uat" });
   started.push({
     stop: async () => {
       for (const i of [onA, onB]) i.close();
@@ -80,7 +80,7 @@ test("a change made through replica A crosses Kafka to replica B's instance, its
   const key = `timeouts-${run}`;
   const traceId = randomBytes(16).toString("hex");
   const callerSpan = randomBytes(8).toString("hex");
-  const set = await call(a.url, "PUT", `/config/v1/items/technical/loan/prod/${key}`, {
+  const set = await call(a.url, "PUT", `/config/v1/items/technical/loan/uat/${key}`, {
     role: "operator",
     body: { value: { connectMs: 500 } },
     headers: { traceparent: `00-${traceId}-${callerSpan}-01` },

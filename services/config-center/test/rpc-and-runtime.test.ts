@@ -135,7 +135,7 @@ describe("Connect RPCs, locks and sequences", () => {
   test("a sequence hands out formatted blocks, and stops at its maximum unless it cycles", async () => {
     const made = await call(base, "PUT", "/config/v1/sequences/loan-no", {
       role: "admin",
-      body: { pattern: "LN{yyyyMMdd}{seq:6}", cacheSize: 3, reset: "daily", max: 5, timeZone: "Asia/Shanghai" },
+      body: { pattern: "LN{yyyyMMdd}{seq:6}", cacheSize: 3, reset: "daily", max: 5, timeZone: "Asia/Shanghai", apps: ["loan"] },
     });
     assert.equal(made.status, 200, made.body.message);
     const token = (await call(base, "POST", "/config/v1/token", { body: { appId: "loan", secret: "loan-secret-0123" } })).body.token;

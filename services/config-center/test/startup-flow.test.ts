@@ -34,7 +34,7 @@ describe("the seed's start-up flow: token, registration, metadata, long connecti
 
     const wrong = await call(base, "POST", "/config/v1/token", { body: { appId: "loan", secret: "not-the-secret" } });
     assert.equal(wrong.status, 401);
-    assert.match(wrong.body.message, /wrong secret for app loan/);
+    assert.match(wrong.body.message, /wrong app id or secret/);
     const malformed = await call(base, "POST", "/config/v1/token", { body: { appId: "Loan App!", secret: "x" } });
     assert.equal(malformed.status, 400);
 
@@ -54,8 +54,8 @@ describe("the seed's start-up flow: token, registration, metadata, long connecti
     const off = await call(base, "PUT", "/config/v1/settings", { role: "admin", body: { admitUnknownApps: false } });
     assert.equal(off.status, 200);
     const unknown = await call(base, "POST", "/config/v1/token", { body: { appId: "stranger", secret: "stranger-secret" } });
-    assert.equal(unknown.status, 403);
-    assert.match(unknown.body.message, /not registered and unknown apps are not admitted/);
+    assert.equal(unknown.status, 401);
+    assert.match(unknown.body.message, /wrong app id or secret/);
     const operatorTries = await call(base, "PUT", "/config/v1/settings", { role: "operator", body: { admitUnknownApps: true } });
     assert.equal(operatorTries.status, 403);
 

@@ -23,7 +23,7 @@ export function installInstanceApi(http: App, cc: ConfigCenter): void {
   http.post(
     `${base}/token`,
     { config: app, schema: { tags, security: [], summary: "App credentials for a start-up token", body: TokenBody } },
-    async (req) => cc.issueToken(req.body.appId, req.body.secret, req.id),
+    async (req) => cc.issueToken(req.body.appId, req.body.secret, req.id, req.ip),
   );
 
   http.post(
@@ -90,9 +90,6 @@ export function installInstanceApi(http: App, cc: ConfigCenter): void {
   http.post(
     `${base}/sequences/next`,
     { config: app, schema: { tags, security, summary: "The next block of a distributed sequence", body: SequenceNameBody } },
-    async (req) => {
-      await cc.apps.verifyToken(header(req));
-      return cc.sequences.nextBlock(req.body.name);
-    },
+    async (req) => cc.sequences.nextBlock(await cc.apps.verifyToken(header(req)), req.body.name),
   );
 }

@@ -41,6 +41,7 @@ export function installInstanceSocket(d: SocketDeps): void {
         const appId = await d.apps.verifyToken(header(req));
         const identity = await d.instances.identity(instanceId);
         if (identity.appId !== appId) throw forbidden(`instance ${instanceId} does not belong to app ${appId}`);
+        await d.apps.checkEnvironment(appId, identity.env);
         const from = version === undefined || version === "" ? 0 : Number(version);
         if (!Number.isSafeInteger(from) || from < 0) throw badRequest("version must be the non-negative version the instance already has");
         accepted.set(req, { identity, version: from });

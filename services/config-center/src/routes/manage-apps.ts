@@ -24,7 +24,7 @@ export function installAppRoutes(http: App, cc: ConfigCenter): void {
       config: admin,
       schema: {
         tags,
-        summary: "Create or change an app: system domain, enabled switch, credentials (admin)",
+        summary: "Create or change an app: system domain, enabled switch, credentials, environments (admin)",
         params: AppParams,
         body: AppBody,
       },

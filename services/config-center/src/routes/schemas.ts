@@ -78,6 +78,12 @@ export const AppBody = Type.Object(
     description: Type.Optional(Type.String({ maxLength: 1024 })),
     enabled: Type.Optional(Type.Boolean({ description: "false refuses the app's tokens and closes its sockets" })),
     secret: Type.Optional(Type.String({ minLength: 8, maxLength: 256, description: "New app credentials" })),
+    environments: Type.Optional(
+      Type.Array(Type.String({ maxLength: 32 }), {
+        maxItems: 64,
+        description: "The environments the app's credentials may act for; unset: DEFAULT_APP_ENVIRONMENTS (no production)",
+      }),
+    ),
     expectRevision: Revision,
   },
   { additionalProperties: false },
@@ -206,6 +212,12 @@ export const SequenceBody = Type.Object(
     max: Type.Optional(Type.Integer({ ...Version, minimum: 1 })),
     timeZone: Type.Optional(Type.String({ maxLength: 64 })),
     description: Type.Optional(Type.String({ maxLength: 1024 })),
+    apps: Type.Optional(
+      Type.Array(Type.String({ maxLength: 64 }), {
+        maxItems: 1000,
+        description: "The apps whose tokens may draw numbers; none by default",
+      }),
+    ),
     expectRevision: Revision,
   },
   { additionalProperties: false },

@@ -54,8 +54,8 @@ export function appRpc(cc: ConfigCenter) {
         return response(ReleaseLockResponseSchema, { released: await cc.locks.release(appId, req.name, Number(req.fencingToken)) });
       },
       async nextSequenceBlock(req, ctx) {
-        await cc.apps.verifyToken(tokenOf(ctx));
-        return response(NextSequenceBlockResponseSchema, await cc.sequences.nextBlock(req.name));
+        const appId = await cc.apps.verifyToken(tokenOf(ctx));
+        return response(NextSequenceBlockResponseSchema, await cc.sequences.nextBlock(appId, req.name));
       },
     },
   });
