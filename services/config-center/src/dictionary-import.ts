@@ -1,4 +1,5 @@
-import { badRequest } from "@opsplane/platform";
+import { TextDecoder } from "node:util";
+import { AppError, badRequest } from "@opsplane/platform";
 import { parse } from "csv-parse/sync";
 
 /**
@@ -12,8 +13,9 @@ export function parseDictionary(format: string, content: unknown, maxEntries: nu
   if (format === "csv") {
     if (typeof content !== "string") throw badRequest("a CSV dictionary is sent as text/csv");
     try {
-      entries = parse(content, { columns: true, bom: true, skip_empty_lines: true, trim: true, to: maxEntries + 1 });
+      entries = parse(content, { columns: uniqueColumns, bom: true, skip_empty_lines: true, trim: true, to: maxEntries + 1 });
     } catch (err) {
+      if (err instanceof AppError) throw err;
       throw badRequest(`the CSV does not parse: ${(err as Error).message}`);
     }
   } else if (format === "json") {
@@ -33,4 +35,34 @@ export function parseDictionary(format: string, content: unknown, maxEntries: nu
   if (list.length === 0) throw badRequest("the dictionary has no entries");
   if (list.length > maxEntries) throw badRequest(`the dictionary has more than ${maxEntries} entries (IMPORT_MAX_ENTRIES)`);
   return list;
+}
+
+/** A header naming one column twice would silently keep the last one's values. */
+function uniqueColumns(header: string[]): string[] {
+  const twice = header.find((name, i) => header.indexOf(name) !== i);
+  if (twice !== undefined) throw badRequest(`the CSV header names column "${twice}" twice`);
+  return header;
+}
+
+/**
+ * The text of a CSV upload in the charset its Content-Type names (UTF-8 when none): Excel exports in
+ * Chinese are usually GBK. Bytes that are not valid in that charset are refused, never replaced.
+ */
+export function decodeDictionaryText(bytes: Buffer, contentType: string | undefined): string {
+  const charset = (/charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? "")?.[1] ?? "utf-8").toLowerCase();
+  let decoder: TextDecoder;
+  try {
+    decoder = new TextDecoder(charset, { fatal: true });
+  } catch {
+    throw badRequest(`charset "${charset}" is not one config-center can read`);
+  }
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    const hint =
+      charset === "utf-8" || charset === "utf8"
+        ? " (an Excel export in Chinese is usually GBK: send Content-Type: text/csv; charset=gbk)"
+        : "";
+    throw badRequest(`the dictionary is not valid ${charset}${hint}`);
+  }
 }

@@ -131,6 +131,26 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal(viewer.status, 403);
   });
 
+  test("a dictionary in GBK (Excel's Chinese export) imports in its charset, never garbled; a header naming a column twice is refused", async () => {
+    // "中国" in GBK: the bytes an Excel CSV export carries.
+    const gbk = new Blob(["code,name\n102100099996,", new Uint8Array([0xd6, 0xd0, 0xb9, 0xfa]), "\n"]);
+    const path = "/config/v1/import/_/_/dict.gbk-banks?category=bank-codes";
+    const before = await changeCount();
+    const unlabelled = await call(base, "POST", path, { role: "operator", raw: gbk, contentType: "text/csv" });
+    assert.equal(unlabelled.status, 400);
+    assert.match(unlabelled.body.message, /not valid utf-8.*charset=gbk/);
+    const unknown = await call(base, "POST", path, { role: "operator", raw: gbk, contentType: "text/csv; charset=x-klingon" });
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.message, /charset "x-klingon"/);
+    const twice = await call(base, "POST", path, { role: "operator", raw: "code,name,code\n1,a,2\n", contentType: "text/csv" });
+    assert.equal(twice.status, 400);
+    assert.match(twice.body.message, /column "code" twice/);
+    assert.equal(await changeCount(), before);
+    const labelled = await call(base, "POST", path, { role: "operator", raw: gbk, contentType: "text/csv; charset=GBK" });
+    assert.equal(labelled.status, 200, labelled.body.message);
+    assert.equal(labelled.body.item.value[0].name, "中国");
+  });
+
   test("a flood of heartbeats is refused and then hung up on; other instances go on receiving changes", async () => {
     const flooder = await Instance.start(base, loan, { hostName: "flooder" });
     const calm = await Instance.start(base, loan, { hostName: "calm" });

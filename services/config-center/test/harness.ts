@@ -73,7 +73,7 @@ export async function call(
   base: string,
   method: string,
   path: string,
-  opts: { body?: unknown; role?: Role; token?: string; raw?: string; contentType?: string; headers?: Record<string, string> } = {},
+  opts: { body?: unknown; role?: Role; token?: string; raw?: string | Blob; contentType?: string; headers?: Record<string, string> } = {},
 ): Promise<Reply> {
   const headers: Record<string, string> = { ...opts.headers };
   if (opts.role) headers.authorization = `Bearer ${keys[opts.role]}`;

@@ -1,5 +1,6 @@
 import { type App, badRequest, forbidden } from "@opsplane/platform";
 import type { ConfigCenter } from "../config-center.js";
+import { decodeDictionaryText } from "../dictionary-import.js";
 import { checkAppId, checkItemRef, envPattern, type ItemRef } from "../identifiers.js";
 import { changeView } from "../items.js";
 import { who } from "./manage-apps.js";
@@ -26,10 +27,14 @@ const itemPath = (verb: string) => `${base}/${verb}/:kind/:app/:env/*`;
 
 /** Parameters and rules: read, change, history, diff, rollback, import, gray release, preview, the change log. */
 export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: number): void {
-  // Dictionaries arrive as CSV text (JSON ones as JSON).
-  http.addContentTypeParser(["text/csv", "text/plain"], { parseAs: "string", bodyLimit: importBodyLimit }, (_req, body, done) =>
-    done(null, body),
-  );
+  // Dictionaries arrive as CSV text in the charset the Content-Type names (JSON ones as JSON).
+  http.addContentTypeParser(["text/csv", "text/plain"], { parseAs: "buffer", bodyLimit: importBodyLimit }, (req, body, done) => {
+    try {
+      done(null, decodeDictionaryText(body as Buffer, req.headers["content-type"]));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
 
   http.get(`${base}/items`, { schema: { tags, summary: "Parameters and rules, filtered", querystring: ItemsQuery } }, async (req) => {
     const q = req.query;
