@@ -61,7 +61,7 @@ async function start(c: Extract<ClientCommand, { cmd: "start" }>): Promise<void>
         method: "POST",
         headers: { "content-type": "application/json", "x-config-token": token },
         body: JSON.stringify({
-          env: "prod",
+          env: "uat",
           hostName: `bench-${i}`,
           ip: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
           servicePort: 8080,

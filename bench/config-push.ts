@@ -77,7 +77,7 @@ async function seed(url: string): Promise<void> {
     config: { host: "db.internal", port: 5432, database: "bench" },
     secrets: { password: "bench-password" },
   });
-  await api(url, "PUT", "/config/v1/items/technical/bench/prod/datasource", {
+  await api(url, "PUT", "/config/v1/items/technical/bench/uat/datasource", {
     value: { db: { $ref: "middleware/bench-db" }, poolMax: 20 },
   });
   await api(url, "PUT", "/config/v1/items/business/_/_/dict.channels", {
