@@ -30,6 +30,12 @@ const listening = (port: number) =>
 // demo's registrations would outlive this run's database there.
 const { REDIS_URL: _sharedRedis, ...launcherEnv } = process.env;
 
+/**
+ * Where this run's ports go: below Linux's ephemeral range (32768 and up), where the kernel hands out
+ * the local ports of outgoing connections and any of them could already be taken.
+ */
+const portOffset = () => 10_000 + Math.floor(Math.random() * 14_000);
+
 async function runLauncher(pgPort: number, offset: number, env: Record<string, string> = {}) {
   const child = spawn(process.execPath, ["--import", "tsx", "scripts/run.ts"], {
     env: {
@@ -56,7 +62,7 @@ async function runLauncher(pgPort: number, offset: number, env: Record<string, s
 }
 
 describe("make run: the six services, the README's walkthrough of the demo, and supervision", () => {
-  const offset = 20_000 + Math.floor(Math.random() * 10_000);
+  const offset = portOffset();
   const ports = services.map((s) => s.port + offset);
   const at = (port: number) => `http://127.0.0.1:${port + offset}`;
   const serviceAt = (name: string) => at(services.find((s) => s.name === name)!.port);
@@ -301,7 +307,7 @@ test("make run BUS=kafka runs the six services on the kafka bus beside a local b
     throw err;
   }
   const [pgPort, kafkaPort] = [await freePort(), await freePort()];
-  const offset = 20_000 + Math.floor(Math.random() * 10_000);
+  const offset = portOffset();
   const ports = services.map((s) => s.port + offset);
   const { child, output } = await runLauncher(pgPort, offset, { BUS: "kafka", OPSPLANE_KAFKA_PORT: String(kafkaPort) });
   assert.match(output(), /opsplane is up \(single node, kafka bus/);
