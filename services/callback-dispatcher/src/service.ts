@@ -94,7 +94,6 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       metrics,
       bindings: config.AGENT_ENVIRONMENTS,
       audit: ctx.audit,
-      pool: ctx.pool,
       log: ctx.log,
     });
     ctx.serveBeforeRouter(

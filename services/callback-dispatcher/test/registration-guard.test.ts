@@ -237,6 +237,18 @@ describe("who may register which ids for which environment", () => {
     assert.ok(rows.length <= 6, `${rows.length} rows for 50 refusals`);
   });
 
+  test("a refused id PostgreSQL cannot store is named as the agent sent it, so the agent can send the rest again", async () => {
+    const res = await register(basic(agentApp), "sit", [
+      { rule: "pay", id: "SIT-300" },
+      { rule: "pay", id: "PROD\u0000300" },
+    ]);
+    assert.equal(res.status, 403);
+    assert.deepEqual(
+      res.body.details?.refused.map((r) => r.id),
+      ["PROD\u0000300"],
+    );
+  });
+
   test("id patterns are checked when an environment is saved", async () => {
     const put = (idPatterns: Record<string, string>, production = false) =>
       d.api("PUT", "/_dispatcher/v1/environments/sit2", { baseUrl: sit.url, production, idPatterns });

@@ -1,5 +1,5 @@
 import { type App, type AppError, type Auditor, actorOf, type Logger, type Principal } from "@opsplane/platform";
-import { type Pool, storableText } from "@opsplane/store";
+import { storableJson, storableText } from "@opsplane/store";
 import { Type } from "@sinclair/typebox";
 import { type AgentBindings, isRefusal, testEnvironmentFor } from "../agent-bindings.js";
 import { type ClaimRefusal, claimRefused } from "../claims.js";
@@ -22,7 +22,6 @@ export interface AgentRouteDeps {
   metrics: DispatcherMetrics;
   bindings: AgentBindings;
   audit: Auditor;
-  pool: Pool;
   log: Logger;
 }
 
@@ -66,7 +65,10 @@ export function registerAgentRoutes(app: App, d: AgentRouteDeps): void {
       principal: req.principal,
       action,
       target: `environment/${env}`,
-      after: { reason: err.message, ...(refused ? { refusedCount: refused.length, refused: refused.slice(0, auditSample) } : {}) },
+      after: {
+        reason: err.message,
+        ...(refused ? { refusedCount: refused.length, refused: storableJson(refused.slice(0, auditSample)) } : {}),
+      },
       requestId: req.id,
     });
   }
@@ -103,7 +105,8 @@ export function registerAgentRoutes(app: App, d: AgentRouteDeps): void {
   // callback path looks it up, so one such id neither fails the batch nor routes its callback elsewhere.
   app.post("/_dispatcher/v1/registrations", { config: { access, allowNul: true }, schema: { body: RegistrationsBody } }, async (req) => {
     const env = req.body.env;
-    const registrations = req.body.registrations.map((r) => ({ rule: r.rule, id: storableText(r.id) }));
+    // `sent` is the id as the agent sent it: refusals name it so, for the agent to recognise its own ids.
+    const registrations = req.body.registrations.map((r) => ({ rule: r.rule, id: storableText(r.id), sent: r.id }));
     return recordingRefusals(req, env, "registration.create", async () => {
       const snapshot = d.rules.current();
       testEnvironmentFor(req.principal, env, snapshot, d.bindings);
@@ -116,7 +119,7 @@ export function registerAgentRoutes(app: App, d: AgentRouteDeps): void {
       const refused: ClaimRefusal[] = [];
       for (const r of known) {
         const reason = mayClaim(r.rule, r.id);
-        if (reason) refused.push({ rule: r.rule, id: r.id, reason });
+        if (reason) refused.push({ rule: r.rule, id: r.sent, reason });
       }
       if (refused.length) throw claimRefused(env, refused, known.length);
       if (known.length) {
