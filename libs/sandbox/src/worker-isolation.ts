@@ -14,7 +14,7 @@ export const workerFile = [path.join(__dirname, "worker.js"), path.join(__dirnam
  * uses the sandbox would start workers without end. The worker needs no host option: it only
  * runs QuickJS.
  */
-export function isolatedWorkerOptions(env: NodeJS.ProcessEnv = process.env): Pick<WorkerOptions, "execArgv" | "env"> {
-  const { NODE_OPTIONS: _hostOptions, ...rest } = env;
-  return { execArgv: [], env: rest };
+export function isolatedWorkerOptions(): Pick<WorkerOptions, "execArgv" | "env"> {
+  const { NODE_OPTIONS: _hostOptions, ...env } = process.env;
+  return { execArgv: [], env };
 }

@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { promisify } from "node:util";
 import { Kafka, logLevel } from "kafkajs";
 import { freePort } from "./free-port.js";
 import { eventually } from "./poll.js";
@@ -24,13 +25,10 @@ const STOP_DEADLINE_MS = 15_000;
 // The machine is shared: a small heap and the serial collector keep the broker to ~300 MB and one GC thread.
 const JVM_OPTS = ["-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-Djava.awt.headless=true", "-Dorg.apache.logging.log4j.level=WARN"];
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
-      err ? reject(Object.assign(err, { stdout, stderr })) : resolve({ stdout, stderr }),
-    );
-  });
-}
+const execFileAsync = promisify(execFile);
+// A failure rejects with the child's stdout and stderr on the error.
+const run = (cmd: string, args: string[], timeoutMs: number) =>
+  execFileAsync(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
 
 async function checkJava(): Promise<void> {
   let banner: string;

@@ -30,6 +30,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`;
 
+/** One registration as Redis holds it: the value "<version> <env>", expiring after `ttlMs`. */
+interface RedisCopy {
+  rule: string;
+  id: string;
+  version: string;
+  env: string;
+  ttlMs: string;
+}
+
 export interface RedisRegistryOptions {
   pool: Pool;
   /** The kit's client; the registry opens its own connection from it, with deadlines. */
@@ -74,7 +83,7 @@ export function redisRegistry(o: RedisRegistryOptions): Registry {
   // Attempts are spaced: while another replica warms, every lookup batch would otherwise try too.
   let nextWarmAt = 0;
 
-  const writeAll = (rows: Array<{ rule: string; id: string; version: string; env: string; ttlMs: string }>) =>
+  const writeAll = (rows: RedisCopy[]) =>
     script.setIfNewer(rows.length, ...rows.map((r) => key(r.rule, r.id)), ...rows.flatMap((r) => [r.version, r.env, r.ttlMs]));
 
   async function warm(): Promise<void> {
@@ -87,7 +96,7 @@ export function redisRegistry(o: RedisRegistryOptions): Registry {
       await redis.set(warmingKey, token);
       let after = { rule: "", id: "" };
       for (;;) {
-        const { rows } = await tx.query<{ rule: string; id: string; version: string; env: string; ttlMs: string }>(
+        const { rows } = await tx.query<RedisCopy>(
           `SELECT rule, object_id AS id, env, (extract(epoch FROM registered_at) * 1000000)::bigint::text AS version,
                   ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint::text AS "ttlMs"
            FROM registrations WHERE (rule, object_id) > ($1, $2) AND expires_at > clock_timestamp()

@@ -93,10 +93,8 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
       log,
       cycleMs: config.PUSH_CYCLE_MS,
       inlineMaxBytes: config.PUSH_INLINE_MAX_BYTES,
-      onAppChanged: (appId) => {
-        apps.forget(appId);
-        metadata.invalidate(appId);
-      },
+      // The bus handler below has already dropped the app's cached metadata.
+      onAppChanged: (appId) => apps.forget(appId),
     });
     // Every replica sees every change (its own group), from now on: instances catch up by version when they (re)connect.
     const push = await ctx.bus.subscribe({

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import pg from "pg";
+import type pg from "pg";
 import WebSocket from "ws";
-import { call, Instance, type Json, startCenters } from "./harness.js";
+import { call, centerDb, Instance, type Json, startCenters } from "./harness.js";
 
 const loan = { appId: "loan", secret: "loan-secret-0123" };
 
@@ -15,9 +15,7 @@ describe("bad input is refused with the reason and leaves nothing half-written (
   before(async () => {
     env = await startCenters(1, { redis: false, env: { SOCKET_MAX_MESSAGES_PER_SECOND: "5", IMPORT_BODY_LIMIT_BYTES: "1048576" } });
     base = env.urls[0]!;
-    db = new pg.Client({ connectionString: env.db.url });
-    await db.connect();
-    await db.query("SET search_path = config_center");
+    db = await centerDb(env.db.url);
   });
   after(async () => {
     await db.end();

@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { eventually } from "@opsplane/testing";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { call, Instance, type Json, startCenters } from "./harness.js";
+import { call, centerDb, Instance, type Json, startCenters } from "./harness.js";
 
 const loan = { appId: "loan", secret: "loan-secret-0123" };
 const put = (base: string, path: string, body: Record<string, unknown>, role: "operator" | "admin" = "operator") =>
@@ -19,9 +19,7 @@ describe("the change flow across two config-center replicas sharing one database
   before(async () => {
     env = await startCenters(2, { redis: true });
     [a, b] = env.urls as [string, string];
-    db = new pg.Client({ connectionString: env.db.url });
-    await db.connect();
-    await db.query("SET search_path = config_center");
+    db = await centerDb(env.db.url);
     redis = new Redis(process.env.REDIS_URL!);
   });
   after(async () => {

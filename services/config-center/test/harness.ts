@@ -1,5 +1,6 @@
 import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
 import { createTestDatabase, eventually, testRedis } from "@opsplane/testing";
+import pg from "pg";
 import WebSocket from "ws";
 import type { ConfigCenterEnv } from "../src/config.js";
 import { definition } from "../src/service.js";
@@ -56,6 +57,14 @@ export async function startCenters(count: number, opts: { redis: boolean; env?: 
       await db.drop();
     },
   };
+}
+
+/** A client on the service's own schema, to check what it wrote. */
+export async function centerDb(url: string): Promise<pg.Client> {
+  const db = new pg.Client({ connectionString: url });
+  await db.connect();
+  await db.query("SET search_path = config_center");
+  return db;
 }
 
 /** JSON as the tests read it: its shape is checked by the assertions, not by the compiler. */

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eventually } from "@opsplane/testing";
-import pg from "pg";
-import { call, Instance, type Json, startCenters } from "./harness.js";
+import type pg from "pg";
+import { call, centerDb, Instance, type Json, startCenters } from "./harness.js";
 
 const loan = { appId: "loan", secret: "loan-secret-0123" };
 
@@ -14,9 +14,7 @@ describe("the seed's start-up flow: token, registration, metadata, long connecti
   before(async () => {
     env = await startCenters(1, { redis: true, env: { HEARTBEAT_TIMEOUT_MS: "3000", HEARTBEAT_INTERVAL_MS: "500" } });
     base = env.urls[0]!;
-    db = new pg.Client({ connectionString: env.db.url });
-    await db.connect();
-    await db.query("SET search_path = config_center");
+    db = await centerDb(env.db.url);
   });
   after(async () => {
     await db.end();
