@@ -7,6 +7,8 @@ export const baseEnv = {
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /** How long a request waits for a database connection (a new one, or a free one from a busy pool) before it gets 503. */
   DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(5_000),
+  /** A query unanswered this long on an open connection (a partition, a frozen server) fails as an outage. */
+  DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, "must be a redis:// URL")

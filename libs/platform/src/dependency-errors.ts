@@ -8,7 +8,7 @@ const networkCodes = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTU
 const unavailableSqlStates = /^(08...|57P0[123]|53300)$/;
 // pg and pg-pool report a lost or timed-out connection by message only.
 const lostConnection =
-  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed|Cannot use a pool after calling end)/;
+  /^(Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Client was closed|Cannot use a pool after calling end)/;
 // ioredis, once its retries per request are spent or while it reconnects.
 const redisNames = new Set(["MaxRetriesPerRequestError"]);
 const redisMessages = /^(Connection is closed|Stream isn't writeable)/;

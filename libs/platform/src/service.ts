@@ -105,6 +105,7 @@ export async function startService<E extends ConfigShape>(
     applicationName: def.name,
     max: config.DATABASE_POOL_MAX,
     connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+    queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
   });
   const closers: Array<() => Promise<void>> = [];
   let shuttingDown = false;

@@ -116,7 +116,10 @@ describe("PostgreSQL that stops answering", () => {
     proxy = await startCuttableProxy("127.0.0.1", pgPort);
     const url = new URL(pg.url);
     url.port = String(proxy.port);
-    svc = await startService(fixtureService(), env(url.toString(), { DATABASE_CONNECT_TIMEOUT_MS: "500" }));
+    svc = await startService(
+      fixtureService(),
+      env(url.toString(), { DATABASE_CONNECT_TIMEOUT_MS: "500", DATABASE_QUERY_TIMEOUT_MS: "1000" }),
+    );
   });
   after(async () => {
     await svc?.close();
@@ -129,6 +132,17 @@ describe("PostgreSQL that stops answering", () => {
     assert.equal((await fetch(`${svc.url}/things/1`, { headers: json })).status, 404);
     proxy.blackhole();
     proxy.dropConnections();
+    const res = await fetch(`${svc.url}/things/1`, { headers: json, signal: bounded() });
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get("retry-after"), "5");
+    proxy.heal();
+    await eventually("answers again", async () => (await fetch(`${svc.url}/things/1`, { headers: json })).status === 404, 30_000);
+  });
+
+  // A partition, or a server frozen: the pool's open connections stay open and fall silent.
+  test("is a 503 once DATABASE_QUERY_TIMEOUT_MS has passed on a connection already open, not a request that hangs", async () => {
+    assert.equal((await fetch(`${svc.url}/things/1`, { headers: json })).status, 404);
+    proxy.blackhole();
     const res = await fetch(`${svc.url}/things/1`, { headers: json, signal: bounded() });
     assert.equal(res.status, 503);
     assert.equal(res.headers.get("retry-after"), "5");

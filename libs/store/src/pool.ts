@@ -16,6 +16,11 @@ export interface PoolOptions {
    * fails; unset waits forever, and a database that stops answering hangs every request.
    */
   connectTimeoutMs?: number;
+  /**
+   * How long a query may go unanswered on an open connection (a partition, a frozen server) before
+   * it fails with "Query read timeout"; unset waits forever.
+   */
+  queryTimeoutMs?: number;
 }
 
 // int8 (bigint) columns come back as strings by default; counts and ids in this
@@ -29,6 +34,7 @@ export function createPool(connectionString: string, opts: PoolOptions): pg.Pool
     application_name: opts.applicationName,
     max: opts.max ?? 10,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 0,
+    ...(opts.queryTimeoutMs ? { query_timeout: opts.queryTimeoutMs } : {}),
     options: `-c search_path=${opts.schema},public`,
   });
   // An idle client losing its connection (database restart) must not crash the process;
@@ -48,6 +54,7 @@ export interface TransactionOptions {
  */
 export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
   const { client, release } = await checkOut(pool);
+  let rollbackFailed: Error | undefined;
   try {
     await client.query(
       `BEGIN${opts.isolation ? ` ISOLATION LEVEL ${opts.isolation.toUpperCase()}` : ""}${opts.readOnly ? " READ ONLY" : ""}`,
@@ -56,10 +63,14 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
     await client.query("COMMIT");
     return result;
   } catch (err) {
-    await client.query("ROLLBACK").catch(() => {});
+    // A rollback that fails leaves the connection in no known state: it is discarded, not reused.
+    rollbackFailed = await client.query("ROLLBACK").then(
+      () => undefined,
+      (e: Error) => e,
+    );
     throw err;
   } finally {
-    release();
+    release(rollbackFailed);
   }
 }
 
@@ -67,9 +78,9 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
  * Takes a client from the pool for several queries. A connection lost between two queries is an
  * 'error' event on the client, which ends the process when nobody listens (pg-pool listens only
  * while the client is idle): kept here, it fails the next query instead, and `release` discards
- * the client rather than return it to the pool.
+ * the client rather than return it to the pool (also when given the error that left it broken).
  */
-export async function checkOut(pool: pg.Pool): Promise<{ client: pg.PoolClient; release(): void }> {
+export async function checkOut(pool: pg.Pool): Promise<{ client: pg.PoolClient; release(broken?: Error): void }> {
   const client = await pool.connect();
   let lost: Error | undefined;
   const onLost = (err: Error) => {
@@ -78,9 +89,9 @@ export async function checkOut(pool: pg.Pool): Promise<{ client: pg.PoolClient; 
   client.on("error", onLost);
   return {
     client,
-    release: () => {
+    release: (broken?: Error) => {
       client.off("error", onLost);
-      client.release(lost);
+      client.release(lost ?? broken);
     },
   };
 }
