@@ -8,7 +8,7 @@ import { type Bus, createBus } from "@opsplane/bus";
 import { GetServiceInfoResponseSchema, ServiceInfoService } from "@opsplane/contracts";
 import { createPool, type Migration, migrate, type Pool, readMigrations } from "@opsplane/store";
 import closeWithGrace from "close-with-grace";
-import Fastify, { type FastifyBaseLogger } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyReply } from "fastify";
 import { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import type { App } from "./app.js";
@@ -148,6 +148,16 @@ export async function startService<E extends ConfigShape>(
     requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers["x-request-id"]),
     return503OnClosing: true,
+    // A URL fastify cannot decode (invalid UTF-8, a broken escape) never reaches the router or its
+    // hooks: answered here in the same error model, with its request id.
+    frameworkErrors: (err, req, reply) => {
+      req.log.info({ status: 400, error: "bad_request" }, err.message);
+      // Typed for any route's generics; this reply belongs to no route.
+      void (reply as unknown as FastifyReply)
+        .header("x-request-id", req.id)
+        .code(400)
+        .send({ error: "bad_request", message: `the URL cannot be read: ${err.message}` });
+    },
     forceCloseConnections: "idle",
   }).withTypeProvider<TypeBoxTypeProvider>();
   installRequestIdHeader(app);

@@ -132,6 +132,13 @@ describe("a service built on the kit", () => {
     assert.match((await call("/healthz")).headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
   });
 
+  test("a URL that cannot be decoded (invalid UTF-8) is a 400 in the error model, with its request id", async () => {
+    const res = await call("/things/%FF", { headers: { "x-request-id": "bad-url-1" } });
+    assert.equal(res.status, 400);
+    assert.equal(res.headers.get("x-request-id"), "bad-url-1");
+    assert.equal(((await res.json()) as { error: string }).error, "bad_request");
+  });
+
   test("a given request id longer than 128 characters or with other characters than a token's is replaced", async () => {
     const longest = "a".repeat(128);
     assert.equal((await call("/healthz", { headers: { "x-request-id": longest } })).headers.get("x-request-id"), longest);
