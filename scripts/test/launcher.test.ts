@@ -310,6 +310,10 @@ test("make run BUS=kafka runs the six services on the kafka bus beside a local b
   const offset = portOffset();
   const ports = services.map((s) => s.port + offset);
   const { child, output } = await runLauncher(pgPort, offset, { BUS: "kafka", OPSPLANE_KAFKA_PORT: String(kafkaPort) });
+  // A failed assertion must not leave the launcher and its processes holding this file open.
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+  });
   assert.match(output(), /opsplane is up \(single node, kafka bus/);
   assert.doesNotMatch(output(), /ERROR/);
   assert.match(output(), new RegExp(`kafka +127\\.0\\.0\\.1:${kafkaPort}`));

@@ -17,6 +17,11 @@ export interface KafkaSettings {
   relay?: boolean;
 }
 
+// Answers kafkajs logs at ERROR although it retries them itself, as a fresh topic or group settles
+// (seen on a new broker: "This server does not host this topic-partition" right after creation).
+const settlingErrors =
+  /does not host this topic-partition|no leader for this topic-partition|coordinator is not available|not the correct coordinator|group is rebalancing/i;
+
 /** A kafkajs client whose log lines go to the bus logger. */
 export function createKafka(s: KafkaSettings, logger: BusLogger): Kafka {
   return new Kafka({
@@ -27,7 +32,8 @@ export function createKafka(s: KafkaSettings, logger: BusLogger): Kafka {
       () =>
       ({ level, log }) => {
         const { message, ...extra } = log;
-        if (level === logLevel.ERROR) logger.error({ kafka: extra }, `kafkajs: ${message}`);
+        if (level === logLevel.ERROR && !settlingErrors.test(String(extra.error ?? "")))
+          logger.error({ kafka: extra }, `kafkajs: ${message}`);
         else logger.warn({ kafka: extra }, `kafkajs: ${message}`);
       },
   });
