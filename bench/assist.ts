@@ -8,11 +8,15 @@
 //    receive (same process, same clock). The relay runs as its own process, as deployed.
 //  - snapshot: rrweb record() on a page of ~10,000 DOM nodes in headless Chromium: time to
 //    the full-snapshot event and its JSON size.
+//  - bundle: the built widget.js (npm run build -w services/assist-relay) minified, gzip and
+//    brotli (quality 11, as the relay serves it) beside rrweb's own record bundle; target: the
+//    widget's brotli size at most rrweb's + 15 KB.
 // Prints one JSON object.   DATABASE_URL=postgres://… npx tsx bench/assist.ts
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import path from "node:path";
+import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 import { sha256Hex } from "@opsplane/platform";
 import { chromiumArgs, chromiumPath, createTestDatabase, eventually, freePort } from "@opsplane/testing";
 import { chromium } from "playwright-core";
@@ -40,6 +44,9 @@ async function startRelay(databaseUrl: string, redisUrl: string | undefined): Pr
       ASSIST_ALLOWED_ORIGINS: ORIGIN,
       AUTH_API_KEYS: `bench:viewer:${sha256Hex(API_KEY)}`,
       ASSIST_CLIENT_MAX_FAILURES: "100000",
+      // 200 sessions opened from one address in a few seconds: far past the limit for anonymous callers.
+      ASSIST_PUBLIC_PER_ADDRESS_PER_MINUTE: "100000",
+      ASSIST_PUBLIC_GLOBAL_PER_MINUTE: "100000",
     },
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -197,6 +204,24 @@ async function snapshotRun() {
   }
 }
 
+function sizes(file: string) {
+  const bytes = readFileSync(file);
+  return {
+    minifiedBytes: bytes.length,
+    gzipBytes: gzipSync(bytes, { level: 9 }).length,
+    brotliBytes: brotliCompressSync(bytes, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length,
+  };
+}
+
+function bundleRun() {
+  const widgetFile = path.join(relayDir, "dist", "web", "widget.js");
+  if (!existsSync(widgetFile)) return { skipped: `${widgetFile} not built` };
+  const widget = sizes(widgetFile);
+  const rrwebRecord = sizes(path.join(path.dirname(require.resolve("@rrweb/record")), "record.umd.min.cjs"));
+  const overBytes = widget.brotliBytes - rrwebRecord.brotliBytes;
+  return { widget, rrwebRecord, brotliOverRrwebBytes: overBytes, target: "brotli ≤ rrweb record + 15 KB", met: overBytes <= 15 * 1024 };
+}
+
 async function main() {
   const db = await createTestDatabase();
   try {
@@ -206,6 +231,7 @@ async function main() {
       relay.push(await latencyRun(db.url, process.env.REDIS_URL, 2));
     }
     const snapshot = await snapshotRun();
+    const bundle = bundleRun();
     console.log(
       JSON.stringify(
         {
@@ -216,6 +242,7 @@ async function main() {
           measuredSeconds: SECONDS,
           relay,
           snapshot,
+          bundle,
           target: "p99 < 100 ms at 200 sessions",
         },
         null,

@@ -85,13 +85,6 @@ async function start(c: Extract<ClientCommand, { cmd: "start" }>): Promise<void>
     }
   });
   const connectSeconds = (Date.now() - t1) / 1000;
-  // Heartbeats: every socket pings every 10 s, spread over the interval.
-  clients.forEach((cl, i) => {
-    setTimeout(
-      () => setInterval(() => cl.ws.readyState === cl.ws.OPEN && cl.ws.send('{"t":"ping"}'), 10_000),
-      (i * 10_000) / clients.length,
-    );
-  });
   send({ t: "ready", registered: ids.length, connected: clients.length, registerSeconds, connectSeconds, fdLimitHit, error });
 }
 
@@ -114,6 +107,9 @@ function connect(id: string): Promise<Client> {
       ws.send(`{"t":"ack","version":${m.version}}`);
       if (m.catchUp && !caughtUp) {
         caughtUp = true;
+        // Heartbeats from the moment the socket is up, every 10 s as the SDK sends them: sockets opened
+        // early in a long connection phase must not fall silent past HEARTBEAT_TIMEOUT_MS meanwhile.
+        setInterval(() => ws.readyState === ws.OPEN && ws.send('{"t":"ping"}'), 10_000);
         resolve({ id, ws });
         return;
       }

@@ -1,7 +1,8 @@
 // `make run`: the single-node mode. A real embedded PostgreSQL under .data/, the six services
 // as separate processes on the postgres bus, a demo to try them with (scripts/demo: an operator
 // page with assist's widget, production and sit payment apps behind callback-dispatcher, a
-// sample artifact for errcode-scanner), log lines prefixed by process, one summary of URLs and
+// sample artifact for errcode-scanner, two instances of the loan demo joined to config-center
+// through the SDK), log lines prefixed by process, one summary of URLs and
 // API keys once everything answers, and Ctrl-C stopping everything cleanly. Every process is
 // supervised (scripts/supervisor.ts): a death is printed with its reason and the process started
 // again with backoff, PostgreSQL included. Everything listens on 127.0.0.1 unless HOST says
@@ -152,6 +153,7 @@ async function main(): Promise<void> {
 
   const keys = devKeys(DATA);
   const serviceByName = Object.fromEntries(services.map((s) => [s.name, s]));
+  const loanDatabaseUrl = await ensureDatabase(adminUrl, "loan_demo");
   const showcase = demo({
     host: HOST,
     urlOf,
@@ -160,6 +162,9 @@ async function main(): Promise<void> {
     dispatcherUrl: serviceUrl(serviceByName["callback-dispatcher"]!),
     sitAgentToken: keys.sitAgentToken,
     sitAgentCredential: keys.authAppCredentials,
+    dataDir: DATA,
+    configUrl: serviceUrl(serviceByName["config-center"]!),
+    loanDatabaseUrl,
   });
   const running = services.map((s) =>
     served(
@@ -184,6 +189,8 @@ async function main(): Promise<void> {
 
   const seeded = await showcase.seed(keys.apiKeys.operator);
   if (seeded.length) console.log(`demo: set ${seeded.join(", ")} in callback-dispatcher`);
+  const loanSeeded = await showcase.seedLoanDemo(keys.apiKeys.admin);
+  if (loanSeeded.length) console.log(`loan demo: created ${loanSeeded.join(", ")} in config-center`);
   await Promise.all(showcase.processes.map((p) => served(p.name, p.args, p.env, `${p.url}/healthz`).start()));
 
   const column = width + 2;

@@ -1,12 +1,14 @@
 // What `make run` adds to the platform so that assist, callback routing and a scan work at once
 // (the root README's walkthrough): the operator page and the production and sit payment apps as
 // processes of their own, each service's demo settings, and the dispatcher's environments and
-// rule, seeded through its API once the services are up.
+// rule, seeded through its API once the services are up. Beside them, two instances of the loan
+// demo (loan-demo.ts) joined to config-center through the SDK.
 import path from "node:path";
+import { loanDemo, loanDemoPorts } from "./loan-demo.js";
 import { seedDispatcher } from "./seed.js";
 
 /** Ports before the launcher's OPSPLANE_PORT_OFFSET; the services have 8081–8086. */
-export const demoPorts = { page: 8080, production: 8087, sit: 8088 } as const;
+export const demoPorts = { page: 8080, production: 8087, sit: 8088, ...loanDemoPorts } as const;
 const sampleArtifactFile = "scripts/demo/sample-artifact/demo-payments-1.0.jar";
 const errcodeRulesFile = "scripts/demo/sample-artifact/errcode-rules.json";
 
@@ -31,6 +33,11 @@ export interface DemoOptions {
   sitAgentToken: string;
   /** Its hash entry for the dispatcher's AUTH_APP_CREDENTIALS. */
   sitAgentCredential: string;
+  /** The launcher's data directory: the loan demo's secret, terminal key and snapshots. */
+  dataDir: string;
+  configUrl: string;
+  /** The loan demo's database. */
+  loanDatabaseUrl: string;
 }
 
 export function demo(o: DemoOptions) {
@@ -39,6 +46,7 @@ export function demo(o: DemoOptions) {
   const production = o.urlOf(port(demoPorts.production));
   const sit = o.urlOf(port(demoPorts.sit));
   const artifact = `${page}/artifacts/${path.basename(sampleArtifactFile)}`;
+  const loans = loanDemo({ ...o, databaseUrl: o.loanDatabaseUrl });
   // A browser on this machine may call the page by either name.
   const pageOrigins = [page, page.replace("//127.0.0.1:", "//localhost:")];
   /** The callback agent, as a test environment runs it: `node --import @opsplane/callback-agent app.js`. */
@@ -77,8 +85,11 @@ export function demo(o: DemoOptions) {
       },
       app("production", production, { args: [], env: {} }),
       app("sit", sit, agent),
+      ...loans.processes,
     ] satisfies DemoProcess[],
     seed: (operatorKey: string) => seedDispatcher(o.dispatcherUrl, operatorKey, { production, sit }),
+    /** The loan demo's app, parameters, database and rules in config-center (admin key); what it created. */
+    seedLoanDemo: loans.seed,
     /** The summary's demo lines. */
     summary: (width: number) =>
       [
@@ -87,6 +98,8 @@ export function demo(o: DemoOptions) {
         ["production app", `${production}   (callback-dispatcher's production environment)`],
         ["sit app", `${sit}   (test environment sit, under the callback agent)`],
         ["sample artifact", `${artifact}   (errcode-scanner may fetch it)`],
-      ].map(([what, where]) => `  ${what!.padEnd(width)}  ${where}`),
+      ]
+        .map(([what, where]) => `  ${what!.padEnd(width)}  ${where}`)
+        .concat(loans.summary(width)),
   };
 }

@@ -1,5 +1,7 @@
-// Bundles the browser code (type-checked first by `tsc -p web` in the build script, with the DOM lib): the widget (IIFE for the <script> tag, ESM for npm import) and the developer console.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+// Bundles the developer console (type-checked first by `tsc -p web` in the build script, with the DOM lib) and puts
+// beside it the widget script the relay serves: `@opsplane/assist-widget`'s own <script> build (built just before by
+// the build script), the same file apps get from the package, so there is one widget.
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,12 +12,20 @@ const out = path.join(here, "dist", "web");
 const require = createRequire(import.meta.url);
 mkdirSync(out, { recursive: true });
 
-const common = { bundle: true, minify: true, sourcemap: true, target: "es2020", legalComments: "none", logLevel: "warning" };
-await Promise.all([
-  build({ ...common, entryPoints: [path.join(here, "web/widget/auto.ts")], format: "iife", outfile: path.join(out, "widget.js") }),
-  build({ ...common, entryPoints: [path.join(here, "web/widget/index.ts")], format: "esm", outfile: path.join(out, "widget.mjs") }),
-  build({ ...common, entryPoints: [path.join(here, "web/console/index.ts")], format: "iife", outfile: path.join(out, "console.js") }),
-]);
+const widget = require.resolve("@opsplane/assist-widget/widget.js");
+copyFileSync(widget, path.join(out, "widget.js"));
+copyFileSync(`${widget}.map`, path.join(out, "widget.js.map"));
+await build({
+  entryPoints: [path.join(here, "web/console/index.ts")],
+  outfile: path.join(out, "console.js"),
+  format: "iife",
+  bundle: true,
+  minify: true,
+  sourcemap: true,
+  target: "es2020",
+  legalComments: "none",
+  logLevel: "warning",
+});
 const rrwebStyle = readFileSync(path.join(path.dirname(require.resolve("rrweb")), "style.css"), "utf8");
 const page = readFileSync(path.join(here, "web/console/console.html"), "utf8").replace("/*RRWEB_STYLE*/", rrwebStyle);
 writeFileSync(path.join(out, "console.html"), page);

@@ -11,7 +11,8 @@ export interface AgentOptions {
   /** This test environment's name as configured in the dispatcher, e.g. "sit". */
   env: string;
   rulesRefreshMs?: number;
-  flushIntervalMs?: number;
+  /** After a failed report, how long to wait before sending it again. Reports otherwise leave at once. */
+  retryMs?: number;
   batchSize?: number;
   maxQueue?: number;
   /** Largest request/response body copied for id extraction. */
@@ -45,8 +46,9 @@ export interface Agent {
 
 /**
  * Starts intercepting this process's http servers. Nothing here can throw into
- * the app or hold it up: rules are fetched and registrations sent on unref'd
- * timers, failures are logged (once per kind of failure in a row) and counted.
+ * the app or hold it up: rules are fetched on an unref'd timer, registrations
+ * sent as soon as they are found (off the request path), failures are logged
+ * (once per kind of failure in a row) and counted.
  */
 export function startAgent(o: AgentOptions): Agent {
   const log = o.log ?? ((line: string) => process.stderr.write(`[callback-agent] ${line}\n`));
@@ -65,7 +67,7 @@ export function startAgent(o: AgentOptions): Agent {
 
   const reporter = createReporter({
     send: (batch) => client.register(batch),
-    flushIntervalMs: o.flushIntervalMs ?? 1_000,
+    retryMs: o.retryMs ?? 1_000,
     batchSize: o.batchSize ?? 500,
     maxQueue: o.maxQueue ?? 10_000,
     onError: (err) => problem(`cannot report registrations: ${err.message}`),
@@ -73,7 +75,7 @@ export function startAgent(o: AgentOptions): Agent {
       problem(`dispatcher refused ${refused} registrations (${reason.code}), not sent again: ${reason.message}`, `refused:${reason.code}`),
   });
 
-  let compiler: Promise<ScriptCompiler> | undefined;
+  let compiler: Promise<ScriptCompiler | undefined> | undefined;
   const fetchAndCompileRules = async () => {
     try {
       const doc = await client.fetchRules();
@@ -81,7 +83,11 @@ export function startAgent(o: AgentOptions): Agent {
       const needsScripts = doc.rules.some((r) => r.interface.id.kind === "script");
       let compileScript: ScriptCompiler | undefined;
       if (needsScripts && o.scriptCompiler) {
-        compiler ??= o.scriptCompiler();
+        // Without the sandbox (an install without @opsplane/sandbox) script rules are skipped, the others work.
+        compiler ??= o.scriptCompiler().catch((err: Error) => {
+          problem(`script extractors unavailable, script rules skipped: ${err.message}`);
+          return undefined;
+        });
         compileScript = await compiler;
       }
       const next: CompiledRule[] = [];
@@ -153,6 +159,12 @@ export function startAgent(o: AgentOptions): Agent {
   };
 }
 
+/**
+ * The sandbox for script extractors, loaded on first need: `@opsplane/sandbox` is an optional peer, so
+ * an app that installs the agent alone still runs every rule but the script ones.
+ */
+export const lazySandboxScripts = async (): Promise<ScriptCompiler> => (await import("./sandbox-scripts.js")).sandboxScriptCompiler();
+
 /** Options from the environment: OPSPLANE_DISPATCHER_URL, OPSPLANE_ENV, OPSPLANE_AGENT_TOKEN and the tuning knobs. */
 export function agentOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions | string {
   const dispatcherUrl = env.OPSPLANE_DISPATCHER_URL;
@@ -168,7 +180,7 @@ export function agentOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Agent
     env: name,
     token: env.OPSPLANE_AGENT_TOKEN,
     rulesRefreshMs: num(env.OPSPLANE_RULES_REFRESH_MS),
-    flushIntervalMs: num(env.OPSPLANE_FLUSH_INTERVAL_MS),
+    retryMs: num(env.OPSPLANE_RETRY_MS),
     maxQueue: num(env.OPSPLANE_MAX_QUEUE),
     maxBodyBytes: num(env.OPSPLANE_MAX_BODY_BYTES),
   };

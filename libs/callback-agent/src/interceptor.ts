@@ -52,7 +52,8 @@ class BoundedCopy {
  * diagnostics_channel. For requests matching a rule's interface-A pattern it
  * copies the request body as the HTTP parser pushes it (never reading the
  * stream, so the app sees exactly what it would have) and the response as the
- * app writes it, then reads the id once the response has finished. Every step
+ * app writes it. Ids in the request are read once its body is complete, ids
+ * in the response once the response has finished (status < 400). Every step
  * is guarded: an agent failure is reported, never thrown into the app.
  */
 export function installInterceptor(o: InterceptorOptions): () => void {
@@ -76,43 +77,65 @@ function observe({ request: req, response: res }: RequestStart, o: InterceptorOp
   const method = req.method ?? "GET";
   const matched = rules.filter((r) => r.matchesInterface(method, req.headers.host, path));
   if (!matched.length) return;
-
+  const fromRequest = matched.filter((r) => !r.interfaceIdFromResponse);
+  const fromResponse = matched.filter((r) => r.interfaceIdFromResponse);
   const reqBody = new BoundedCopy(o.maxBodyBytes);
-  const push = req.push;
-  req.push = function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
+
+  const exchange = (response?: HttpExchange["response"]): HttpExchange => ({
+    method,
+    path,
+    query: q < 0 ? "" : url.slice(q + 1),
+    headers: flatHeaders(req.headers),
+    body: reqBody.bytes(),
+    ...(response ? { response } : {}),
+  });
+  const extract = (which: CompiledRule[], x: HttpExchange, truncated: boolean | undefined) => {
+    for (const rule of which) {
+      try {
+        if (truncated) throw new Error(`body larger than ${o.maxBodyBytes} bytes`);
+        Promise.resolve(rule.interfaceId(x)).then(
+          (id) => o.onId(rule.name, id),
+          (err: Error) => o.onExtractionFailure(rule.name, err),
+        );
+      } catch (err) {
+        o.onExtractionFailure(rule.name, err as Error);
+      }
+    }
+  };
+
+  // Ids in A's request are read the moment its body is complete (the parser pushes the end), before
+  // the app has answered: the third party may call back before A's response leaves, and the sooner
+  // the dispatcher knows the id, the fewer callbacks arrive ahead of their registration.
+  let requestRead = !fromRequest.length;
+  const readRequest = () => {
+    if (requestRead) return;
+    requestRead = true;
     try {
-      reqBody.add(chunk);
+      extract(fromRequest, exchange(), reqBody.truncated);
     } catch (err) {
       o.onInternalError(err as Error);
     }
-    return push.call(this, chunk, encoding);
+  };
+  const push = req.push;
+  req.push = function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
+    const more = push.call(this, chunk, encoding);
+    try {
+      if (chunk === null) readRequest();
+      else reqBody.add(chunk);
+    } catch (err) {
+      o.onInternalError(err as Error);
+    }
+    return more;
   } as typeof req.push;
+  if (req.complete) readRequest();
 
-  const resBody = matched.some((r) => r.interfaceIdFromResponse) ? copyResponse(res, o) : undefined;
-
+  if (!fromResponse.length) return;
+  const resBody = copyResponse(res, o);
   res.once("finish", () => {
     try {
       if (res.statusCode >= 400) return;
-      const exchange: HttpExchange = {
-        method,
-        path,
-        query: q < 0 ? "" : url.slice(q + 1),
-        headers: flatHeaders(req.headers),
-        body: reqBody.bytes(),
-        ...(resBody ? { response: { status: res.statusCode, headers: flatHeaders(res.getHeaders()), body: resBody.bytes() } } : {}),
-      };
-      for (const rule of matched) {
-        const truncated = rule.interfaceIdFromResponse ? resBody?.truncated : reqBody.truncated;
-        try {
-          if (truncated) throw new Error(`body larger than ${o.maxBodyBytes} bytes`);
-          Promise.resolve(rule.interfaceId(exchange)).then(
-            (id) => o.onId(rule.name, id),
-            (err: Error) => o.onExtractionFailure(rule.name, err),
-          );
-        } catch (err) {
-          o.onExtractionFailure(rule.name, err as Error);
-        }
-      }
+      const response = { status: res.statusCode, headers: flatHeaders(res.getHeaders()), body: resBody.bytes() };
+      extract(fromResponse, exchange(response), resBody.truncated);
     } catch (err) {
       o.onInternalError(err as Error);
     }

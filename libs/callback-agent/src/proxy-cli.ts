@@ -5,9 +5,8 @@
  * with OPSPLANE_DISPATCHER_URL, OPSPLANE_ENV and OPSPLANE_AGENT_TOKEN set as for the agent.
  */
 import { parseArgs } from "node:util";
-import { agentOptionsFromEnv, startAgent } from "./agent.js";
+import { agentOptionsFromEnv, lazySandboxScripts, startAgent } from "./agent.js";
 import { startProxy } from "./proxy.js";
-import { sandboxScriptCompiler } from "./sandbox-scripts.js";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -17,7 +16,7 @@ async function main(): Promise<void> {
   if (!values.upstream || !Number.isInteger(port)) throw new Error("usage: callback-agent-proxy --listen <port> --upstream <url>");
   const options = agentOptionsFromEnv();
   if (typeof options === "string") throw new Error(options);
-  const agent = startAgent({ ...options, scriptCompiler: sandboxScriptCompiler });
+  const agent = startAgent({ ...options, scriptCompiler: lazySandboxScripts });
   const proxy = await startProxy({ port, host: values.host, upstream: values.upstream });
   process.stderr.write(`[callback-agent] proxy listening on ${values.host}:${port} -> ${values.upstream} (env ${options.env})\n`);
   const stop = async () => {

@@ -4,8 +4,7 @@
  * is one line on stderr; the app always starts.
  */
 import { isMainThread } from "node:worker_threads";
-import { agentOptionsFromEnv, startAgent } from "./agent.js";
-import { sandboxScriptCompiler } from "./sandbox-scripts.js";
+import { agentOptionsFromEnv, lazySandboxScripts, startAgent } from "./agent.js";
 
 // Node runs `--import` again in every worker thread the app starts: one agent per process, on the
 // main thread, where the app's http servers are. The key also stops a second copy of this module
@@ -18,7 +17,7 @@ if (isMainThread && !host[started]) {
   try {
     const options = agentOptionsFromEnv();
     if (typeof options === "string") process.stderr.write(`[callback-agent] ${options}\n`);
-    else startAgent({ ...options, scriptCompiler: sandboxScriptCompiler });
+    else startAgent({ ...options, scriptCompiler: lazySandboxScripts });
   } catch (err) {
     process.stderr.write(`[callback-agent] not started: ${(err as Error).message}\n`);
   }

@@ -9,7 +9,8 @@ export interface Registration {
 export interface ReporterOptions {
   /** Throws when the batch should be sent again later; refused registrations are final. */
   send(batch: Registration[]): Promise<RegisterOutcome>;
-  flushIntervalMs: number;
+  /** After a failed send, how long to wait before sending again (the queue is kept meanwhile). */
+  retryMs: number;
   batchSize: number;
   /** Most registrations held while the dispatcher does not answer; more are dropped and counted. */
   maxQueue: number;
@@ -30,9 +31,12 @@ export interface Reporter {
 }
 
 /**
- * Batches registrations and sends them off the app's request path, on an
- * unref'd timer so the agent never keeps the app alive. When the dispatcher is
- * down the queue stays bounded: the oldest entries survive, new ones are dropped.
+ * Sends registrations off the app's request path as soon as it can: an id found while no report is
+ * in flight leaves at the end of the current event-loop turn (with any others found in that turn);
+ * ids found while one is in flight queue up and leave together when it returns. So a report waits
+ * for nothing when the agent is idle, and batches form only under load. After a failure the queue
+ * is kept (bounded: the oldest entries survive, new ones are dropped) and sent again after
+ * `retryMs`, on an unref'd timer so the agent never keeps the app alive.
  */
 export function createReporter(o: ReporterOptions): Reporter {
   let queue: Registration[] = [];
@@ -40,6 +44,8 @@ export function createReporter(o: ReporterOptions): Reporter {
   let refused = 0;
   let dropped = 0;
   let inFlight: Promise<void> | undefined;
+  let scheduled = false;
+  let retryAt = 0;
 
   const flushOnce = async () => {
     while (queue.length) {
@@ -50,10 +56,12 @@ export function createReporter(o: ReporterOptions): Reporter {
         sent += batch.length - outcome.refused;
         refused += outcome.refused;
         if (outcome.reason) o.onRefused({ refused: outcome.refused, reason: outcome.reason });
+        retryAt = 0;
       } catch (err) {
         const room = Math.max(0, o.maxQueue - queue.length);
         dropped += Math.max(0, batch.length - room);
         queue = [...batch.slice(0, room), ...queue];
+        retryAt = Date.now() + o.retryMs;
         o.onError(err as Error);
         return;
       }
@@ -65,7 +73,18 @@ export function createReporter(o: ReporterOptions): Reporter {
     });
     return inFlight;
   };
-  const timer = setInterval(() => void flush(), o.flushIntervalMs);
+  // Ids found in one turn (a burst of requests parsed together) leave as one report.
+  const sendSoon = () => {
+    if (scheduled || inFlight || Date.now() < retryAt) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      void flush();
+    }).unref();
+  };
+  const timer = setInterval(() => {
+    if (queue.length && Date.now() >= retryAt) void flush();
+  }, o.retryMs);
   timer.unref();
 
   return {
@@ -75,7 +94,7 @@ export function createReporter(o: ReporterOptions): Reporter {
         return;
       }
       queue.push(r);
-      if (queue.length >= o.batchSize) void flush();
+      sendSoon();
     },
     flush,
     stop: () => clearInterval(timer),

@@ -32,21 +32,26 @@ async function listen(server: http.Server): Promise<string> {
 
 type Batch = { env: string; registrations: Array<{ rule: string; id: string }> };
 
+type Answer = { status: number; body: unknown };
+
 /** Stands in for callback-dispatcher's agent API: serves the rules, records registration batches and answers them with `answer`. */
-async function startFakeDispatcher(answer: (batch: Batch) => { status: number; body: unknown } = () => ({ status: 200, body: {} })) {
+async function startFakeDispatcher(
+  answer: (batch: Batch) => Answer | Promise<Answer> = () => ({ status: 200, body: {} }),
+  rules: RuleSetDocument = ruleSet,
+) {
   const batches: Array<{ env: string; registrations: Array<{ rule: string; id: string }>; auth: string | undefined }> = [];
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
+    req.on("end", async () => {
       if (req.url?.startsWith("/_dispatcher/v1/agent/rules")) {
-        if (req.headers["if-none-match"] === `"${ruleSet.version}"`) return res.writeHead(304).end();
-        res.writeHead(200, { "content-type": "application/json", etag: `"${ruleSet.version}"` });
-        return res.end(JSON.stringify(ruleSet));
+        if (req.headers["if-none-match"] === `"${rules.version}"`) return res.writeHead(304).end();
+        res.writeHead(200, { "content-type": "application/json", etag: `"${rules.version}"` });
+        return res.end(JSON.stringify(rules));
       }
       const batch = JSON.parse(Buffer.concat(chunks).toString()) as Batch;
       batches.push({ ...batch, auth: req.headers.authorization });
-      const { status, body } = answer(batch);
+      const { status, body } = await answer(batch);
       res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
     });
   });
@@ -84,7 +89,7 @@ describe("interception agent", () => {
     dispatcher = await startFakeDispatcher();
     app = businessApp();
     appUrl = await listen(app);
-    agent = startAgent({ dispatcherUrl: dispatcher.url, env: "sit", token: "app-1:secret", flushIntervalMs: 20, log: () => {} });
+    agent = startAgent({ dispatcherUrl: dispatcher.url, env: "sit", token: "app-1:secret", log: () => {} });
     await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
   });
 
@@ -130,7 +135,7 @@ describe("agent with the dispatcher down", () => {
     const app = businessApp();
     const appUrl = await listen(app);
     const fake = await startFakeDispatcher();
-    const agent = startAgent({ dispatcherUrl: fake.url, env: "sit", flushIntervalMs: 10, maxQueue: 3, timeoutMs: 200, log: () => {} });
+    const agent = startAgent({ dispatcherUrl: fake.url, env: "sit", retryMs: 10, maxQueue: 3, timeoutMs: 200, log: () => {} });
     await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
     await fake.close(); // now nothing answers at the dispatcher's address
     try {
@@ -159,52 +164,60 @@ describe("agent with registrations the dispatcher refuses", () => {
       : { status: 200, body: { registered: batch.registrations.length, ignoredRules: [] } };
   };
 
-  async function agentWith(answer: (batch: Batch) => { status: number; body: unknown }) {
+  async function agentWith(answer: (batch: Batch) => Answer) {
     const app = businessApp();
     const appUrl = await listen(app);
-    const fake = await startFakeDispatcher(answer);
+    // Every report waits at the dispatcher until the test opens the gate, so the ids the app
+    // produces meanwhile queue up behind it and leave as the next batch: the test decides what it holds.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const fake = await startFakeDispatcher(async (batch) => {
+      await gate;
+      return answer(batch);
+    });
     const lines: string[] = [];
-    // Batches go out only when the test flushes, so it decides what one batch holds.
-    const agent = startAgent({ dispatcherUrl: fake.url, env: "sit", flushIntervalMs: 3_600_000, log: (l) => lines.push(l) });
+    const agent = startAgent({ dispatcherUrl: fake.url, env: "sit", log: (l) => lines.push(l) });
     await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
     const pay = async (orderNo: string) =>
       (await fetch(`${appUrl}/api/pay/x`, { method: "POST", body: JSON.stringify({ orderNo }) })).text();
     const close = async () => {
+      open();
       await agent.stop();
       app.close();
       await fake.close();
     };
-    return { agent, fake, lines, pay, close };
+    return { agent, fake, lines, pay, open, close };
   }
 
   test("sends the rest of a batch once without the refused ids, and never sends those again", async () => {
     const t = await agentWith(refuseProd);
     try {
-      for (const id of ["SIT-1", "PROD-1", "SIT-2"]) await t.pay(id);
-      await eventually("three ids queued", () => t.agent.stats().queued === 3);
-      await t.agent.flush();
+      await t.pay("SIT-1");
+      await eventually("SIT-1 sent and held at the dispatcher", () => t.fake.batches.length === 1);
+      for (const id of ["PROD-1", "SIT-2", "SIT-3"]) await t.pay(id);
+      await eventually("three ids queued behind it", () => t.agent.stats().queued === 3);
+      t.open();
+      await eventually("every batch answered", () => t.agent.stats().sent + t.agent.stats().refused === 4);
       assert.deepEqual(
         t.fake.batches.map((b) => b.registrations.map((r) => r.id)),
-        [
-          ["SIT-1", "PROD-1", "SIT-2"],
-          ["SIT-1", "SIT-2"],
-        ],
+        [["SIT-1"], ["PROD-1", "SIT-2", "SIT-3"], ["SIT-2", "SIT-3"]],
       );
       await t.agent.flush();
-      assert.equal(t.fake.batches.length, 2, "the refused id is not retried");
+      assert.equal(t.fake.batches.length, 3, "the refused id is not retried");
       assert.deepEqual(
         { sent: t.agent.stats().sent, refused: t.agent.stats().refused, queued: t.agent.stats().queued },
-        { sent: 2, refused: 1, queued: 0 },
+        { sent: 3, refused: 1, queued: 0 },
       );
       assert.ok(
         t.lines.some((l) => /refused.*id_not_claimable.*may not claim/.test(l)),
         t.lines.join("\n"),
       );
       // The next ids still go through.
-      await t.pay("SIT-3");
-      await eventually("SIT-3 queued", () => t.agent.stats().queued === 1);
-      await t.agent.flush();
-      assert.deepEqual(t.fake.batches.at(-1)?.registrations, [{ rule: "pay", id: "SIT-3" }]);
+      await t.pay("SIT-4");
+      await eventually("SIT-4 sent", () => t.fake.batches.length === 4);
+      assert.deepEqual(t.fake.batches.at(-1)?.registrations, [{ rule: "pay", id: "SIT-4" }]);
     } finally {
       await t.close();
     }
@@ -216,8 +229,9 @@ describe("agent with registrations the dispatcher refuses", () => {
       body: { error: "agent_bound_elsewhere", message: 'app agent-uat is bound to environment "uat" and may not act for "sit"' },
     }));
     try {
+      t.open();
       await t.pay("SIT-9");
-      await eventually("SIT-9 queued", () => t.agent.stats().queued === 1);
+      await eventually("SIT-9 refused", () => t.agent.stats().refused === 1);
       await t.agent.flush();
       await t.agent.flush();
       assert.equal(t.fake.batches.length, 1);
@@ -232,12 +246,119 @@ describe("agent with registrations the dispatcher refuses", () => {
   });
 });
 
+describe("agent installed without the sandbox (@opsplane/sandbox is an optional peer)", () => {
+  test("script rules are skipped with one log line; the other rules keep reporting", async () => {
+    const withScript: RuleSetDocument = {
+      version: 8,
+      rules: [
+        ...ruleSet.rules,
+        {
+          name: "scripted",
+          interface: { pattern: "/api/scripted", id: { kind: "script", expr: "function extract(m) { return m.path; }" } },
+          callback: { pattern: "/notify/scripted", id: { kind: "json", expr: "id" } },
+          ttlSeconds: 60,
+        },
+      ],
+    };
+    const fake = await startFakeDispatcher(undefined, withScript);
+    const app = businessApp();
+    const appUrl = await listen(app);
+    const lines: string[] = [];
+    const agent = startAgent({
+      dispatcherUrl: fake.url,
+      env: "sit",
+      log: (l) => lines.push(l),
+      scriptCompiler: () => Promise.reject(new Error("Cannot find module '@opsplane/sandbox'")),
+    });
+    try {
+      await eventually("rules loaded", () => agent.stats().rulesVersion === 8);
+      assert.equal(agent.stats().rules, 2);
+      await fetch(`${appUrl}/api/pay/x`, { method: "POST", body: JSON.stringify({ orderNo: "NOSB-1" }) });
+      await eventually("NOSB-1 reported", () => fake.batches.some((b) => b.registrations.some((r) => r.id === "NOSB-1")));
+      assert.ok(
+        lines.some((l) => /script extractors unavailable, script rules skipped: Cannot find module/.test(l)),
+        lines.join("\n"),
+      );
+    } finally {
+      await agent.stop();
+      app.close();
+      await fake.close();
+    }
+  });
+});
+
+describe("registration window", () => {
+  test("an id in A's request is reported while the app is still working on A, with no flush to wait for", async () => {
+    const fake = await startFakeDispatcher();
+    const reported = () => fake.batches.some((b) => b.registrations.some((r) => r.id === "EARLY-1"));
+    // Interface A answers only once the dispatcher knows its id, as a platform calling its third party
+    // synchronously does: the callback can come back before A's response leaves.
+    const app = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", async () => {
+        await eventually("EARLY-1 reported before A answers", reported).then(
+          () => res.writeHead(200).end("ok"),
+          () => res.writeHead(500).end("not reported while A was in progress"),
+        );
+      });
+    });
+    const appUrl = await listen(app);
+    // A retry interval of an hour: only a report sent at once can arrive.
+    const agent = startAgent({ dispatcherUrl: fake.url, env: "sit", retryMs: 3_600_000, log: () => {} });
+    try {
+      await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
+      const res = await fetch(`${appUrl}/api/pay/x`, { method: "POST", body: JSON.stringify({ orderNo: "EARLY-1" }) });
+      assert.equal(await res.text(), "ok");
+    } finally {
+      await agent.stop();
+      app.close();
+      await fake.close();
+    }
+  });
+
+  test("reports leave one at a time when idle; ids found while one is in flight go together in the next", async () => {
+    const app = businessApp();
+    const appUrl = await listen(app);
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const fake = await startFakeDispatcher(async (batch) => {
+      if (batch.registrations[0]?.id === "LOAD-0") await gate;
+      return { status: 200, body: {} };
+    });
+    const agent = startAgent({ dispatcherUrl: fake.url, env: "sit", retryMs: 3_600_000, log: () => {} });
+    const pay = (orderNo: string) => fetch(`${appUrl}/api/pay/x`, { method: "POST", body: JSON.stringify({ orderNo }) });
+    try {
+      await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
+      await pay("LOAD-0");
+      await eventually("LOAD-0 sent", () => fake.batches.length === 1);
+      await Promise.all(["LOAD-1", "LOAD-2", "LOAD-3"].map(pay));
+      await eventually("three ids queued while LOAD-0 is in flight", () => agent.stats().queued === 3);
+      open();
+      await eventually("all four sent", () => agent.stats().sent === 4);
+      assert.deepEqual(
+        fake.batches.map((b) => b.registrations.map((r) => r.id).sort()),
+        [["LOAD-0"], ["LOAD-1", "LOAD-2", "LOAD-3"]],
+      );
+      await pay("IDLE-1");
+      await eventually("IDLE-1 sent on its own", () => fake.batches.length === 3);
+      assert.deepEqual(fake.batches[2]!.registrations, [{ rule: "pay", id: "IDLE-1" }]);
+    } finally {
+      open();
+      await agent.stop();
+      app.close();
+      await fake.close();
+    }
+  });
+});
+
 describe("sidecar proxy", () => {
   test("forwards traffic unchanged to the app behind it and reports ids seen through it", async () => {
     const fake = await startFakeDispatcher();
     const upstream = businessApp();
     const upstreamUrl = await listen(upstream);
-    const agent = startAgent({ dispatcherUrl: fake.url, env: "uat", flushIntervalMs: 20, log: () => {} });
+    const agent = startAgent({ dispatcherUrl: fake.url, env: "uat", log: () => {} });
     const proxy = await startProxy({ port: 0, host: "127.0.0.1", upstream: upstreamUrl });
     try {
       await eventually("rules loaded", () => agent.stats().rulesVersion === 7);

@@ -6,5 +6,6 @@ export * from "./gen/ops/v1/callback_dispatcher_pb.js";
 export * from "./gen/ops/v1/config_center_pb.js";
 export * from "./gen/ops/v1/errcode_pb.js";
 export * from "./gen/ops/v1/platform_events_pb.js";
+export * from "./gen/ops/v1/self_test_pb.js";
 export * from "./gen/ops/v1/service_info_pb.js";
 export * from "./topics.js";

@@ -8,6 +8,8 @@ import { undecodableAsInvalid } from "./rpc-undecodable.js";
 /** The caller, as the fastify auth hook found it; read it in an RPC handler with `ctx.values.get(principalKey)`. */
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
 export const requestIdKey = createContextKey<string>("", { description: "request id" });
+/** The caller's address, as fastify's `req.ip` gives it to the REST view. */
+export const clientAddressKey = createContextKey<string>("", { description: "client address" });
 
 export interface RpcService<S extends DescService = DescService> {
   service: S;

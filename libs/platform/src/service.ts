@@ -17,14 +17,23 @@ import { auditRestPath, auditRpc, installAuditRoute } from "./audit-query.js";
 import { createAuthenticator, installAuth, type Principal } from "./auth.js";
 import { activeTraceContext, tracedBus } from "./bus-tracing.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
-import { type AppError, installErrorModel } from "./errors.js";
+import { AppError, installErrorModel } from "./errors.js";
 import { type Check, installHealth, readiness } from "./health.js";
 import { installInputGuard } from "./input-guard.js";
 import { createLogger, type Logger, redactCredentials } from "./logger.js";
 import { createMetricsRegistry, installRedMetrics, type RecordRequest } from "./metrics.js";
 import { installRequestIdHeader, requestIdFrom } from "./request-id.js";
 import { retry } from "./retry.js";
-import { principalKey, type RpcService, registerRpcServices, requestIdKey, rpcInterceptor, rpcPaths, rpcService } from "./rpc.js";
+import {
+  clientAddressKey,
+  principalKey,
+  type RpcService,
+  registerRpcServices,
+  requestIdKey,
+  rpcInterceptor,
+  rpcPaths,
+  rpcService,
+} from "./rpc.js";
 import { installRpcBodyLimit } from "./rpc-body-limit.js";
 
 export interface ServiceContext<E extends ConfigShape = ConfigShape> {
@@ -256,6 +265,9 @@ export async function startService<E extends ConfigShape>(
   await app.register(fastifyConnectPlugin, {
     routes: (router) => registerRpcServices(router, services),
     readMaxBytes: config.BODY_LIMIT_BYTES,
+    // A field the request message does not declare is refused (400 naming it), not dropped: the
+    // REST views refuse unknown fields too, and a typo (`evn` for `env`) must not pass silently.
+    jsonOptions: { ignoreUnknownFields: false },
     interceptors: [
       rpcInterceptor(
         services,
@@ -267,6 +279,7 @@ export async function startService<E extends ConfigShape>(
       const values = new Map<symbol, unknown>([
         [principalKey.id, req.principal],
         [requestIdKey.id, req.id],
+        [clientAddressKey.id, req.ip],
       ]);
       return {
         get: (key) => (values.has(key.id) ? values.get(key.id) : key.defaultValue) as never,
@@ -282,6 +295,24 @@ export async function startService<E extends ConfigShape>(
     },
   });
 
+  // An empty body is no body, whatever its Content-Type says: a DELETE sent with
+  // `content-type: application/json` and nothing else (as many clients send it) reaches its route
+  // as one without a body, and the route's schema decides whether it needed one. Added after the
+  // Connect plugin, which sets its own parser for that type in its scope and refuses to replace a custom one.
+  // Bytes that are not UTF-8 are refused too: decoded leniently they would become U+FFFD and be
+  // stored as if the caller had sent that.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  const utf8 = new TextDecoder("utf-8", { fatal: true });
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (req, body, done) => {
+    if (body.length === 0) return done(null, undefined);
+    let text: string;
+    try {
+      text = utf8.decode(body as Buffer);
+    } catch {
+      return done(new AppError(400, "invalid_json", "body is not valid UTF-8"));
+    }
+    parseJson(req, text, done);
+  });
   await app.listen({ port: config.PORT, host: config.HOST });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.PORT;

@@ -44,6 +44,23 @@ describe("a service built on the kit", () => {
     assert.equal(((await res.json()) as { error: string }).error, "invalid_json");
   });
 
+  test("a JSON body that is not UTF-8 is refused, not stored with replacement characters", async () => {
+    const res = await call("/things", {
+      method: "POST",
+      headers: { ...json, ...bearer(keys.operator) },
+      body: Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]),
+    });
+    assert.equal(res.status, 400);
+    assert.deepEqual(await res.json(), { error: "invalid_json", message: "body is not valid UTF-8" });
+  });
+
+  test("an empty JSON body is no body: the route's schema decides whether one was needed", async () => {
+    const res = await call("/things", { method: "POST", headers: { ...json, ...bearer(keys.operator) }, body: "" });
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { error: string; message: string };
+    assert.equal(body.error, "invalid_request", "the schema, not the JSON parser, refused it");
+  });
+
   test("a schema violation is a 400 naming the field", async () => {
     const res = await call("/things", {
       method: "POST",
@@ -161,6 +178,15 @@ describe("a service built on the kit", () => {
     assert.equal(garbage.status, 400);
     assert.equal(((await garbage.json()) as { code: string }).code, "invalid_argument");
     assert.equal(garbage.headers.get("x-request-id"), "rpc-7");
+  });
+
+  test("a Connect JSON request naming a field its message does not have is refused, not ignored", async () => {
+    const res = await call("/ops.v1.ServiceInfoService/GetServiceInfo", { method: "POST", headers: json, body: '{"evn":"uat"}' });
+    assert.equal(res.status, 400);
+    assert.deepEqual(await res.json(), {
+      code: "invalid_argument",
+      message: 'cannot decode message ops.v1.GetServiceInfoRequest from JSON: key "evn" is unknown',
+    });
   });
 
   test("a refusal before the RPC runs (an unknown key) is a Connect error with its reason", async () => {

@@ -2,6 +2,7 @@ import type { QuickJSContext, QuickJSHandle, QuickJSRuntime, QuickJSWASMModule, 
 import type { SandboxErrorKind, SandboxFailure } from "./errors.js";
 import { formatBytes, type ScriptLimits } from "./limits.js";
 import { LogBuffer } from "./log-buffer.js";
+import type { MemoryGrowthCap } from "./memory-growth.js";
 
 /** Name the script's own frames carry in stacks; positions are read from it. */
 const SCRIPT_FILE = "script.js";
@@ -59,21 +60,31 @@ class Guard {
   constructor(
     private readonly runtime: QuickJSRuntime,
     private readonly memoryLimitBytes: number,
+    /** The worker's WASM memory growth, capped per call while memory is enforced (see MemoryGrowthCap). */
+    private readonly growth?: MemoryGrowthCap,
   ) {}
 
   arm(ms: number, { sampleMemory = true } = {}): void {
     this.until = performance.now() + ms;
     this.nextSample = sampleMemory ? 0 : Number.POSITIVE_INFINITY;
     this.tripped = undefined;
+    if (sampleMemory) this.growth?.cap(this.memoryLimitBytes);
+    else this.growth?.release();
   }
 
   disarm(): void {
     this.until = Number.POSITIVE_INFINITY;
     this.nextSample = Number.POSITIVE_INFINITY;
+    this.growth?.release();
   }
 
   readonly check = (): boolean => {
     if (this.tripped) return true;
+    // A refused growth means the call is past its memory limit, even if the script caught the error.
+    if (this.growth?.refused) {
+      this.tripped = "memory";
+      return true;
+    }
     const now = performance.now();
     if (now >= this.until) this.tripped = "timeout";
     else if (now >= this.nextSample) {
@@ -106,12 +117,13 @@ class Instance {
   constructor(
     qjs: QuickJSWASMModule,
     private readonly limits: ScriptLimits,
+    growth: MemoryGrowthCap | undefined,
   ) {
     this.logs = new LogBuffer(limits);
     this.runtime = qjs.newRuntime();
     this.runtime.setMemoryLimit(limits.memoryLimitBytes);
     this.runtime.setMaxStackSize(limits.stackLimitBytes);
-    this.guard = new Guard(this.runtime, limits.memoryLimitBytes);
+    this.guard = new Guard(this.runtime, limits.memoryLimitBytes, growth);
     this.runtime.setInterruptHandler(this.guard.check);
     this.context = this.runtime.newContext();
     this.installHelpers();
@@ -320,17 +332,18 @@ export class ScriptVm {
     private readonly qjs: QuickJSWASMModule,
     private readonly source: string,
     private readonly limits: ScriptLimits,
+    private readonly growth: MemoryGrowthCap | undefined,
   ) {}
 
   /** Loads the script; a failure means it cannot be used (SandboxCompileError on the host). */
-  static load(qjs: QuickJSWASMModule, source: string, limits: ScriptLimits): ScriptVm | SandboxFailure {
-    const vm = new ScriptVm(qjs, source, limits);
+  static load(qjs: QuickJSWASMModule, source: string, limits: ScriptLimits, growth?: MemoryGrowthCap): ScriptVm | SandboxFailure {
+    const vm = new ScriptVm(qjs, source, limits, growth);
     const failure = vm.reload();
     return failure ?? vm;
   }
 
   private reload(): SandboxFailure | undefined {
-    const instance = new Instance(this.qjs, this.limits);
+    const instance = new Instance(this.qjs, this.limits, this.growth);
     const failure = instance.load(this.source);
     if (failure) {
       instance.dispose();

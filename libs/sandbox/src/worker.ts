@@ -2,6 +2,7 @@ import { parentPort } from "node:worker_threads";
 import { newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC } from "quickjs-emscripten";
 import type { SandboxFailure } from "./errors.js";
 import { WORKER_MEMORY_BYTES } from "./limits.js";
+import { type GrowableMemory, MemoryGrowthCap } from "./memory-growth.js";
 import type { ScriptSource, WorkerMessage, WorkerRequest } from "./protocol.js";
 import { ScriptVm } from "./script-vm.js";
 
@@ -9,8 +10,9 @@ import { ScriptVm } from "./script-vm.js";
 // at a time, synchronously; the host queues them and watches the clock.
 
 // The compiler's ES lib has no WebAssembly typings; this is the one constructor needed.
-const { Memory } = (globalThis as unknown as { WebAssembly: { Memory: new (size: { initial: number; maximum: number }) => object } })
-  .WebAssembly;
+const { Memory } = (
+  globalThis as unknown as { WebAssembly: { Memory: new (size: { initial: number; maximum: number }) => GrowableMemory } }
+).WebAssembly;
 
 async function main(): Promise<void> {
   const port = parentPort!;
@@ -18,6 +20,8 @@ async function main(): Promise<void> {
   // of growing the process; the stock build may grow to 2 GiB.
   const page = 64 * 1024;
   const wasmMemory = new Memory({ initial: (16 * 1024 * 1024) / page, maximum: WORKER_MEMORY_BYTES / page });
+  // Each call may grow it by about its own memory limit, no more (see MemoryGrowthCap).
+  const growth = new MemoryGrowthCap(wasmMemory);
   const qjs = await newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory }));
   const scripts = new Map<number, ScriptVm>();
   const send = (message: WorkerMessage) => port.postMessage(message);
@@ -25,7 +29,7 @@ async function main(): Promise<void> {
   const load = (id: number, { source, limits }: ScriptSource): SandboxFailure | undefined => {
     scripts.get(id)?.dispose();
     scripts.delete(id);
-    const loaded = ScriptVm.load(qjs, source, limits);
+    const loaded = ScriptVm.load(qjs, source, limits, growth);
     if (!(loaded instanceof ScriptVm)) return loaded;
     scripts.set(id, loaded);
     return undefined;

@@ -90,6 +90,17 @@ describe("sandbox", () => {
     await rejection(script.call(null), SandboxMemoryError);
   });
 
+  test("large allocations between two heap samples are stopped at the memory limit, not run on until the time limit", async () => {
+    // Ten thousand 100 KB strings fit between two interrupts: the heap sample alone saw them only past the time limit.
+    const script = await sandbox.compile("function main() { const a = []; for (;;) a.push('x'.repeat(1e5)) }", {
+      memoryLimitBytes: 16 * MiB,
+      timeLimitMs: 200,
+    });
+    const error = await rejection(script.call(null), SandboxMemoryError);
+    assert.match(error.message, /memory limit of 16 MiB/);
+    await rejection(script.call(null), SandboxMemoryError);
+  });
+
   test("a throwing script gives its message, line and stack", async () => {
     const script = await sandbox.compile(
       "function check(code) {\n  throw new RangeError('bad code ' + code)\n}\nfunction main(x) { return check(x) }",

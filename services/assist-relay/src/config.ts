@@ -1,3 +1,4 @@
+import ipaddr from "ipaddr.js";
 import { z } from "zod";
 
 /** assist-relay's own environment variables (beside the platform's). */
@@ -8,9 +9,33 @@ export const assistEnv = {
   ASSIST_KEY_TTL_SECONDS: z.coerce.number().int().min(10).max(3600).default(300),
   /** Wrong keys tried against one session's key before it is burned. */
   ASSIST_KEY_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(5),
-  /** Failed key redemptions one client (principal or IP) may make per window before 429. */
+  /** Failed key redemptions one API key may make per window before 429. */
   ASSIST_CLIENT_MAX_FAILURES: z.coerce.number().int().min(1).default(10),
+  /** Failed key redemptions from one client address (all API keys together) per window before 429. */
+  ASSIST_ADDRESS_MAX_FAILURES: z.coerce.number().int().min(1).default(50),
   ASSIST_CLIENT_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).default(900),
+  /**
+   * Proxies (the Ingress controller, a load balancer) whose `X-Forwarded-For` names the client, as comma
+   * separated CIDRs ("10.0.0.0/8,127.0.0.1/32"). Empty: the header is ignored and the peer is the client.
+   */
+  TRUSTED_PROXIES: z
+    .string()
+    .default("")
+    .refine(
+      (list) =>
+        list
+          .split(",")
+          .map((c) => c.trim())
+          .filter(Boolean)
+          .every((c) => ipaddr.isValidCIDR(c)),
+      "a comma separated list of CIDRs, like 10.0.0.0/8,127.0.0.1/32",
+    ),
+  /** Sessions opened, and reports filed, without signing in: per client address and per minute (each). */
+  ASSIST_PUBLIC_PER_ADDRESS_PER_MINUTE: z.coerce.number().int().min(1).default(20),
+  /** The same for all addresses together (each). */
+  ASSIST_PUBLIC_GLOBAL_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+  /** Developers one session admits: each redeems the key (or a renewed one) while it is valid; one controls at a time. */
+  ASSIST_MAX_DEVELOPERS: z.coerce.number().int().min(1).max(50).default(5),
   /** Life of the single-use tickets the developer's browser and the operator's page open their WebSockets with. */
   ASSIST_TICKET_TTL_SECONDS: z.coerce.number().int().min(5).max(600).default(60),
   /**
@@ -32,13 +57,39 @@ export const assistEnv = {
     .number()
     .int()
     .min(1024)
-    .default(8 * 1024 * 1024),
+    .default(2 * 1024 * 1024),
   /** CSS selector of inputs whose values may leave the browser; every other input is masked. */
   ASSIST_UNMASKED_INPUT_SELECTOR: z.string().default(".assist-unmask"),
-  /** Request and response bodies captured from the page's API calls are cut to this size. */
+  /**
+   * Paths of the page's API calls whose request and response bodies are captured, comma separated picomatch
+   * patterns (e.g. "/api/orders/**,/api/status"); the bodies of every other call are never read. Empty: none.
+   */
+  ASSIST_NETWORK_BODY_URLS: z.string().default(""),
+  /** Captured bodies are cut to this size (after masking). */
   ASSIST_NETWORK_BODY_MAX_BYTES: z.coerce.number().int().min(0).max(1_048_576).default(4096),
-  /** JSON keys whose values are masked in captured bodies (case-insensitive regular expression). */
-  ASSIST_MASKED_BODY_KEYS: z.string().default("password|passwd|pin|cvv|card|idno|id_?number|cert|token|secret"),
+  /**
+   * Names whose values are masked wherever the sanitiser meets them (case-insensitive regular expression, found
+   * anywhere in the name unless anchored with ^ and $): JSON keys in bodies and console lines, form fields, URL query parameters, and inputs
+   * (which then stay masked even when allow-listed).
+   */
+  /** The old name of ASSIST_MASKED_KEYS: refused, so an upgrade that still sets it does not fall back to the defaults unnoticed. */
+  ASSIST_MASKED_BODY_KEYS: z
+    .string()
+    .optional()
+    .refine((v) => !v, "was renamed: set ASSIST_MASKED_KEYS (a case-insensitive regular expression of names) instead"),
+  ASSIST_MASKED_KEYS: z
+    .string()
+    .default(
+      "pass(word|wd)?|pwd|^pin$|pin_?code|cvv|cvc|card|passport|ssn|acct|account_?no|id_?no|id_?number|id_?card|cert|token|secret|otp|mobile|phone|^tel$|e_?mail|name$|^xm$|sfzh|zjhm|sjhm?|yhkh|authorization|cookie",
+    )
+    .refine((source) => {
+      try {
+        new RegExp(source, "i");
+        return true;
+      } catch {
+        return false;
+      }
+    }, "not a valid regular expression"),
   /** Recordings (and ended sessions' details) are deleted after this many hours. */
   ASSIST_RECORDING_RETENTION_HOURS: z.coerce.number().min(1).default(720),
   /** Sessions still open after this many hours are ended by the sweep. */

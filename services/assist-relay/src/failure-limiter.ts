@@ -1,47 +1,42 @@
-import type { Redis } from "ioredis";
+import type { WindowCounter } from "./window-counter.js";
 
-/**
- * Counts failed key redemptions per client (principal and IP) in a fixed
- * window, so nobody can guess keys across many sessions. Redis shares the
- * count between replicas; a single node counts in memory.
- */
-export interface FailureLimiter {
-  /** True when any of the clients has used up its failures. */
-  blocked(clients: string[]): Promise<boolean>;
-  fail(clients: string[]): Promise<void>;
+/** Whom a failed key redemption is counted against: the API key first, then the client address. */
+export interface KeyClient {
+  principal: string;
+  address: string;
 }
 
-export function createFailureLimiter(redis: Redis | undefined, prefix: string, maxFailures: number, windowSeconds: number): FailureLimiter {
-  const keyOf = (client: string) => `${prefix}key-failures:${client}`;
-  if (redis) {
-    return {
-      async blocked(clients) {
-        const counts = await redis.mget(clients.map(keyOf));
-        return counts.some((c) => Number(c ?? 0) >= maxFailures);
-      },
-      async fail(clients) {
-        const tx = redis.multi();
-        for (const c of clients) tx.incr(keyOf(c)).expire(keyOf(c), windowSeconds, "NX");
-        await tx.exec();
-      },
-    };
+export interface Blocked {
+  /** "API key" or "address": which count is used up. */
+  by: string;
+  retryAfterSeconds: number;
+}
+
+/**
+ * Counts failed key redemptions so nobody can guess keys across many sessions. Each API key has
+ * its own allowance (`ASSIST_CLIENT_MAX_FAILURES`), so one developer's mistakes never lock out a
+ * colleague behind the same proxy; an address has a larger one (`ASSIST_ADDRESS_MAX_FAILURES`),
+ * so one client cannot go on by switching API keys.
+ */
+export class FailureLimiter {
+  constructor(
+    private readonly counter: WindowCounter,
+    private readonly maxPerPrincipal: number,
+    private readonly maxPerAddress: number,
+  ) {}
+
+  private names(c: KeyClient) {
+    return [`key-failures:principal:${c.principal}`, `key-failures:address:${c.address}`];
   }
-  const counts = new Map<string, { n: number; until: number }>();
-  const current = (client: string) => {
-    const entry = counts.get(client);
-    if (!entry || entry.until <= Date.now()) return undefined;
-    return entry;
-  };
-  return {
-    async blocked(clients) {
-      return clients.some((c) => (current(c)?.n ?? 0) >= maxFailures);
-    },
-    async fail(clients) {
-      for (const c of clients) {
-        const entry = current(c) ?? { n: 0, until: Date.now() + windowSeconds * 1000 };
-        entry.n++;
-        counts.set(c, entry);
-      }
-    },
-  };
+
+  async blocked(c: KeyClient): Promise<Blocked | undefined> {
+    const [principal, address] = await this.counter.read(this.names(c));
+    if (principal!.count >= this.maxPerPrincipal) return { by: "API key", retryAfterSeconds: principal!.resetsIn };
+    if (address!.count >= this.maxPerAddress) return { by: "address", retryAfterSeconds: address!.resetsIn };
+    return undefined;
+  }
+
+  async fail(c: KeyClient): Promise<void> {
+    await this.counter.add(this.names(c));
+  }
 }

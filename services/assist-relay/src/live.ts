@@ -1,3 +1,4 @@
+import type { Sanitiser } from "@opsplane/assist-widget/sanitiser";
 import { type App, type Auditor, type Logger, type Role, unauthorized } from "@opsplane/platform";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { FastifyRequest } from "fastify";
@@ -17,6 +18,8 @@ const developerMessage = TypeCompiler.Compile(DeveloperMessage);
 
 export interface LiveDeps {
   app: App;
+  /** Applied to every page frame before it is forwarded or recorded, whatever the widget did. */
+  sanitiser: Sanitiser;
   store: SessionStore;
   hub: Hub;
   recorder: Recorder;
@@ -85,6 +88,32 @@ function guard<M>(
   };
 }
 
+/**
+ * A page frame as the developer sees it and the recording keeps it: `m` itself when nothing needed masking.
+ * `rrweb` is the page socket's stream masker, which remembers the page's sensitive fields from frame to frame.
+ */
+function sanitised(
+  sanitiser: Sanitiser,
+  rrweb: ReturnType<Sanitiser["rrwebStream"]>,
+  m: Extract<WidgetMessage, { t: "rrweb" | "console" | "network" }>,
+): WidgetMessage {
+  const same = <T>(before: T[], after: T[]) => after.every((v, i) => v === before[i]);
+  switch (m.t) {
+    case "rrweb": {
+      const events = rrweb(m.events);
+      return events === m.events ? m : { t: "rrweb", events };
+    }
+    case "console": {
+      const entries = m.entries.map(sanitiser.console);
+      return same(m.entries, entries) ? m : { t: "console", entries };
+    }
+    case "network": {
+      const entries = m.entries.map(sanitiser.network);
+      return same(m.entries, entries) ? m : { t: "network", entries };
+    }
+  }
+}
+
 /** The session a widget socket opens, and its binding (undefined when another socket holds the session). */
 const widgetSessions = new WeakMap<FastifyRequest, { sessionId: string; origin: string; holder: string | undefined }>();
 const developerTickets = new WeakMap<FastifyRequest, { sessionId: string; developer: string; role: string }>();
@@ -125,6 +154,7 @@ export function installLiveSockets(deps: LiveDeps): void {
       keepAlive(socket, deps.heartbeatSeconds);
       const actor = `operator:${sessionId}`;
       const frames = guard(deps, "widget", socket, sessionId, actor, widgetMessage);
+      const pageStream = deps.sanitiser.rrwebStream();
       let pendingRequestFrom: string | undefined;
       let grantedTo: string | undefined;
       metrics.sockets.inc({ side: "widget" });
@@ -137,8 +167,20 @@ export function installLiveSockets(deps: LiveDeps): void {
           return;
         }
         // The relay remembers what the operator is asked, so a consent can only answer a real request.
-        if (raw.startsWith('{"t":"control-request"')) pendingRequestFrom = (JSON.parse(raw) as { developer: string }).developer;
-        if (raw.startsWith('{"t":"control-release"') || raw.startsWith('{"t":"developer-left"')) grantedTo = undefined;
+        if (raw.startsWith('{"t":"control-request"')) {
+          const from = (JSON.parse(raw) as { developer: string }).developer;
+          // One developer controls at a time: the operator is not asked while another holds control.
+          if (grantedTo && grantedTo !== from) {
+            const reason = `${grantedTo} has control; ask them to release it`;
+            toDeveloper(sessionId, { t: "control-refused", reason, developer: from }).catch(failed);
+            return;
+          }
+          pendingRequestFrom = from;
+        }
+        // Control ends when its holder releases it or leaves; another developer leaving changes nothing.
+        if (raw.startsWith('{"t":"control-release"') || raw.startsWith('{"t":"developer-left"')) {
+          if ((JSON.parse(raw) as { developer: string }).developer === grantedTo) grantedTo = undefined;
+        }
         socket.send(raw);
       });
       joined.then(() => toDeveloper(sessionId, { t: "operator", connected: true })).catch(failed);
@@ -151,20 +193,29 @@ export function installLiveSockets(deps: LiveDeps): void {
         switch (m.t) {
           case "rrweb":
           case "console":
-          case "network":
-            recorder.add(sessionId, m.t, frame.raw);
+          case "network": {
+            // Re-encoded only when the sanitiser masked something; a clean frame goes on as it came.
+            const masked = sanitised(deps.sanitiser, pageStream, m);
+            const clean = masked === m ? frame.raw : JSON.stringify(masked);
+            recorder.add(sessionId, m.t, clean);
+            hub.publish(sessionId, "developer", clean).catch(failed);
+            return;
+          }
+          case "panel":
             hub.publish(sessionId, "developer", frame.raw).catch(failed);
             return;
-          case "panel":
           case "control-refused":
-            hub.publish(sessionId, "developer", frame.raw).catch(failed);
+            // The page refused the controlling developer's action: their console shows it, the others' do not.
+            toDeveloper(sessionId, { t: "control-refused", reason: m.reason, ...(grantedTo ? { developer: grantedTo } : {}) }).catch(
+              failed,
+            );
             return;
           case "control-response": {
             const developer = pendingRequestFrom;
             if (!developer) return frames.refuse("no-control-request", "no developer has asked for control");
             pendingRequestFrom = undefined;
             if (!m.granted) {
-              toDeveloper(sessionId, { t: "control-refused", reason: "the operator refused remote control" }).catch(failed);
+              toDeveloper(sessionId, { t: "control-refused", reason: "the operator refused remote control", developer }).catch(failed);
               return;
             }
             grantedTo = developer;
@@ -178,7 +229,13 @@ export function installLiveSockets(deps: LiveDeps): void {
             const developer = grantedTo ?? "";
             grantedTo = undefined;
             // Tell the developer's replica first: from then on it refuses control events, even before the DB write.
-            toDeveloper(sessionId, { t: "control-state", granted: false, developer, by: "operator" })
+            toDeveloper(sessionId, {
+              t: "control-state",
+              granted: false,
+              developer,
+              by: "operator",
+              ...(m.reason ? { reason: m.reason } : {}),
+            })
               .then(() => store.revokeControl(sessionId, "operator"))
               .catch(failed);
             return;
@@ -233,6 +290,8 @@ export function installLiveSockets(deps: LiveDeps): void {
       keepAlive(socket, deps.heartbeatSeconds);
       metrics.sockets.inc({ side: "developer" });
       const joined = hub.join(sessionId, "developer", (raw) => {
+        // The page is back (reconnected, or reloaded): it learns who is watching from each watcher's replica.
+        if (raw.startsWith('{"t":"operator","connected":true')) toWidget(sessionId, { t: "developer-joined", developer }).catch(failed);
         if (raw.startsWith('{"t":"control-state"')) {
           const state = JSON.parse(raw) as { granted: boolean; developer: string };
           if (state.developer === developer || !state.granted) granted = state.granted;
@@ -257,6 +316,7 @@ export function installLiveSockets(deps: LiveDeps): void {
             toWidget(sessionId, { t: "control-request", developer }).catch(failed);
             return;
           case "control-release":
+            if (!granted) return;
             granted = false;
             toWidget(sessionId, { t: "control-release", developer })
               .then(() => store.revokeControl(sessionId, "developer"))
@@ -285,6 +345,10 @@ export function installLiveSockets(deps: LiveDeps): void {
           case "panel":
           case "snapshot-request":
             hub.publish(sessionId, "widget", frame.raw).catch(failed);
+            return;
+          case "pointer":
+            // Shown, not recorded: the page learns who points, from the relay, not from the console.
+            toWidget(sessionId, { t: "pointer", developer, x: m.x, y: m.y }).catch(failed);
             return;
         }
       });

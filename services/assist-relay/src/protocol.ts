@@ -1,10 +1,14 @@
+import type * as Page from "@opsplane/assist-widget/protocol";
 import { type Static, Type } from "@sinclair/typebox";
 
 /**
- * Messages on the two WebSockets, as JSON text frames. The widget (operator's
- * page) and the developer console import these types; the relay validates
- * every incoming frame against the schemas.
+ * Messages on the two WebSockets, as JSON text frames. The page's side is declared by the widget
+ * (`@opsplane/assist-widget/protocol`, plain types); the relay validates every incoming frame against
+ * the schemas here, which must accept exactly those types (checked below), and the developer console
+ * imports its types from here.
  */
+
+export type { CapturePolicy, OpenedSession, ToWidget } from "@opsplane/assist-widget/protocol";
 
 export const ConsoleEntry = Type.Object({
   level: Type.Union([Type.Literal("log"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error"), Type.Literal("debug")]),
@@ -52,6 +56,17 @@ export const ControlAction = Type.Union([
     selected: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 10000 }),
   }),
   Type.Object({ kind: Type.Literal("scroll"), dx: Type.Number(), dy: Type.Number() }),
+  /**
+   * A key that is not text, pressed in the field `id` (the element focused in the developer's view; absent: the
+   * page's focused element). Enter submits a field's form or clicks a button, Tab moves the focus, and the page's
+   * own key handlers see each of them.
+   */
+  Type.Object({
+    kind: Type.Literal("key"),
+    id: Type.Optional(Type.Integer({ minimum: 0 })),
+    key: Type.Union(["Enter", "Tab", "Escape", "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight"].map((k) => Type.Literal(k))),
+    shift: Type.Boolean(),
+  }),
 ]);
 export type ControlAction = Static<typeof ControlAction>;
 
@@ -64,7 +79,8 @@ export const WidgetMessage = Type.Union([
   Type.Object({ t: Type.Literal("network"), entries: Type.Array(NetworkEntry, { minItems: 1, maxItems: 1000 }) }),
   Type.Object({ t: Type.Literal("panel"), open: Type.Boolean() }),
   Type.Object({ t: Type.Literal("control-response"), granted: Type.Boolean() }),
-  Type.Object({ t: Type.Literal("control-revoke") }),
+  /** The operator took control back (`reason`: why, when the page did it by itself, e.g. its tab was hidden). */
+  Type.Object({ t: Type.Literal("control-revoke"), reason: Type.Optional(Type.String({ maxLength: 200 })) }),
   /** The page did not apply a control action (e.g. an edit made on a stale view of the field); passed on to the developer. */
   Type.Object({ t: Type.Literal("control-refused"), reason: Type.String({ maxLength: 500 }) }),
   Type.Object({ t: Type.Literal("end") }),
@@ -78,40 +94,29 @@ export const DeveloperMessage = Type.Union([
   Type.Object({ t: Type.Literal("control"), action: ControlAction }),
   Type.Object({ t: Type.Literal("panel"), open: Type.Boolean() }),
   Type.Object({ t: Type.Literal("snapshot-request") }),
+  /** Where the developer points in the live view (page coordinates of the operator's viewport); shown on the operator's page. */
+  Type.Object({ t: Type.Literal("pointer"), x: Type.Number(), y: Type.Number() }),
 ]);
 export type DeveloperMessage = Static<typeof DeveloperMessage>;
 
 /** Relay → developer console: the widget's stream plus the relay's own notices. */
 export type ToDeveloper =
-  | Extract<WidgetMessage, { t: "rrweb" | "console" | "network" | "panel" | "control-refused" }>
-  | { t: "control-state"; granted: boolean; developer: string; by: "operator" | "developer" | "relay" }
+  | Extract<WidgetMessage, { t: "rrweb" | "console" | "network" | "panel" }>
+  /** Control refused to `developer` (absent: to whoever receives it); every console of the session gets it and the others ignore it. */
+  | { t: "control-refused"; reason: string; developer?: string }
+  | { t: "control-state"; granted: boolean; developer: string; by: "operator" | "developer" | "relay"; reason?: string }
   | { t: "operator"; connected: boolean }
   | { t: "session-ended"; by: string }
   | { t: "error"; reason: string };
 
-/** Relay → widget. */
-export type ToWidget =
-  | { t: "developer-joined"; developer: string }
-  | { t: "developer-left"; developer: string }
-  | { t: "snapshot-request" }
-  | { t: "control-request"; developer: string }
-  | { t: "control-release"; developer: string }
-  | { t: "control"; action: ControlAction }
-  | { t: "panel"; open: boolean }
-  | { t: "session-ended"; by: string }
-  | { t: "error"; reason: string };
-
-/** What the widget is told when it opens a session: the key to show and how to mask. */
-export interface OpenedSession {
-  sessionId: string;
-  widgetToken: string;
-  key: string;
-  keyExpiresAt: string;
-  policy: CapturePolicy;
-}
-
-export interface CapturePolicy {
-  unmaskedInputSelector: string;
-  networkBodyMaxBytes: number;
-  maskedBodyKeys: string;
-}
+/** Whether two types accept the same values. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+/** Fails to compile when a schema and the widget's type for it drift apart. */
+export type SchemasMatchWidget<
+  T extends true[] = [
+    Same<ConsoleEntry, Page.ConsoleEntry>,
+    Same<NetworkEntry, Page.NetworkEntry>,
+    Same<ControlAction, Page.ControlAction>,
+    Same<WidgetMessage, Page.WidgetMessage>,
+  ],
+> = T;

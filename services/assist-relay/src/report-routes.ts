@@ -1,6 +1,9 @@
-import { type App, forbidden, type Principal } from "@opsplane/platform";
+import type { Sanitiser } from "@opsplane/assist-widget/sanitiser";
+import { type App, badRequest, forbidden, type Principal, payloadTooLarge } from "@opsplane/platform";
 import { Type } from "@sinclair/typebox";
+import type { FastifyRequest } from "fastify";
 import type { OriginPolicy } from "./origin-policy.js";
+import type { PublicLimiter } from "./public-limiter.js";
 import { categories, type ReportStore, statuses } from "./report-store.js";
 import type { SessionStore } from "./session-store.js";
 
@@ -31,18 +34,54 @@ const NewReportBody = Type.Object(
   { additionalProperties: false },
 );
 
+type Attachment = { kind: "snapshot" | "image"; name: string; contentType: string; dataBase64: string };
+
+/** A page snapshot is page content like the live stream: the sanitiser masks it the same way before it is stored. */
+function maskedSnapshot(a: Attachment, sanitiser: Sanitiser): Attachment {
+  if (a.kind !== "snapshot") return a;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(a.dataBase64, "base64").toString("utf8"));
+  } catch {
+    throw badRequest(`the snapshot ${a.name} is not JSON`);
+  }
+  const masked = sanitiser.rrweb([parsed])[0];
+  return { ...a, dataBase64: Buffer.from(JSON.stringify(masked)).toString("base64") };
+}
+
 /** The problem-report channel over REST: reporters file and follow, handlers change status and comment, viewers read stats. */
 export function installReportRoutes(
   app: App,
   reports: ReportStore,
   sessions: SessionStore,
   origins: OriginPolicy,
+  publicLimiter: PublicLimiter,
+  clientAddress: (req: FastifyRequest) => string,
+  sanitiser: Sanitiser,
   bodyLimit: number,
 ): void {
-  app.post("/assist/reports", { config: { access: "public" }, bodyLimit, schema: { body: NewReportBody } }, async (req, reply) => {
-    // Signed-in callers (a handler filing on someone's behalf) need no widget origin; the widget's page does.
-    if (!req.principal) await origins.require(req, "report channel");
-    const { session, ...input } = req.body;
+  const reportRoute = {
+    config: { access: "public" as const },
+    bodyLimit,
+    schema: { body: NewReportBody },
+    // The platform's error model names the service-wide BODY_LIMIT_BYTES; this route's limit is its own.
+    errorHandler: (err: { code?: string }) => {
+      throw err.code === "FST_ERR_CTP_BODY_TOO_LARGE" ? payloadTooLarge(bodyLimit) : err;
+    },
+  };
+  app.post("/assist/reports", reportRoute, async (req, reply) => {
+    // Counted before the origin check, like opening a session: a forged Origin passes that check from curl.
+    await publicLimiter.take("report", clientAddress(req), reply);
+    await origins.require(req, "report channel");
+    const { session, attachments, description, contact, customerRef, ...fields } = req.body;
+    // Free text the reporter typed may hold a card or mobile number, an OTP: masked like page text before it is stored.
+    const input = {
+      ...fields,
+      description: sanitiser.text(description),
+      ...(contact === undefined ? {} : { contact: sanitiser.text(contact) }),
+      ...(customerRef === undefined ? {} : { customerRef: sanitiser.text(customerRef) }),
+      ...(attachments ? { attachments: attachments.map((a) => maskedSnapshot(a, sanitiser)) } : {}),
+    };
     if (session) await sessions.widgetSession(session.id, session.token);
     const created = await reports.create({ ...input, sessionId: session?.id }, req.principal, req.id, async (tx, id) => {
       if (session) await sessions.linkReport(session.id, id, tx);

@@ -1,9 +1,13 @@
+import type { Sanitiser } from "@opsplane/assist-widget/sanitiser";
 import { type App, AppError, type Auditor, badRequest, forbidden, type Principal, redactCredentials } from "@opsplane/platform";
 import { Type } from "@sinclair/typebox";
+import type { FastifyRequest } from "fastify";
 import type { FailureLimiter } from "./failure-limiter.js";
+import type { Hub } from "./hub.js";
 import type { AssistMetrics } from "./metrics.js";
 import type { OriginPolicy } from "./origin-policy.js";
-import type { CapturePolicy, OpenedSession } from "./protocol.js";
+import type { CapturePolicy, OpenedSession, ToDeveloper, ToWidget } from "./protocol.js";
+import type { PublicLimiter } from "./public-limiter.js";
 import type { Recorder } from "./recorder.js";
 import { KeyRefused, type SessionRow, type SessionStore } from "./session-store.js";
 
@@ -11,11 +15,15 @@ export interface SessionRouteDeps {
   app: App;
   store: SessionStore;
   recorder: Recorder;
+  hub: Hub;
   origins: OriginPolicy;
   limiter: FailureLimiter;
+  publicLimiter: PublicLimiter;
+  clientAddress: (req: FastifyRequest) => string;
   audit: Auditor;
   metrics: AssistMetrics;
   policy: CapturePolicy;
+  sanitiser: Sanitiser;
 }
 
 const SessionParams = Type.Object({ id: Type.String({ format: "uuid" }) });
@@ -36,12 +44,19 @@ export function presentSession(s: SessionRow) {
 }
 
 /** REST side of assist sessions: the widget opens them, developers redeem keys for tickets, viewers read the audit. */
-export function installSessionRoutes({ app, store, recorder, origins, limiter, audit, metrics, policy }: SessionRouteDeps): void {
+export function installSessionRoutes(deps: SessionRouteDeps): void {
+  const { app, store, recorder, hub, origins, limiter, publicLimiter, clientAddress, audit, metrics, policy, sanitiser } = deps;
   const widgetToken = async (req: { headers: Record<string, unknown> }, sessionId: string) => {
     const token = req.headers["x-assist-token"];
     if (typeof token !== "string") throw forbidden("the x-assist-token header (the session token) is required");
     return store.widgetSession(sessionId, token);
   };
+
+  // The widget masks with the relay's settings from the page's start, so calls and console lines before a session are masked alike.
+  app.get("/assist/policy", { config: { access: "public" } }, async (req) => {
+    await origins.require(req, "widget");
+    return policy;
+  });
 
   app.post(
     "/assist/sessions",
@@ -50,9 +65,11 @@ export function installSessionRoutes({ app, store, recorder, origins, limiter, a
       schema: { body: Type.Object({ pageUrl: Type.String({ maxLength: 2048 }) }, { additionalProperties: false }) },
     },
     async (req, reply) => {
+      // Counted before the origin check: a flood of refused origins would otherwise cost a refusal record each.
+      await publicLimiter.take("session", clientAddress(req), reply);
       const origin = await origins.require(req, "widget");
       // Stored, audited and published on the bus: a page's own credentials in its URL (`?sessionid=`) stay out of all three.
-      const opened = await store.open(origin, redactCredentials(req.body.pageUrl), req.id);
+      const opened = await store.open(origin, sanitiser.text(redactCredentials(req.body.pageUrl)), req.id);
       reply.code(201);
       return { ...opened, policy } satisfies OpenedSession;
     },
@@ -85,12 +102,17 @@ export function installSessionRoutes({ app, store, recorder, origins, limiter, a
     },
     async (req, reply) => {
       const principal = req.principal as Principal;
-      const clients = [`principal:${principal.kind}:${principal.id}`, `ip:${req.ip}`];
-      if (await limiter.blocked(clients)) {
+      const client = { principal: `${principal.kind}:${principal.id}`, address: clientAddress(req) };
+      const blocked = await limiter.blocked(client);
+      if (blocked) {
         metrics.refusals.inc({ reason: "key-attempts" });
-        await store.refusal(undefined, `${principal.kind}:${principal.id}`, "key-attempts", `ip ${req.ip}`);
-        reply.header("retry-after", "900");
-        throw new AppError(429, "too_many_attempts", "too many wrong connection keys from this client; try again later");
+        await store.refusal(undefined, client.principal, "key-attempts", `${blocked.by}; address ${client.address}`);
+        reply.header("retry-after", String(blocked.retryAfterSeconds));
+        throw new AppError(
+          429,
+          "too_many_attempts",
+          `too many wrong connection keys from this ${blocked.by}; try again in ${blocked.retryAfterSeconds} s`,
+        );
       }
       try {
         const { sessionId } = await store.redeem(req.body.key, principal, req.id);
@@ -98,8 +120,8 @@ export function installSessionRoutes({ app, store, recorder, origins, limiter, a
       } catch (err) {
         if (!(err instanceof KeyRefused)) throw err;
         metrics.refusals.inc({ reason: `key-${err.reason}` });
-        await limiter.fail(clients);
-        await store.refusal(err.sessionId, `${principal.kind}:${principal.id}`, `key-${err.reason}`, `ip ${req.ip}`);
+        await limiter.fail(client);
+        await store.refusal(err.sessionId, client.principal, `key-${err.reason}`, `address ${client.address}`);
         await audit.record(store.pool, {
           principal,
           action: "session.connect",
@@ -108,7 +130,14 @@ export function installSessionRoutes({ app, store, recorder, origins, limiter, a
           requestId: req.id,
           outcome: "denied",
         });
-        throw err.reason === "malformed" ? badRequest(err.message) : new AppError(403, `key_${err.reason}`, err.message);
+        // The operator's page shows that its key is blocked and offers a new one.
+        if (err.blockedNow && err.sessionId)
+          await hub.publish(err.sessionId, "widget", JSON.stringify({ t: "key-blocked" } satisfies ToWidget));
+        if (err.reason === "malformed") throw badRequest(err.message);
+        // Unknown and wrong keys get the same answer: which lookups exist is not for guessing.
+        if (err.reason === "unknown" || err.reason === "wrong")
+          throw new AppError(403, "key_wrong", "wrong connection key; check it with the operator");
+        throw new AppError(403, `key_${err.reason}`, err.message);
       }
     },
   );
@@ -120,7 +149,11 @@ export function installSessionRoutes({ app, store, recorder, origins, limiter, a
   app.post("/assist/sessions/:id/end", { config: { access: "public" }, schema: { params: SessionParams } }, async (req) => {
     await origins.require(req, "widget");
     await widgetToken(req, req.params.id);
-    await store.end(req.params.id, "operator");
+    // The page ends this way (its socket may be down); the developer is told, and the page's socket, if any, is closed.
+    if (await store.end(req.params.id, "operator")) {
+      await hub.publish(req.params.id, "developer", JSON.stringify({ t: "session-ended", by: "operator" } satisfies ToDeveloper));
+      await hub.publish(req.params.id, "widget", JSON.stringify({ t: "session-ended", by: "operator" } satisfies ToWidget));
+    }
     return presentSession(await store.get(req.params.id));
   });
 

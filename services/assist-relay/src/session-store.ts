@@ -21,6 +21,8 @@ export interface SessionRow {
 
 export interface SessionStoreOptions {
   keyTtlSeconds: number;
+  /** Developers one session admits (`ASSIST_MAX_DEVELOPERS`). */
+  maxDevelopers: number;
   keyMaxAttempts: number;
   ticketTtlSeconds: number;
 }
@@ -28,9 +30,11 @@ export interface SessionStoreOptions {
 /** Why a key redemption failed, for the caller and the refusal record. */
 export class KeyRefused extends Error {
   constructor(
-    readonly reason: "malformed" | "unknown" | "expired" | "used" | "burned" | "wrong",
+    readonly reason: "malformed" | "unknown" | "expired" | "full" | "burned" | "wrong",
     message: string,
     readonly sessionId?: string,
+    /** This refusal used up the key's last attempt: the operator is told to get a new key. */
+    readonly blockedNow = false,
   ) {
     super(message);
   }
@@ -86,7 +90,8 @@ export class SessionStore {
   async renewKey(sessionId: string, requestId: string) {
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<{ status: string }>("SELECT status FROM sessions WHERE id = $1 FOR UPDATE", [sessionId]);
-      if (rows[0]?.status !== "waiting") throw conflict("only a session still waiting for its developer gets a new key");
+      // Also while developers watch: a new key admits another developer.
+      if (!rows[0] || rows[0].status === "ended") throw conflict("the session has ended; a new key cannot connect anyone");
       await tx.query("UPDATE connection_keys SET state = 'replaced' WHERE session_id = $1 AND state = 'pending'", [sessionId]);
       const key = await this.insertKey(tx, sessionId);
       const after = { keyExpiresAt: key.keyExpiresAt };
@@ -161,25 +166,32 @@ export class SessionStore {
           "UPDATE connection_keys SET failed_attempts = $2, state = CASE WHEN $3 THEN 'burned' ELSE state END WHERE lookup = $1",
           [parsed.lookup, failed, burned && key.state === "pending"],
         );
-        return new KeyRefused(
-          "wrong",
-          burned
-            ? "wrong connection key; it is now blocked, ask the operator for a new one"
-            : `wrong connection key; ${this.opts.keyMaxAttempts - failed} attempts left`,
-          key.session_id,
-        );
+        return new KeyRefused("wrong", "wrong connection key", key.session_id, burned && key.state === "pending");
       }
-      if (key.state === "used")
-        return new KeyRefused("used", "this connection key was already used; each key connects one developer", key.session_id);
+      // 'used' is a key redeemed before keys admitted several developers; 'replaced' one the operator renewed.
       if (key.state !== "pending" || key.expired)
         return new KeyRefused("expired", "this connection key has expired; ask the operator for a new one", key.session_id);
+      // While valid, the key admits each developer who has it (up to the limit); a developer who has it again re-joins.
+      const admitted = await tx.query<{ developer: string }>("SELECT developer FROM session_developers WHERE session_id = $1 FOR UPDATE", [
+        key.session_id,
+      ]);
+      const again = admitted.rows.some((r) => r.developer === actor);
+      if (!again && admitted.rows.length >= this.opts.maxDevelopers)
+        return new KeyRefused("full", `this session already has ${this.opts.maxDevelopers} developers, the most it admits`, key.session_id);
       const { rowCount } = await tx.query(
-        "UPDATE sessions SET status = 'active', developer = $2, connected_at = now() WHERE id = $1 AND status = 'waiting'",
+        `UPDATE sessions SET status = 'active', developer = COALESCE(developer, $2), connected_at = COALESCE(connected_at, now())
+         WHERE id = $1 AND status <> 'ended'`,
         [key.session_id, actor],
       );
-      if (rowCount !== 1) return new KeyRefused("used", "this session already has its developer", key.session_id);
-      await tx.query("UPDATE connection_keys SET state = 'used' WHERE lookup = $1", [parsed.lookup]);
-      await this.audit.record(tx, { principal: developer, action: "session.connect", target: `session/${key.session_id}`, requestId });
+      if (rowCount !== 1) return new KeyRefused("expired", "this session has ended", key.session_id);
+      if (!again) await tx.query("INSERT INTO session_developers (session_id, developer) VALUES ($1, $2)", [key.session_id, actor]);
+      await this.audit.record(tx, {
+        principal: developer,
+        action: "session.connect",
+        target: `session/${key.session_id}`,
+        after: { again },
+        requestId,
+      });
       return { sessionId: key.session_id };
     });
     if (outcome instanceof KeyRefused) throw outcome;
@@ -187,12 +199,20 @@ export class SessionStore {
   }
 
   /** A single-use ticket for the session's own developer to open the developer WebSocket. */
-  async issueTicket(sessionId: string, developer: Principal, requestId: string): Promise<{ ticket: string; expiresAt: string }> {
+  async issueTicket(
+    sessionId: string,
+    developer: Principal,
+    requestId: string,
+  ): Promise<{ ticket: string; expiresAt: string; developer: string }> {
     if (developer.kind !== "key") throw forbidden("only a developer signed in with an API key may watch a session");
     const actor = `key:${developer.id}`;
     const session = await this.get(sessionId);
     if (session.status === "ended") throw conflict("the session has ended");
-    if (session.developer !== actor) throw forbidden("this session is connected to another developer; enter the operator's key to connect");
+    const { rowCount } = await this.pool.query("SELECT 1 FROM session_developers WHERE session_id = $1 AND developer = $2", [
+      sessionId,
+      actor,
+    ]);
+    if (rowCount !== 1) throw forbidden("you have not joined this session; enter the operator's key to connect");
     const t = newToken();
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<{ expires_at: Date }>(
@@ -208,7 +228,7 @@ export class SessionStore {
         after: { expiresAt },
         requestId,
       });
-      return { ticket: t.token, expiresAt };
+      return { ticket: t.token, expiresAt, developer: actor };
     });
   }
 
@@ -273,6 +293,14 @@ export class SessionStore {
       "UPDATE sessions SET widget_socket_until = now() + make_interval(secs => $2) WHERE widget_socket = ANY($1::text[])",
       [holders, leaseSeconds],
     );
+  }
+
+  /** Frees the sessions of these sockets at once (a replica shutting down), so the pages reconnect to another replica straight away. */
+  async releaseWidgetSockets(holders: readonly string[]): Promise<void> {
+    if (holders.length === 0) return;
+    await this.pool.query("UPDATE sessions SET widget_socket = NULL, widget_socket_until = NULL WHERE widget_socket = ANY($1::text[])", [
+      holders,
+    ]);
   }
 
   async unbindWidgetSocket(sessionId: string, holder: string): Promise<void> {

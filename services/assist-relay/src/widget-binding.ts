@@ -58,9 +58,13 @@ export class WidgetBinding {
     this.timer.unref();
   }
 
+  /** Stops renewing and frees what this replica still holds: its pages were told to reconnect (1001) and may reach another replica first. */
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.renewing;
+    const holders = [...this.held.keys()];
+    this.held.clear();
+    await this.store.releaseWidgetSockets(holders);
   }
 }
 

@@ -51,7 +51,7 @@ describe("assist in the browser: operator page with the widget and the developer
     });
     await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
     const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
-    env = await startRelays(1, { redis: true, origins: [siteUrl] });
+    env = await startRelays(1, { redis: true, origins: [siteUrl], env: { ASSIST_NETWORK_BODY_URLS: "/api/**" } });
     relay = env.relays[0]!.url;
     browser = await chromium.launch({
       executablePath: chromiumPath,

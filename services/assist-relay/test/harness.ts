@@ -10,11 +10,20 @@ export const otherDeveloperKey = "dev2-key-0123456789abcdef";
 export const handlerKey = "handler-key-0123456789abcdef";
 
 /** Relay replicas sharing one fresh database and (with `redis`) one Redis, as in a scaled deployment. */
-export async function startRelays(count: number, opts: { redis: boolean; env?: Record<string, string>; origins?: string[] }) {
+export async function startRelays(
+  count: number,
+  opts: {
+    redis: boolean;
+    env?: Record<string, string>;
+    origins?: string[];
+    /** The relays reach the database at this URL instead (through a proxy a test can cut). */
+    databaseUrl?: (url: string) => string;
+  },
+) {
   const db = await createTestDatabase();
   const redis = opts.redis ? testRedis() : undefined;
   const env = {
-    DATABASE_URL: db.url,
+    DATABASE_URL: opts.databaseUrl ? opts.databaseUrl(db.url) : db.url,
     PORT: "0",
     HOST: "127.0.0.1",
     LOG_LEVEL: "silent",
@@ -33,6 +42,12 @@ export async function startRelays(count: number, opts: { redis: boolean; env?: R
   return {
     relays,
     db,
+    /** Stops replica `i` gracefully (what SIGTERM does) and starts a new one on the same port: a restart, or a deploy. */
+    async restart(i: number) {
+      const port = new URL(relays[i]!.url).port;
+      await relays[i]!.close();
+      relays[i] = await startService(definition, { ...env, PORT: port });
+    },
     async close() {
       for (const r of relays) await r.close();
       await db.drop();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eventually, setDatabaseOutage } from "@opsplane/testing";
+import { eventually, setDatabaseOutage, startCuttableProxy } from "@opsplane/testing";
 import { Recorder } from "../src/recorder.js";
 import { asDeveloper, call, openWidget, startRelays } from "./harness.js";
 
@@ -115,6 +115,43 @@ describe("recording at shutdown", () => {
       assert.deepEqual(await relay.close(), { failedCloseHooks: 1 });
     } finally {
       await setDatabaseOutage(env.db.url, false);
+      await env.db.drop();
+    }
+  });
+  test("with PostgreSQL frozen, a shutdown gives up on the recording within its bound and fails, without waiting on the rest", async () => {
+    const proxy = await startCuttableProxy("127.0.0.1", 5432);
+    const shutdownTimeoutMs = 4000;
+    const env = await startRelays(1, {
+      redis: false,
+      databaseUrl: (url) => Object.assign(new URL(url), { port: String(proxy.port) }).toString(),
+      env: { SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs) },
+    });
+    const relay = env.relays[0]!;
+    const { widget } = await openWidget(relay.url);
+    try {
+      proxy.blackhole();
+      widget.send(line("never written", 1));
+      await eventually("the frame received", async () =>
+        /assist_messages_total\{side="widget",type="console"[^}]*\} 1\n/.test(await (await fetch(`${relay.url}/metrics`)).text()),
+      );
+      widget.close();
+      const started = Date.now();
+      const closed = relay.close();
+      // Counted (and logged) by the recording's close; SIGTERM's grace period ends the process at SHUTDOWN_TIMEOUT_MS.
+      await eventually(
+        "the unwritten frame counted",
+        async () =>
+          /reason="shutdown"[^}]*\} 1/.test(await relay.ctx.metrics.getSingleMetricAsString("assist_recording_events_dropped_total")),
+        30_000,
+      );
+      const took = Date.now() - started;
+      assert.ok(took < shutdownTimeoutMs, `the loss was reported after ${took} ms; the kit ends the process at ${shutdownTimeoutMs} ms`);
+      // Healed, so the kit's own pool can end (its queries would otherwise wait for DATABASE_QUERY_TIMEOUT_MS).
+      proxy.heal();
+      assert.deepEqual(await closed, { failedCloseHooks: 1 });
+    } finally {
+      proxy.heal();
+      await proxy.close();
       await env.db.drop();
     }
   });

@@ -5,6 +5,7 @@ import { CallbackRulesChangedSchema, toEventData, topics } from "@opsplane/contr
 import { type Auditor, badRequest, conflict, notFound, type Principal } from "@opsplane/platform";
 import { type Pool, type PoolClient, withTransaction } from "@opsplane/store";
 import { checkIdPatterns, type IdPatterns } from "./claims.js";
+import type { UrlPolicy } from "./environment-url-policy.js";
 
 export interface Environment {
   name: string;
@@ -15,8 +16,16 @@ export interface Environment {
   idPatterns: IdPatterns;
 }
 
-/** An environment as an operator saves it: without `idPatterns`, the stored ones stay. */
-export type EnvironmentInput = Omit<Environment, "idPatterns"> & { idPatterns?: IdPatterns };
+/**
+ * An environment as an operator saves it: without `idPatterns` or `production`, the stored ones
+ * stay. `replacesProduction` names the production environment this one takes over from, in the same
+ * transaction (the other becomes a test environment), so there is never a moment without one.
+ */
+export type EnvironmentInput = Omit<Environment, "idPatterns" | "production"> & {
+  idPatterns?: IdPatterns;
+  production?: boolean;
+  replacesProduction?: string;
+};
 
 export interface StoredRule {
   name: string;
@@ -35,6 +44,8 @@ interface Deps {
   pool: Pool;
   bus: Bus;
   audit: Auditor;
+  /** Where base URLs may point (ENVIRONMENT_URL_ALLOW, never link-local or metadata addresses). */
+  urlPolicy: UrlPolicy;
 }
 
 /**
@@ -43,7 +54,7 @@ interface Deps {
  * `callback.rules.changed` event, so replicas and agents that see the new
  * version see the change.
  */
-export function createConfigStore({ pool, bus, audit }: Deps) {
+export function createConfigStore({ pool, bus, audit, urlPolicy }: Deps) {
   async function change<T>(
     who: ChangeContext,
     target: string,
@@ -86,39 +97,71 @@ export function createConfigStore({ pool, bus, audit }: Deps) {
       return rows;
     },
 
-    /** Creates or replaces an environment; omitted `idPatterns` keep the stored ones (a script that only moves the URL must not widen what it may claim). */
+    /**
+     * Creates or replaces an environment; omitted `idPatterns` and `production` keep the stored ones (a
+     * script that only moves the URL must neither widen what it may claim nor demote production).
+     * Production is never left without an environment: demoting it is refused, and another one takes
+     * over only by naming it in `replacesProduction`, in one transaction.
+     */
     async putEnvironment(who: ChangeContext, env: EnvironmentInput): Promise<Environment> {
       const url = checkBaseUrl(env.baseUrl);
+      await urlPolicy.check(new URL(url));
       if (env.idPatterns) checkIdPatterns(env.idPatterns);
       return change(who, `environment/${env.name}`, "update", async (c) => {
+        // The production row first, locked: two switches at once queue here rather than both winning.
+        const current = (await c.query<{ name: string }>("SELECT name FROM environments WHERE production FOR UPDATE")).rows[0]?.name;
         const before = (
-          await c.query<{ id_patterns: IdPatterns }>(
+          await c.query<{ production: boolean; id_patterns: IdPatterns }>(
             "SELECT base_url, production, description, id_patterns FROM environments WHERE name = $1 FOR UPDATE",
             [env.name],
           )
         ).rows[0];
         const idPatterns = env.idPatterns ?? before?.id_patterns ?? {};
-        if (env.production) {
+        const production = env.production ?? before?.production ?? false;
+        if (current === env.name && !production)
+          throw conflict(
+            `environment ${env.name} is production: callbacks no test environment claims go there, and without it they answer 503. ` +
+              `Make another environment production in its place: PUT /_dispatcher/v1/environments/<name> {"production": true, "replacesProduction": "${env.name}"}`,
+          );
+        if (env.replacesProduction !== undefined && (!production || env.replacesProduction !== current || current === env.name))
+          throw conflict(
+            `replacesProduction names ${env.replacesProduction}, but ${current ? `the production environment is ${current}` : "there is no production environment"}` +
+              (production ? "" : `, and ${env.name} is not being made production`),
+          );
+        if (production) {
           if (Object.keys(idPatterns).length) throw badRequest("idPatterns are for test environments; nothing registers for production");
-          const other = await c.query<{ name: string }>("SELECT name FROM environments WHERE production AND name <> $1", [env.name]);
-          if (other.rows[0]) throw conflict(`environment ${other.rows[0].name} is already production; there is exactly one`);
+          if (current && current !== env.name && env.replacesProduction !== current)
+            throw conflict(
+              `environment ${current} is already production; there is exactly one. To switch in one step, send "replacesProduction": "${current}"`,
+            );
+          if (env.replacesProduction)
+            await c.query("UPDATE environments SET production = false, updated_at = now() WHERE name = $1", [current]);
         }
         await c.query(
           `INSERT INTO environments (name, base_url, production, description, id_patterns) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (name) DO UPDATE SET base_url = $2, production = $3, description = $4, id_patterns = $5, updated_at = now()`,
-          [env.name, url, env.production, env.description, idPatterns],
+          [env.name, url, production, env.description, idPatterns],
         );
-        const after = { ...env, baseUrl: url, idPatterns };
-        return { before, after, result: after };
+        const { replacesProduction, ...saved } = env;
+        const after = { ...saved, baseUrl: url, production, idPatterns };
+        return { before, after: replacesProduction ? { ...after, replacedProduction: replacesProduction } : after, result: after };
       });
     },
 
+    /** Deletes a test environment; production is refused (every callback would answer 503): replace it first. */
     async deleteEnvironment(who: ChangeContext, name: string): Promise<void> {
       await change(who, `environment/${name}`, "delete", async (c) => {
-        const { rows } = await c.query("DELETE FROM environments WHERE name = $1 RETURNING name, base_url, production, id_patterns", [
-          name,
-        ]);
+        const { rows } = await c.query<{ production: boolean }>(
+          "DELETE FROM environments WHERE name = $1 RETURNING name, base_url, production, id_patterns",
+          [name],
+        );
         if (!rows[0]) throw notFound(`no environment ${name}`);
+        // The transaction rolls the delete back.
+        if (rows[0].production)
+          throw conflict(
+            `environment ${name} is production and cannot be deleted: without it every callback no test environment claims answers 503. ` +
+              `Make another environment production first (PUT /_dispatcher/v1/environments/<name> {"production": true, "replacesProduction": "${name}"}), then delete this one`,
+          );
         return { before: rows[0], after: undefined, result: undefined };
       });
     },

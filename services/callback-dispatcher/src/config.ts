@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { parseAgentBindings } from "./agent-bindings.js";
+import { parseUrlAllowList } from "./environment-url-policy.js";
 
 /** The dispatcher's own environment variables (beside the platform's). */
 export const dispatcherEnv = {
@@ -12,6 +13,22 @@ export const dispatcherEnv = {
     .default("")
     .transform((value, ctx) => {
       const parsed = parseAgentBindings(value);
+      if (typeof parsed === "string") {
+        ctx.issues.push({ code: "custom", message: parsed, input: value });
+        return z.NEVER;
+      }
+      return parsed;
+    }),
+  /**
+   * Hosts and networks environment base URLs may point to: host names (`*.test.example.com` for its
+   * subdomains), addresses and CIDR ranges, comma or space separated. Empty: any host. Link-local and
+   * cloud metadata addresses are refused either way, also when a name resolves to them.
+   */
+  ENVIRONMENT_URL_ALLOW: z
+    .string()
+    .default("")
+    .transform((value, ctx) => {
+      const parsed = parseUrlAllowList(value);
       if (typeof parsed === "string") {
         ctx.issues.push({ code: "custom", message: parsed, input: value });
         return z.NEVER;
@@ -40,6 +57,12 @@ export const dispatcherEnv = {
   DECISION_QUEUE_MAX: z.coerce.number().int().min(100).default(100_000),
   /** Recorded decisions older than this many days are deleted. */
   DECISION_RETENTION_DAYS: z.coerce.number().min(1).max(3650).default(14),
+  /** Callbacks' bytes and headers (for showing and replaying them) are deleted after this many days. */
+  CALLBACK_RETENTION_DAYS: z.coerce.number().min(0.01).max(3650).default(7),
+  /** Largest callback body kept for replay; larger bodies are recorded without it. 0 keeps no callbacks at all. */
+  CALLBACK_STORE_MAX_BYTES: z.coerce.number().int().min(0).max(10_485_760).default(65_536),
+  /** Most callback body bytes waiting in memory to be written; past it decisions are recorded without their callback. */
+  CALLBACK_QUEUE_MAX_BYTES: z.coerce.number().int().min(65_536).default(67_108_864),
   /** How often the retention sweep runs (one replica at a time, under an advisory lock). */
   DECISION_SWEEP_MS: z.coerce.number().int().min(100).default(3_600_000),
   /** How long a registry call to Redis may take before PostgreSQL answers instead (lookup) or Redis catches up later (registration). */
@@ -48,6 +71,12 @@ export const dispatcherEnv = {
   REGISTRY_WARM_CHECK_MS: z.coerce.number().int().min(50).default(1_000),
   /** Without Redis: most registrations kept in memory (oldest evicted first). */
   REGISTRY_MEMORY_MAX: z.coerce.number().int().min(100).default(1_000_000),
+  /** How often each replica records itself (and its registry) in PostgreSQL and looks for the others; three missed beats and a replica counts as gone. */
+  REPLICA_HEARTBEAT_MS: z.coerce.number().int().min(50).max(60_000).default(5_000),
+  /** While callbacks are held for a rule's `holdMs`, how often the registry is polled for registrations received by other replicas. */
+  HOLD_POLL_MS: z.coerce.number().int().min(5).max(1_000).default(25),
+  /** Most callbacks held at once; past it an unregistered callback is routed at once (and its decision says so). */
+  HOLD_MAX_CALLBACKS: z.coerce.number().int().min(0).default(1_000),
   /** Limits of one extraction script call. */
   SCRIPT_TIME_LIMIT_MS: z.coerce.number().int().min(1).max(10_000).default(50),
   SCRIPT_MEMORY_LIMIT_BYTES: z.coerce.number().int().min(1_048_576).default(16_777_216),

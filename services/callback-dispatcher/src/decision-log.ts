@@ -5,6 +5,7 @@ import {
   BatchWriter,
   type BatchWriterLogger,
   type DropReason,
+  isDataError,
   mayNeedStorableJson,
   type Pool,
   storableJson,
@@ -25,6 +26,18 @@ export interface DecisionRecord {
   status: number;
   latencyMs: number;
   error: string | undefined;
+  /** The callback as forwarded, kept for showing and replaying it (absent when payloads are not kept). */
+  payload?: CallbackPayload;
+}
+
+/** What is kept of one callback: enough to send it again byte for byte. */
+export interface CallbackPayload {
+  /** Path and query exactly as received. */
+  target: string;
+  /** End-to-end headers as forwarded, `[name, value, …]`. */
+  headers: string[];
+  /** The exact body, or undefined when it was not read whole (over the extraction limit). */
+  body: Buffer | undefined;
 }
 
 /** Routine outcomes: production answered a callback that is not a test environment's. */
@@ -36,11 +49,42 @@ function isPublished(d: DecisionRecord, events: "notable" | "all" | "none"): boo
   return d.status >= 500 || !routineReasons.has(d.reason);
 }
 
-/** One queued decision: its row as JSON, and its `callback.dispatched` event when it is published. */
+/** One queued decision: its row as JSON, its kept body, and its `callback.dispatched` event when it is published. */
 interface Queued {
   requestId: string;
   row: string;
+  /**
+   * The kept body bytes, sent with the others of its batch as one binary parameter (no base64, no
+   * escaping); the row holds its length. Undefined when none is kept. Counted against `maxPayloadBytes`.
+   */
+  body: Buffer | undefined;
   event: PublishInput | undefined;
+}
+
+/**
+ * A decision as its row's JSON: one object of one shape for every decision, serialised once. Fields
+ * left undefined are omitted (NULL in the row); the payload's fields only when its callback is kept.
+ */
+interface RowFields {
+  at: number;
+  requestId: string;
+  method: string;
+  path: string;
+  rule: string | undefined;
+  objectId: string | undefined;
+  targetEnv: string | undefined;
+  reason: string;
+  detail: string | undefined;
+  status: number;
+  latencyMs: number;
+  error: string | undefined;
+  /** Set when the callback is kept: its request target and headers as forwarded. */
+  target: string | undefined;
+  headers: string[] | undefined;
+  /** Bytes of the kept body in the batch's body parameter; undefined when the body is not kept. */
+  bodyLength: number | undefined;
+  /** The body's size as received; undefined when it was not read whole. */
+  bodySize: number | undefined;
 }
 
 function eventOf(d: DecisionRecord): PublishInput {
@@ -66,11 +110,38 @@ function eventOf(d: DecisionRecord): PublishInput {
   };
 }
 
+/** A row for the log: the decision without its callback's headers and body (they may hold credentials). */
+function withoutPayload(row: string): string {
+  const { headers: _headers, bodyLength: _bodyLength, ...decision } = JSON.parse(row) as Record<string, unknown>;
+  return JSON.stringify(decision);
+}
+
+/**
+ * One flush: the decisions, each drawing its id first so its payload row (when its callback is kept)
+ * carries it. $1 is the rows' JSON, $2 the kept bodies end to end, each cut out by its length in row order.
+ */
+const insertSql = `WITH x AS MATERIALIZED (
+   SELECT nextval('decisions_id_seq') AS id, x.*, (sum("bodyLength") OVER (ORDER BY ordinality))::int AS "bodyEnd"
+   FROM ROWS FROM (json_to_recordset($1::json) AS (at float8, "requestId" text, method text, path text, rule text,
+     "objectId" text, "targetEnv" text, reason text, detail text, status int, "latencyMs" float8, error text,
+     target text, headers jsonb, "bodyLength" int, "bodySize" int)) WITH ORDINALITY AS x
+ ), decided AS (
+   INSERT INTO decisions (id, at, request_id, method, path, rule, object_id, target_env, reason, detail, status, latency_ms, error)
+   SELECT id, to_timestamp(at / 1000), "requestId", method, path, rule, "objectId", "targetEnv", reason, detail, status,
+          "latencyMs", error FROM x
+ )
+ INSERT INTO callback_payloads (decision_id, at, target, headers, body, body_size)
+ SELECT id, to_timestamp(at / 1000), target, headers,
+        CASE WHEN "bodyLength" IS NOT NULL THEN substring($2::bytea FROM "bodyEnd" - "bodyLength" + 1 FOR "bodyLength") END,
+        "bodySize"
+ FROM x WHERE target IS NOT NULL`;
+
 /**
  * Records decisions off the hot path: each is serialised as it is added (a
  * microsecond or two after its callback was answered, never in a burst that
  * would hold up the callbacks behind it), then written in one multi-row insert
- * per flush together with its `callback.dispatched` event, in one transaction.
+ * per flush (kept callbacks included), in one transaction with the flush's
+ * `callback.dispatched` events when there are some.
  * Strings PostgreSQL cannot store (NUL, lone surrogates: an id a callback sent)
  * are escaped as the decision is added; a row it still refuses is dropped alone
  * and counted, and an outage keeps every decision and retries (see BatchWriter).
@@ -86,28 +157,51 @@ export function createDecisionLog(o: {
   closeTimeoutMs: number;
   events: "notable" | "all" | "none";
   onDrop(reason: DropReason, count: number): void;
+  /** Largest body kept with its decision (CALLBACK_STORE_MAX_BYTES); 0 or absent keeps no payloads. */
+  storeMaxBytes?: number;
+  /** Most body bytes queued at once; past it decisions are still recorded, without their payload. */
+  maxPayloadBytes?: number;
+  onPayloadDropped?(): void;
 }) {
+  let payloadBytes = 0;
+  const storeMaxBytes = o.storeMaxBytes ?? 0;
+  const maxPayloadBytes = o.maxPayloadBytes ?? Number.POSITIVE_INFINITY;
+  const released = (batch: Queued[]) => {
+    for (const q of batch) if (q.body) payloadBytes -= q.body.length;
+  };
+
   async function write(batch: Queued[]): Promise<void> {
-    // The rows travel as one JSON parameter: `at` as epoch milliseconds, since Date#toJSON is slow.
+    // The rows travel as one JSON parameter (`at` as epoch milliseconds, since Date#toJSON is slow), the
+    // kept bodies as one binary parameter, each row's body cut from it by its length in row order.
     const rows = `[${batch.map((q) => q.row).join(",")}]`;
-    const published = batch.flatMap((q) => (q.event ? [q.event] : []));
-    await withTransaction(o.pool, async (client) => {
-      await client.query(
-        `INSERT INTO decisions (at, request_id, method, path, rule, object_id, target_env, reason, detail, status, latency_ms, error)
-         SELECT to_timestamp(at / 1000), "requestId", method, path, rule, "objectId", "targetEnv", reason, detail, status, "latencyMs", error
-         FROM json_to_recordset($1::json) AS x(at float8, "requestId" text, method text, path text, rule text, "objectId" text,
-              "targetEnv" text, reason text, detail text, status int, "latencyMs" float8, error text)`,
-        [rows],
-      );
-      await o.bus.publish(published, { tx: client });
-    });
+    const bodies: Buffer[] = [];
+    const published: PublishInput[] = [];
+    for (const q of batch) {
+      if (q.body) bodies.push(q.body);
+      if (q.event) published.push(q.event);
+    }
+    const params = [rows, bodies.length === 1 ? bodies[0]! : Buffer.concat(bodies)];
+    try {
+      // One statement is atomic on its own: a transaction only when events go with it.
+      if (!published.length) await o.pool.query(insertSql, params);
+      else
+        await withTransaction(o.pool, async (client) => {
+          await client.query(insertSql, params);
+          await o.bus.publish(published, { tx: client });
+        });
+    } catch (err) {
+      // A row refused alone is dropped by the writer: its body leaves the queue too.
+      if (batch.length === 1 && isDataError(err)) released(batch);
+      throw err;
+    }
+    released(batch);
   }
 
   const writer = new BatchWriter<Queued>({
     what: "decisions",
     write,
     // The whole row: the log keeps the decision the table could not.
-    describe: (q) => ({ requestId: q.requestId, decision: q.row }),
+    describe: (q) => ({ requestId: q.requestId, decision: withoutPayload(q.row) }),
     log: o.log,
     flushMs: o.flushMs,
     maxBatch: 1000,
@@ -118,13 +212,39 @@ export function createDecisionLog(o: {
 
   return {
     add(decision: DecisionRecord): void {
-      let d = decision;
-      let row = JSON.stringify(d);
-      if (mayNeedStorableJson(row)) {
-        d = storableJson(d);
-        row = JSON.stringify(d);
+      const payload = storeMaxBytes > 0 ? decision.payload : undefined;
+      let body = payload?.body && payload.body.length <= storeMaxBytes ? payload.body : undefined;
+      let kept = payload !== undefined;
+      if (kept && payloadBytes + (body?.length ?? 0) > maxPayloadBytes) {
+        o.onPayloadDropped?.();
+        kept = false;
+        body = undefined;
       }
-      writer.add({ requestId: d.requestId, row, event: isPublished(d, o.events) ? eventOf(d) : undefined });
+      let fields: RowFields = {
+        at: decision.at,
+        requestId: decision.requestId,
+        method: decision.method,
+        path: decision.path,
+        rule: decision.rule,
+        objectId: decision.objectId,
+        targetEnv: decision.targetEnv,
+        reason: decision.reason,
+        detail: decision.detail,
+        status: decision.status,
+        latencyMs: decision.latencyMs,
+        error: decision.error,
+        target: kept ? payload!.target : undefined,
+        headers: kept ? payload!.headers : undefined,
+        bodyLength: body?.length,
+        bodySize: kept ? payload!.body?.length : undefined,
+      };
+      let row = JSON.stringify(fields);
+      if (mayNeedStorableJson(row)) {
+        fields = storableJson(fields);
+        row = JSON.stringify(fields);
+      }
+      const event = isPublished(fields, o.events) ? eventOf(fields) : undefined;
+      if (writer.add({ requestId: fields.requestId, row, body, event }) && body) payloadBytes += body.length;
     },
     flush: () => writer.flush(),
     close: () => writer.close(),

@@ -9,27 +9,52 @@ const deleteBatch = 10_000;
  * sweep; a transaction-scoped advisory lock lets one of them do it at a time
  * (the others skip that round). Deletes go in bounded batches via the `at` index.
  */
-export function createDecisionRetention(o: { pool: Pool; schema: string; retentionDays: number; sweepMs: number; log: Logger }) {
+export function createDecisionRetention(o: {
+  pool: Pool;
+  schema: string;
+  retentionDays: number;
+  /** Kept callbacks (bytes and headers) go sooner: they are larger, and hold what third parties sent. */
+  callbackRetentionDays?: number;
+  sweepMs: number;
+  log: Logger;
+}) {
   const lockName = `opsplane.${o.schema}.decision-retention`;
   let running: Promise<number> | undefined;
 
-  async function sweepOnce(): Promise<number> {
+  // What goes, oldest first: decisions and their replays after the retention period, kept callbacks after theirs.
+  const tables = [
+    { table: "decisions", key: "id", days: o.retentionDays },
+    { table: "callback_replays", key: "id", days: o.retentionDays },
+    { table: "callback_payloads", key: "decision_id", days: Math.min(o.callbackRetentionDays ?? o.retentionDays, o.retentionDays) },
+  ];
+
+  /** Rows deleted from each table; -1 when another replica held the lock (and sweeps this round). */
+  async function sweepTable(t: (typeof tables)[number]): Promise<number> {
     let deleted = 0;
     for (;;) {
-      // -1: another replica holds the lock and sweeps this round.
       const n = await withTransaction(o.pool, async (tx) => {
         if (!(await tryAdvisoryXactLock(tx, lockName))) return -1;
         const res = await tx.query(
-          `DELETE FROM decisions WHERE id IN (
-             SELECT id FROM decisions WHERE at < now() - make_interval(days => $1) ORDER BY at LIMIT $2)`,
-          [o.retentionDays, deleteBatch],
+          `DELETE FROM ${t.table} WHERE ${t.key} IN (
+             SELECT ${t.key} FROM ${t.table} WHERE at < now() - make_interval(secs => $1 * 86400) ORDER BY at LIMIT $2)`,
+          [t.days, deleteBatch],
         );
         return res.rowCount ?? 0;
       });
-      if (n < 0) return deleted;
+      if (n < 0) return deleted ? deleted : -1;
       deleted += n;
       if (n < deleteBatch) return deleted;
     }
+  }
+
+  async function sweepOnce(): Promise<number> {
+    let deleted = 0;
+    for (const t of tables) {
+      const n = await sweepTable(t);
+      if (n < 0) return deleted;
+      deleted += n;
+    }
+    return deleted;
   }
 
   const sweep = () => {

@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { flatHeaders, type HttpExchange } from "@opsplane/callback-agent/rules";
+import { flatHeaders } from "@opsplane/callback-agent/rules";
 import type { DecisionLog } from "./decision-log.js";
+import { decodeBody, type EncodedExchange, ExtractionRefused } from "./extraction-body.js";
 import { type Forwarder, outboundHeaders, UpstreamError } from "./forwarder.js";
-import type { callbackCounter, DispatcherMetrics } from "./metrics.js";
+import type { DispatcherMetrics } from "./metrics.js";
 import { headThenRest, readBounded } from "./read-bounded.js";
+import type { RegistrationHold } from "./registration-hold.js";
 import type { Registry } from "./registry.js";
 import { decide } from "./router.js";
 import type { RuleSetCache } from "./rule-set.js";
@@ -11,10 +13,11 @@ import type { RuleSetCache } from "./rule-set.js";
 export interface DispatchDeps {
   rules: RuleSetCache;
   registry: Registry;
+  /** Holds callbacks whose registration may still be in flight (rules with `holdMs`). */
+  hold: RegistrationHold;
   forwarder: Forwarder;
   decisions: DecisionLog;
   metrics: DispatcherMetrics;
-  countCallback: ReturnType<typeof callbackCounter>;
   extractLimitBytes: number;
 }
 
@@ -45,8 +48,9 @@ export function answerError(res: ServerResponse, status: number, requestId: stri
  * request alive through every young-generation collection until the next full one, and those
  * collections then took over a millisecond each.
  */
-class CallbackExchange implements HttpExchange {
+class CallbackExchange implements EncodedExchange {
   private flat: Record<string, string> | undefined;
+  private decoded: Buffer | ExtractionRefused | undefined;
 
   constructor(
     readonly method: string,
@@ -60,9 +64,35 @@ class CallbackExchange implements HttpExchange {
     this.flat ??= flatHeaders(this.raw.headers);
     return this.flat;
   }
+
+  bodyForExtraction(limit: number): Buffer {
+    if (this.decoded === undefined) {
+      // From the raw list: building `raw.headers` for every callback costs more than this scan.
+      let contentType: string | undefined;
+      let contentEncoding: string | undefined;
+      const list = this.raw.rawHeaders;
+      for (let i = 0; i < list.length; i += 2) {
+        const name = list[i]!;
+        if (name.length === 12 && name.toLowerCase() === "content-type") contentType = list[i + 1];
+        else if (name.length === 16 && name.toLowerCase() === "content-encoding") contentEncoding = list[i + 1];
+      }
+      try {
+        this.decoded = decodeBody(this.body, contentType, contentEncoding, limit);
+      } catch (err) {
+        if (!(err instanceof ExtractionRefused)) throw err;
+        this.decoded = err;
+      }
+    }
+    if (this.decoded instanceof ExtractionRefused) throw this.decoded;
+    return this.decoded;
+  }
 }
 
 const errorNames: Record<number, string> = { 502: "bad_gateway", 503: "unavailable", 504: "upstream_timeout" };
+
+/** What a third party reads when the environment fails: that it may retry, and the id to quote; never where the callback went. */
+const upstreamFailure = (status: number, requestId: string) =>
+  `${status === 504 ? "the callback's receiver did not answer in time" : "the callback's receiver could not be reached"}; retry later (request id ${requestId})`;
 
 /**
  * One callback, start to end: read the body (bounded), decide, forward the
@@ -77,53 +107,56 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
   const method = raw.method ?? "GET";
   const { head, complete } = await readBounded(raw, deps.extractLimitBytes);
   const exchange = new CallbackExchange(method, path, query, head, raw);
-  const decision = await decide(exchange, complete, deps.rules.current(), deps.registry, (f) =>
-    deps.metrics.extractionFailures.inc({ rule: f.rule, reason: f.reason }),
-  );
+  const decision = await decide(exchange, complete, deps.rules.current(), deps.registry, deps.metrics.countExtractionFailure, deps.hold);
 
-  const finish = (status: number, error?: string) => {
-    deps.countCallback(decision.rule ?? "", decision.target?.name ?? "", decision.reason, status);
-    deps.decisions.add({
-      at: Date.now(),
-      requestId,
-      method,
-      path,
-      rule: decision.rule,
-      objectId: decision.objectId,
-      targetEnv: decision.target?.name,
-      reason: decision.reason,
-      detail: decision.detail,
-      status,
-      latencyMs: performance.now() - started,
-      error,
-    });
-    return status;
-  };
-
+  const headers = outboundHeaders(raw, requestId);
+  let status: number;
+  let error: string | undefined;
   if (!decision.target) {
     if (!complete) raw.resume();
     const message = decision.detail ?? "no production environment configured";
     answerError(res, 503, requestId, errorNames[503]!, message);
-    return finish(503, decision.detail);
+    status = 503;
+    error = decision.detail;
+  } else {
+    try {
+      const forwarded = await deps.forwarder.forward(
+        decision.target,
+        {
+          method,
+          pathAndQuery: url,
+          headers,
+          body: complete ? head : headThenRest(head, raw),
+        },
+        res,
+        requestId,
+      );
+      status = forwarded.status;
+      error = forwarded.error;
+    } catch (err) {
+      status = err instanceof UpstreamError ? err.status : 502;
+      error = (err as Error).message;
+      if (!complete) raw.resume();
+      // The caller is a third party: the environment's name, address and error stay in the decision.
+      if (!res.headersSent) answerError(res, status, requestId, errorNames[status]!, upstreamFailure(status, requestId));
+    }
   }
-  try {
-    const forwarded = await deps.forwarder.forward(
-      decision.target,
-      {
-        method,
-        pathAndQuery: url,
-        headers: outboundHeaders(raw, requestId),
-        body: complete ? head : headThenRest(head, raw),
-      },
-      res,
-      requestId,
-    );
-    return finish(forwarded.status, forwarded.error);
-  } catch (err) {
-    const status = err instanceof UpstreamError ? err.status : 502;
-    const message = (err as Error).message;
-    if (!complete) raw.resume();
-    if (!res.headersSent) answerError(res, status, requestId, errorNames[status]!, message);
-    return finish(status, message);
-  }
+  deps.metrics.countCallback(decision.rule ?? "", decision.target?.name ?? "", decision.reason, status);
+  deps.decisions.add({
+    at: Date.now(),
+    requestId,
+    method,
+    path,
+    rule: decision.rule,
+    objectId: decision.objectId,
+    targetEnv: decision.target?.name,
+    reason: decision.reason,
+    detail: decision.detail,
+    status,
+    latencyMs: performance.now() - started,
+    error,
+    // Kept (bounded) for showing and replaying it: the bytes and headers exactly as forwarded.
+    payload: { target: url, headers, body: complete ? head : undefined },
+  });
+  return status;
 }

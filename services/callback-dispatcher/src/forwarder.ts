@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { LookupFunction } from "node:net";
 import type { Readable } from "node:stream";
 import { hopByHopHeaders } from "@opsplane/callback-agent/hop-by-hop";
 import { type Dispatcher, errors, Pool } from "undici";
@@ -37,8 +38,19 @@ export class UpstreamError extends Error {
 const isTimeout = (err: unknown) =>
   err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError || err instanceof errors.ConnectTimeoutError;
 
-/** Header names the dispatcher sets itself on forwarded requests, so the caller's copies are dropped. */
-const replacedOnRequest = new Set(["host", "x-forwarded-for", "x-forwarded-host", "x-request-id"]);
+/**
+ * Header names the dispatcher sets itself on forwarded requests, so the caller's copies are dropped
+ * (`X-Forwarded-For` and `Forwarded` are kept as the chain so far, with this hop appended).
+ */
+const replacedOnRequest = new Set([
+  "host",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-real-ip",
+  "forwarded",
+  "x-request-id",
+]);
 
 /**
  * Names listed in a `Connection` header: hop-by-hop too (RFC 9110 §7.6.1). Only names beyond the
@@ -56,9 +68,16 @@ function connectionNamed(value: string | undefined): Set<string> | undefined {
   return names;
 }
 
+/** A node of RFC 7239's `for=`: IPv6 addresses bracketed and quoted. */
+const forwardedNode = (ip: string) => (ip.includes(":") ? `"[${ip}]"` : ip);
+const quoted = (value: string) => `"${value.replace(/["\\]/g, "\\$&")}"`;
+
 /**
  * The end-to-end headers of a callback, from its raw header list (names keep their case, repeated
- * headers stay repeated), plus `X-Forwarded-For`, `X-Forwarded-Host` and `X-Request-Id`.
+ * headers stay repeated), plus what this hop says about the caller, whatever the caller claimed:
+ * `X-Forwarded-For` and `Forwarded` (the caller's chain, then this hop's peer address, `Host` and
+ * scheme), `X-Forwarded-Host` (the `Host` received), `X-Forwarded-Proto` (the scheme received),
+ * `X-Real-IP` (the peer address) and `X-Request-Id`.
  */
 export function outboundHeaders(req: IncomingMessage, requestId: string): string[] {
   const raw = req.rawHeaders;
@@ -69,6 +88,7 @@ export function outboundHeaders(req: IncomingMessage, requestId: string): string
   let host: string | undefined;
   let forwardedHost: string | undefined;
   let forwardedFor: string | undefined;
+  let forwarded: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
@@ -76,16 +96,22 @@ export function outboundHeaders(req: IncomingMessage, requestId: string): string
       if (name === "host") host = value;
       else if (name === "x-forwarded-host") forwardedHost = value;
       else if (name === "x-forwarded-for") forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
+      else if (name === "forwarded") forwarded = forwarded ? `${forwarded}, ${value}` : value;
       continue;
     }
     if (hopByHopHeaders.has(name) || named?.has(name)) continue;
     out.push(raw[i]!, value);
   }
   const clientIp = req.socket.remoteAddress;
+  const proto = (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
   const xff = forwardedFor && clientIp ? `${forwardedFor}, ${clientIp}` : (forwardedFor ?? clientIp);
   if (xff) out.push("x-forwarded-for", xff);
   const xfh = host ?? forwardedHost;
   if (xfh !== undefined) out.push("x-forwarded-host", xfh);
+  out.push("x-forwarded-proto", proto);
+  if (clientIp) out.push("x-real-ip", clientIp);
+  const hop = `${clientIp ? `for=${forwardedNode(clientIp)};` : ""}${host === undefined ? "" : `host=${quoted(host)};`}proto=${proto}`;
+  out.push("forwarded", forwarded ? `${forwarded}, ${hop}` : hop);
   out.push("x-request-id", requestId);
   return out;
 }
@@ -210,6 +236,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 export function createForwarder(o: {
   timeoutMs: number;
   connections: number;
+  /** Resolves environment hosts at each connection, refusing addresses they may not point to (see environment-url-policy.ts). */
+  lookup?: LookupFunction;
   onResponseHeaders?(env: Environment, seconds: number): void;
 }) {
   const pools = new Map<string, Pool>();
@@ -227,6 +255,7 @@ export function createForwarder(o: {
           headersTimeout: o.timeoutMs,
           bodyTimeout: o.timeoutMs,
           connectTimeout: Math.min(o.timeoutMs, 5_000),
+          ...(o.lookup ? { connect: { lookup: o.lookup } } : {}),
         });
         pools.set(url.origin, pool);
       }

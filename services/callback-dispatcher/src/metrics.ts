@@ -1,6 +1,9 @@
 import { dropReasons } from "@opsplane/store";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
+/** `status_class` label values, by hundreds: built once rather than per callback. */
+const statusClasses = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
 /** The dispatcher's own metrics; rule and environment labels are bounded by configuration. */
 export function createDispatcherMetrics(registry: Registry) {
   const registers = [registry];
@@ -12,13 +15,38 @@ export function createDispatcherMetrics(registry: Registry) {
   });
   // Every reason is exported from the start, at 0, so a rate or an alert on it has a series to read.
   for (const reason of dropReasons) decisionsDropped.inc({ reason }, 0);
+  // Callbacks are tallied in plain numbers and handed to prom-client when it is read: a labelled
+  // child of prom-client checks and hashes its labels again at every inc, a microsecond per callback.
+  const callbackTallies = new Map<string, { labels: Record<"rule" | "target" | "reason" | "status_class", string>; count: number }>();
+  const callbacks = new Counter({
+    name: "callback_dispatcher_callbacks_total",
+    help: "Callbacks handled, by rule, target environment, reason and upstream status class",
+    labelNames: ["rule", "target", "reason", "status_class"] as const,
+    registers,
+    collect() {
+      for (const tally of callbackTallies.values()) {
+        if (tally.count) this.inc(tally.labels, tally.count);
+        tally.count = 0;
+      }
+    },
+  });
+  const extractionFailures = new Counter({
+    name: "callback_dispatcher_extraction_failures_total",
+    help: "Callbacks whose business-object id could not be read, by rule and reason",
+    labelNames: ["rule", "reason"] as const,
+    registers,
+  });
   return {
-    callbacks: new Counter({
-      name: "callback_dispatcher_callbacks_total",
-      help: "Callbacks handled, by rule, target environment, reason and upstream status class",
-      labelNames: ["rule", "target", "reason", "status_class"] as const,
-      registers,
-    }),
+    callbacks,
+    /** Counts one callback (read by the next scrape of `callbacks`). */
+    countCallback(rule: string, target: string, reason: string, status: number): void {
+      const hundreds = Math.floor(status / 100);
+      const statusClass = statusClasses[hundreds] ?? `${hundreds}xx`;
+      const key = `${rule}\u0000${target}\u0000${reason}\u0000${statusClass}`;
+      const tally = callbackTallies.get(key);
+      if (tally) tally.count++;
+      else callbackTallies.set(key, { labels: { rule, target, reason, status_class: statusClass }, count: 1 });
+    },
     upstreamSeconds: new Histogram({
       name: "callback_dispatcher_upstream_duration_seconds",
       help: "Time from forwarding a callback to the upstream's response headers",
@@ -26,12 +54,9 @@ export function createDispatcherMetrics(registry: Registry) {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
-    extractionFailures: new Counter({
-      name: "callback_dispatcher_extraction_failures_total",
-      help: "Callbacks whose business-object id could not be read, by rule and reason",
-      labelNames: ["rule", "reason"] as const,
-      registers,
-    }),
+    extractionFailures,
+    /** Counts a callback whose id a rule could not read (one function for all callbacks, not a closure each). */
+    countExtractionFailure: (f: { rule: string; reason: string }) => extractionFailures.inc({ rule: f.rule, reason: f.reason }),
     registrations: new Counter({
       name: "callback_dispatcher_registrations_total",
       help: "Business objects registered by agents, by environment",
@@ -45,26 +70,27 @@ export function createDispatcherMetrics(registry: Registry) {
       registers,
     }),
     decisionsDropped,
+    payloadsDropped: new Counter({
+      name: "callback_dispatcher_payloads_dropped_total",
+      help: "Callbacks recorded without their bytes (not replayable) because CALLBACK_QUEUE_MAX_BYTES of bodies were waiting to be written",
+      registers,
+    }),
+    heldCallbacks: new Gauge({
+      name: "callback_dispatcher_held_callbacks",
+      help: "Callbacks held right now, waiting for a registration that may be in flight (rules with holdMs)",
+      registers,
+    }),
+    holds: new Counter({
+      name: "callback_dispatcher_holds_total",
+      help: "Callbacks held for their registration, by outcome: registered (it came), expired (holdMs passed), full (too many held; not held)",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
     ruleSetVersion: new Gauge({ name: "callback_dispatcher_rule_set_version", help: "Rule-set version in force", registers }),
   };
 }
 
 export type DispatcherMetrics = ReturnType<typeof createDispatcherMetrics>;
-
-/** Counts one callback; the labelled child is looked up once per label set (the hot path runs this per request). */
-export function callbackCounter(metrics: DispatcherMetrics): (rule: string, target: string, reason: string, status: number) => void {
-  const children = new Map<string, { inc(): void }>();
-  return (rule, target, reason, status) => {
-    const statusClass = `${Math.floor(status / 100)}xx`;
-    const key = `${rule}\u0000${target}\u0000${reason}\u0000${statusClass}`;
-    let child = children.get(key);
-    if (!child) {
-      child = metrics.callbacks.labels({ rule, target, reason, status_class: statusClass });
-      children.set(key, child);
-    }
-    child.inc();
-  };
-}
 
 /** Observes the upstream's time to response headers; the labelled child is looked up once per environment. */
 export function upstreamTimer(metrics: DispatcherMetrics): (env: { name: string }, seconds: number) => void {

@@ -52,6 +52,9 @@ export interface RedisRegistryOptions {
   log: Logger;
 }
 
+/** How long the start waits for the registry's Redis connection before going on without it. */
+const startupWaitMs = 2_000;
+
 /**
  * Registrations served from Redis, a cache of the PostgreSQL record. Redis is trusted to say
  * "not registered" only while it holds the warm marker, which a warm writes after copying every
@@ -59,12 +62,23 @@ export interface RedisRegistryOptions {
  * FLUSHDB) loses the marker too. Without the marker, or while Redis does not answer within
  * `timeoutMs`, lookups are answered by the record and a warm is started (one replica at a time).
  */
-export function redisRegistry(o: RedisRegistryOptions): Registry {
+export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> {
   // Its own connection: no offline queue and no retries, so a call to an unreachable Redis fails
   // at once, and a deadline for one that accepts but does not answer (a partition).
   const redis = o.redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: o.timeoutMs });
   // The kit's client logs Redis errors already (same server): these would repeat them.
   redis.on("error", () => {});
+  // Without an offline queue, a registration made before this connection is up misses Redis (the
+  // record answers for it until the next warm): a reachable Redis is connected before the service
+  // takes traffic. One that is not reachable holds the start for at most `startupWaitMs`.
+  await new Promise<void>((resolve) => {
+    if (redis.status === "ready") return resolve();
+    const timer = setTimeout(resolve, startupWaitMs);
+    redis.once("ready", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
   redis.defineCommand("setIfNewer", { lua: setIfNewer });
   redis.defineCommand("markWarm", { numberOfKeys: 2, lua: markWarm });
   const script = redis as Redis & {
@@ -144,10 +158,13 @@ export function redisRegistry(o: RedisRegistryOptions): Registry {
     return new Map(rows.map((r) => [key(r.rule, r.id), r.env]));
   }
 
-  // Lookups of all callbacks read in one event-loop turn go to Redis as one MGET (the marker first):
-  // one command, one write and one wake-up of Redis per turn instead of one per callback.
+  // Lookups go to Redis as one MGET at a time (the marker first): those made while one is on its way
+  // wait for its answer and leave together in the next, at the end of the event-loop turn that
+  // received the answer (so the callbacks read in that turn join them), so under load one command,
+  // one write and one wake-up of Redis serve many callbacks; without load a lookup leaves at the end of its turn.
   type Pending = { rule: string; id: string; resolve(env: string | undefined): void; reject(err: unknown): void };
   let batch: Pending[] | undefined;
+  let inFlight = false;
   const answerFromRecord = (pending: Pending[]) =>
     fromRecord(pending).then(
       (envs) => {
@@ -159,10 +176,18 @@ export function redisRegistry(o: RedisRegistryOptions): Registry {
       },
     );
   const flush = () => {
-    const pending = batch!;
+    if (inFlight || !batch) return;
+    const pending = batch;
     batch = undefined;
+    inFlight = true;
+    // Redis has answered (or failed): the lookups waiting meanwhile go at the end of this turn, whoever answers these.
+    const next = () => {
+      inFlight = false;
+      if (batch) setImmediate(flush);
+    };
     redis.mget(warmKey, ...pending.map((x) => key(x.rule, x.id))).then(
       ([marker, ...values]) => {
+        next();
         if (marker === null || missedWrites) {
           startWarm();
           return answerFromRecord(pending);
@@ -173,7 +198,10 @@ export function redisRegistry(o: RedisRegistryOptions): Registry {
           pending[i]!.resolve(v == null ? undefined : v.slice(v.indexOf(" ") + 1));
         }
       },
-      () => answerFromRecord(pending),
+      () => {
+        next();
+        return answerFromRecord(pending);
+      },
     );
   };
 
@@ -198,7 +226,7 @@ export function redisRegistry(o: RedisRegistryOptions): Registry {
       return new Promise<string | undefined>((resolve, reject) => {
         if (!batch) {
           batch = [];
-          setImmediate(flush);
+          if (!inFlight) setImmediate(flush);
         }
         batch.push({ rule, id, resolve, reject });
       });

@@ -1,6 +1,8 @@
 import { ExtractionError, type HttpExchange } from "@opsplane/callback-agent/rules";
 import { storableText } from "@opsplane/store";
 import type { Environment } from "./config-store.js";
+import { ExtractionRefused } from "./extraction-body.js";
+import type { HeldId, RegistrationHold } from "./registration-hold.js";
 import type { Registry } from "./registry.js";
 import type { RuleSetSnapshot } from "./rule-set.js";
 
@@ -29,11 +31,20 @@ export interface ExtractionFailure {
   reason: string;
 }
 
+/** Whether some configured test environment may claim (rule, id): only then can a registration for it be on its way. */
+function claimable(rules: RuleSetSnapshot, rule: string, id: string): boolean {
+  for (const env of rules.environments.values()) if (!env.production && !rules.claims.get(env.name)?.(rule, id)) return true;
+  return false;
+}
+
 /**
  * Decides where one callback goes. Rules whose callback pattern matches are
  * tried in name order; the first (rule, id) registered by a configured test
- * environment wins. Anything else — no rule, no id, a failing script, an
- * unknown environment — goes to production, with the reason.
+ * environment wins. When none is, and a matching rule has `holdMs` for an id
+ * some test environment may claim, the callback waits (with `hold`) up to the
+ * longest such `holdMs` for a registration still in flight. Anything else — no
+ * rule, no id, a failing script, an unknown environment — goes to production,
+ * with the reason.
  */
 export async function decide(
   x: HttpExchange,
@@ -41,50 +52,78 @@ export async function decide(
   rules: RuleSetSnapshot,
   registry: Registry,
   onExtractionFailure: (f: ExtractionFailure) => void,
+  hold?: RegistrationHold,
 ): Promise<Decision> {
-  const toProduction = (reason: Reason, rule?: string, objectId?: string, detail?: string): Decision =>
-    rules.production
-      ? { rule, objectId, target: rules.production, reason, detail }
-      : {
-          rule,
-          objectId,
-          target: undefined,
-          reason: "no_production",
-          detail: `would go to production (${reason}), but none is configured`,
-        };
-
   const matching = rules.rules.filter((r) => r.matchesCallback(x.method, x.path));
-  if (!matching.length) return toProduction("no_rule");
+  if (!matching.length) return toProduction(rules, "no_rule");
   if (!bodyComplete) {
     onExtractionFailure({ rule: matching[0]!.name, reason: "body_too_large" });
-    return toProduction("body_too_large", matching[0]!.name, undefined, "body larger than the extraction limit; not read");
+    return toProduction(rules, "body_too_large", matching[0]!.name, undefined, "body larger than the extraction limit; not read");
   }
   let firstMiss: Decision | undefined;
+  // Ids not registered (yet) that a rule may hold the callback for.
+  let awaited: HeldId[] | undefined;
+  let holdMs = 0;
   for (const rule of matching) {
     let id: string;
     try {
       // Made storable as registrations are (a NUL as the text \u0000), so the same raw id finds its registration.
-      id = storableText(await rule.callbackId(x));
+      // Declarative extractors answer at once: awaited only when a script's promise comes back.
+      const got = rule.callbackId(x);
+      id = storableText(typeof got === "string" ? got : await got);
     } catch (err) {
-      const reason = err instanceof ExtractionError ? err.reason : "script_failed";
+      const reason = err instanceof ExtractionError || err instanceof ExtractionRefused ? err.reason : "script_failed";
       onExtractionFailure({ rule: rule.name, reason });
-      firstMiss ??= toProduction("extraction_failed", rule.name, undefined, (err as Error).message);
+      firstMiss ??= toProduction(
+        rules,
+        reason === "body_too_large" ? reason : "extraction_failed",
+        rule.name,
+        undefined,
+        (err as Error).message,
+      );
       continue;
     }
     let envName: string | undefined;
     try {
       envName = await registry.lookup(rule.name, id);
     } catch (err) {
-      return toProduction("registry_unavailable", rule.name, id, `registry lookup failed: ${(err as Error).message}`);
+      return toProduction(rules, "registry_unavailable", rule.name, id, `registry lookup failed: ${(err as Error).message}`);
     }
     if (envName === undefined) {
-      if (!firstMiss || firstMiss.reason === "extraction_failed") firstMiss = toProduction("not_registered", rule.name, id);
+      if (!firstMiss || firstMiss.reason === "extraction_failed") firstMiss = toProduction(rules, "not_registered", rule.name, id);
+      if (rule.holdMs > 0 && hold && claimable(rules, rule.name, id)) {
+        awaited ??= [];
+        awaited.push({ rule: rule.name, id });
+        holdMs = Math.max(holdMs, rule.holdMs);
+      }
       continue;
     }
-    const env = rules.environments.get(envName);
-    if (!env || env.production)
-      return toProduction("unknown_environment", rule.name, id, `registered by "${envName}", which is not a configured test environment`);
-    return { rule: rule.name, objectId: id, target: env, reason: "registered", detail: undefined };
+    return routeTo(rules, rule.name, id, envName);
   }
-  return firstMiss!;
+  if (!awaited || !hold) return firstMiss!;
+  const held = await hold.wait(awaited, holdMs);
+  if (held.env !== undefined) return routeTo(rules, held.rule, held.id, held.env, `held ${held.heldMs} ms until its registration came`);
+  const why = held.full ? "not held: too many callbacks held already" : `held ${held.heldMs} ms; no registration came`;
+  return { ...firstMiss!, detail: firstMiss!.detail ? `${firstMiss!.detail}; ${why}` : why };
+}
+
+/** The callback to production for `reason`; with none configured, nowhere (`no_production`, answered 503). */
+function toProduction(rules: RuleSetSnapshot, reason: Reason, rule?: string, objectId?: string, detail?: string): Decision {
+  return rules.production
+    ? { rule, objectId, target: rules.production, reason, detail }
+    : {
+        rule,
+        objectId,
+        target: undefined,
+        reason: "no_production",
+        detail: `would go to production (${reason}), but none is configured`,
+      };
+}
+
+/** The callback to the environment that registered its id, while that is a configured test environment. */
+function routeTo(rules: RuleSetSnapshot, rule: string, id: string, envName: string, detail?: string): Decision {
+  const env = rules.environments.get(envName);
+  if (!env || env.production)
+    return toProduction(rules, "unknown_environment", rule, id, `registered by "${envName}", which is not a configured test environment`);
+  return { rule, objectId: id, target: env, reason: "registered", detail };
 }

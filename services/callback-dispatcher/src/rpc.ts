@@ -1,16 +1,42 @@
 import { create } from "@bufbuild/protobuf";
-import { CallbackDispatcherService, DryRunResponseSchema, GetRuleSetVersionResponseSchema } from "@opsplane/contracts";
-import { badRequest, rpcService } from "@opsplane/platform";
+import {
+  CallbackDispatcherService,
+  DryRunResponseSchema,
+  GetRuleSetVersionResponseSchema,
+  ReplayCallbackResponseSchema,
+} from "@opsplane/contracts";
+import { badRequest, principalKey, requestIdKey, rpcService } from "@opsplane/platform";
 import { dryRun } from "./dry-run.js";
 import type { Registry } from "./registry.js";
+import type { Replayer } from "./replay.js";
 import type { RuleSetCache } from "./rule-set.js";
+import { envNamePattern } from "./schemas.js";
 
 /** Connect RPCs: `curl -X POST -H 'content-type: application/json' -d '{"method":"POST","path":"/notify"}' .../ops.v1.CallbackDispatcherService/DryRun` */
-export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry }) {
+export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; replayer: Replayer }) {
   return rpcService({
     service: CallbackDispatcherService,
     access: { role: "viewer" },
+    methods: { replayCallback: { role: "operator" } },
     impl: {
+      async replayCallback(req, ctx) {
+        if (!/^[0-9]{1,19}$/.test(req.decisionId)) throw badRequest("decisionId must be a decision id (a number)");
+        if (req.env && !new RegExp(envNamePattern).test(req.env)) throw badRequest(`env "${req.env}" is not an environment name`);
+        const r = await d.replayer.replay({
+          decisionId: req.decisionId,
+          env: req.env || undefined,
+          principal: ctx.values.get(principalKey),
+          requestId: ctx.values.get(requestIdKey),
+        });
+        return create(ReplayCallbackResponseSchema, {
+          replayId: r.id,
+          env: r.env,
+          status: r.status,
+          latencyMs: r.latencyMs,
+          error: r.error ?? "",
+          responseBody: r.response?.body ?? "",
+        });
+      },
       async dryRun(req) {
         if (!req.path.startsWith("/")) throw badRequest("path must start with /");
         const result = await dryRun(

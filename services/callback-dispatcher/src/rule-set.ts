@@ -3,6 +3,23 @@ import type { Logger } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
 import { type ClaimCheck, compileClaimCheck } from "./claims.js";
 import { type Environment, environmentColumns } from "./config-store.js";
+import { exchangeForExtraction } from "./extraction-body.js";
+import type { RuleBody } from "./schemas.js";
+
+/** A rule's body extraction limit unless it sets its own (`callback.extractLimitBytes`): real notifications are under 4 KB. */
+export const defaultExtractLimitBytes = 65_536;
+
+/**
+ * The rule with its callback extractor bounded: a body (decoded: gzip, charset) over the rule's
+ * limit is refused before any parser sees it, so no rule parses a large XML or JSON body on the
+ * event loop. Query and header extractors never read the body, so they keep working for any body.
+ */
+function withExtractionLimit(rule: CompiledRule, limit: number, decodeBound: number): CompiledRule {
+  const kind = rule.spec.callback.id.kind;
+  if (kind === "query" || kind === "header") return rule;
+  const extract = rule.callbackId;
+  return { ...rule, callbackId: (x) => extract(exchangeForExtraction(x, limit, decodeBound)) };
+}
 
 /** Everything the hot path needs, compiled once per rule-set version and swapped whole. */
 export interface RuleSetSnapshot {
@@ -32,6 +49,8 @@ export async function createRuleSetCache(o: {
   pool: Pool;
   compileScript: ScriptCompiler;
   pollMs: number;
+  /** CALLBACK_EXTRACT_LIMIT_BYTES: no rule's extraction limit goes past it. */
+  extractLimitBytes: number;
   log: Logger;
   onReload(snapshot: RuleSetSnapshot): void;
 }): Promise<RuleSetCache> {
@@ -51,10 +70,14 @@ export async function createRuleSetCache(o: {
       { isolation: "repeatable read", readOnly: true },
     );
     const rules: CompiledRule[] = [];
+    const limitOf = (spec: RuleSpec) =>
+      Math.min((spec.callback as RuleBody["callback"]).extractLimitBytes ?? defaultExtractLimitBytes, o.extractLimitBytes);
+    // One decode per callback serves every rule: bounded by the largest limit in force.
+    const decodeBound = Math.max(0, ...ruleRows.map((r) => limitOf(r.spec)));
     for (const row of ruleRows) {
       if (!row.enabled) continue;
       try {
-        rules.push(compileRule(row.spec, o.compileScript));
+        rules.push(withExtractionLimit(compileRule(row.spec, o.compileScript), limitOf(row.spec), decodeBound));
       } catch (err) {
         o.log.error({ rule: row.spec.name, err: (err as Error).message }, "stored rule does not compile; skipped");
       }

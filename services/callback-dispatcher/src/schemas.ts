@@ -44,6 +44,9 @@ const Sample = Type.Object(
   { additionalProperties: false },
 );
 
+/** Longest a rule may hold a callback waiting for its registration: well inside third parties' callback timeouts (5 s and more). */
+export const maxHoldMs = 3_000;
+
 const Pattern = Type.String({ pattern: "^/", maxLength: 1024 });
 const Method = Type.String({ pattern: "^[A-Za-z]{1,16}$" });
 
@@ -63,10 +66,18 @@ export const RuleBody = Type.Object(
       { additionalProperties: false },
     ),
     callback: Type.Object(
-      { pattern: Pattern, method: Type.Optional(Method), id: Extractor, sample: Type.Optional(Sample) },
+      {
+        pattern: Pattern,
+        method: Type.Optional(Method),
+        id: Extractor,
+        sample: Type.Optional(Sample),
+        /** Largest body (decoded) the callback extractor reads; default 64 KiB, at most CALLBACK_EXTRACT_LIMIT_BYTES. */
+        extractLimitBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 16_777_216 })),
+      },
       { additionalProperties: false },
     ),
     ttlSeconds: Type.Integer({ minimum: 1, maximum: 90 * 24 * 3600 }),
+    holdMs: Type.Optional(Type.Integer({ minimum: 0, maximum: maxHoldMs })),
   },
   { additionalProperties: false },
 );
@@ -76,6 +87,8 @@ export const EnvironmentBody = Type.Object(
   {
     baseUrl: Type.String({ pattern: "^https?://", maxLength: 2048 }),
     production: Type.Optional(Type.Boolean()),
+    /** With `production: true`: the production environment this one replaces, in one step (it becomes a test environment). */
+    replacesProduction: Type.Optional(Type.String({ pattern: envNamePattern })),
     description: Type.Optional(Type.String({ maxLength: 1024 })),
     /** Ids this test environment may claim, by rule name or "*"; omitted or empty: any id. */
     idPatterns: Type.Optional(
@@ -118,8 +131,24 @@ export const DecisionsQuery = Type.Object(
     rule: Type.Optional(Type.String({ maxLength: 64 })),
     objectId: Type.Optional(Type.String({ maxLength: 256 })),
     target: Type.Optional(Type.String({ maxLength: 32 })),
+    reason: Type.Optional(Type.String({ maxLength: 64 })),
+    requestId: Type.Optional(Type.String({ maxLength: 256 })),
+    from: Type.Optional(Type.String({ maxLength: 64 })),
+    to: Type.Optional(Type.String({ maxLength: 64 })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+    pageToken: Type.Optional(Type.String({ maxLength: 64 })),
   },
   { additionalProperties: false },
 );
+
+export const DecisionIdParam = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$" }) });
+
+export const ReplayBody = Type.Object(
+  {
+    /** Environment to send it to; omitted: where it was routed (production only when named). */
+    env: Type.Optional(EnvName),
+  },
+  { additionalProperties: false },
+);
+export type ReplayBody = Static<typeof ReplayBody>;
 export type DecisionsQuery = Static<typeof DecisionsQuery>;

@@ -5,15 +5,21 @@ import { dispatcherEnv } from "./config.js";
 import { createConfigStore } from "./config-store.js";
 import { createDecisionLog } from "./decision-log.js";
 import { createDecisionRetention } from "./decision-retention.js";
+import { createUrlPolicy } from "./environment-url-policy.js";
 import { createForwarder } from "./forwarder.js";
-import { callbackCounter, createDispatcherMetrics, upstreamTimer } from "./metrics.js";
+import { createDispatcherMetrics, upstreamTimer } from "./metrics.js";
 import { redisRegistry } from "./redis-registry.js";
+import { createRegistrationHold } from "./registration-hold.js";
 import { memoryRegistry } from "./registry.js";
+import { createReplayer } from "./replay.js";
+import { createReplicaRoster } from "./replica-roster.js";
 import { registerAdminRoutes } from "./routes/admin.js";
 import { registerAgentRoutes } from "./routes/agent.js";
 import { callbackFront } from "./routes/callbacks.js";
+import { registerDecisionRoutes } from "./routes/decisions.js";
 import { dispatcherRpc } from "./rpc.js";
 import { createRuleSetCache } from "./rule-set.js";
+import { refuseUnknownFields } from "./unknown-fields.js";
 
 /** Routes third-party callbacks to the test environment that started the business object, or to production. */
 export const definition: ServiceDefinition<typeof dispatcherEnv> = {
@@ -31,18 +37,20 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
     });
     ctx.onClose(() => scripts.close());
 
-    const store = createConfigStore({ pool: ctx.pool, bus: ctx.bus, audit: ctx.audit });
+    const urlPolicy = createUrlPolicy(config.ENVIRONMENT_URL_ALLOW);
+    const store = createConfigStore({ pool: ctx.pool, bus: ctx.bus, audit: ctx.audit, urlPolicy });
     const rules = await createRuleSetCache({
       pool: ctx.pool,
       compileScript: scripts.compile,
       pollMs: config.RULES_POLL_MS,
+      extractLimitBytes: config.CALLBACK_EXTRACT_LIMIT_BYTES,
       log: ctx.log,
       onReload: (s) => metrics.ruleSetVersion.set(s.version),
     });
     ctx.onClose(async () => rules.close());
 
     const registry = ctx.redis
-      ? redisRegistry({
+      ? await redisRegistry({
           pool: ctx.pool,
           redis: ctx.redis,
           prefix: config.REDIS_KEY_PREFIX,
@@ -59,10 +67,28 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
     purge.unref();
     ctx.onClose(async () => clearInterval(purge));
     ctx.onClose(() => registry.close());
+    const roster = await createReplicaRoster({
+      pool: ctx.pool,
+      registry: registry.kind,
+      heartbeatMs: config.REPLICA_HEARTBEAT_MS,
+      log: ctx.log,
+    });
+    ctx.onClose(() => roster.close());
+
+    const hold = createRegistrationHold({
+      registry,
+      pollMs: config.HOLD_POLL_MS,
+      maxHeld: config.HOLD_MAX_CALLBACKS,
+      onHeld: (count) => metrics.heldCallbacks.set(count),
+      onOutcome: (outcome) => metrics.holds.inc({ outcome }),
+    });
+    // Before the registry closes: held callbacks are answered (routed as not registered) first.
+    ctx.onClose(async () => hold.close());
 
     const forwarder = createForwarder({
       timeoutMs: config.UPSTREAM_TIMEOUT_MS,
       connections: config.UPSTREAM_CONNECTIONS,
+      lookup: urlPolicy.lookup,
       onResponseHeaders: upstreamTimer(metrics),
     });
     ctx.onClose(() => forwarder.close());
@@ -76,21 +102,37 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       closeTimeoutMs: config.SHUTDOWN_TIMEOUT_MS / 2,
       events: config.DISPATCH_EVENTS,
       onDrop: (reason, count) => metrics.decisionsDropped.inc({ reason }, count),
+      storeMaxBytes: config.CALLBACK_STORE_MAX_BYTES,
+      maxPayloadBytes: config.CALLBACK_QUEUE_MAX_BYTES,
+      onPayloadDropped: () => metrics.payloadsDropped.inc(),
     });
     ctx.onClose(() => decisions.close());
     const retention = createDecisionRetention({
       pool: ctx.pool,
       schema: ctx.name,
       retentionDays: config.DECISION_RETENTION_DAYS,
+      callbackRetentionDays: config.CALLBACK_RETENTION_DAYS,
       sweepMs: config.DECISION_SWEEP_MS,
       log: ctx.log,
     });
     ctx.onClose(() => retention.close());
 
+    refuseUnknownFields(ctx.app, "/_dispatcher/");
+    const replayer = createReplayer({
+      pool: ctx.pool,
+      rules,
+      audit: ctx.audit,
+      timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+      lookup: urlPolicy.lookup,
+    });
+    ctx.onClose(() => replayer.close());
+
     registerAdminRoutes(ctx.app, { ctx, store, rules, registry, compileScript: scripts.compile });
+    registerDecisionRoutes(ctx.app, { pool: ctx.pool, replayer });
     registerAgentRoutes(ctx.app, {
       rules,
       registry,
+      hold,
       metrics,
       bindings: config.AGENT_ENVIRONMENTS,
       audit: ctx.audit,
@@ -101,10 +143,10 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
         {
           rules,
           registry,
+          hold,
           forwarder,
           decisions,
           metrics,
-          countCallback: callbackCounter(metrics),
           extractLimitBytes: config.CALLBACK_EXTRACT_LIMIT_BYTES,
         },
         { log: ctx.log, recordRequest: ctx.recordRequest },
@@ -115,10 +157,17 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       "callback dispatcher ready",
     );
     return {
-      rpc: [dispatcherRpc({ rules, registry })],
+      rpc: [dispatcherRpc({ rules, registry, replayer })],
+      checks: {
+        replicas: async () => {
+          if (roster.conflict) throw new Error(roster.conflict);
+        },
+      },
       // Callbacks are routed from memory (rules, registrations, decisions queued): a database blip
-      // shows in /readyz but keeps the dispatcher in the load balancer.
-      nonCriticalChecks: ["postgres", "bus"],
+      // shows in /readyz but keeps the dispatcher in the load balancer. A replica without Redis
+      // beside others misroutes: out of the load balancer, the others (with Redis) take its traffic;
+      // those stay in, degraded, naming it.
+      nonCriticalChecks: ["postgres", "bus", ...(registry.kind === "redis" ? ["replicas"] : [])],
     };
   },
 };

@@ -27,6 +27,14 @@ const rules = {
     callback: { pattern: "/notify/wx?ay", id: { kind: "xml", expr: "xml.out_trade_no" } },
     ttlSeconds: 600,
   },
+  // A platform that calls its third party while A is still in progress: the callback may beat the agent's
+  // report, so the dispatcher holds an unregistered callback up to 3 s for its registration.
+  checkout: {
+    interface: { pattern: "/api/checkout", method: "POST", id: { kind: "json", expr: "orderNo" } },
+    callback: { pattern: "/notify/checkout", id: { kind: "json", expr: "out_trade_no" } },
+    ttlSeconds: 600,
+    holdMs: 3_000,
+  },
   // Figure 4: the id exists only in A's response, and the callback carries it in its path.
   "order-paid": {
     interface: { pattern: "/api/orders", method: "POST", id: { kind: "json", expr: "order.id", from: "response" } },
@@ -67,8 +75,8 @@ describe("callbacks reach the environment whose traffic created the object", () 
         OPSPLANE_DISPATCHER_URL: dispatcher.url,
         OPSPLANE_ENV: "sit",
         OPSPLANE_AGENT_TOKEN: `${agentApp.id}:${agentApp.secret}`,
+        // Otherwise the agent's defaults: reports leave as soon as ids are found.
         OPSPLANE_RULES_REFRESH_MS: "200",
-        OPSPLANE_FLUSH_INTERVAL_MS: "50",
       },
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -166,6 +174,17 @@ describe("callbacks reach the environment whose traffic created the object", () 
     landedIn(sit, `/callbacks/orders/${orderId}/paid`, res.bytes);
   });
 
+  test("a callback racing its registration (sent right after A's request starts) reaches sit", async () => {
+    const body = JSON.stringify({ out_trade_no: "PAY-RACE1", status: "SUCCESS" });
+    // A is not awaited: the third party's callback leaves while the app is still taking A.
+    const a = callApp("/api/checkout", JSON.stringify({ orderNo: "PAY-RACE1" }), "application/json");
+    const res = await platformCallback("/notify/checkout", body, "application/json");
+    await a;
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-served-by"), "sit");
+    landedIn(sit, "/notify/checkout", res.bytes);
+  });
+
   test("an id outside sit's pattern is refused: its callback stays with production, and the agent carries on", async () => {
     await callApp("/api/pay", JSON.stringify({ orderNo: "8800123" }), "application/json");
     await eventually("the dispatcher to refuse 8800123 from sit's agent", async () => {
@@ -191,6 +210,23 @@ describe("callbacks reach the environment whose traffic created the object", () 
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("x-served-by"), "prod");
     landedIn(prod, "/notify/pay/v2?from=prod", res.bytes);
+  });
+
+  test("a replay re-sends a kept callback to sit byte for byte, its signature still valid", async () => {
+    const { id } = await eventually("the PAY-RACE1 decision", async () => {
+      const { body } = await dispatcher.api("GET", "/_dispatcher/v1/decisions?objectId=PAY-RACE1");
+      return (body.decisions as Array<{ id: string }>)[0];
+    });
+    const first = sit.received.find((r) => r.url === "/notify/checkout")!;
+    const count = sit.received.length;
+    const res = await dispatcher.api("POST", `/_dispatcher/v1/decisions/${id}/replay`, {});
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal((res.body.replay as { status: number }).status, 200);
+    assert.equal(sit.received.length, count + 1);
+    const again = sit.received.at(-1)!;
+    assert.equal(again.url, "/notify/checkout");
+    assert.deepEqual(again.body, first.body, "the same bytes");
+    assert.ok(again.verified, "HMAC of the body verified at the receiver");
   });
 
   test("every decision is recorded and queryable", async () => {

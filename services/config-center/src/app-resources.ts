@@ -52,6 +52,15 @@ function checkList(list: unknown, kind: AppResourceKind): ReportedResource[] {
 export class AppResourceStore {
   constructor(private readonly pool: Pool) {}
 
+  /** Whether any version of the app ever reported an interface or queue with this code (what governance rules govern). */
+  async reported(appId: string, code: string): Promise<boolean> {
+    const { rows } = await this.pool.query<{ found: boolean }>(
+      "SELECT EXISTS (SELECT 1 FROM app_resources WHERE app_id = $1 AND code = $2 AND kind IN ('interface', 'queue')) AS found",
+      [appId, code],
+    );
+    return rows[0]!.found;
+  }
+
   async report(instance: RegisteredInstance, appVersion: string, body: { interfaces?: unknown; queues?: unknown; jobs?: unknown }) {
     const lists: Array<[AppResourceKind, ReportedResource[]]> = [
       ["interface", checkList(body.interfaces, "interface")],
@@ -105,7 +114,8 @@ export class AppResourceStore {
   /** OpenAPI 3.1 of an app version: one operation per reported interface; queues and jobs as extensions. */
   async openApi(appId: string, appVersion: string | undefined): Promise<object> {
     const listed = await this.list(appId, appVersion);
-    if (!listed.appVersion) throw notFound(`app ${appId} has reported no resources`);
+    // An app whose instances register no version reports under "": that is a version too.
+    if (listed.versions.length === 0 && !appVersion) throw notFound(`app ${appId} has reported no resources`);
     const paths: Record<string, Record<string, object>> = {};
     const of = (kind: AppResourceKind) => listed.resources.filter((r) => r.kind === kind).map((r) => r.resource);
     for (const i of of("interface")) {

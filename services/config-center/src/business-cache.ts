@@ -1,8 +1,8 @@
 import type { Logger } from "@opsplane/platform";
 import { type Pool, tryAdvisoryXactLock, withTransaction } from "@opsplane/store";
-import type { Redis } from "ioredis";
 import type { ChangeRecord } from "./change-log.js";
 import type { ConfigMetrics } from "./metrics.js";
+import type { RedisCircuit } from "./redis-circuit.js";
 
 /**
  * The central cache of business parameters in Redis (seed change flow, steps 3 and 7): each
@@ -11,8 +11,9 @@ import type { ConfigMetrics } from "./metrics.js";
  * written. Instances read it directly and apply the scope rule themselves (the most specific of
  * the four keys wins); gray values are not in it (instances get them from config-center).
  *
- * Each committed change is written at once; a write that fails (Redis down) marks the cache
- * stale, and one replica at a time rewrites it from PostgreSQL when it is stale or behind.
+ * Each committed change is written at once; a write that fails (Redis down), or is skipped while
+ * the circuit is open, marks the cache stale, and one replica at a time rewrites it from
+ * PostgreSQL when it is stale or behind (at once when Redis answers again).
  * Without Redis there is no cache: instances read business values from config-center.
  */
 export class BusinessCache {
@@ -20,7 +21,7 @@ export class BusinessCache {
   private readonly timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly redis: Redis | undefined,
+    private readonly redis: RedisCircuit | undefined,
     private readonly prefix: string,
     private readonly pool: Pool,
     private readonly metrics: ConfigMetrics,
@@ -30,6 +31,7 @@ export class BusinessCache {
     if (redis) {
       this.timer = setInterval(() => void this.resyncIfNeeded(), checkMs);
       this.timer.unref();
+      redis.onRecovered(() => void this.resyncIfNeeded());
       void this.resyncIfNeeded();
     }
   }
@@ -41,11 +43,17 @@ export class BusinessCache {
   /** A change committed: released business values go to Redis (gray starts change nothing there). */
   written(c: ChangeRecord, version: number): void {
     if (!this.redis || c.kind !== "business" || c.action === "gray-start") return;
+    const redis = this.redis.client;
+    if (!redis) {
+      this.failed(new Error("redis is not answering"));
+      return;
+    }
     const key = this.keyOf(c.app, c.env, c.key);
+    // JSON null is a value like any other: only a delete takes the key away.
     const write =
-      c.value === null
-        ? this.redis.multi().del(key).set(`${this.prefix}biz:version`, version)
-        : this.redis
+      c.action === "delete"
+        ? redis.multi().del(key).set(`${this.prefix}biz:version`, version)
+        : redis
             .multi()
             .set(key, JSON.stringify({ revision: version, category: c.category, value: c.value }))
             .set(`${this.prefix}biz:version`, version);
@@ -55,12 +63,15 @@ export class BusinessCache {
         const failure = results?.find(([err]) => err);
         if (failure) throw failure[0];
       })
-      .catch((err) => this.failed(err));
+      .catch((err) => {
+        this.redis?.failed(err);
+        this.failed(err);
+      });
   }
 
   /** Rewrites the cache from PostgreSQL when a write failed or another replica's write went missing. */
   async resyncIfNeeded(): Promise<boolean> {
-    const redis = this.redis;
+    const redis = this.redis?.client;
     if (!redis) return false;
     try {
       return await withTransaction(

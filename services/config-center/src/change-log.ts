@@ -18,7 +18,7 @@ export type ChangeAction = "set" | "delete" | "rollback" | "import" | "gray-star
 
 export interface ChangeRecord extends ItemRef {
   action: ChangeAction;
-  /** The item's value after the change; null once deleted. */
+  /** The item's value after the change (JSON null is a value); null once deleted (action "delete"). */
   value: unknown;
   schema: object | null;
   category: string;
@@ -62,7 +62,8 @@ export class ChangeLog {
           c.env,
           c.key,
           c.action,
-          c.value === null || c.value === undefined ? null : JSON.stringify(c.value),
+          // SQL NULL for a delete, JSON null for a null value: the log tells them apart.
+          c.action === "delete" ? null : JSON.stringify(c.value),
           c.schema === null ? null : JSON.stringify(c.schema),
           c.category,
           c.startup,
@@ -94,6 +95,29 @@ export class ChangeLog {
           }),
         ),
       })),
+      { tx },
+    );
+  }
+
+  /** Tells every replica that an instance connected (its `connection`-th time): they close its older sockets (4009). */
+  async instanceConnected(tx: Queryable, appId: string, instanceId: string, connection: number, replica: string): Promise<void> {
+    await this.bus.publish(
+      {
+        topic: topics.configChanged.name,
+        type: topics.configChanged.type,
+        key: "config",
+        data: toEventData(
+          topics.configChanged,
+          create(ConfigChangedSchema, {
+            kind: "instance",
+            app: appId,
+            key: instanceId,
+            connection: BigInt(connection),
+            replica,
+            atMs: BigInt(Date.now()),
+          }),
+        ),
+      },
       { tx },
     );
   }

@@ -1,12 +1,12 @@
-import { AppError, badRequest, forbidden, type Logger, unavailable } from "@opsplane/platform";
+import { AppError, badRequest, forbidden, type Logger, outageRetryAfterSeconds, unavailable } from "@opsplane/platform";
 import type { Pool } from "@opsplane/store";
 import type { AppResourceStore } from "./app-resources.js";
 import { type AppStore, TokenRefused } from "./apps.js";
 import type { Actor } from "./change-log.js";
-import { parseDictionary } from "./dictionary-import.js";
+import { parseDictionary, placeOf, refuseDuplicateCodes } from "./dictionary-import.js";
 import type { ItemRef } from "./identifiers.js";
 import { checkRegistration, type InstanceStore, type RegisteredInstance, type Registration } from "./instances.js";
-import type { ItemStore } from "./items.js";
+import type { ItemStore, PutItemInput } from "./items.js";
 import type { LockStore } from "./locks.js";
 import { type MetadataService, MetadataUnavailable } from "./metadata.js";
 import type { ConfigMetrics } from "./metrics.js";
@@ -98,22 +98,44 @@ export class ConfigCenter {
     return this.unavailableOnResolution(() => this.metadata.metadata(instance));
   }
 
-  importDictionary(
+  /**
+   * Sets a parameter or rule. A governance rule for an interface or queue its app never reported is
+   * accepted (rules may be written before the first report) with a warning naming the code.
+   */
+  async putItem(who: Actor, ref: ItemRef, input: PutItemInput, expectRevision: number | undefined) {
+    const change = await this.items.put(who, ref, input, expectRevision);
+    const code = ref.key.slice(ref.key.indexOf("/") + 1);
+    const unreported = ref.kind === "governance" && !(await this.appResources.reported(ref.app, code));
+    const warnings = unreported
+      ? [`app ${ref.app} has never reported an interface or queue "${code}": the rule is kept and applies once an instance reports it`]
+      : [];
+    return { ...change, warnings };
+  }
+
+  /** A dictionary from CSV or JSON in one versioned change; a refusal names entries by their line or position in the file. */
+  async importDictionary(
     who: Actor,
     ref: ItemRef,
     o: { format: string; content: unknown; expectRevision?: number; comment?: string; category?: string },
   ) {
     if (ref.kind !== "business") throw badRequest("only business parameters are imported as dictionaries");
-    const entries = parseDictionary(o.format, o.content, this.o.importMaxEntries);
-    return this.items
-      .put(
-        who,
-        ref,
-        { value: entries, category: o.category || undefined, comment: o.comment || `import of ${entries.length} entries` },
-        o.expectRevision,
-        "import",
-      )
-      .then((r) => ({ ...r, entries: entries.length }));
+    const dictionary = parseDictionary(o.format, o.content, this.o.importMaxEntries);
+    const category = o.category || (await this.items.find(ref))?.category;
+    refuseDuplicateCodes(dictionary, category ?? "");
+    const { entries } = dictionary;
+    const change = await this.items.put(
+      who,
+      ref,
+      {
+        value: entries,
+        category: o.category || undefined,
+        comment: o.comment || `import of ${entries.length} entries`,
+        entryPlace: (i) => placeOf(dictionary, i),
+      },
+      o.expectRevision,
+      "import",
+    );
+    return { ...change, entries: entries.length };
   }
 
   private async refusable<T>(fn: () => Promise<T>, reason: string): Promise<T> {
@@ -130,7 +152,8 @@ export class ConfigCenter {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof MetadataUnavailable) throw unavailable(`start-up metadata cannot be built: ${err.message}`);
+      if (err instanceof MetadataUnavailable)
+        throw unavailable(`start-up metadata cannot be built: ${err.message}`, outageRetryAfterSeconds);
       throw err;
     }
   }

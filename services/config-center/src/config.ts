@@ -48,6 +48,12 @@ export const configCenterEnv = {
   SOCKET_MAX_MESSAGES_PER_SECOND: z.coerce.number().int().min(1).default(20),
   /** Largest message an instance may send on its socket. */
   SOCKET_MAX_MESSAGE_BYTES: z.coerce.number().int().min(256).default(65_536),
+  /** Changes older than this many days are pruned from the history (the newest HISTORY_KEEP_MIN of each item stay). */
+  HISTORY_RETENTION_DAYS: z.coerce.number().int().min(1).default(180),
+  /** Changes of each item kept whatever their age, so rollback and diff reach at least that far back. */
+  HISTORY_KEEP_MIN: z.coerce.number().int().min(1).default(50),
+  /** How often one replica prunes the history. */
+  HISTORY_PRUNE_INTERVAL_SECONDS: z.coerce.number().int().min(1).default(3_600),
   /** Name of this replica in the instances table and its push consumer group; the pod name on Kubernetes. */
   REPLICA_ID: z
     .string()

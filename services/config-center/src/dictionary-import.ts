@@ -2,23 +2,36 @@ import { TextDecoder } from "node:util";
 import { AppError, badRequest } from "@opsplane/platform";
 import { parse } from "csv-parse/sync";
 
+/** A dictionary read for import, with where each entry stood in what was sent. */
+export interface Dictionary {
+  entries: Array<Record<string, unknown>>;
+  format: "csv" | "json";
+  /** One-based place of each entry: its line in the CSV (the header is line 1), its position in the JSON array. */
+  places: number[];
+}
+
+/** Where entries are, as a person finds them in the file: "CSV line 4 (the header is line 1)". */
+export function placeOf(d: Dictionary, ...indexes: number[]): string {
+  const numbers = indexes.map((i) => d.places[i]).join(" and ");
+  const plural = indexes.length > 1;
+  return d.format === "csv"
+    ? `CSV line${plural ? "s" : ""} ${numbers} (the header is line 1)`
+    : `JSON array ${plural ? "entries" : "entry"} ${numbers} (counting from 1)`;
+}
+
 /**
  * Reads a dictionary for import: CSV with a header line (one object per row, columns named by
  * the header; a BOM and blank lines are tolerated), or JSON (an array of objects). The result
  * becomes the parameter's value in one versioned change; its schema then validates every entry.
  */
-export function parseDictionary(format: string, content: unknown, maxEntries: number): Array<Record<string, unknown>> {
+export function parseDictionary(format: string, content: unknown, maxEntries: number): Dictionary {
   if (typeof content === "string" && content.includes("\u0000")) throw badRequest("the dictionary contains NUL bytes");
-  let entries: unknown = content;
+  let dictionary: Dictionary;
   if (format === "csv") {
     if (typeof content !== "string") throw badRequest("a CSV dictionary is sent as text/csv");
-    try {
-      entries = parse(content, { columns: uniqueColumns, bom: true, skip_empty_lines: true, trim: true, to: maxEntries + 1 });
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      throw badRequest(`the CSV does not parse: ${(err as Error).message}`);
-    }
+    dictionary = parseCsv(content, maxEntries);
   } else if (format === "json") {
+    let entries = content;
     if (typeof content === "string") {
       try {
         entries = JSON.parse(content);
@@ -26,15 +39,68 @@ export function parseDictionary(format: string, content: unknown, maxEntries: nu
         throw badRequest(`the JSON does not parse: ${(err as Error).message}`);
       }
     }
-    if (!Array.isArray(entries) || entries.some((e) => typeof e !== "object" || e === null || Array.isArray(e)))
-      throw badRequest("a JSON dictionary is an array of objects");
+    if (!Array.isArray(entries)) throw badRequest("a JSON dictionary is an array of objects");
+    dictionary = { entries, format: "json", places: entries.map((_e, i) => i + 1) };
+    const bad = entries.findIndex((e) => typeof e !== "object" || e === null || Array.isArray(e));
+    if (bad >= 0) throw badRequest(`a JSON dictionary is an array of objects: ${placeOf(dictionary, bad)} is not an object`);
   } else {
     throw badRequest('format must be "csv" or "json"');
   }
-  const list = entries as Array<Record<string, unknown>>;
-  if (list.length === 0) throw badRequest("the dictionary has no entries");
-  if (list.length > maxEntries) throw badRequest(`the dictionary has more than ${maxEntries} entries (IMPORT_MAX_ENTRIES)`);
-  return list;
+  if (dictionary.entries.length === 0) throw badRequest("the dictionary has no entries");
+  if (dictionary.entries.length > maxEntries) throw badRequest(`the dictionary has more than ${maxEntries} entries (IMPORT_MAX_ENTRIES)`);
+  return dictionary;
+}
+
+/**
+ * The field that identifies an entry of a dictionary category: two entries with the same one
+ * would leave readers to pick one of them at random.
+ */
+const identifyingField: Record<string, string> = { "card-bin": "bin", "phone-segment": "segment" };
+
+/** Refuses two entries with the same code, naming it and both places. */
+export function refuseDuplicateCodes(d: Dictionary, category: string): void {
+  const field = identifyingField[category] ?? "code";
+  const seen = new Map<string, number>();
+  d.entries.forEach((entry, i) => {
+    const code = entry[field];
+    if (typeof code !== "string" && typeof code !== "number") return;
+    const key = String(code);
+    const first = seen.get(key);
+    if (first !== undefined) throw badRequest(`${field} ${JSON.stringify(key)} appears twice: ${placeOf(d, first, i)}`);
+    seen.set(key, i);
+  });
+}
+
+/**
+ * CSV rows with the line each starts on. csv-parse tells how many bytes each record ended at;
+ * the line is counted here (CRLF, LF or CR each end one line), then moved back over the line
+ * breaks inside the record's quoted fields, so a multi-line row is named by its first line.
+ */
+function parseCsv(content: string, maxEntries: number): Dictionary {
+  let rows: Array<{ record: Record<string, string>; info: { bytes: number } }>;
+  try {
+    rows = parse(content, { columns: uniqueColumns, bom: true, skip_empty_lines: true, trim: true, to: maxEntries + 1, info: true });
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    throw badRequest(`the CSV does not parse: ${(err as Error).message}`);
+  }
+  const bytes = Buffer.from(content);
+  const places: number[] = [];
+  let at = 0;
+  let line = 1;
+  for (const { record, info } of rows) {
+    // Up to the record's last character: its own line break (if any) ends its last line.
+    let end = info.bytes;
+    if (bytes[end - 1] === 0x0a) end -= bytes[end - 2] === 0x0d ? 2 : 1;
+    else if (bytes[end - 1] === 0x0d) end -= 1;
+    for (; at < end; at++) if (bytes[at] === 0x0a || (bytes[at] === 0x0d && bytes[at + 1] !== 0x0a)) line++;
+    at = info.bytes;
+    const inside = Object.values(record).reduce((n, v) => n + (v.match(/\r\n|\r|\n/g)?.length ?? 0), 0);
+    places.push(line - inside);
+    // The record's own line break, now behind `at`.
+    if (end < info.bytes) line++;
+  }
+  return { entries: rows.map((r) => r.record), format: "csv", places };
 }
 
 /** A header naming one column twice would silently keep the last one's values. */
@@ -44,9 +110,14 @@ function uniqueColumns(header: string[]): string[] {
   return header;
 }
 
+/** Private-use code points: where legacy decoders (GBK's 0xFF, …) put bytes their charset does not define. */
+const privateUse = /[\uE000-\uF8FF\u{F0000}-\u{FFFFD}\u{100000}-\u{10FFFD}]/u;
+
 /**
  * The text of a CSV upload in the charset its Content-Type names (UTF-8 when none): Excel exports in
- * Chinese are usually GBK. Bytes that are not valid in that charset are refused, never replaced.
+ * Chinese are usually GBK. Bytes that are not valid in that charset are refused, never replaced;
+ * so are, in a charset other than UTF-8, bytes it leaves undefined (decoded to private-use code
+ * points, which `fatal` lets through), naming the line they are on.
  */
 export function decodeDictionaryText(bytes: Buffer, contentType: string | undefined): string {
   const charset = (/charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? "")?.[1] ?? "utf-8").toLowerCase();
@@ -56,8 +127,9 @@ export function decodeDictionaryText(bytes: Buffer, contentType: string | undefi
   } catch {
     throw badRequest(`charset "${charset}" is not one config-center can read`);
   }
+  let text: string;
   try {
-    return decoder.decode(bytes);
+    text = decoder.decode(bytes);
   } catch {
     const hint =
       charset === "utf-8" || charset === "utf8"
@@ -65,4 +137,13 @@ export function decodeDictionaryText(bytes: Buffer, contentType: string | undefi
         : "";
     throw badRequest(`the dictionary is not valid ${charset}${hint}`);
   }
+  const undefinedAt = decoder.encoding === "utf-8" ? -1 : text.search(privateUse);
+  if (undefinedAt >= 0) {
+    const line = (text.slice(0, undefinedAt).match(/\r\n|\r|\n/g)?.length ?? 0) + 1;
+    const codePoint = text.codePointAt(undefinedAt)!.toString(16).toUpperCase();
+    throw badRequest(
+      `the dictionary is not valid ${charset}: CSV line ${line} (the header is line 1) has bytes ${charset} does not define (read as U+${codePoint})`,
+    );
+  }
+  return text;
 }

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { isIP } from "node:net";
 import { badRequest, notFound } from "@opsplane/platform";
-import type { Pool } from "@opsplane/store";
+import { type Pool, withTransaction } from "@opsplane/store";
+import type { ChangeLog } from "./change-log.js";
 import type { Viewer } from "./effective.js";
 import { envPattern } from "./identifiers.js";
 
@@ -83,7 +84,10 @@ export interface RegisteredInstance extends Viewer {
 export class InstanceStore {
   private readonly identities = new Map<string, RegisteredInstance>();
 
-  constructor(private readonly pool: Pool) {}
+  constructor(
+    private readonly pool: Pool,
+    private readonly changes: ChangeLog,
+  ) {}
 
   async register(appId: string, r: Registration): Promise<RegisteredInstance> {
     const reg = checkRegistration(r);
@@ -150,13 +154,24 @@ export class InstanceStore {
     return found;
   }
 
-  async connected(id: string, replica: string, connectionId: string): Promise<void> {
-    await this.pool.query(
-      `UPDATE instances SET state = 'online', connected_at = now(), last_heartbeat_at = now(), offline_at = NULL, replica = $2, connection_id = $3
-       WHERE id = $1`,
-      [id, replica, connectionId],
-    );
+  /**
+   * Records the instance's new connection and numbers it (in commit order, whichever replica):
+   * every replica hears of it and closes the instance's older sockets. Returns its number.
+   */
+  async connected(instance: RegisteredInstance, replica: string, connectionId: string): Promise<number> {
+    const id = instance.instanceId;
+    const connection = await withTransaction(this.pool, async (tx) => {
+      const { rows } = await tx.query<{ connections: number }>(
+        `UPDATE instances SET state = 'online', connected_at = now(), last_heartbeat_at = now(), offline_at = NULL, replica = $2,
+           connection_id = $3, connections = connections + 1
+         WHERE id = $1 RETURNING connections`,
+        [id, replica, connectionId],
+      );
+      await this.changes.instanceConnected(tx, instance.appId, id, rows[0]!.connections, replica);
+      return rows[0]!.connections;
+    });
     await this.pool.query("UPDATE apps SET last_active_at = now() FROM instances i WHERE i.id = $1 AND apps.app_id = i.app_id", [id]);
+    return connection;
   }
 
   /** Marks the instance offline unless it has connected again since (elsewhere, or on a new socket). */

@@ -7,6 +7,7 @@ import { checkSelector, type GraySelector } from "./gray.js";
 import { type ItemKind, type ItemRef, itemTarget } from "./identifiers.js";
 import { findReferences } from "./references.js";
 import { checkItemReferences } from "./resources.js";
+import type { ScriptCheck } from "./script-check.js";
 import { businessCategories, governanceSchemas, technicalCategories, type ValueSchemas } from "./value-schemas.js";
 
 /** An item as the API shows it. */
@@ -41,6 +42,8 @@ export interface PutItemInput {
   startup?: boolean;
   description?: string;
   comment?: string;
+  /** An imported dictionary: where entry i stood in the file, to name it in a refusal. */
+  entryPlace?: (index: number) => string;
 }
 
 export const itemColumns =
@@ -91,7 +94,8 @@ export class ItemStore {
     private readonly changes: ChangeLog,
     private readonly audit: Auditor,
     private readonly schemas: ValueSchemas,
-    private readonly limits: { itemMaxBytes: number },
+    private readonly scripts: ScriptCheck,
+    private readonly limits: { itemMaxBytes: number; historyKeepMin: number },
     /** Called after each committed change (metrics, the business cache). */
     private readonly committed: (change: ChangeRecord, version: number) => void,
   ) {}
@@ -108,9 +112,14 @@ export class ItemStore {
   }
 
   async get(ref: ItemRef): Promise<ItemView> {
+    const item = await this.find(ref);
+    if (!item) throw notFound(`no ${itemTarget(ref)}`);
+    return item;
+  }
+
+  async find(ref: ItemRef): Promise<ItemView | undefined> {
     const row = (await this.pool.query<ItemRow>(`SELECT ${itemColumns} FROM items WHERE ${where}`, refArgs(ref))).rows[0];
-    if (!row) throw notFound(`no ${itemTarget(ref)}`);
-    return itemView(row);
+    return row && itemView(row);
   }
 
   async history(ref: ItemRef, limit = 100): Promise<ChangeView[]> {
@@ -133,13 +142,14 @@ export class ItemStore {
     return { from: a, to: b, patch: createPatch(a, b) };
   }
 
-  put(
+  async put(
     who: Actor,
     ref: ItemRef,
     input: PutItemInput,
     expectRevision: number | undefined,
     action: ChangeAction = "set",
   ): Promise<{ version: number; item: ItemView }> {
+    await this.checkScript(ref, input.value);
     return this.change(who, ref, action, async (tx, prev) => {
       checkExpectedRevision(itemTarget(ref), prev?.revision ?? 0, expectRevision);
       refuseDuringGray(ref, prev);
@@ -158,19 +168,20 @@ export class ItemStore {
   }
 
   /** Makes the value (and schema, category, flags) the item had at `toVersion` current again. */
-  rollback(
+  async rollback(
     who: Actor,
     ref: ItemRef,
     toVersion: number,
     expectRevision: number | undefined,
     comment = "",
   ): Promise<{ version: number; item: ItemView }> {
+    await this.checkScript(ref, (await this.valueAt(this.pool, ref, toVersion)).value);
     return this.change(who, ref, "rollback", async (tx, prev) => {
       checkExpectedRevision(itemTarget(ref), prev?.revision ?? 0, expectRevision);
       refuseDuringGray(ref, prev);
       const then = await this.valueAt(tx, ref, toVersion);
       const why = comment || `rollback to version ${toVersion}`;
-      if (then.value === null) {
+      if (then.action === "delete") {
         if (!prev) throw badRequest(`${itemTarget(ref)} did not exist at version ${toVersion} and does not exist now`);
         return { next: undefined, comment: why };
       }
@@ -185,7 +196,7 @@ export class ItemStore {
     });
   }
 
-  startGray(
+  async startGray(
     who: Actor,
     ref: ItemRef,
     value: unknown,
@@ -194,6 +205,7 @@ export class ItemStore {
     comment = "",
   ) {
     const selector = checkSelector(selectorIn);
+    await this.checkScript(ref, value);
     return this.change(who, ref, "gray-start", async (tx, prev) => {
       if (!prev) throw notFound(`no ${itemTarget(ref)}: create it before a gray release`);
       checkExpectedRevision(itemTarget(ref), prev.revision, expectRevision);
@@ -229,7 +241,17 @@ export class ItemStore {
     });
   }
 
-  /** Validates a would-be item: category, schema, value, size and references. */
+  /**
+   * Loads a baffle's script (see ScriptCheck) before the change takes a database connection: a
+   * check may take the sandbox's full second, and must not hold a connection meanwhile.
+   */
+  private async checkScript(ref: ItemRef, value: unknown): Promise<void> {
+    if (ref.kind !== "governance" || !ref.key.startsWith("baffle/") || typeof value !== "object" || value === null) return;
+    const script = (value as { script?: unknown }).script;
+    if (typeof script === "string") await this.scripts.check(script, `the script of ${itemTarget(ref)}`);
+  }
+
+  /** Validates a would-be item: category, schema, value, size and references (a baffle's script is loaded before: checkScript). */
   private async checked(tx: PoolClient, ref: ItemRef, prev: ItemRow | undefined, input: PutItemInput): Promise<ItemRow> {
     if (input.value === undefined) throw badRequest("value is required");
     const size = Buffer.byteLength(JSON.stringify(input.value));
@@ -241,7 +263,7 @@ export class ItemStore {
       if (ref.kind === "governance") throw badRequest("governance rules are validated by their type's schema and take none of their own");
       this.schemas.checkSchema(schema);
     }
-    this.schemas.validate(input.value, this.schemas.schemaFor(ref.kind, category, schema), `value of ${itemTarget(ref)}`);
+    this.schemas.validate(input.value, this.schemas.schemaFor(ref.kind, category, schema), `value of ${itemTarget(ref)}`, input.entryPlace);
     let refs: string[] = [];
     if (ref.kind === "technical") {
       refs = findReferences(input.value);
@@ -260,16 +282,35 @@ export class ItemStore {
 
   /** The item as of `version`: the last change to it at or before that version (gray changes aside). */
   private async valueAt(q: Pool | PoolClient, ref: ItemRef, version: number) {
+    const { latest } = (await q.query<{ latest: number }>("SELECT version AS latest FROM version_counter")).rows[0]!;
+    if (version > latest) throw notFound(`version ${version} does not exist yet: the latest version is ${latest}`);
     const row = (
-      await q.query<{ value: unknown; schema: object | null; category: string; startup: boolean; description: string }>(
-        `SELECT value, schema, category, startup, description FROM changes
+      await q.query<{ action: string; value: unknown; schema: object | null; category: string; startup: boolean; description: string }>(
+        `SELECT action, value, schema, category, startup, description FROM changes
          WHERE ${where} AND version <= $5 AND action NOT IN ('gray-start', 'gray-abandon')
          ORDER BY version DESC LIMIT 1`,
         [...refArgs(ref), version],
       )
     ).rows[0];
-    if (!row) throw notFound(`${itemTarget(ref)} has no version at or before ${version}`);
+    if (!row) throw await this.noVersion(q, ref, version);
     return row;
+  }
+
+  /** Why the item has no value at `version`: one before the item existed, or pruned history. */
+  private async noVersion(q: Pool | PoolClient, ref: ItemRef, version: number) {
+    const kept = (
+      await q.query<{ n: number; first: number | null }>(
+        `SELECT count(*)::int AS n, min(version) AS first FROM changes WHERE ${where}`,
+        refArgs(ref),
+      )
+    ).rows[0]!;
+    if (kept.first === null) return notFound(`no ${itemTarget(ref)} in the change log`);
+    // Pruning leaves every item at least its newest HISTORY_KEEP_MIN changes: with fewer, none of its history was pruned.
+    if (kept.n < this.limits.historyKeepMin)
+      return notFound(`${itemTarget(ref)} had no value at version ${version}: its first change is version ${kept.first}`);
+    return notFound(
+      `${itemTarget(ref)} has no version at or before ${version}: its oldest change kept is version ${kept.first} (changes older than HISTORY_RETENTION_DAYS beyond its newest HISTORY_KEEP_MIN are pruned)`,
+    );
   }
 
   /**

@@ -4,7 +4,7 @@ import { type ConfigValue, ValueResolver } from "./config-values.js";
 import { byKindAndKey, type ItemRow, type Viewer } from "./effective.js";
 import { selects } from "./gray.js";
 import { itemColumns } from "./items.js";
-import type { ResourceStore } from "./resources.js";
+import { MASK, type ResourceStore } from "./resources.js";
 
 /** Start-up metadata (seed step 8): everything an instance needs to start, at one version. */
 export interface Metadata {
@@ -69,6 +69,21 @@ export class MetadataService {
   async preview(viewer: Viewer, reveal: boolean): Promise<Metadata> {
     const { version, rows, lookup } = await this.load(viewer.app, viewer.env, reveal ? "open" : "masked");
     return build(version, rows, new ValueResolver(lookup, Number.POSITIVE_INFINITY), viewer, true);
+  }
+
+  /**
+   * The preview with secrets open, and where they are in it (`technical/<key>/<JSON pointer>`): the
+   * fields an admin's reveal shows, for the audit trail.
+   */
+  async previewRevealed(viewer: Viewer): Promise<{ metadata: Metadata; revealed: string[] }> {
+    const [open, masked] = await Promise.all([this.preview(viewer, true), this.preview(viewer, false)]);
+    const revealed: string[] = [];
+    for (const kind of ["technical", "business", "governance"] as const)
+      for (const v of open[kind]) {
+        const m = masked[kind].find((x) => x.key === v.key);
+        collectMasked(v.value, m?.value, `${kind}/${v.key}`, revealed);
+      }
+    return { metadata: open, revealed };
   }
 
   /** Business parameters by key as the viewer sees them now (seed: instances read from here without Redis). */
@@ -153,4 +168,12 @@ function build(version: number, rows: Map<string, ItemRow[]>, resolver: ValueRes
     out[row.kind].push(v);
   }
   return out;
+}
+
+/** The JSON Pointers under `at` where `masked` holds the mask and `open` something else. */
+function collectMasked(open: unknown, masked: unknown, at: string, into: string[]): void {
+  if (masked === MASK && open !== MASK) into.push(at);
+  else if (typeof masked === "object" && masked !== null && typeof open === "object" && open !== null)
+    for (const [k, v] of Object.entries(masked))
+      collectMasked((open as Record<string, unknown>)[k], v, `${at}/${k.replaceAll("~", "~0").replaceAll("/", "~1")}`, into);
 }

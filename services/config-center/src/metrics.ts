@@ -17,7 +17,7 @@ export function createConfigMetrics(registry: Registry) {
     }),
     pushLatency: new Histogram({
       name: "config_center_push_latency_seconds",
-      help: "Time from a change being committed to the instance acknowledging it",
+      help: "Time from a change reaching this replica (from the bus) to the instance acknowledging it, on this replica's clock",
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
@@ -49,6 +49,11 @@ export function createConfigMetrics(registry: Registry) {
       name: "config_center_instances_marked_offline_total",
       help: "Instances marked offline, by why: their socket closed, or heartbeats stopped (sweep)",
       labelNames: ["why"] as const,
+      registers,
+    }),
+    historyPruned: new Counter({
+      name: "config_center_history_pruned_total",
+      help: "Change records pruned from the history (older than HISTORY_RETENTION_DAYS, beyond the newest HISTORY_KEEP_MIN per item)",
       registers,
     }),
     businessCacheErrors: new Counter({

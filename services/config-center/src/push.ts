@@ -11,7 +11,7 @@ import { itemColumns } from "./items.js";
 import type { ConfigMetrics } from "./metrics.js";
 import type { ResourceStore } from "./resources.js";
 
-/** A `config.changed` event as the hub uses it. */
+/** A `config.changed` event as the hub uses it (kind "app": an app's access changed; "instance": an instance connected). */
 export interface ChangeEvent {
   version: number;
   kind: string;
@@ -20,8 +20,11 @@ export interface ChangeEvent {
   key: string;
   action: string;
   graySelector: GraySelector | undefined;
-  atMs: number;
   appState: string;
+  /** kind "instance": the number of the instance's newest connection. */
+  connection: number;
+  /** kind "instance": the replica that connection reached. */
+  replica: string;
 }
 
 /** What the server sends on an instance socket (see the README's instance protocol). */
@@ -42,9 +45,12 @@ export class InstanceSocket {
   sentVersion = 0;
   ackedVersion = 0;
   heardAt = Date.now();
+  /** The instance's connection number (0 until recorded): a newer connection of the instance closes this socket. */
+  connection = 0;
   /** Live pushes wait while the reconnect catch-up is read, then follow it. */
   catchingUp = true;
   queued: Array<{ version: number; frame: Buffer; atMs: number }> = [];
+  /** Pushes not yet acknowledged, with when their change reached this replica (its clock, as the ack's). */
   awaiting: Array<{ version: number; atMs: number }> = [];
 
   constructor(
@@ -73,6 +79,8 @@ interface HubDeps {
   log: Logger;
   cycleMs: number;
   inlineMaxBytes: number;
+  /** This replica's id: it closes its own older sockets as newer ones are added, not by event. */
+  replica: string;
   /** An app was disabled, enabled or its credentials changed: tokens and caches go (the hub closes its sockets unless enabled). */
   onAppChanged(appId: string): void;
 }
@@ -88,7 +96,8 @@ interface HubDeps {
 export class PushHub {
   private readonly sockets = new Map<string, InstanceSocket>();
   private readonly byApp = new Map<string, Set<InstanceSocket>>();
-  private pending: ChangeEvent[] = [];
+  /** Events waiting for the next cycle, each with when it reached this replica. */
+  private pending: Array<ChangeEvent & { receivedAtMs: number }> = [];
   private cycling: Promise<void> | undefined;
   private failing = false;
   private readonly timer: NodeJS.Timeout;
@@ -124,8 +133,12 @@ export class PushHub {
     this.d.metrics.connectedInstances.set(this.sockets.size);
   }
 
+  /**
+   * An event from the bus. The time it arrived is the start of the push latency: the ack is timed
+   * on this replica's clock too (the commit time in the event is another replica's clock).
+   */
   enqueue(e: ChangeEvent): void {
-    this.pending.push(e);
+    this.pending.push({ ...e, receivedAtMs: Date.now() });
   }
 
   /** The instance acknowledged everything up to `version`: observe how long each push took. */
@@ -224,11 +237,21 @@ export class PushHub {
     this.d.metrics.pushes.inc({ mode: "live" });
   }
 
-  private async runCycle(events: ChangeEvent[]): Promise<void> {
+  private async runCycle(events: Array<ChangeEvent & { receivedAtMs: number }>): Promise<void> {
     if (!events.length) return;
     const started = process.hrtime.bigint();
 
     for (const e of events) {
+      if (e.kind === "instance") {
+        // A newer connection of the instance on another replica: the older socket here goes. Sockets on
+        // this replica are replaced as they are added (add()): their numbers are taken in separate
+        // transactions, so a socket abandoned during its handshake can be numbered after the one that
+        // replaced it, and must not close it.
+        if (e.replica === this.d.replica) continue;
+        const s = this.sockets.get(e.key);
+        if (s && s.connection !== 0 && s.connection < e.connection) s.ws.close(4009, "replaced by a newer connection of this instance");
+        continue;
+      }
       if (e.kind !== "app") continue;
       this.d.onAppChanged(e.app);
       if (e.appState === "enabled") continue;
@@ -240,11 +263,11 @@ export class PushHub {
             : [4001, "app credentials changed: get a new token"];
       for (const s of this.byApp.get(e.app) ?? []) s.ws.close(reason[0] as number, reason[1] as string);
     }
-    const changes = events.filter((e) => e.kind !== "app");
+    const changes = events.filter((e) => e.kind !== "app" && e.kind !== "instance");
     if (!changes.length) return;
     const version = Math.max(...changes.map((e) => e.version));
 
-    // Which keys each instance must hear about; the earliest commit time of each for the latency metric.
+    // Which keys each instance must hear about; the earliest arrival of each for the latency metric.
     const targets = new Map<InstanceSocket, Map<string, number>>();
     const everyone = [...this.sockets.values()];
     for (const e of changes) {
@@ -254,7 +277,7 @@ export class PushHub {
         if (e.graySelector && !selects(e.graySelector, s.identity)) continue;
         const keys = targets.get(s) ?? new Map<string, number>();
         targets.set(s, keys);
-        keys.set(k, Math.min(keys.get(k) ?? e.atMs, e.atMs));
+        keys.set(k, Math.min(keys.get(k) ?? e.receivedAtMs, e.receivedAtMs));
       }
     }
     if (!targets.size) return;

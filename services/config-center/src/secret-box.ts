@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { ConfigError } from "@opsplane/platform";
+import { AppError, ConfigError, outageRetryAfterSeconds } from "@opsplane/platform";
 
 /** A sealed secret as stored: the id of the key that sealed it, then AES-256-GCM's iv, ciphertext and tag (base64). */
 export interface Sealed {
@@ -9,7 +9,15 @@ export interface Sealed {
   tag: string;
 }
 
-export class SecretKeyMissing extends Error {}
+/**
+ * A secret sealed with a key this replica does not hold (mid-rotation): 503 with Retry-After, like a
+ * dependency out of reach, since another replica (or this one, given the key) opens it.
+ */
+export class SecretKeyMissing extends AppError {
+  constructor(message: string) {
+    super(503, "unavailable", message, undefined, outageRetryAfterSeconds);
+  }
+}
 
 /**
  * Seals and opens resource secrets with AES-256-GCM. Each sealed value names its key, so a new key

@@ -64,9 +64,15 @@ function dateParts(at: Date, timeZone: string): Record<"yyyy" | "MM" | "dd" | "H
   return { yyyy: parts.year!, MM: parts.month!, dd: parts.day!, HH: parts.hour! };
 }
 
-/** Formats one number by a pattern such as `LN{yyyyMMdd}{seq:6}`. */
-export function formatSequence(pattern: string, n: number, at: Date, timeZone: string): string {
-  const d = dateParts(at, timeZone);
+/**
+ * Formats one number by a pattern such as `LN{yyyyMMdd}{seq:6}`. The date fields a reset period
+ * fixes (`yyyyMMdd` or `yyyyMM`) come from `period` when given: a number drawn in a period is
+ * labelled with that period, even when drawn while the clock (or the time zone) says an earlier one.
+ */
+export function formatSequence(pattern: string, n: number, at: Date, timeZone: string, period = ""): string {
+  const d = { ...dateParts(at, timeZone) };
+  if (period.length >= 6) Object.assign(d, { yyyy: period.slice(0, 4), MM: period.slice(4, 6) });
+  if (period.length === 8) d.dd = period.slice(6, 8);
   return pattern.replace(token, (_all, name: string, width: string | undefined) => {
     switch (name) {
       case "yyyyMMdd":
@@ -91,11 +97,27 @@ export function formatSequence(pattern: string, n: number, at: Date, timeZone: s
   });
 }
 
-/** The reset period `at` falls in: numbers start again from `min` when it changes. */
+/** The reset period `at` falls in (`yyyyMMdd`, `yyyyMM`, or `""` for never). */
 function periodOf(reset: SequenceRow["reset"], at: Date, timeZone: string): string {
   if (reset === "never") return "";
   const d = dateParts(at, timeZone);
   return reset === "daily" ? d.yyyy + d.MM + d.dd : d.yyyy + d.MM;
+}
+
+/**
+ * Whether the clock's period is later than the stored one, so the counter starts again. Periods
+ * compare on the digits both have (a daily `20250115` against a monthly `202501` compares
+ * `202501`), so a change of reset, time zone or clock never moves a sequence back into a period it
+ * has already numbered: an equal or earlier period draws on in the stored one.
+ */
+function periodMovedForward(stored: string, clock: string): boolean {
+  const digits = Math.min(stored.length, clock.length);
+  return clock.slice(0, digits) > stored.slice(0, digits);
+}
+
+/** The widths of a pattern's `{seq:N}` tokens (none for a plain `{seq}`). */
+function seqWidths(pattern: string): number[] {
+  return [...pattern.matchAll(token)].flatMap((m) => (m[1]!.startsWith("seq") && m[2] !== undefined ? [Number(m[2])] : []));
 }
 
 /**
@@ -144,8 +166,15 @@ export class SequenceStore {
     } catch {
       throw badRequest(`time zone ${JSON.stringify(timeZone)} is not an IANA time zone`);
     }
+    const widths = seqWidths(s.pattern);
+    if (widths.includes(0)) throw badRequest("pattern {seq:0} has no room for a number: use {seq} or {seq:N} with N >= 1");
+    // A fixed width caps the numbers it can hold: the default max is the largest that fits.
+    const width = widths.length ? Math.min(...widths) : undefined;
+    const widest = width === undefined || width >= 16 ? Number.MAX_SAFE_INTEGER : 10 ** width - 1;
     const min = s.min ?? 1;
-    const max = s.max || Number.MAX_SAFE_INTEGER;
+    const max = s.max || widest;
+    if (max > widest)
+      throw badRequest(`pattern {seq:${width}} holds numbers up to ${widest}, but max is ${max}: widen {seq:N} or lower max`);
     const cacheSize = s.cacheSize || 100;
     if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || min < 0 || max <= min)
       throw badRequest("min and max must be integers with 0 <= min < max");
@@ -181,13 +210,17 @@ export class SequenceStore {
     appId: string,
     name: string,
   ): Promise<{ name: string; period: string; first: number; last: number; pattern: string; values: string[] }> {
-    const at = new Date();
     return withTransaction(this.pool, async (tx) => {
       const s = (await tx.query<SequenceRow>("SELECT * FROM sequences WHERE name = $1 FOR UPDATE", [name])).rows[0];
       if (!s) throw notFound(`no sequence ${name}`);
       if (!s.apps.includes(appId)) throw forbidden(`app ${appId} may not draw from sequence ${name}: an admin lists its apps`);
-      const period = periodOf(s.reset, at, s.time_zone);
-      let current = period === s.period ? s.current : s.min - 1;
+      // One clock for every replica: PostgreSQL's, read after the row lock so draws see it in order.
+      const at = (await tx.query<{ at: Date }>("SELECT clock_timestamp() AS at")).rows[0]!.at;
+      const clockPeriod = periodOf(s.reset, at, s.time_zone);
+      // The counter only ever restarts in a later period, so no formatted value is issued twice.
+      const reset = periodMovedForward(s.period, clockPeriod);
+      const period = reset || clockPeriod.length !== s.period.length ? clockPeriod : s.period;
+      let current = reset ? s.min - 1 : s.current;
       if (current >= s.max) {
         if (!s.cycle)
           throw conflict(
@@ -200,7 +233,7 @@ export class SequenceStore {
       const last = Math.min(current + s.cache_size, s.max);
       await tx.query("UPDATE sequences SET current = $2, period = $3 WHERE name = $1", [name, last, period]);
       const values: string[] = [];
-      for (let n = first; n <= last; n++) values.push(formatSequence(s.pattern, n, at, s.time_zone));
+      for (let n = first; n <= last; n++) values.push(formatSequence(s.pattern, n, at, s.time_zone, period));
       return { name, period, first, last, pattern: s.pattern, values };
     });
   }

@@ -4,13 +4,14 @@ import path from "node:path";
 import swagger from "@fastify/swagger";
 import websocket from "@fastify/websocket";
 import { fromEventData, topics } from "@opsplane/contracts";
-import { packageVersion, type ServiceDefinition } from "@opsplane/platform";
+import { closeRedis, packageVersion, type ServiceDefinition } from "@opsplane/platform";
 import { AppResourceStore } from "./app-resources.js";
 import { AppStore, configuredSecrets } from "./apps.js";
 import { BusinessCache } from "./business-cache.js";
 import { ChangeLog } from "./change-log.js";
 import { configCenterEnv } from "./config.js";
 import { ConfigCenter } from "./config-center.js";
+import { startHistoryPruning } from "./history-pruning.js";
 import { InstanceStore } from "./instances.js";
 import { ItemStore } from "./items.js";
 import { startLiveness } from "./liveness.js";
@@ -18,19 +19,25 @@ import { LockStore } from "./locks.js";
 import { MetadataService } from "./metadata.js";
 import { createConfigMetrics } from "./metrics.js";
 import { type ChangeEvent, PushHub } from "./push.js";
+import { RedisCircuit } from "./redis-circuit.js";
 import { ResourceStore } from "./resources.js";
+import { nameBodyLimits } from "./routes/body-limits.js";
 import { installInstanceApi } from "./routes/instance-api.js";
-import { installInstanceSocket } from "./routes/instance-socket.js";
+import { explainOversizedMessages, installInstanceSocket } from "./routes/instance-socket.js";
 import { installAppRoutes } from "./routes/manage-apps.js";
-import { installItemRoutes } from "./routes/manage-items.js";
+import { importPath, installItemRoutes } from "./routes/manage-items.js";
 import { installResourceRoutes } from "./routes/manage-resources.js";
 import { refuseUnknownFields } from "./routes/strict-validation.js";
 import { appRpc } from "./rpc/app-rpc.js";
 import { centerRpc } from "./rpc/center-rpc.js";
+import { ScriptCheck } from "./script-check.js";
 import { SecretBox } from "./secret-box.js";
 import { SequenceStore } from "./sequences.js";
 import { TokenThrottle } from "./token-throttle.js";
 import { ValueSchemas } from "./value-schemas.js";
+
+/** The longest config-center waits for one Redis command (the kit's readiness check waits as long). */
+const redisCommandTimeoutMs = 2_000;
 
 /** App registration, parameters, resources and governance rules, pushed live to every instance. */
 export const definition: ServiceDefinition<typeof configCenterEnv> = {
@@ -45,8 +52,20 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
     const metrics = createConfigMetrics(ctx.metrics);
     const box = SecretBox.fromConfig(config.SECRET_KEYS, config.SECRET_ACTIVE_KEY_ID);
     const changes = new ChangeLog(ctx.bus);
-    const cache = new BusinessCache(ctx.redis, config.CONFIG_REDIS_PREFIX, pool, metrics, log);
-    ctx.onClose(async () => cache.close());
+    // Redis is a cache and a counter here, never worth waiting for: every command has a deadline, so
+    // one that accepts connections but does not answer (a partition) fails like one that is down,
+    // instead of holding requests (and shutdown) forever.
+    const redis = ctx.redis?.duplicate({ commandTimeout: redisCommandTimeoutMs });
+    // The kit's client logs Redis errors already (same server): these would repeat them.
+    redis?.on("error", () => {});
+    // And after one failure none is sent until Redis answers a probe: an outage costs one deadline, not one per request.
+    const circuit = redis && new RedisCircuit(redis, log);
+    const cache = new BusinessCache(circuit, config.CONFIG_REDIS_PREFIX, pool, metrics, log);
+    ctx.onClose(async () => {
+      cache.close();
+      circuit?.close();
+      if (redis) await closeRedis(redis);
+    });
 
     const apps = new AppStore(pool, ctx.audit, changes, {
       tokenTtlSeconds: config.TOKEN_TTL_SECONDS,
@@ -55,16 +74,26 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
         .map((e) => e.trim())
         .filter(Boolean),
     });
-    const throttle = new TokenThrottle(ctx.redis, config.CONFIG_REDIS_PREFIX, log, {
+    const throttle = new TokenThrottle(circuit, config.CONFIG_REDIS_PREFIX, log, {
       limit: config.TOKEN_FAILURE_LIMIT,
       windowSeconds: config.TOKEN_FAILURE_WINDOW_SECONDS,
     });
-    const instances = new InstanceStore(pool);
+    const instances = new InstanceStore(pool, changes);
     const resources = new ResourceStore(pool, changes, ctx.audit, box);
-    const items = new ItemStore(pool, changes, ctx.audit, new ValueSchemas(), { itemMaxBytes: config.ITEM_MAX_BYTES }, (c, version) => {
-      metrics.changes.inc({ kind: c.kind, action: c.action });
-      cache.written(c, version);
-    });
+    const scripts = new ScriptCheck();
+    ctx.onClose(() => scripts.close());
+    const items = new ItemStore(
+      pool,
+      changes,
+      ctx.audit,
+      new ValueSchemas(),
+      scripts,
+      { itemMaxBytes: config.ITEM_MAX_BYTES, historyKeepMin: config.HISTORY_KEEP_MIN },
+      (c, version) => {
+        metrics.changes.inc({ kind: c.kind, action: c.action });
+        cache.written(c, version);
+      },
+    );
     const metadata = new MetadataService(pool, resources);
     const cc = new ConfigCenter(
       pool,
@@ -92,6 +121,7 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
       metrics,
       log,
       cycleMs: config.PUSH_CYCLE_MS,
+      replica,
       inlineMaxBytes: config.PUSH_INLINE_MAX_BYTES,
       // The bus handler below has already dropped the app's cached metadata.
       onAppChanged: (appId) => apps.forget(appId),
@@ -113,11 +143,12 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
           graySelector: e.graySelector
             ? { labels: e.graySelector.labels, pods: e.graySelector.pods, instanceIds: e.graySelector.instanceIds }
             : undefined,
-          atMs: Number(e.atMs),
           appState: e.appState,
+          connection: Number(e.connection),
+          replica: e.replica,
         };
-        // Cached metadata of the app ("" = shared: of every app) is stale from here on.
-        metadata.invalidate(change.app);
+        // Cached metadata of the app ("" = shared: of every app) is stale from here on; a connection changes none.
+        if (change.kind !== "instance") metadata.invalidate(change.app);
         hub.enqueue(change);
       },
     });
@@ -130,13 +161,23 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
       flushMs: config.HEARTBEAT_FLUSH_MS,
       timeoutMs: config.HEARTBEAT_TIMEOUT_MS,
     });
+    const pruning = startHistoryPruning({
+      pool,
+      metrics,
+      log,
+      retentionDays: config.HISTORY_RETENTION_DAYS,
+      keepMin: config.HISTORY_KEEP_MIN,
+      intervalMs: config.HISTORY_PRUNE_INTERVAL_SECONDS * 1000,
+    });
     ctx.onClose(async () => {
       await push.close();
       hub.close();
       await liveness.close();
+      await pruning.close();
     });
 
     refuseUnknownFields(app);
+    nameBodyLimits(app, { body: config.BODY_LIMIT_BYTES, import: config.IMPORT_BODY_LIMIT_BYTES }, importPath);
     await app.register(swagger, {
       openapi: {
         openapi: "3.1.0",
@@ -173,7 +214,10 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
 
     // Shutdown: sockets are closed with "going away" so instances reconnect at once (to another replica).
     await app.register(websocket, {
-      options: { maxPayload: config.SOCKET_MAX_MESSAGE_BYTES * 2 },
+      options: {
+        maxPayload: config.SOCKET_MAX_MESSAGE_BYTES,
+        WebSocket: explainOversizedMessages(config.SOCKET_MAX_MESSAGE_BYTES, metrics),
+      },
       preClose(done) {
         hub.closeAll(1001, "config-center is shutting down; reconnect");
         app.websocketServer.close(() => done());
@@ -187,7 +231,6 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
       metrics,
       log,
       replica,
-      maxMessageBytes: config.SOCKET_MAX_MESSAGE_BYTES,
       maxMessagesPerSecond: config.SOCKET_MAX_MESSAGES_PER_SECOND,
     });
     installInstanceApi(app, cc);

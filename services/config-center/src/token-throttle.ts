@@ -1,19 +1,19 @@
 import type { Logger } from "@opsplane/platform";
-import type { Redis } from "ioredis";
+import type { RedisCircuit } from "./redis-circuit.js";
 
 /**
  * Failed token requests counted per app id and per client address in fixed windows: once either
  * reaches the limit, token requests for that app id or from that address get 429 with Retry-After
  * until the window ends, whatever the secret. Counts live in Redis when there is one (shared by the
- * replicas) and in this process's memory otherwise, or while Redis does not answer. Connect RPC
- * callers carry no address here, so their failures count per app id only.
+ * replicas) and in this process's memory otherwise, or while Redis does not answer (the circuit is
+ * open: no request waits for Redis during an outage). REST and Connect callers are counted alike.
  */
 export class TokenThrottle {
   private readonly local = new Map<string, number>();
   private localWindow = 0;
 
   constructor(
-    private readonly redis: Redis | undefined,
+    private readonly redis: RedisCircuit | undefined,
     private readonly prefix: string,
     private readonly log: Logger,
     private readonly o: { limit: number; windowSeconds: number },
@@ -29,25 +29,29 @@ export class TokenThrottle {
   /** A wrong secret or an unknown app: one more failure for the app id and for the address. */
   async failed(appId: string, address: string | undefined): Promise<void> {
     const { keys } = this.keysNow(appId, address);
-    if (this.redis) {
+    const redis = this.redis?.client;
+    if (redis) {
       try {
-        const multi = this.redis.multi();
+        const multi = redis.multi();
         for (const k of keys) multi.incr(k).expire(k, this.o.windowSeconds);
         await multi.exec();
         return;
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, "token throttle: redis did not answer; counting in memory");
+        this.redis?.failed(err);
       }
     }
     for (const k of keys) this.local.set(k, (this.local.get(k) ?? 0) + 1);
   }
 
   private async counts(keys: string[]): Promise<number[]> {
-    if (this.redis) {
+    const redis = this.redis?.client;
+    if (redis) {
       try {
-        return (await this.redis.mget(...keys)).map((v) => Number(v ?? 0));
+        return (await redis.mget(...keys)).map((v) => Number(v ?? 0));
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, "token throttle: redis did not answer; counting in memory");
+        this.redis?.failed(err);
       }
     }
     return keys.map((k) => this.local.get(k) ?? 0);

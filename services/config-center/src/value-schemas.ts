@@ -79,6 +79,23 @@ export const businessCategories: Record<string, object | undefined> = {
 export const technicalCategories = ["database", "file-server", "middleware", "service", "other"];
 
 const enabled = { type: "boolean" };
+
+/**
+ * A baffle's response headers, held to what the SDK (Node) can send: a name that is an RFC 9110
+ * token and not one Node derives from the body, a value without control characters other than
+ * tab (no CR, LF or NUL: no header injection), nor characters beyond Latin-1. Anything else
+ * would make every instance of the app fail the call at `writeHead`.
+ */
+const baffleHeaders = {
+  type: "object",
+  maxProperties: 64,
+  propertyNames: {
+    pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+    not: { pattern: "^(?i)(content-length|transfer-encoding|connection)$" },
+  },
+  additionalProperties: { type: "string", maxLength: 8192, pattern: "^[\\t\\x20-\\x7e\\x80-\\xff]*$" },
+};
+
 /**
  * Governance rule types (seed module 2026, paragraph 0064). A rule's key is `<type>/<interface or
  * queue code>`; its value must satisfy the type's schema (rules carry no schema of their own).
@@ -124,7 +141,7 @@ export const governanceSchemas: Record<string, object> = {
         additionalProperties: false,
         properties: {
           status: { type: "integer", minimum: 100, maximum: 599 },
-          headers: { type: "object", additionalProperties: { type: "string" } },
+          headers: baffleHeaders,
           body: {},
         },
       },
@@ -203,12 +220,30 @@ function patternPath(schema: unknown, pattern: string, at = ""): string | undefi
   return undefined;
 }
 
+const unrunnable = (schema: unknown, err: UnsupportedPattern) =>
+  badRequest(
+    `schema ${patternPath(schema, err.pattern) ?? "/"}: ${JSON.stringify(err.pattern)} is not a pattern config-center can run (RE2 syntax, without lookarounds or backreferences): ${err.message}`,
+  );
+
+/** Every `pattern` and `patternProperties` key in a schema (not inside values: `const`, `enum`, `default`, `examples`). */
+function patternsOf(schema: unknown): string[] {
+  if (typeof schema !== "object" || schema === null) return [];
+  const s = schema as Record<string, unknown>;
+  const own = [
+    ...(typeof s.pattern === "string" && !Array.isArray(schema) ? [s.pattern] : []),
+    ...(typeof s.patternProperties === "object" && s.patternProperties !== null ? Object.keys(s.patternProperties) : []),
+  ];
+  const values = new Set(["const", "enum", "default", "examples"]);
+  return [...own, ...Object.entries(s).flatMap(([k, v]) => (values.has(k) ? [] : patternsOf(v)))];
+}
+
 /**
  * Validates values against JSON Schemas (ajv). Compiled validators are cached by the schema's
  * text, so a parameter's schema compiles once however often its value changes.
  */
 export class ValueSchemas {
-  private readonly ajv = new Ajv({ allErrors: false, strict: false, validateFormats: true, code: { regExp: re2 } });
+  // strictSchema: a keyword ajv does not know (`maxLenght`) or an unknown format is refused, not silently ignored.
+  private readonly ajv = new Ajv({ allErrors: false, strict: false, strictSchema: true, validateFormats: true, code: { regExp: re2 } });
   private readonly compiled = new Map<string, ValidateFunction>();
 
   constructor() {
@@ -218,6 +253,15 @@ export class ValueSchemas {
   /** Refuses a schema ajv cannot compile, naming the problem. */
   checkSchema(schema: unknown): void {
     if (typeof schema !== "object" || schema === null || Array.isArray(schema)) throw badRequest("schema must be a JSON Schema object");
+    // ajv skips compiling a pattern whose sub-schema accepts anything (`{}`): compile every one here.
+    for (const pattern of patternsOf(schema)) {
+      try {
+        re2(pattern, "");
+      } catch (err) {
+        if (err instanceof UnsupportedPattern) throw unrunnable(schema, err);
+        throw err;
+      }
+    }
     this.compile(schema as object);
   }
 
@@ -227,12 +271,17 @@ export class ValueSchemas {
     return own ?? (kind === "business" ? businessCategories[category] : undefined);
   }
 
-  /** Throws 400 naming the first place where `value` breaks `schema`. */
-  validate(value: unknown, schema: object | undefined, what: string): void {
+  /**
+   * Throws 400 naming the first place where `value` breaks `schema`. With `entryPlace`, the value
+   * is an imported list and the entry is named as the file shows it (its line, its position).
+   */
+  validate(value: unknown, schema: object | undefined, what: string, entryPlace?: (index: number) => string): void {
     if (!schema) return;
     const check = this.compile(schema);
     if (!check(value))
-      throw badRequest(`${what} does not match its schema: ${describe(check.errors?.[0])}`, { errors: check.errors?.slice(0, 10) });
+      throw badRequest(`${what} does not match its schema: ${describe(check.errors?.[0], entryPlace)}`, {
+        errors: check.errors?.slice(0, 10),
+      });
   }
 
   private compile(schema: object): ValidateFunction {
@@ -242,10 +291,7 @@ export class ValueSchemas {
       try {
         fn = this.ajv.compile(schema);
       } catch (err) {
-        if (err instanceof UnsupportedPattern)
-          throw badRequest(
-            `schema ${patternPath(schema, err.pattern) ?? "/"}: ${JSON.stringify(err.pattern)} is not a pattern config-center can run (RE2 syntax, without lookarounds or backreferences): ${err.message}`,
-          );
+        if (err instanceof UnsupportedPattern) throw unrunnable(schema, err);
         throw badRequest(`schema is not a valid JSON Schema: ${(err as Error).message}`);
       }
       if (this.compiled.size >= 10_000) this.compiled.delete(this.compiled.keys().next().value!);
@@ -255,8 +301,12 @@ export class ValueSchemas {
   }
 }
 
-function describe(e: ErrorObject | undefined): string {
+function describe(e: ErrorObject | undefined, entryPlace?: (index: number) => string): string {
   if (!e) return "invalid";
-  const at = e.instancePath || "/";
+  const entry = entryPlace && /^\/(\d+)(\/.*)?$/.exec(e.instancePath);
+  const at = entry ? `${entryPlace(Number(entry[1]))}: ${entry[2] ?? "/"}` : e.instancePath || "/";
+  // A `propertyNames` failure is reported at the object: name the property that broke it.
+  if (e.propertyName !== undefined)
+    return `${at} property name ${JSON.stringify(e.propertyName)} ${e.keyword === "not" ? "is not allowed" : (e.message ?? "is invalid")}`;
   return `${at} ${e.message ?? "is invalid"}${e.params && "allowedValues" in e.params ? ` (${(e.params.allowedValues as unknown[]).join(", ")})` : ""}`;
 }

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { sha256Hex } from "@opsplane/platform";
-import { eventually, freePort } from "@opsplane/testing";
+import { type CuttableProxy, eventually, freePort, startCuttableProxy, testRedis } from "@opsplane/testing";
+import { Redis } from "ioredis";
 import { call, Instance, startCenters } from "./harness.js";
 
 type Centers = Awaited<ReturnType<typeof startCenters>>;
@@ -162,6 +164,125 @@ describe("a Redis outage", () => {
     );
     const instance = await Instance.start(base, { appId: "no-cache", secret: "no-cache-secret" });
     instance.close();
+  });
+});
+
+/** `work`, or a failure naming `what` once `ms` have passed: a bound, so a hang fails the test instead of stalling it. */
+function within<T>(ms: number, what: string, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${ms} ms`)), ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+describe("a Redis that accepts connections but never answers (a partition), from start-up on", () => {
+  let c: Centers;
+  const silent = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+  });
+  const sockets = new Set<net.Socket>();
+  before(async () => {
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    c = await startCenters(1, { redis: false, env: { REDIS_URL: `redis://127.0.0.1:${(silent.address() as net.AddressInfo).port}` } });
+  });
+  after(async () => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+    await within(15_000, "shutdown", c?.close() ?? Promise.resolve());
+  });
+
+  test("tokens and business writes are answered, and SIGTERM's close() ends promptly", async () => {
+    const base = c.urls[0]!;
+    const instance = await within(
+      15_000,
+      "an instance start",
+      Instance.start(base, { appId: "partitioned", secret: "partitioned-secret" }),
+    );
+    const put = await within(
+      15_000,
+      "a business write",
+      call(base, "PUT", "/config/v1/items/business/_/_/promo", { role: "operator", body: { value: 1 } }),
+    );
+    assert.equal(put.status, 200, put.body.message);
+    await instance.until("business", "promo", (v) => v.value === 1);
+    instance.close();
+    await within(15_000, "close()", c.centers[0]!.close());
+  });
+
+  test("a replica closed right after starting without Redis (connections refused) ends promptly too", async () => {
+    const refused = await startCenters(1, { redis: false, env: { REDIS_URL: `redis://127.0.0.1:${await freePort()}` } });
+    await within(15_000, "close() right after start-up", refused.close());
+  });
+});
+
+describe("a Redis partition mid-run costs one command deadline, not one per token request", () => {
+  let c: Centers;
+  let proxy: CuttableProxy;
+  let redis: Redis;
+  const { prefix } = testRedis();
+  const app = { appId: "cut-off", secret: "cut-off-secret-1" };
+  const wrong = { ...app, secret: "not-the-secret" };
+  before(async () => {
+    proxy = await startCuttableProxy("127.0.0.1", Number(new URL(process.env.REDIS_URL!).port || 6379));
+    redis = new Redis(process.env.REDIS_URL!);
+    // The limit is out of reach: this test counts where failures go, not when they are throttled.
+    c = await startCenters(1, {
+      redis: false,
+      env: { REDIS_URL: `redis://127.0.0.1:${proxy.port}`, CONFIG_REDIS_PREFIX: prefix, TOKEN_FAILURE_LIMIT: "100000" },
+    });
+  });
+  after(async () => {
+    await c?.close();
+    await proxy?.close();
+    redis?.disconnect();
+  });
+
+  /** The failed token requests counted in Redis for the app, summed over windows (the test may straddle two). */
+  const countedInRedis = async () => {
+    const keys = await redis.keys(`${prefix}token-failures:*:app:${app.appId}`);
+    return keys.length ? (await redis.mget(...keys)).reduce((sum, n) => sum + Number(n ?? 0), 0) : 0;
+  };
+  const timed = async (body: unknown) => {
+    const started = performance.now();
+    const r = await call(c.urls[0]!, "POST", "/config/v1/token", { body });
+    return { status: r.status, ms: performance.now() - started };
+  };
+
+  test("after the first command times out, tokens are answered at once until Redis answers a probe again", async () => {
+    const base = c.urls[0]!;
+    assert.equal((await call(base, "PUT", `/config/v1/apps/${app.appId}`, { role: "admin", body: { secret: app.secret } })).status, 200);
+    assert.equal((await timed(wrong)).status, 401);
+    assert.equal(await countedInRedis(), 1, "with Redis answering, failures are counted there");
+
+    proxy.blackhole();
+    // The first request meets the silent Redis and waits out the command deadline (2 s)…
+    assert.equal((await within(15_000, "the first token in the partition", timed(app))).status, 200);
+    // …the later ones do not ask it: the gap between a good token (2 s before) and a refused one (4 s) is gone.
+    for (const [body, status] of [
+      [app, 200],
+      [wrong, 401],
+      [app, 200],
+      [wrong, 401],
+    ] as const) {
+      const r = await timed(body);
+      assert.equal(r.status, status);
+      assert.ok(r.ms < 500, `a token request during the partition took ${Math.round(r.ms)} ms`);
+    }
+    const started = performance.now();
+    (await Instance.start(base, app)).close();
+    assert.ok(performance.now() - started < 1_500, `an app start during the partition took ${Math.round(performance.now() - started)} ms`);
+    assert.equal(await countedInRedis(), 1, "failures in the partition were counted in memory");
+
+    proxy.heal();
+    // Once the probe sees Redis again, failures are counted there again (shared by the replicas).
+    await eventually(
+      "failures counted in Redis again",
+      async () => (await timed(wrong)).status === 401 && (await countedInRedis()) > 1,
+      15_000,
+      200,
+    );
   });
 });
 

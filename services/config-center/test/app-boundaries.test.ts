@@ -3,7 +3,7 @@ import { request } from "node:http";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 import { configCenterEnv } from "../src/config.js";
-import { call, Instance, type Reply, startCenters } from "./harness.js";
+import { call, Instance, keys, type Reply, startCenters } from "./harness.js";
 
 type Centers = Awaited<ReturnType<typeof startCenters>>;
 
@@ -158,16 +158,77 @@ describe("sequences and locks belong to apps", () => {
     });
     assert.equal(claimed.body.acquired, true);
   });
+
+  test("an admin declares a lock with the apps that may use it: another app cannot take the name first, nor keep one it took", async () => {
+    const loan = await token(base, "loan", "loan-secret-0123");
+    const crm = await token(base, "crm", "crm-secret-0123");
+    const acquire = (t: string, name: string) =>
+      call(base, "POST", "/config/v1/locks/acquire", { token: t, body: { name, holder: "i1", leaseMs: 60000 } });
+
+    // crm took a name the loan app needs, before anyone declared it.
+    const squatted = await acquire(crm, "loan:batch");
+    assert.equal(squatted.body.acquired, true);
+    const byOperator = await call(base, "PUT", "/config/v1/locks/loan:batch", { role: "operator", body: { apps: ["loan"] } });
+    assert.equal(byOperator.status, 403);
+    const declared = await call(base, "PUT", "/config/v1/locks/loan:batch", {
+      role: "admin",
+      body: { apps: ["loan"], description: "nightly batch", expectRevision: 0 },
+    });
+    assert.equal(declared.status, 200, declared.body.message);
+    assert.deepEqual([declared.body.apps, declared.body.state, declared.body.revision], [["loan"], "held", 1]);
+    // Its lease stays until its holder lets go; then crm cannot take the name again, and loan can.
+    const released = await call(base, "POST", "/config/v1/locks/release", {
+      token: crm,
+      body: { name: "loan:batch", fencingToken: squatted.body.lock.fencingToken },
+    });
+    assert.equal(released.body.released, true);
+    const retaken = await acquire(crm, "loan:batch");
+    assert.equal(retaken.status, 403);
+    assert.match(retaken.body.message, /lock loan:batch is declared for other apps/);
+    assert.equal((await acquire(loan, "loan:batch")).body.acquired, true);
+
+    // Declared over Connect before anyone used it: free, and still no other app's.
+    const rpc = await fetch(`${base}/ops.v1.ConfigCenterService/PutLock`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${keys.admin}` },
+      body: JSON.stringify({ name: "risk:scan", apps: ["risk"] }),
+    });
+    assert.equal(rpc.status, 200);
+    assert.deepEqual(((await rpc.json()) as { lock: { apps: unknown } }).lock.apps, { values: ["risk"] });
+    assert.equal((await acquire(crm, "risk:scan")).status, 403);
+    const stale = await call(base, "PUT", "/config/v1/locks/risk:scan", { role: "admin", body: { apps: [], expectRevision: 0 } });
+    assert.equal(stale.status, 409);
+
+    const listed = (await call(base, "GET", "/config/v1/locks", { role: "viewer" })).body.locks as Array<{ name: string; apps: unknown }>;
+    assert.deepEqual(
+      listed.filter((l) => ["loan:batch", "risk:scan", "loan:settle"].includes(l.name)).map((l) => [l.name, l.apps]),
+      [
+        ["loan:batch", ["loan"]],
+        ["loan:settle", null],
+        ["risk:scan", ["risk"]],
+      ],
+    );
+    const audit = await call(base, "GET", "/config/v1/audit?target=lock/loan:batch", { role: "operator" });
+    assert.equal(audit.body.entries[0].action, "lock.declare");
+    assert.deepEqual(audit.body.entries[0].after.apps, ["loan"]);
+  });
 });
 
-/** A token request from one loopback address (127.0.0.x), as if from another client machine. */
-function askFrom(base: string, address: string, appId: string, secret: string): Promise<Reply> {
+/** A token request from one loopback address (127.0.0.x), as if from another client machine; over REST or Connect. */
+function askFrom(
+  base: string,
+  address: string,
+  appId: string,
+  secret: string,
+  path = "/config/v1/token",
+  headers: Record<string, string> = {},
+): Promise<Reply> {
   const body = JSON.stringify({ appId, secret });
   return new Promise((resolve, reject) => {
-    const req = request(`${base}/config/v1/token`, {
+    const req = request(`${base}${path}`, {
       method: "POST",
       localAddress: address,
-      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      headers: { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) },
     });
     req.once("response", (res) => {
       let text = "";
@@ -206,6 +267,18 @@ for (const redis of [true, false]) {
       same(await askFrom(base, "127.0.0.10", "crm", "wrong-secret-1"), await askFrom(base, "127.0.0.11", "stranger", "wrong-secret-1"));
     });
 
+    test("a secret outside 8-256 characters is a 400 naming the rule, not a 401, and no guess counted", async () => {
+      for (let n = 0; n < 4; n++) {
+        const short = await askFrom(base, "127.0.0.50", "crm", "wrong");
+        assert.equal(short.status, 400);
+        assert.match(short.body.message, /secret must be 8-256 characters/);
+      }
+      const long = await askFrom(base, "127.0.0.50", "crm", "x".repeat(257));
+      assert.equal(long.status, 400);
+      assert.match(long.body.message, /secret must NOT have more than 256 characters/);
+      assert.equal((await askFrom(base, "127.0.0.50", "crm", "crm-secret-0123")).status, 200);
+    });
+
     test("guessing one app's secret from many addresses ends in 429 with Retry-After, even for the right secret", async () => {
       for (const address of ["127.0.0.20", "127.0.0.21", "127.0.0.22"])
         assert.equal((await askFrom(base, address, "loan", "wrong-secret")).status, 401);
@@ -223,6 +296,22 @@ for (const redis of [true, false]) {
       same(unknown, wrong);
       assert.equal(unknown.status, 429);
       assert.equal((await askFrom(base, "127.0.0.31", "crm", "crm-secret-0123")).status, 200);
+    });
+
+    test("over Connect too: guessing many app ids from one address ends in 429 there, whatever the address header says", async () => {
+      const overConnect = "/ops.v1.ConfigAppService/IssueToken";
+      // A caller claiming another address in the header config-center uses internally changes nothing.
+      for (const appId of ["rpc-guess-a", "rpc-guess-b", "rpc-guess-c"]) {
+        const spoofed = { "x-opsplane-client-address": `10.9.9.${appId.length}${appId.at(-1)}` };
+        assert.equal((await askFrom(base, "127.0.0.40", appId, "wrong-secret", overConnect, spoofed)).status, 401);
+      }
+      const throttled = await askFrom(base, "127.0.0.40", "rpc-guess-d", "wrong-secret", overConnect);
+      assert.equal(throttled.status, 429);
+      assert.match(throttled.body.message, /too many failed token requests/);
+      assert.ok(Number(throttled.headers.get("retry-after")) > 0);
+      // The REST view counts the same address: it is throttled there too.
+      assert.equal((await askFrom(base, "127.0.0.40", "crm", "crm-secret-0123")).status, 429);
+      assert.equal((await askFrom(base, "127.0.0.41", "crm", "crm-secret-0123", overConnect)).status, 200);
     });
   });
 }

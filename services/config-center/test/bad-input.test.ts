@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { eventually } from "@opsplane/testing";
 import type pg from "pg";
 import WebSocket from "ws";
-import { call, centerDb, Instance, type Json, startCenters } from "./harness.js";
+import { call, centerDb, Instance, type Json, keys, startCenters } from "./harness.js";
 
 const loan = { appId: "loan", secret: "loan-secret-0123" };
 
@@ -60,6 +61,23 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal((await db.query("SELECT count(*)::int AS n FROM items")).rows[0].n, 0);
   });
 
+  test("an item schema with a keyword JSON Schema does not have, or a backreference under any sub-schema, is refused naming it", async () => {
+    const before = await changeCount();
+    const typo = await call(base, "PUT", "/config/v1/items/business/_/_/typo", {
+      role: "operator",
+      body: { schema: { type: "string", maxLenght: 3 }, value: "far too long", category: "custom" },
+    });
+    assert.equal(typo.status, 400);
+    assert.match(typo.body.message, /unknown keyword: "maxLenght"/);
+    const backreference = await call(base, "PUT", "/config/v1/items/business/_/_/backref", {
+      role: "operator",
+      body: { schema: { type: "object", patternProperties: { "^(a)\\1$": {} } }, value: { aa: 1 }, category: "custom" },
+    });
+    assert.equal(backreference.status, 400);
+    assert.match(backreference.body.message, /^schema \/patternProperties: "\^\(a\)\\\\1\$" is not a pattern config-center can run/);
+    assert.equal(await changeCount(), before, "nothing was written");
+  });
+
   test("references to a missing field or through a cycle are refused, and a resource in use cannot be deleted", async () => {
     const mk = (name: string, config: Record<string, unknown>) =>
       call(base, "PUT", `/config/v1/resources/service/${name}`, { role: "admin", body: { type: "http", config } });
@@ -108,7 +126,7 @@ describe("bad input is refused with the reason and leaves nothing half-written (
       contentType: "text/csv",
     });
     assert.equal(badRow.status, 400);
-    assert.match(badRow.body.message, /\/0\/code must match pattern/);
+    assert.match(badRow.body.message, /CSV line 2 \(the header is line 1\): \/code must match pattern/);
     const ragged = await call(base, "POST", "/config/v1/import/_/_/dict.bank-codes", {
       role: "operator",
       raw: "code,name\n1,2,3\n",
@@ -149,6 +167,72 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal(labelled.body.item.value[0].name, "中国");
   });
 
+  test("bytes GBK does not define are refused naming their line, not imported as private-use characters", async () => {
+    const before = await changeCount();
+    const undefinedBytes = new Blob(["code,name\n102100099996,ok\n102100099997,", new Uint8Array([0xff, 0xff]), "\n"]);
+    const r = await call(base, "POST", "/config/v1/import/_/_/dict.gbk-undefined?category=bank-codes", {
+      role: "operator",
+      raw: undefinedBytes,
+      contentType: "text/csv; charset=gbk",
+    });
+    assert.equal(r.status, 400);
+    assert.equal(
+      r.body.message,
+      "the dictionary is not valid gbk: CSV line 3 (the header is line 1) has bytes gbk does not define (read as U+F8F5)",
+    );
+    assert.equal(await changeCount(), before, "nothing was written");
+  });
+
+  test("a dictionary naming one code twice is refused naming the code and both places; errors name lines and positions as the file shows them", async () => {
+    const before = await changeCount();
+    const csv = "code,name\n102100099996,ICBC\n\n103100000026,ABC\n102100099996,ICBC again\n";
+    const twice = await call(base, "POST", "/config/v1/import/_/_/dict.dup?category=bank-codes", {
+      role: "operator",
+      raw: csv,
+      contentType: "text/csv",
+    });
+    assert.equal(twice.status, 400);
+    assert.equal(twice.body.message, 'code "102100099996" appears twice: CSV lines 2 and 5 (the header is line 1)');
+    const jsonTwice = await call(base, "POST", "/config/v1/import/_/_/dict.dup?category=dictionary", {
+      role: "operator",
+      body: [
+        { code: "a", name: "x" },
+        { code: "b", name: "y" },
+        { code: "a", name: "z" },
+      ],
+    });
+    assert.equal(jsonTwice.status, 400);
+    assert.equal(jsonTwice.body.message, 'code "a" appears twice: JSON array entries 1 and 3 (counting from 1)');
+    // A row spanning two lines (a quoted line break) is named by its first line.
+    const badCsv = await call(base, "POST", "/config/v1/import/_/_/dict.dup?category=bank-codes", {
+      role: "operator",
+      raw: 'code,name\n102100099996,"Industrial and\nCommercial"\n\n1021,short\n',
+      contentType: "text/csv",
+    });
+    assert.equal(badCsv.status, 400);
+    assert.match(badCsv.body.message, /: CSV line 5 \(the header is line 1\): \/code must match pattern/);
+    const badJson = await call(base, "POST", "/config/v1/import/_/_/dict.dup?category=bank-codes", {
+      role: "operator",
+      body: [
+        { code: "102100099996", name: "x" },
+        { code: "1", name: "y" },
+      ],
+    });
+    assert.equal(badJson.status, 400);
+    assert.match(badJson.body.message, /: JSON array entry 2 \(counting from 1\): \/code must match pattern/);
+    const notObject = await call(base, "POST", "/config/v1/import/_/_/dict.dup", { role: "operator", body: [{ code: "a", name: "x" }, 7] });
+    assert.equal(notObject.status, 400);
+    assert.match(notObject.body.message, /JSON array entry 2 \(counting from 1\) is not an object/);
+    const rpc = await fetch(`${base}/ops.v1.ConfigCenterService/ImportDictionary`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${keys.operator}` },
+      body: JSON.stringify({ ref: { kind: "business", key: "dict.dup" }, format: "csv", content: csv, category: "bank-codes" }),
+    });
+    assert.equal(rpc.status, 400);
+    assert.match(((await rpc.json()) as { message: string }).message, /appears twice: CSV lines 2 and 5/);
+    assert.equal(await changeCount(), before, "nothing was written");
+  });
+
   test("a flood of heartbeats is refused and then hung up on; other instances go on receiving changes", async () => {
     const flooder = await Instance.start(base, loan, { hostName: "flooder" });
     const calm = await Instance.start(base, loan, { hostName: "calm" });
@@ -164,6 +248,114 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     await call(base, "PUT", "/config/v1/items/technical/loan/_/after-flood", { role: "operator", body: { value: true } });
     await calm.until("technical", "after-flood", (c) => c.value === true);
     calm.close();
+  });
+
+  test("a socket message over SOCKET_MAX_MESSAGE_BYTES is answered with the reason, then the socket closes (1009); it is counted", async () => {
+    const talker = await Instance.start(base, loan, { hostName: "big-talker" });
+    talker.send({ t: "ping", padding: "x".repeat(200_000) });
+    assert.deepEqual(await talker.whenClosed(), { code: 1009, reason: "message over 65536 bytes" });
+    const error = talker.inbox.find((m) => m.t === "error");
+    assert.equal(error?.reason, "too-large: a message over 65536 bytes (SOCKET_MAX_MESSAGE_BYTES); closing (1009)");
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    assert.match(metrics, /config_center_socket_refusals_total\{reason="too-large",service="config-center"\} 1\b/);
+  });
+
+  test("an acknowledgement of a version never sent is refused and ignored: the recorded version stays the real one", async () => {
+    const i = await Instance.start(base, loan, { hostName: "acker" });
+    const set = await call(base, "PUT", "/config/v1/items/technical/loan/_/ack-check", { role: "operator", body: { value: 1 } });
+    await i.until("technical", "ack-check", (c) => c.value === 1);
+    const acked = async () =>
+      (await db.query("SELECT acked_version, last_heartbeat_at FROM instances WHERE id = $1", [i.instanceId])).rows[0] as Json;
+    const recorded = await eventually("the acknowledgement recorded", async () => {
+      const row = await acked();
+      return row.acked_version === set.body.version ? row : undefined;
+    });
+    i.send({ t: "ack", version: set.body.version + 1_000 });
+    const refusal = await i.next("a refusal", (m) => m.t === "error" && /^ack-ahead: /.test(m.reason));
+    assert.equal(
+      refusal.reason,
+      `ack-ahead: ack of version ${set.body.version + 1_000}, but the last version sent to this instance is ${set.body.version}; ignored`,
+    );
+    // Heartbeats go on; once one is written after the refused ack, the recorded version is still the real one.
+    const later = await eventually("a heartbeat written after the refusal", async () => {
+      const row = await acked();
+      return row.last_heartbeat_at > recorded.last_heartbeat_at ? row : undefined;
+    });
+    assert.equal(later.acked_version, set.body.version);
+    i.close();
+  });
+
+  test("a baffle's sandbox script is loaded when written: one that does not parse is refused naming its error and position", async () => {
+    const before = await changeCount();
+    const path = "/config/v1/items/governance/loan/_/baffle/loan.apply";
+    const broken = await call(base, "PUT", path, {
+      role: "operator",
+      body: { value: { enabled: true, response: { status: 200 }, script: "function respond(req) {\n  return { body: req.amount + };\n}" } },
+    });
+    assert.equal(broken.status, 400);
+    assert.match(
+      broken.body.message,
+      /^the script of item\/governance\/loan\/\*\/baffle\/loan\.apply does not load at line 2, column \d+: SyntaxError: /,
+    );
+    assert.equal(broken.body.details.line, 2);
+    const failing = await call(base, "PUT", path, {
+      role: "operator",
+      body: { value: { enabled: true, response: { status: 200 }, script: "throw new Error('not ready');" } },
+    });
+    assert.equal(failing.status, 400);
+    assert.match(failing.body.message, /does not load at line 1, column \d+: Error: not ready$/);
+    assert.equal(await changeCount(), before, "nothing was written");
+    const fine = await call(base, "PUT", path, {
+      role: "operator",
+      body: { value: { enabled: true, response: { status: 200 }, script: "function respond(req) {\n  return { body: req.amount };\n}" } },
+    });
+    assert.equal(fine.status, 200, fine.body.message);
+  });
+
+  test("a flood of baffle scripts that never end holds no database connection: registrations and admin calls stay fast", async () => {
+    const flood = Array.from({ length: 20 }, (_, i) =>
+      call(base, "PUT", `/config/v1/items/governance/loan/uat/baffle/flood${i}`, {
+        role: "operator",
+        body: { value: { enabled: true, response: { status: 200 }, script: "while(true){}" } },
+      }),
+    );
+    const started = Date.now();
+    const i = await Instance.start(base, loan, { env: "uat" });
+    const apps = await call(base, "GET", "/config/v1/apps", { role: "admin" });
+    const took = Date.now() - started;
+    assert.equal(apps.status, 200, apps.body.message);
+    assert.ok(took < 3_000, `a registration and an admin call took ${took} ms during the flood`);
+    const answers = await Promise.all(flood);
+    for (const a of answers) {
+      assert.ok(a.status === 400 || a.status === 429, `${a.status} ${a.body.message}`);
+      if (a.status === 429) assert.equal(a.headers.get("retry-after"), "1");
+    }
+    assert.match(answers.find((a) => a.status === 400)!.body.message, /does not load/);
+    i.close();
+  });
+
+  test("a baffle's response headers that an app could not send are refused naming the header, nothing written", async () => {
+    const before = await changeCount();
+    const path = "/config/v1/items/governance/loan/_/baffle/loan.quote";
+    const baffle = (headers: Record<string, string>) =>
+      call(base, "PUT", path, { role: "operator", body: { value: { enabled: true, response: { status: 200, headers, body: "ok" } } } });
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ "bad header": "2" }, /\/response\/headers property name "bad header" must match pattern/],
+      [{ "x-ok": "1", "x-split\r\nset-cookie": "a" }, /property name "x-split\\r\\nset-cookie" must match pattern/],
+      [{ "x-injected": "1\r\nset-cookie: session=stolen" }, /\/response\/headers\/x-injected must match pattern/],
+      [{ "x-nul": "a\u0000b" }, /\/response\/headers\/x-nul must not contain NUL/],
+      [{ "x-bell": "a\u0007b" }, /\/response\/headers\/x-bell must match pattern/],
+      [{ "x-wide": "\u4e2d\u6587" }, /\/response\/headers\/x-wide must match pattern/],
+      [{ "Content-Length": "9" }, /property name "Content-Length" is not allowed/],
+    ];
+    for (const [headers, reason] of cases) {
+      const r = await baffle(headers);
+      assert.equal(r.status, 400, JSON.stringify(headers));
+      assert.match(r.body.message, reason, JSON.stringify(headers));
+    }
+    assert.equal(await changeCount(), before, "nothing was written");
+    const fine = await baffle({ "x-mock": "yes", "Content-Type": "text/plain; charset=utf-8", "x-tabbed": "a\tb" });
+    assert.equal(fine.status, 200, fine.body.message);
   });
 
   test("without Redis, business parameters come from config-center; large ones are fetched rather than pushed", async () => {
@@ -199,5 +391,51 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     const i = await Instance.start(base, loan);
     await env.centers[0]!.close();
     assert.deepEqual(await i.whenClosed(), { code: 1001, reason: "config-center is shutting down; reconnect" });
+  });
+});
+
+describe("a body over its limit is refused (413) naming the limit that applied", () => {
+  let env: Awaited<ReturnType<typeof startCenters>>;
+  let base: string;
+  before(async () => {
+    env = await startCenters(1, { redis: false, env: { BODY_LIMIT_BYTES: "65536", IMPORT_BODY_LIMIT_BYTES: "262144" } });
+    base = env.urls[0]!;
+  });
+  after(async () => env.close());
+
+  const rows = (n: number) => `code,name\n${Array.from({ length: n }, (_, i) => `${String(i).padStart(8, "0")},entry ${i}`).join("\n")}\n`;
+
+  test("IMPORT_BODY_LIMIT_BYTES on the dictionary import, BODY_LIMIT_BYTES on every other route and RPC", async () => {
+    const csv = rows(6_000); // about 120 kB: over BODY_LIMIT_BYTES, within IMPORT_BODY_LIMIT_BYTES
+    const imported = await call(base, "POST", "/config/v1/import/_/_/dict.mid", { role: "operator", raw: csv, contentType: "text/csv" });
+    assert.equal(imported.status, 200, imported.body.message);
+    const overImport = await call(base, "POST", "/config/v1/import/_/_/dict.big", {
+      role: "operator",
+      raw: rows(20_000),
+      contentType: "text/csv",
+    });
+    assert.equal(overImport.status, 413);
+    assert.equal(overImport.body.message, "request body exceeds 262144 bytes (IMPORT_BODY_LIMIT_BYTES)");
+    // The import's larger limit is its own: CSV sent to another route gets the general one.
+    const csvElsewhere = await call(base, "PUT", "/config/v1/items/business/_/_/dict.mid", {
+      role: "operator",
+      raw: csv,
+      contentType: "text/csv",
+    });
+    assert.equal(csvElsewhere.status, 413);
+    assert.equal(csvElsewhere.body.message, "request body exceeds 65536 bytes (BODY_LIMIT_BYTES)");
+    const jsonElsewhere = await call(base, "PUT", "/config/v1/items/business/_/_/big", {
+      role: "operator",
+      body: { value: "x".repeat(100_000) },
+    });
+    assert.equal(jsonElsewhere.status, 413);
+    assert.equal(jsonElsewhere.body.message, "request body exceeds 65536 bytes (BODY_LIMIT_BYTES)");
+    const rpc = await fetch(`${base}/ops.v1.ConfigCenterService/ImportDictionary`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${keys.operator}` },
+      body: JSON.stringify({ ref: { kind: "business", key: "dict.rpc" }, format: "csv", content: csv }),
+    });
+    assert.equal(rpc.status, 413);
+    assert.deepEqual(await rpc.json(), { code: "resource_exhausted", message: "request body exceeds 65536 bytes (BODY_LIMIT_BYTES)" });
   });
 });

@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { eventually } from "@opsplane/testing";
 import { Redis } from "ioredis";
 import pg from "pg";
+import WebSocket from "ws";
 import { call, centerDb, Instance, type Json, startCenters } from "./harness.js";
 
 const loan = { appId: "loan", secret: "loan-secret-0123" };
@@ -66,6 +67,48 @@ describe("the change flow across two config-center replicas sharing one database
     assert.equal(other.latest("business", "loan.max-amount"), undefined, "another app's instance is not told");
     other.close();
     mine.close();
+  });
+
+  test("a business value of JSON null is a value: the Redis cache holds it, and a rollback to it restores null", async () => {
+    const path = "business/loan/_/loan.promo";
+    const cacheKey = `${env.redisPrefix}biz:loan:*:loan.promo`;
+    const cachedValue = (revision: number) =>
+      eventually(`the cache holding revision ${revision}`, async () => {
+        const text = await redis.get(cacheKey);
+        return text && JSON.parse(text).revision === revision ? JSON.parse(text) : undefined;
+      });
+    await put(a, path, { value: { rate: 1 } });
+    const nulled = await put(a, path, { value: null });
+    assert.equal(nulled.status, 200, nulled.body.message);
+    assert.deepEqual(await cachedValue(nulled.body.version), { revision: nulled.body.version, category: "custom", value: null });
+    await put(a, path, { value: { rate: 2 } });
+    const rolled = await call(b, "POST", `/config/v1/rollback/${path}`, { role: "operator", body: { toVersion: nulled.body.version } });
+    assert.equal(rolled.status, 200, rolled.body.message);
+    const now = await call(b, "GET", `/config/v1/items/${path}`, { role: "viewer" });
+    assert.deepEqual([now.status, now.body.value], [200, null], "the item exists, holding null");
+    assert.deepEqual(await cachedValue(rolled.body.version), { revision: rolled.body.version, category: "custom", value: null });
+  });
+
+  test("a newer connection of an instance closes the older one (4009), on whichever replica each one is", async () => {
+    const i = await Instance.start(a, loan, { hostName: "twice" });
+    const received: Json[] = [];
+    const newer = new WebSocket(`${b.replace("http", "ws")}/config/v1/instances/${i.instanceId}/socket?version=${i.version}`, {
+      headers: { "x-config-token": i.token },
+    });
+    newer.on("message", (data) => received.push(JSON.parse(String(data))));
+    await new Promise((resolve, reject) => {
+      newer.once("open", resolve);
+      newer.once("error", reject);
+    });
+    assert.deepEqual(await i.whenClosed(), { code: 4009, reason: "replaced by a newer connection of this instance" });
+    await put(a, "technical/loan/prod/after-replace", { value: 1 });
+    await eventually("the push on the newer socket", () =>
+      received.find((m) => m.t === "changes" && m.changes.some((c: Json) => c.key === "after-replace")),
+    );
+    assert.equal(newer.readyState, WebSocket.OPEN);
+    const { rows } = await db.query("SELECT state, replica FROM instances WHERE id = $1", [i.instanceId]);
+    assert.deepEqual(rows[0], { state: "online", replica: "replica-1" }, "the older socket's close left the instance online");
+    newer.close();
   });
 
   test("several changes to one key within one scan cycle are merged into the latest", async () => {
@@ -187,6 +230,19 @@ describe("the change flow across two config-center replicas sharing one database
     i.close();
   });
 
+  test("a rollback to a version not reached yet is refused; a diff from before the item existed says so, not pruning", async () => {
+    const path = "technical/loan/prod/reach";
+    const v1 = (await put(a, path, { value: { n: 1 } })).body.version;
+    const ahead = await call(a, "POST", `/config/v1/rollback/${path}`, { role: "operator", body: { toVersion: 99999 } });
+    assert.equal(ahead.status, 404);
+    assert.match(ahead.body.message, /^version 99999 does not exist yet: the latest version is \d+$/);
+    const history = await call(a, "GET", `/config/v1/history/${path}`, { role: "viewer" });
+    assert.equal(history.body.changes.length, 1, "nothing was written");
+    const before = await call(a, "GET", `/config/v1/diff/${path}?from=0`, { role: "viewer" });
+    assert.equal(before.status, 404);
+    assert.equal(before.body.message, `item/technical/loan/prod/reach had no value at version 0: its first change is version ${v1}`);
+  });
+
   test("a gray release by label reaches only the chosen instances; release gives it to all, abandon takes it back", async () => {
     const canary = await Instance.start(a, loan, { labels: { canary: "true" } });
     const pod = await Instance.start(b, loan, { podName: "loan-6f7c9-x2x", podNamespace: "credit" });
@@ -286,6 +342,12 @@ describe("the change flow across two config-center replicas sharing one database
     );
     const preview = await call(a, "GET", "/config/v1/preview?app=loan&env=prod", { role: "operator" });
     assert.equal(preview.body.technical.find((v: Json) => v.key === "cache").value.redis.password, "******");
+    // An admin's revealed preview is audited naming the secret fields it showed, never their values.
+    const shown = await call(a, "GET", "/config/v1/preview?app=loan&env=prod&reveal=true", { role: "admin" });
+    assert.equal(shown.body.technical.find((v: Json) => v.key === "cache").value.redis.password, "new-pw");
+    const looked = await call(a, "GET", "/config/v1/audit?target=preview/loan/prod", { role: "operator" });
+    assert.equal(looked.body.entries[0].action, "secrets.reveal");
+    assert.deepEqual(looked.body.entries[0].after, { fields: ["technical/cache/redis/password"] });
   });
 
   test("every change is audited with who, before and after", async () => {
@@ -299,5 +361,61 @@ describe("the change flow across two config-center replicas sharing one database
     assert.deepEqual(latest.before.value, [{ code: "a", name: "A" }]);
     assert.deepEqual(latest.after.value, [{ code: "b", name: "B" }]);
     assert.equal(first.before, null);
+  });
+});
+
+describe("history pruning, with two replicas sharing the work", () => {
+  let env: Awaited<ReturnType<typeof startCenters>>;
+  let a: string;
+  let db: pg.Client;
+
+  before(async () => {
+    env = await startCenters(2, {
+      redis: false,
+      env: { HISTORY_RETENTION_DAYS: "1", HISTORY_KEEP_MIN: "2", HISTORY_PRUNE_INTERVAL_SECONDS: "1" },
+    });
+    a = env.urls[0]!;
+    db = await centerDb(env.db.url);
+  });
+  after(async () => {
+    await db.end();
+    await env.close();
+  });
+
+  test("changes older than HISTORY_RETENTION_DAYS go, except each item's newest HISTORY_KEEP_MIN; rollback reaches what is kept", async () => {
+    const versions: number[] = [];
+    for (const v of [1, 2, 3, 4, 5]) versions.push((await put(a, "technical/loan/_/pruned", { value: { v } })).body.version);
+    for (const v of [1, 2, 3]) await put(a, "technical/loan/_/recent", { value: { v } });
+    await db.query("UPDATE changes SET at = now() - interval '10 days' WHERE key = 'pruned'");
+    const count = async (key: string) => (await db.query("SELECT count(*)::int AS n FROM changes WHERE key = $1", [key])).rows[0].n;
+    await eventually("the old changes pruned", async () => (await count("pruned")) === 2);
+    assert.equal(await count("recent"), 3, "recent changes stay, however many");
+    const history = await call(a, "GET", "/config/v1/history/technical/loan/_/pruned", { role: "viewer" });
+    assert.deepEqual(
+      history.body.changes.map((c: Json) => c.version),
+      [versions[4], versions[3]],
+    );
+    const back = await call(a, "POST", "/config/v1/rollback/technical/loan/_/pruned", {
+      role: "operator",
+      body: { toVersion: versions[3] },
+    });
+    assert.equal(back.status, 200, back.body.message);
+    assert.deepEqual(back.body.item.value, { v: 4 });
+    const gone = await call(a, "POST", "/config/v1/rollback/technical/loan/_/pruned", {
+      role: "operator",
+      body: { toVersion: versions[0] },
+    });
+    assert.equal(gone.status, 404);
+    assert.match(
+      gone.body.message,
+      /has no version at or before \d+: its oldest change kept is version \d+ \(changes older than HISTORY_RETENTION_DAYS beyond its newest HISTORY_KEEP_MIN are pruned\)/,
+    );
+    // One replica at a time: the three rows were pruned, and counted, once.
+    let pruned = 0;
+    for (const url of env.urls) {
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      pruned += Number(/config_center_history_pruned_total\{service="config-center"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+    }
+    assert.equal(pruned, 3);
   });
 });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { ConfigChangedSchema, toEventData, topics } from "@opsplane/contracts";
 import { createPool } from "@opsplane/store";
 import { eventually } from "@opsplane/testing";
 import { Registry } from "prom-client";
@@ -9,7 +11,7 @@ import { ChangeLog } from "../src/change-log.js";
 import { createConfigMetrics } from "../src/metrics.js";
 import { InstanceSocket, PushHub } from "../src/push.js";
 import { ResourceStore } from "../src/resources.js";
-import { startCenters } from "./harness.js";
+import { call, Instance, startCenters } from "./harness.js";
 
 describe("the push hub on one replica", () => {
   let env: Awaited<ReturnType<typeof startCenters>>;
@@ -47,6 +49,7 @@ describe("the push hub on one replica", () => {
       log: ctx.log,
       cycleMs: 3_600_000,
       inlineMaxBytes: 65_536,
+      replica: "test-replica",
       onAppChanged: () => {},
     });
     try {
@@ -72,8 +75,9 @@ describe("the push hub on one replica", () => {
         key: "later",
         action: "set",
         graySelector: undefined,
-        atMs: Date.now(),
         appState: "",
+        connection: 0,
+        replica: "",
       });
       const cycled = hub.cycle();
       const caughtUp = hub.catchUp(s, 0);
@@ -89,5 +93,69 @@ describe("the push hub on one replica", () => {
       hub.close();
       await pool.end();
     }
+  });
+
+  test("push latency is timed on the pushing replica's clock, whatever the committing replica's clock says", async () => {
+    const base = env.urls[0]!;
+    const i = await Instance.start(base, { appId: "loan", secret: "loan-secret-0123" });
+    const set = await call(base, "PUT", "/config/v1/items/technical/loan/_/clock", { role: "operator", body: { value: 1 } });
+    await i.until("technical", "clock", (c) => c.value === 1);
+    const latency = async () => {
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      const read = (part: string) =>
+        Number(new RegExp(`config_center_push_latency_seconds_${part}\\{service="config-center"\\} (\\S+)`).exec(metrics)![1]);
+      return { sum: read("sum"), count: read("count") };
+    };
+    const before = await eventually("the acknowledgement timed", async () => {
+      const l = await latency();
+      return l.count >= 1 ? l : undefined;
+    });
+    // The same key's change as a replica whose clock is an hour behind would publish it.
+    await env.centers[0]!.ctx.bus.publish({
+      topic: topics.configChanged.name,
+      type: topics.configChanged.type,
+      key: "config",
+      data: toEventData(
+        topics.configChanged,
+        create(ConfigChangedSchema, {
+          version: BigInt(set.body.version + 1_000),
+          kind: "technical",
+          app: "loan",
+          key: "clock",
+          action: "set",
+          atMs: BigInt(Date.now() - 3_600_000),
+        }),
+      ),
+    });
+    const after = await eventually("the second acknowledgement timed", async () => {
+      const l = await latency();
+      return l.count > before.count ? l : undefined;
+    });
+    assert.ok(after.sum - before.sum < 60, `push took ${after.sum - before.sum} s by the metric: another replica's clock was used`);
+    i.close();
+  });
+
+  test("a newer connection announced by another replica closes the socket (4009); one announced by this replica does not", async () => {
+    const base = env.urls[0]!;
+    const i = await Instance.start(base, { appId: "loan", secret: "loan-secret-0123" });
+    const announce = (replica: string) =>
+      env.centers[0]!.ctx.bus.publish({
+        topic: topics.configChanged.name,
+        type: topics.configChanged.type,
+        key: "config",
+        data: toEventData(
+          topics.configChanged,
+          create(ConfigChangedSchema, { kind: "instance", app: "loan", key: i.instanceId, connection: 999n, replica }),
+        ),
+      });
+    // This replica's own sockets are replaced as they are added: a connection abandoned during its
+    // handshake, numbered after the socket that replaced it, must not close that socket.
+    await announce("replica-0");
+    await call(base, "PUT", "/config/v1/items/technical/loan/_/after-own", { role: "operator", body: { value: 1 } });
+    await i.until("technical", "after-own", (c) => c.value === 1);
+    assert.equal(i.closed, undefined, "the socket stays open");
+    await announce("replica-elsewhere");
+    const closed = await i.whenClosed();
+    assert.equal(closed.code, 4009);
   });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eventually } from "@opsplane/testing";
+import { eventually, startCuttableProxy } from "@opsplane/testing";
 import type pg from "pg";
 import { call, centerDb, Instance, type Json, startCenters } from "./harness.js";
 
@@ -247,6 +247,16 @@ describe("the seed's start-up flow: token, registration, metadata, long connecti
     assert.equal(dup.status, 400);
     assert.match(dup.body.message, /interface a is reported twice/);
     i.close();
+    // An app whose instances register no version still gets its document (version "").
+    const unversioned = await Instance.start(base, { appId: "plain", secret: "plain-secret-0123" });
+    await call(base, "PUT", `/config/v1/instances/${unversioned.instanceId}/resources`, {
+      token: unversioned.token,
+      body: { interfaces: [{ code: "plain.ping", method: "GET", path: "/ping" }] },
+    });
+    const plain = await call(base, "GET", "/config/v1/apps/plain/openapi.json", { role: "viewer" });
+    assert.equal(plain.status, 200, plain.body.message);
+    assert.equal(plain.body.paths["/ping"].get.operationId, "plain.ping");
+    unversioned.close();
   });
 
   test("the REST view is described by an OpenAPI document", async () => {
@@ -254,5 +264,39 @@ describe("the seed's start-up flow: token, registration, metadata, long connecti
     assert.equal(doc.status, 200);
     assert.ok(doc.body.paths["/config/v1/instances"].post);
     assert.ok(doc.body.paths["/config/v1/items/{kind}/{app}/{env}/{*}"].put.requestBody);
+  });
+});
+
+describe("a replica that loses PostgreSQL hands its instances over", () => {
+  test("cut off from PostgreSQL past the heartbeat timeout, a replica closes its sockets (1013); the instance catches up on another replica", async () => {
+    const env = await startCenters(1, { redis: false });
+    const proxy = await startCuttableProxy("127.0.0.1", Number(new URL(env.db.url).port || 5432));
+    try {
+      const viaProxy = new URL(env.db.url);
+      viaProxy.port = String(proxy.port);
+      const cut = await env.addReplica({
+        DATABASE_URL: viaProxy.toString(),
+        HEARTBEAT_INTERVAL_MS: "500",
+        HEARTBEAT_TIMEOUT_MS: "2000",
+      });
+      const i = await Instance.start(cut.url, loan);
+      proxy.blackhole();
+      // Its pings are still answered (in memory); the replica itself must let go.
+      const closed = await eventually("the cut-off replica to close the socket", () => i.closed, 15_000);
+      assert.equal(closed.code, 1013);
+      assert.match(closed.reason, /lost its database/);
+      const put = await call(env.urls[0]!, "PUT", "/config/v1/items/technical/loan/prod/handover", {
+        role: "operator",
+        body: { value: { n: 1 } },
+      });
+      assert.equal(put.status, 200, put.body.message);
+      await i.connect(env.urls[0]!);
+      await i.until("technical", "handover", (c) => c.value?.n === 1);
+      i.close();
+    } finally {
+      proxy.heal();
+      await env.close();
+      await proxy.close();
+    }
   });
 });

@@ -4,8 +4,9 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { type Format, formatReport, formats } from "./scan/format/index.js";
+import { ScanBoundsError } from "./scan/isolated-extract.js";
 import { ArtifactError } from "./scan/limits.js";
-import { ConfigError, loadRulesFile, resolveConfig } from "./scan/rules.js";
+import { ConfigError, resolveConfig } from "./scan/rules.js";
 import { scan } from "./scan/scan.js";
 import type { RegistryEntry } from "./scan/validate.js";
 
@@ -21,7 +22,12 @@ const usage = `usage: errcode-scan <artifact> --base <FQN> [--base <FQN> …] [o
   --format <f>             json (default), sarif, junit or table
   --out <file>             write there instead of standard output
 
-exit status: 0 no violations, 1 violations, 2 bad input`;
+exit status: 0 no violations, 1 violations, 2 bad input (a zip bomb, or a scan past its heap or time
+             limit), 3 nothing really checked: no class file could be read, or a base has
+             subclasses but no code was found under it (the reason is printed)`;
+
+/** Class files skipped are named one a line up to this many; the report lists them all. */
+const MAX_PROBLEM_LINES = 20;
 
 /** Thrown for anything the caller got wrong: exit status 2. */
 class UsageError extends Error {}
@@ -77,23 +83,29 @@ export async function main(argv: string[]): Promise<number> {
     if (positionals.length !== 1) throw new UsageError("exactly one artifact is required");
     const format = (values.format ?? "json") as Format;
     if (!formats.includes(format)) throw new UsageError(`unknown format ${format} (${formats.join(", ")})`);
-    const file = values.rules ? await loadRulesFile(values.rules) : {};
+    // The rules file's schema (zod) is loaded only when there is one: most runs have none.
+    const file = values.rules ? await (await import("./scan/rules-file.js")).loadRulesFile(values.rules) : {};
     const config = resolveConfig(file, { bases: values.base, codePattern: values["code-pattern"] });
     if (!config.bases.length) throw new UsageError("at least one --base class is required");
     if (values["write-registry"] && (!values.registry || /^https?:/.test(values.registry)))
       throw new UsageError("--write-registry needs --registry <file>");
     const registry = await loadRegistry(values.registry);
     const artifact = positionals[0];
-    const report = await scan(artifact, path.basename(artifact), config, registry);
+    const report = await scan(artifact, path.basename(artifact), config, registry, {}, config.bounds);
     const output = formatReport(report, format, version());
     if (values.out) await writeFile(values.out, output);
     else process.stdout.write(output);
-    for (const p of report.problems) process.stderr.write(`errcode-scan: skipped ${p.entry}: ${p.message}\n`);
+    for (const p of report.problems.slice(0, MAX_PROBLEM_LINES)) process.stderr.write(`errcode-scan: skipped ${p.entry}: ${p.message}\n`);
+    if (report.problems.length > MAX_PROBLEM_LINES)
+      process.stderr.write(
+        `errcode-scan: skipped ${report.problems.length - MAX_PROBLEM_LINES} more class files (all in the report's problems)\n`,
+      );
+    if (report.notChecked.length) process.stderr.write(`errcode-scan: not checked: ${report.notChecked.join("; ")}\n`);
     if (values["write-registry"] && values.registry && report.registryAdditions.length)
       await writeFile(values.registry, `${JSON.stringify([...registry, ...report.registryAdditions], null, 2)}\n`);
-    return report.violations.length ? 1 : 0;
+    return report.violations.length ? 1 : report.notChecked.length ? 3 : 0;
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError || err instanceof ArtifactError) {
+    if (err instanceof UsageError || err instanceof ConfigError || err instanceof ArtifactError || err instanceof ScanBoundsError) {
       process.stderr.write(`errcode-scan: ${err.message}\n`);
       return 2;
     }

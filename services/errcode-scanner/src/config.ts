@@ -33,4 +33,10 @@ export const scannerEnv = {
    * third of it. Another replica takes the scan over only after it expired (within 1.5 × this).
    */
   ERRCODE_SCAN_LEASE_MS: z.coerce.number().int().min(1000).default(30_000),
+  /** Heap of one scan's worker thread, in MiB: past it the scan fails, the service stays up. */
+  ERRCODE_SCAN_MAX_HEAP_MB: z.coerce.number().int().min(32).default(2048),
+  /** Time one scan (read and extract, after the download) may take before it fails. */
+  ERRCODE_SCAN_TIME_LIMIT_MS: z.coerce.number().int().min(1000).default(1_800_000),
+  /** Times a scan is started before it is failed when its replica dies running it each time. */
+  ERRCODE_SCAN_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(3),
 };

@@ -7,6 +7,8 @@ import type { Logger } from "@opsplane/platform";
 import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
 import { ArtifactSourceError, allowedUrl, download } from "./artifact-source.js";
 import type { ScannerMetrics } from "./metrics.js";
+import type { ScanBounds } from "./scan/isolated-extract.js";
+import { ScanBoundsError } from "./scan/isolated-extract.js";
 import { ArtifactError } from "./scan/limits.js";
 import { ConfigError, type RulesFile, resolveConfig } from "./scan/rules.js";
 import { type ScanReport, scan } from "./scan/scan.js";
@@ -43,6 +45,10 @@ export interface RunnerDeps {
   concurrency: number;
   /** How long this replica's hold on a scan lasts without renewal (the store's lease length). */
   leaseMs: number;
+  /** Heap and time one scan may use (it runs in a worker thread held to them). */
+  bounds: ScanBounds;
+  /** Starts of a scan before one whose replica keeps dying while running it is failed instead of run again. */
+  maxAttempts: number;
 }
 
 /** Another replica took the scan over: this replica's lease on it had expired. */
@@ -102,7 +108,8 @@ export function createScanRunner(d: RunnerDeps) {
 
   /**
    * Takes over as many scans as there is room for whose replica stopped renewing their lease:
-   * downloads run again, uploads (left on that replica's disk) fail.
+   * downloads run again, uploads (left on that replica's disk) fail, and so does a scan already
+   * started `maxAttempts` times (an artifact that kills its replica must not do so at every start).
    */
   async function takeOverExpired(): Promise<void> {
     const room = d.concurrency - running.size - queue.length;
@@ -110,31 +117,36 @@ export function createScanRunner(d: RunnerDeps) {
     for (const s of await d.store.claimExpired(room)) {
       d.log.info({ scanId: s.id, previousOwner: s.previous_owner }, "took over a scan whose replica stopped renewing its lease");
       d.metrics.takenOver.inc();
-      if (s.artifact_url)
-        queue.push({
-          scanId: s.id,
-          source: s.source,
-          artifactName: s.artifact_name,
-          url: s.artifact_url,
-          sha256: s.sha256 ?? undefined,
-          bases: s.bases,
-          codePattern: s.code_pattern ?? undefined,
-          system: s.system ?? undefined,
-        });
-      else
-        await withTransaction(d.pool, async (tx) => {
-          if (!(await d.store.fail(tx, s.id, "the replica holding this upload stopped before scanning it; submit it again"))) return;
-          await publish(
-            tx,
-            { scanId: s.id, source: s.source, artifactName: s.artifact_name, bases: s.bases },
-            s.sha256 ?? undefined,
-            "failed",
-            undefined,
-            "service restarted",
-          );
-        });
+      const job: ScanJob = {
+        scanId: s.id,
+        source: s.source,
+        artifactName: s.artifact_name,
+        url: s.artifact_url ?? undefined,
+        sha256: s.sha256 ?? undefined,
+        bases: s.bases,
+        codePattern: s.code_pattern ?? undefined,
+        system: s.system ?? undefined,
+      };
+      if (s.attempts >= d.maxAttempts)
+        await failUnrun(
+          job,
+          `the scan was started ${s.attempts} times and the replica running it stopped each time before it finished; not run again`,
+        );
+      else if (s.artifact_url) queue.push(job);
+      else await failUnrun(job, "the replica holding this upload stopped before scanning it; submit it again");
     }
     pump();
+  }
+
+  /** Records a taken-over scan as failed without running it. */
+  async function failUnrun(job: ScanJob, reason: string): Promise<void> {
+    d.log.warn({ scanId: job.scanId, reason }, "scan failed");
+    const recorded = await withTransaction(d.pool, async (tx) => {
+      if (!(await d.store.fail(tx, job.scanId, reason))) return false;
+      await publish(tx, job, job.sha256, "failed", undefined, reason);
+      return true;
+    });
+    if (recorded) d.metrics.scans.inc({ status: "failed" });
   }
 
   async function run(job: ScanJob): Promise<void> {
@@ -142,6 +154,7 @@ export function createScanRunner(d: RunnerDeps) {
     const dir = await mkdtemp(path.join(d.workDir, "scan-"));
     let sha256 = job.sha256;
     try {
+      if ((await d.store.startAttempt(job.scanId)) === undefined) throw new LeaseLost();
       if (job.refusal) throw new ArtifactSourceError(job.refusal);
       let file = job.file;
       if (job.url) {
@@ -162,13 +175,20 @@ export function createScanRunner(d: RunnerDeps) {
       if (!config.bases.length) throw new ConfigError("no base exception class: name one in the request or set ERRCODE_BASES");
       const registry = await d.store.registry("", 10_000_000);
       const tables = new TableWriter(d.pool, job.scanId);
-      const report = await scan(file, job.artifactName, config, registry, {
-        onContainer: (c) => tables.container(c),
-        onClass: (c) => {
-          if (lost.has(job.scanId)) throw new LeaseLost();
-          return tables.add(c);
+      const report = await scan(
+        file,
+        job.artifactName,
+        config,
+        registry,
+        {
+          onContainer: (c) => tables.container(c),
+          onClass: (c) => {
+            if (lost.has(job.scanId)) throw new LeaseLost();
+            return tables.add(c);
+          },
         },
-      });
+        d.bounds,
+      );
       await tables.flush();
       await withTransaction(d.pool, async (tx) => {
         if (!(await d.store.succeed(tx, job.scanId, report))) throw new LeaseLost();
@@ -187,7 +207,8 @@ export function createScanRunner(d: RunnerDeps) {
         d.log.warn({ scanId: job.scanId }, "scan abandoned: another replica took it over");
         return;
       }
-      const known = err instanceof ArtifactError || err instanceof ArtifactSourceError || err instanceof ConfigError;
+      const known =
+        err instanceof ArtifactError || err instanceof ArtifactSourceError || err instanceof ConfigError || err instanceof ScanBoundsError;
       const message = known ? (err as Error).message : `internal error: ${(err as Error).message}`;
       if (!known) d.log.error({ err, scanId: job.scanId }, "scan failed");
       else d.log.warn({ scanId: job.scanId, reason: message }, "scan failed");

@@ -8,7 +8,7 @@ import { subscribeArtifacts } from "./consumer.js";
 import { createScannerMetrics } from "./metrics.js";
 import { errcodeRpc } from "./rpc.js";
 import { createScanRunner } from "./runner.js";
-import { loadRulesFile, type RulesFile } from "./scan/rules.js";
+import { loadRulesFile, type RulesFile } from "./scan/rules-file.js";
 import { createScanStore } from "./store.js";
 
 /** Finds and validates the error codes inside deployed Java artifacts. */
@@ -40,6 +40,8 @@ export const definition: ServiceDefinition<typeof scannerEnv> = {
       downloadTimeoutMs: config.ERRCODE_DOWNLOAD_TIMEOUT_MS,
       concurrency: config.ERRCODE_SCAN_CONCURRENCY,
       leaseMs: config.ERRCODE_SCAN_LEASE_MS,
+      bounds: { maxHeapMb: config.ERRCODE_SCAN_MAX_HEAP_MB, timeLimitMs: config.ERRCODE_SCAN_TIME_LIMIT_MS },
+      maxAttempts: config.ERRCODE_SCAN_MAX_ATTEMPTS,
     });
     ctx.onClose(() => runner.close());
     await runner.start();

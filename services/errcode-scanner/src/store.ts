@@ -2,7 +2,7 @@ import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
 import type { Container } from "./scan/archive.js";
 import type { ErrorCodeEntry } from "./scan/engine.js";
 import type { Location } from "./scan/extract.js";
-import type { ScannedClass } from "./scan/hierarchy.js";
+import type { ClassRow } from "./scan/isolated-extract.js";
 import type { ScanReport } from "./scan/scan.js";
 import type { RegistryEntry, Violation } from "./scan/validate.js";
 
@@ -27,6 +27,8 @@ export interface ScanRow {
   /** The replica holding the scan while it is queued or running (see {@link ScanLease}). */
   owner: string | null;
   lease_expires_at: Date | null;
+  /** Times a replica started running the scan. */
+  attempts: number;
 }
 
 /** A scan taken over from a replica that stopped renewing its lease. */
@@ -104,8 +106,8 @@ export class TableWriter {
     this.rows.containers.push(c);
   }
 
-  /** Turns the class into rows at once (the engine drops invocation lists after this call). */
-  async add(c: ScannedClass): Promise<void> {
+  /** Turns the class into rows, written in batches. */
+  async add(c: ClassRow): Promise<void> {
     const { ns, cls, mth, inv } = this.rows;
     const pkg = c.name.includes(".") ? c.name.slice(0, c.name.lastIndexOf(".")) : "";
     let nsId = this.namespaces.get(pkg);
@@ -217,6 +219,15 @@ export function createScanStore(pool: Pool, lease: ScanLease) {
         ],
       );
       return r.rowCount === 1;
+    },
+
+    /** Counts a start of the scan; returns how many there have been, undefined when another replica has taken it over. */
+    async startAttempt(id: string): Promise<number | undefined> {
+      const r = await pool.query<{ attempts: number }>(
+        `UPDATE scans SET attempts = attempts + 1 WHERE id = $1 AND owner = $2 AND ${unfinished} RETURNING attempts`,
+        [id, lease.owner],
+      );
+      return r.rows[0]?.attempts;
     },
 
     /** False when another replica has taken the scan over. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { extractErrorCodes } from "../src/scan/engine.js";
@@ -117,6 +117,15 @@ describe("artifact formats", () => {
     assert.equal(r.errorCodes.length, 25);
   });
 
+  test("an artifact given as a symbolic link is read through it, under the link's name", async () => {
+    const target = write("core-1.0.jar", jarOf({ dir: fx.java8 }));
+    const link = path.join(fx.root, "core.jar");
+    symlinkSync(target, link);
+    const r = await extractErrorCodes(link, { bases: [BASE] });
+    assert.deepEqual([...new Set(r.errorCodes.map((e) => e.code))], java8Codes);
+    assert.equal(r.errorCodes[0].locations[0].artifact.split("!/")[0], "core.jar");
+  });
+
   test("a plain directory of classes, with a jar inside it", async () => {
     const dir = path.join(fx.root, "exploded");
     mkdirSync(path.join(dir, "lib"), { recursive: true });
@@ -174,6 +183,23 @@ describe("bad input", () => {
   test("zip bomb: total inflated size and entry count are bounded", async () => {
     await rejects(write("big.jar", goodJar()), /inflated size exceeds 10000 bytes/, { maxTotalInflatedBytes: 10_000 });
     await rejects(write("many.jar", goodJar()), /more than 5 entries/, { maxEntries: 5 });
+  });
+
+  test("zip bomb: entries that overlap (20,000 entries sharing one kernel) are refused at once, before anything is inflated", async () => {
+    // Each entry is under the per-entry ratio threshold (60 KB); together they would inflate 1.2 GB.
+    const kernel = Buffer.alloc(60 * 1024);
+    const entries = Array.from({ length: 20_000 }, (_, i) => ({ name: `k/K${i}.class`, data: kernel, sameDataAs: i ? 0 : undefined }));
+    const bomb = write("overlap.jar", writeZip(entries));
+    assert.ok(bomb.length > 0 && readFileSync(bomb).length < 2 * 1024 * 1024, "a file of about a megabyte");
+    const started = performance.now();
+    await rejects(bomb, /^overlap\.jar: zip bomb: entries k\/K0\.class and k\/K1\.class overlap/);
+    assert.ok(performance.now() - started < 30_000, "refused without inflating 1.2 GB");
+  });
+
+  test("zip bomb: many entries of modest ratio are refused when the archive as a whole inflates past the ratio", async () => {
+    // Separate entries (no overlap), each 60 KB of zeros: the per-entry ratio check does not look at them.
+    const entries = Array.from({ length: 300 }, (_, i) => ({ name: `z/Z${i}.class`, data: Buffer.alloc(60 * 1024) }));
+    await rejects(write("ratio.jar", writeZip(entries)), /^ratio\.jar: zip bomb: \d+ bytes inflate to more than \d+ \(ratio over 200\)/);
   });
 
   test("zip bomb: nesting depth is bounded", async () => {

@@ -3,11 +3,17 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type CompiledFixtures, compileFixtures, jarOf } from "./support/java.js";
+import { type CompiledFixtures, compileFixtures, compileJava, entriesOf, jarOf } from "./support/java.js";
+import { writeZip } from "./support/zip-writer.js";
 
 const cli = path.join(__dirname, "..", "dist", "cli.js");
 let fx: CompiledFixtures;
 let jar: string;
+
+type SarifLocation = {
+  logicalLocations: Array<{ fullyQualifiedName: string }>;
+  physicalLocation: { artifactLocation: { uri: string } };
+};
 
 function run(...args: string[]) {
   const r = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8" });
@@ -79,6 +85,107 @@ describe("errcode-scan CLI", () => {
     assert.match(bad.stderr, /code pattern is not a valid regular expression/);
     writeFileSync(rules, JSON.stringify({ colour: "blue" }));
     assert.match(run(jar, "--base", "a.B", "--rules", rules).stderr, /rules file .*bad-rules\.json: \(root\): Unrecognized key: "colour"/);
+  });
+
+  test("exit 2 with one line when the scan goes past the heap the rules file allows", () => {
+    const heavy = path.join(fx.root, "heavy.jar");
+    const cls = readFileSync(path.join(fx.java8, "com/bank/app/TransferService.class"));
+    writeFileSync(heavy, writeZip(Array.from({ length: 5000 }, (_, i) => ({ name: `copies/C${i}.class`, data: cls }))));
+    const rules = path.join(fx.root, "small-heap.json");
+    writeFileSync(rules, JSON.stringify({ limits: { maxHeapMb: 32 } }));
+    const r = run(heavy, "--base", "com.bank.core.BizException", "--rules", rules);
+    assert.deepEqual([r.status, r.stderr], [2, "errcode-scan: the scan ran out of memory (its heap is limited to 32 MiB)\n"]);
+  });
+
+  test("exit 3 with one line saying why when no class file could be read; skipped files named up to 20, then counted", () => {
+    const broken = path.join(fx.root, "broken.jar");
+    writeFileSync(
+      broken,
+      writeZip(Array.from({ length: 25 }, (_, i) => ({ name: `b/B${i}.class`, data: Buffer.from("not bytecode at all") }))),
+    );
+    const r = run(broken, "--base", "com.bank.core.BizException");
+    assert.equal(r.status, 3, r.stderr);
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 22, r.stderr);
+    assert.equal(lines[0], "errcode-scan: skipped broken.jar!/b/B0.class: not a class file (bad magic)");
+    assert.equal(lines[20], "errcode-scan: skipped 5 more class files (all in the report's problems)");
+    assert.equal(lines[21], "errcode-scan: not checked: none of the 25 class files could be read (all malformed or unsupported)");
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.problems.length, 25);
+    assert.deepEqual(report.notChecked, ["none of the 25 class files could be read (all malformed or unsupported)"]);
+  });
+
+  test("exit 3 with one line saying why when a base has subclasses but no code was found under it", () => {
+    const java = compileJava({
+      "q/Base.java": "package q; public class Base extends RuntimeException { public Base(String code) { super(code); } }",
+      "q/Sub.java": "package q; public class Sub extends Base { public Sub(String code) { super(code); } }",
+      "q/User.java": "package q; public class User { void fail(String code) { throw new Sub(code); } }",
+    });
+    try {
+      const opaque = path.join(fx.root, "opaque.jar");
+      writeFileSync(opaque, writeZip(entriesOf(java.dir)));
+      const r = run(opaque, "--base", "q.Base");
+      assert.equal(r.status, 3, r.stderr);
+      assert.equal(
+        r.stderr,
+        "errcode-scan: not checked: base q.Base has 1 subclass but no error code was found under it (1 site with a code not statically known)\n",
+      );
+    } finally {
+      java.cleanup();
+    }
+  });
+
+  test("an overlapping-entry zip bomb is refused with one line and exit 2, not a line per entry", () => {
+    const bomb = path.join(fx.root, "bomb.jar");
+    const kernel = Buffer.alloc(60 * 1024);
+    writeFileSync(
+      bomb,
+      writeZip(Array.from({ length: 20_000 }, (_, i) => ({ name: `k/K${i}.class`, data: kernel, sameDataAs: i ? 0 : undefined }))),
+    );
+    const r = run(bomb, "--base", "com.bank.core.BizException");
+    assert.deepEqual(
+      [r.status, r.stderr],
+      [
+        2,
+        "errcode-scan: bomb.jar: zip bomb: entries k/K0.class and k/K1.class overlap (an archive whose entries share their data; not read)\n",
+      ],
+    );
+  });
+
+  test("SARIF also carries what was not checked: sites with a code not statically known (note) and unreadable class files (warning)", () => {
+    const mixed = path.join(fx.root, "mixed.jar");
+    writeFileSync(
+      mixed,
+      writeZip([...entriesOf(fx.java8), { name: "com/bank/Garbage.class", data: Buffer.from("definitely not bytecode") }]),
+    );
+    const json = JSON.parse(run(mixed, "--base", "com.bank.core.BizException").stdout);
+    assert.ok(json.dynamicSites.length > 0, "the fixtures have sites whose code is not statically known");
+    const sarifFile = path.join(fx.root, "mixed.sarif");
+    run(mixed, "--base", "com.bank.core.BizException", "--format", "sarif", "--out", sarifFile);
+    const sarifRun = JSON.parse(readFileSync(sarifFile, "utf8")).runs[0];
+    const rules = sarifRun.tool.driver.rules as Array<{ id: string; defaultConfiguration: { level: string } }>;
+    const results = sarifRun.results as Array<{
+      ruleId: string;
+      ruleIndex: number;
+      level: string;
+      message: { text: string };
+      locations: SarifLocation[];
+    }>;
+    const notes = results.filter((r) => r.level === "note");
+    assert.equal(notes.length, json.dynamicSites.length);
+    const site = json.dynamicSites[0];
+    const note = notes[0];
+    assert.equal(rules[note.ruleIndex].id, "code-not-static");
+    assert.equal(rules[note.ruleIndex].defaultConfiguration.level, "note");
+    assert.match(note.message.text, /is built (with a code that is not statically known|without a code argument): not checked/);
+    assert.equal(note.locations[0].logicalLocations[0].fullyQualifiedName, `${site.location.class}.${site.location.method.split("(")[0]}`);
+    const warnings = results.filter((r) => r.level === "warning");
+    assert.deepEqual(
+      warnings.map((w) => [rules[w.ruleIndex].id, w.locations[0].physicalLocation.artifactLocation.uri]),
+      [["malformed-class", "com/bank/Garbage.class"]],
+    );
+    assert.match(warnings[0].message.text, /^mixed\.jar!\/com\/bank\/Garbage\.class was not scanned: not a class file \(bad magic\)$/);
+    assert.equal(results.filter((r) => r.level === "error").length, json.violations.length);
   });
 
   test("SARIF 2.1.0 and JUnit XML outputs", () => {

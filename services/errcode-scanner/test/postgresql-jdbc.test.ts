@@ -3,21 +3,11 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { describe, test } from "node:test";
 import { extractErrorCodes } from "../src/scan/engine.js";
+import { psqlStates } from "./support/real-jars.js";
 
 // Debian's libpostgresql-jdbc-java: a real jar nobody here wrote.
 const JAR = "/usr/share/java/postgresql.jar";
 const BASE = "org.postgresql.util.PSQLException";
-
-/** PSQLState constant → SQLSTATE, read by javap from the enum's static initializer. */
-function psqlStates(): Map<string, string> {
-  const out = execFileSync("javap", ["-c", "-p", "-cp", JAR, "org.postgresql.util.PSQLState"], { encoding: "utf8" });
-  const clinit = out.slice(out.indexOf("static {};"));
-  const states = new Map<string, string>();
-  const block =
-    /new\s+#\d+\s+\/\/ class org\/postgresql\/util\/PSQLState\s+\d+: dup\s+\d+: ldc(?:_w)?\s+#\d+\s+\/\/ String (\w+)\s+\d+: (?:iconst_\d|bipush\s+\d+|sipush\s+\d+)\s+\d+: ldc(?:_w)?\s+#\d+\s+\/\/ String ?(\S*)/g;
-  for (const m of clinit.matchAll(block)) states.set(m[1], m[2]);
-  return states;
-}
 
 /**
  * Per class and method name, the PSQLState constants its bytecode reads (javap -c), directly
@@ -59,7 +49,7 @@ describe("a real jar: Debian's PostgreSQL JDBC driver", {
 }, () => {
   test("every SQLSTATE found is one of PSQLState's, and every site reads that very constant (checked with javap)", async () => {
     const r = await extractErrorCodes(JAR, { bases: [BASE] });
-    const states = psqlStates();
+    const states = psqlStates(JAR);
     assert.ok(states.size > 30, `javap gave ${states.size} PSQLState constants`);
     const stateValues = new Set(states.values());
     assert.equal(r.problems.length, 0);

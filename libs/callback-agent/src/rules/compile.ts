@@ -7,6 +7,8 @@ export interface CompiledRule {
   spec: RuleSpec;
   name: string;
   ttlSeconds: number;
+  /** How long an unregistered callback may wait for its registration (0: not held). */
+  holdMs: number;
   matchesInterface(method: string, host: string | undefined, path: string): boolean;
   /** Whether the interface-A id comes from the response (figure 4) rather than the request (figure 3). */
   interfaceIdFromResponse: boolean;
@@ -40,6 +42,7 @@ export function compileRule(spec: RuleSpec, compileScript?: ScriptCompiler, only
     spec,
     name: spec.name,
     ttlSeconds: spec.ttlSeconds,
+    holdMs: spec.holdMs ?? 0,
     matchesInterface: (method, reqHost, path) =>
       (!interfaceMethod || interfaceMethod === method) && (!host || host === stripPort(reqHost)) && interfacePath(path),
     interfaceIdFromResponse: spec.interface.id.from === "response",

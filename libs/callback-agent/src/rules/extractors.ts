@@ -37,8 +37,9 @@ const xmlParser = new XMLParser({ ignoreAttributes: true, parseTagValue: false, 
 
 /** Compiles `spec` into an extractor; throws (with a message naming the problem) when it cannot compile. */
 export function compileExtractor(spec: ExtractorSpec, compileScript: ScriptCompiler | undefined): Extractor {
-  const side = (x: HttpExchange) => {
-    if (spec.from !== "response") return { headers: x.headers, body: x.body };
+  // The request side is the exchange itself: its headers are only built when a header extractor reads them.
+  const side = (x: HttpExchange): { headers: Record<string, string>; body: Buffer } => {
+    if (spec.from !== "response") return x;
     if (!x.response) throw new ExtractionError("id_missing", "no response to read the id from");
     return x.response;
   };

@@ -63,6 +63,11 @@ export interface RuleSpec {
   };
   /** How long a registration routes callbacks to its environment. */
   ttlSeconds: number;
+  /**
+   * How long the dispatcher may hold a callback whose id is not registered yet, but which a test
+   * environment may claim, waiting for a registration still in flight (0 or absent: not held).
+   */
+  holdMs?: number;
 }
 
 /** Rules as the dispatcher serves them to agents. */

@@ -10,11 +10,14 @@ apiKeyInput.addEventListener("change", () => sessionStorage.setItem("opsplane-ap
 
 let socket: WebSocket | undefined;
 let granted = false;
+/** This console's developer ("key:<id>"), as the relay names it in control messages meant for one developer. */
+let me: string | undefined;
 const panels = new Panels($("console-lines"), $("network-calls"));
 const view = new LiveView(
   $("replay"),
   (action) => send({ t: "control", action }),
   (reason) => notice(`Not sent: ${reason}`),
+  (x, y) => send({ t: "pointer", x, y }),
 );
 
 const recordingView = new RecordingView($("recording-player"), $<HTMLInputElement>("recording-seek"), $("recording-time"));
@@ -80,6 +83,9 @@ function setGranted(on: boolean, by: string): void {
   $<HTMLButtonElement>("request-control").disabled = on;
 }
 
+const endedText = (by: string) =>
+  by === "idle" ? "Session ended: no activity on the operator's page" : `Session ended by the ${by === "operator" ? "operator" : "relay"}`;
+
 function onMessage(m: ToDeveloper): void {
   switch (m.t) {
     case "rrweb":
@@ -95,27 +101,105 @@ function onMessage(m: ToDeveloper): void {
       $("toggle-panel").dataset.open = String(m.open);
       return;
     case "control-state":
+      // Another developer of the session took or released control: shown, this console's own state unchanged.
+      if (m.developer !== me) {
+        if (!granted) $("control-state").textContent = m.granted ? `${m.developer} has control` : "No control";
+        return;
+      }
       setGranted(m.granted, m.by);
+      if (m.reason) notice(`Control ended: ${m.reason}`);
       return;
     case "control-refused":
+      if (m.developer && m.developer !== me) return;
       notice(`Control refused: ${m.reason}`);
       // Refused by the page when the field changed under the developer's edit: show them its real state again.
       view.resync();
       return;
     case "operator":
-      $("status").textContent = m.connected ? "Operator connected" : "Operator disconnected";
+      $("operator-state").textContent = m.connected
+        ? "· operator's page connected"
+        : "· operator's page disconnected (it reconnects by itself)";
       return;
     case "session-ended":
-      $("status").textContent =
-        m.by === "idle"
-          ? "Session ended: no activity on the operator's page"
-          : `Session ended by the ${m.by === "operator" ? "operator" : "relay"}`;
+      stopWatching(endedText(m.by));
       setGranted(false, "relay");
       return;
     case "error":
       notice(m.reason);
       return;
   }
+}
+
+/** The session this tab watches, kept across reloads of the console (sessionStorage: this tab only). */
+const watchedKey = "opsplane-assist-watching";
+let watched: string | undefined;
+/** Reconnection attempts since the socket was last open. */
+let reconnects = 0;
+
+/** Opens the developer socket with a single-use ticket; when it drops, gets a new ticket and opens it again. */
+function watch(sessionId: string, ticket: string): void {
+  watched = sessionId;
+  sessionStorage.setItem(watchedKey, sessionId);
+  const url = new URL("/assist/ws/developer", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("ticket", ticket);
+  const ws = new WebSocket(url);
+  socket = ws;
+  ws.addEventListener("open", () => {
+    reconnects = 0;
+    $("status").textContent = `Watching session ${sessionId}`;
+    for (const id of ["request-control", "toggle-panel"]) $<HTMLButtonElement>(id).disabled = false;
+  });
+  ws.addEventListener("message", (e) => onMessage(JSON.parse(String(e.data)) as ToDeveloper));
+  ws.addEventListener("close", () => {
+    setGranted(false, "relay");
+    if (watched !== sessionId || socket !== ws) return;
+    // Any close while the session goes on (a dropped network, 1001 from a relay shutting down) is followed by a rejoin.
+    $("status").textContent = "Connection lost; reconnecting…";
+    setTimeout(() => void rejoin(sessionId), Math.min(30_000, 1000 * 2 ** reconnects++));
+  });
+}
+
+/** A re-join gives up after this, so a network that dropped silently does not hold it for the browser's own timeout (about a minute). */
+const requestTimeoutMs = 5_000;
+
+/** Joins the session again as its own developer (a new ticket for this API key), after a drop or a reload. */
+async function rejoin(sessionId: string): Promise<void> {
+  if (watched !== undefined && watched !== sessionId) return;
+  let body: { ticket?: string; developer?: string; message?: string };
+  try {
+    const response = await fetch(`/assist/sessions/${sessionId}/tickets`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${apiKeyInput.value}` },
+      signal: AbortSignal.timeout(requestTimeoutMs),
+    });
+    body = (await response.json()) as typeof body;
+    if (response.status >= 400 && response.status < 500) {
+      // Ended while this console was away: say how, as if it had been here.
+      const session = await fetch(`/assist/sessions/${sessionId}`, {
+        headers: { authorization: `Bearer ${apiKeyInput.value}` },
+        signal: AbortSignal.timeout(requestTimeoutMs),
+      });
+      const state = session.ok ? ((await session.json()) as { status: string; endedBy: string | null }) : undefined;
+      stopWatching(state?.status === "ended" ? endedText(state.endedBy ?? "relay") : `Not watching: ${body.message}`);
+      return;
+    }
+    if (!response.ok || !body.ticket) throw new Error(body.message);
+  } catch {
+    $("status").textContent = "Connection lost; reconnecting…";
+    watched = sessionId;
+    setTimeout(() => void rejoin(sessionId), Math.min(30_000, 1000 * 2 ** reconnects++));
+    return;
+  }
+  me = body.developer;
+  watch(sessionId, body.ticket);
+}
+
+function stopWatching(status: string): void {
+  watched = undefined;
+  sessionStorage.removeItem(watchedKey);
+  socket?.close(1000);
+  $("status").textContent = status;
 }
 
 $("connect").addEventListener("submit", async (ev) => {
@@ -126,25 +210,20 @@ $("connect").addEventListener("submit", async (ev) => {
     headers: { "content-type": "application/json", authorization: `Bearer ${apiKeyInput.value}` },
     body: JSON.stringify({ key: $<HTMLInputElement>("connection-key").value }),
   });
-  const body = (await response.json()) as { sessionId?: string; ticket?: string; message?: string };
-  if (!response.ok || !body.ticket) {
+  const body = (await response.json()) as { sessionId?: string; ticket?: string; developer?: string; message?: string };
+  if (!response.ok || !body.ticket || !body.sessionId) {
     notice(`Not connected: ${body.message}`);
     return;
   }
-  const url = new URL("/assist/ws/developer", location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  url.searchParams.set("ticket", body.ticket);
-  socket = new WebSocket(url);
-  socket.addEventListener("open", () => {
-    $("status").textContent = `Watching session ${body.sessionId}`;
-    for (const id of ["request-control", "toggle-panel"]) $<HTMLButtonElement>(id).disabled = false;
-  });
-  socket.addEventListener("message", (e) => onMessage(JSON.parse(String(e.data)) as ToDeveloper));
-  socket.addEventListener("close", () => {
-    $("status").textContent = "Disconnected";
-    setGranted(false, "relay");
-  });
+  if (watched) stopWatching("Not connected");
+  reconnects = 0;
+  me = body.developer;
+  watch(body.sessionId, body.ticket);
 });
+
+// A reload of the console re-joins the session this tab was watching.
+const rewatch = sessionStorage.getItem(watchedKey);
+if (rewatch && apiKeyInput.value) void rejoin(rewatch);
 
 $("request-control").addEventListener("click", () => {
   notice("Waiting for the operator's consent…");

@@ -1,8 +1,11 @@
 import { EventType, type eventWithTime, IncrementalSource, Replayer } from "rrweb";
 import type { ControlAction } from "../../src/protocol.js";
 import { type FieldState, spliceOf } from "./field-edit.js";
+import { keepSelectValues } from "./select-values.js";
 
 type TextField = HTMLInputElement | HTMLTextAreaElement;
+type KeyName = Extract<ControlAction, { kind: "key" }>["key"];
+const sentKeys = new Set<string>(["Enter", "Tab", "Escape", "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight"]);
 
 // The rebuilt page lives in an iframe (another realm), so elements are told apart by name, not `instanceof`.
 const untypable = new Set(["checkbox", "radio", "file", "button", "submit", "reset", "image", "color", "range", "hidden"]);
@@ -28,13 +31,25 @@ export class LiveView {
   private editing: { field: TextField; before: FieldState } | undefined;
   /** The latest held-back input event of the field the developer has focus in. */
   private heldEcho: eventWithTime | undefined;
+  private stopSelectValues: (() => void) | undefined;
 
   constructor(
     private readonly root: HTMLElement,
     private readonly onAction: (a: ControlAction) => void,
     /** A developer action that cannot be sent, and why. */
     private readonly onRefused: (reason: string) => void,
-  ) {}
+    /** Where the developer points, in the operator's viewport (at most every 50 ms). */
+    private readonly onPointer: (x: number, y: number) => void,
+  ) {
+    // Without control the rebuilt page takes no pointer events: the pointer is found over it, from here.
+    root.addEventListener("mousemove", (ev) => {
+      const frame = this.replayer?.iframe;
+      if (!frame) return;
+      const box = frame.getBoundingClientRect();
+      const scale = frame.offsetWidth ? box.width / frame.offsetWidth : 1;
+      this.pointAt((ev.clientX - box.left) / scale, (ev.clientY - box.top) / scale);
+    });
+  }
 
   add(events: eventWithTime[]): void {
     for (const event of events) {
@@ -67,7 +82,11 @@ export class LiveView {
 
   private start(): void {
     this.replayer = new Replayer([], { root: this.root, liveMode: true, mouseTail: false, showWarning: false, triggerFocus: false });
-    this.replayer.on("fullsnapshot-rebuilded", () => this.wire());
+    this.replayer.on("fullsnapshot-rebuilded", () => {
+      this.wire();
+      this.stopSelectValues?.();
+      if (this.document) this.stopSelectValues = keepSelectValues(this.document);
+    });
     this.replayer.startLive(Date.now());
     this.setInteractive(this.interactive);
   }
@@ -141,6 +160,29 @@ export class LiveView {
     if (isTextField(ev.target as Element)) this.resync();
   };
 
+  /** Keys that are not text go to the page as key actions; typing travels as edits (see onInput). */
+  private readonly onKeyDown = (ev: KeyboardEvent) => {
+    if (!this.interactive || ev.ctrlKey || ev.metaKey || ev.altKey || !sentKeys.has(ev.key)) return;
+    const target = ev.target as HTMLElement;
+    // Enter in a textarea is a line break (an edit); arrows in a text field move the caret, and the page's handlers hear them too.
+    if (ev.key === "Enter" && target.localName === "textarea") return;
+    // Enter would submit the rebuilt form here, which the page does for real.
+    if (ev.key === "Enter") ev.preventDefault();
+    const id = this.replayer!.getMirror().getId(target);
+    this.onAction({ kind: "key", key: ev.key as KeyName, shift: ev.shiftKey, ...(id > 0 ? { id } : {}) });
+  };
+
+  private lastPointer = 0;
+  private pointAt(x: number, y: number): void {
+    const now = Date.now();
+    if (now - this.lastPointer < 50) return;
+    this.lastPointer = now;
+    this.onPointer(x, y);
+  }
+
+  /** In control, the rebuilt page has the pointer: its coordinates are the operator's viewport's. */
+  private readonly onMouseMove = (ev: MouseEvent) => this.pointAt(ev.clientX, ev.clientY);
+
   private readonly onWheel = (ev: WheelEvent) => {
     if (!this.interactive) return;
     ev.preventDefault();
@@ -156,6 +198,8 @@ export class LiveView {
       ["beforeinput", this.onBeforeInput],
       ["input", this.onInput],
       ["focusout", this.onFocusOut],
+      ["keydown", this.onKeyDown],
+      ["mousemove", this.onMouseMove],
     ] as const;
     for (const [type, listener] of listeners) {
       doc.removeEventListener(type, listener as EventListener, true);

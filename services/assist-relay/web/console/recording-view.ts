@@ -1,5 +1,6 @@
 import { type eventWithTime, Replayer } from "rrweb";
 import type { ConsoleEntry, NetworkEntry } from "../../src/protocol.js";
+import { keepSelectValues } from "./select-values.js";
 
 interface StoredEvent {
   id: number;
@@ -45,6 +46,7 @@ const clock = (ms: number) => {
 export class RecordingView {
   private replayer: Replayer | undefined;
   private ticker: number | undefined;
+  private stopSelectValues: (() => void) | undefined;
 
   constructor(
     private readonly player: HTMLElement,
@@ -63,6 +65,10 @@ export class RecordingView {
     const events = first < 0 ? [] : recording.rrweb.slice(first);
     if (!events.some((e) => e.type === 2)) return false;
     this.replayer = new Replayer(events, { root: this.player, mouseTail: false, showWarning: false, triggerFocus: false });
+    this.replayer.on("fullsnapshot-rebuilded", () => {
+      this.stopSelectValues?.();
+      if (this.document) this.stopSelectValues = keepSelectValues(this.document);
+    });
     this.seekInput.max = String(this.totalTime);
     this.seek(0);
     return true;
@@ -110,6 +116,7 @@ export class RecordingView {
 
   stop(): void {
     this.stopTicker();
+    this.stopSelectValues?.();
     this.replayer?.destroy();
     this.replayer = undefined;
   }

@@ -6,7 +6,7 @@ import type { ConfigStore } from "../config-store.js";
 import { dryRun } from "../dry-run.js";
 import { type Registry, registrationRecord } from "../registry.js";
 import type { RuleSetCache } from "../rule-set.js";
-import { DecisionsQuery, DryRunBody, EnvironmentBody, EnvName, NameParam, RuleBody } from "../schemas.js";
+import { DryRunBody, EnvironmentBody, EnvName, NameParam, RuleBody } from "../schemas.js";
 
 const base = "/_dispatcher/v1";
 
@@ -28,7 +28,8 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
     const env = await d.store.putEnvironment(who(req), {
       name: req.params.name,
       baseUrl: req.body.baseUrl,
-      production: req.body.production ?? false,
+      production: req.body.production,
+      replacesProduction: req.body.replacesProduction,
       description: req.body.description ?? "",
       idPatterns: req.body.idPatterns,
     });
@@ -77,21 +78,6 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
     await d.store.deleteRule(who(req), req.params.name);
     await d.rules.refresh();
     return reply.code(204).send();
-  });
-
-  // allowNul: a callback's id may hold a NUL, and it is looked up made storable, as it was stored.
-  app.get(`${base}/decisions`, { config: { allowNul: true }, schema: { querystring: DecisionsQuery } }, async (req) => {
-    const q = req.query;
-    const { rows } = await d.ctx.pool.query(
-      `SELECT id, at, request_id AS "requestId", method, path, rule, object_id AS "objectId", target_env AS "targetEnv",
-              reason, detail, status, latency_ms AS "latencyMs", error
-       FROM decisions
-       WHERE ($1::text IS NULL OR rule = $1) AND ($2::text IS NULL OR object_id = $2) AND ($3::text IS NULL OR target_env = $3)
-       ORDER BY at DESC, id DESC LIMIT $4`,
-      // Ids are stored made storable (a NUL as the text \u0000): the id as the callback sent it finds them.
-      [q.rule ?? null, q.objectId === undefined ? null : storableText(q.objectId), q.target ?? null, q.limit ?? 100],
-    );
-    return { decisions: rows.map((r) => ({ ...r, id: String(r.id) })) };
   });
 
   // allowNul: like a callback's, the id is looked up made storable, as it was registered.

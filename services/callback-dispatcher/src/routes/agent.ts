@@ -4,6 +4,7 @@ import { Type } from "@sinclair/typebox";
 import { type AgentBindings, isRefusal, testEnvironmentFor } from "../agent-bindings.js";
 import { type ClaimRefusal, claimRefused } from "../claims.js";
 import type { DispatcherMetrics } from "../metrics.js";
+import type { RegistrationHold } from "../registration-hold.js";
 import type { Registry } from "../registry.js";
 import type { RuleSetCache } from "../rule-set.js";
 import { EnvName, RegistrationsBody } from "../schemas.js";
@@ -19,6 +20,7 @@ export interface AgentSeen {
 export interface AgentRouteDeps {
   rules: RuleSetCache;
   registry: Registry;
+  hold: RegistrationHold;
   metrics: DispatcherMetrics;
   bindings: AgentBindings;
   audit: Auditor;
@@ -142,6 +144,8 @@ export function registerAgentRoutes(app: App, d: AgentRouteDeps): void {
             }),
         );
       }
+      // Callbacks held on this replica for these ids go now, not at the next poll.
+      for (const r of known) d.hold.registered(env, r.rule, r.id);
       d.metrics.registrations.inc({ env }, known.length);
       return { registered: known.length, ignoredRules };
     });

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type Logger, type RecordRequest, requestIdFrom } from "@opsplane/platform";
 import { answerError, type DispatchDeps, dispatch } from "../dispatch.js";
+import { hasDotSegment } from "../dot-segments.js";
 
 /** Paths the dispatcher keeps for itself (fastify serves them); a callback can never be routed there. */
 export const reservedPrefixes = ["/_dispatcher/", "/ops.v1."];
@@ -29,32 +30,66 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
     const url = req.url ?? "/";
     if (isOwnPath(url)) return false;
     const started = performance.now();
-    const requestId = requestIdOf(req);
+    const { requestId, hosts } = scanHeaders(req.rawHeaders);
     const method = req.method ?? "GET";
-    const done = (status: number) => o.recordRequest(method, callbackRoute, status, (performance.now() - started) / 1000);
-    // Absolute-form targets (`POST http://elsewhere/…`) are proxy requests, never platform callbacks.
-    if (!url.startsWith("/")) {
+    const refusal = refusalOf(url, hosts);
+    if (refusal) {
       req.resume();
-      answerError(res, 400, requestId, "bad_request", "request target must be a path (origin-form)");
-      done(400);
+      answerError(res, 400, requestId, "bad_request", refusal);
+      o.recordRequest(method, callbackRoute, 400, (performance.now() - started) / 1000);
       return true;
     }
-    dispatch(deps, req, res, requestId).then(done, (err: Error) => {
-      o.log.error({ err, reqId: requestId, url }, "callback failed");
-      if (!res.headersSent) answerError(res, 500, requestId, "internal", "internal error; see the service log for this request id");
-      else res.destroy();
-      done(500);
-    });
+    void serve(deps, o, req, res, requestId, method, started);
     return true;
   };
 }
 
-/** The caller's `X-Request-Id` when it is acceptable, else a new one (as the platform does for its own routes). */
-function requestIdOf(req: IncomingMessage): string {
-  const raw = req.rawHeaders;
+/** Dispatches one callback and counts it; a failure of the dispatcher itself is logged and answered 500. */
+async function serve(
+  deps: DispatchDeps,
+  o: { log: Logger; recordRequest: RecordRequest },
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+  method: string,
+  started: number,
+): Promise<void> {
+  let status: number;
+  try {
+    status = await dispatch(deps, req, res, requestId);
+  } catch (err) {
+    o.log.error({ err, reqId: requestId, url: req.url }, "callback failed");
+    if (!res.headersSent) answerError(res, 500, requestId, "internal", "internal error; see the service log for this request id");
+    else res.destroy();
+    status = 500;
+  }
+  o.recordRequest(method, callbackRoute, status, (performance.now() - started) / 1000);
+}
+
+/**
+ * One pass over the raw header list: the request id (the caller's `X-Request-Id` when the kit's
+ * `requestIdFrom` accepts it: at most 128 characters of `A-Za-z0-9._:+=/-`, else a new UUID, as on
+ * the platform's own routes) and how many `Host` headers came.
+ */
+function scanHeaders(raw: string[]): { requestId: string; hosts: number } {
+  let given: string | undefined;
+  let hosts = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length === 12 && name.toLowerCase() === "x-request-id") return requestIdFrom(raw[i + 1]);
+    if (name.length === 4 && name.toLowerCase() === "host") hosts++;
+    else if (given === undefined && name.length === 12 && name.toLowerCase() === "x-request-id") given = raw[i + 1];
   }
-  return requestIdFrom(undefined);
+  return { requestId: requestIdFrom(given), hosts };
+}
+
+/** Why a request cannot be a callback, if it cannot (answered 400, nothing forwarded or recorded). */
+function refusalOf(url: string, hosts: number): string | undefined {
+  // Absolute-form targets (`POST http://elsewhere/…`) are proxy requests, never platform callbacks.
+  if (!url.startsWith("/")) return "request target must be a path (origin-form)";
+  // RFC 9112 §3.2: a request with more than one Host is answered 400; which one would the upstream believe?
+  if (hosts > 1) return "request has more than one Host header";
+  const q = url.indexOf("?");
+  if (hasDotSegment(q < 0 ? url : url.slice(0, q)))
+    return "request path has a dot segment (. or .., plain or percent-encoded); it would leave the environment's path prefix";
+  return undefined;
 }

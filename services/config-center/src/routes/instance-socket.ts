@@ -1,9 +1,10 @@
 import { type App, badRequest, forbidden, type Logger } from "@opsplane/platform";
 import type { FastifyRequest } from "fastify";
+import { WebSocket } from "ws";
 import type { AppStore } from "../apps.js";
 import type { InstanceStore, RegisteredInstance } from "../instances.js";
 import type { ConfigMetrics } from "../metrics.js";
-import { InstanceSocket, type PushHub } from "../push.js";
+import { InstanceSocket, type PushHub, type ToInstance } from "../push.js";
 
 export interface SocketDeps {
   app: App;
@@ -13,7 +14,6 @@ export interface SocketDeps {
   metrics: ConfigMetrics;
   log: Logger;
   replica: string;
-  maxMessageBytes: number;
   maxMessagesPerSecond: number;
 }
 
@@ -57,8 +57,11 @@ export function installInstanceSocket(d: SocketDeps): void {
       };
       d.hub.add(s);
       d.instances
-        .connected(identity.instanceId, d.replica, s.connectionId)
-        .then(() => d.hub.catchUp(s, version))
+        .connected(identity, d.replica, s.connectionId)
+        .then((connection) => {
+          s.connection = connection;
+          return d.hub.catchUp(s, version);
+        })
         .catch((err) => {
           d.log.warn({ err: (err as Error).message, instanceId: identity.instanceId }, "instance could not catch up; closing its socket");
           ws.close(1011, "config-center could not read the changes; reconnect");
@@ -68,7 +71,7 @@ export function installInstanceSocket(d: SocketDeps): void {
         const verdict = limiter.take();
         if (verdict === "flood") return ws.close(1008, `more than ${d.maxMessagesPerSecond} messages per second, sustained`);
         if (verdict === "refuse") return refuse("rate-limited", `more than ${d.maxMessagesPerSecond} messages per second`);
-        if (data.length > d.maxMessageBytes) return refuse("too-large", `${data.length} bytes; the limit is ${d.maxMessageBytes}`);
+        // Messages over SOCKET_MAX_MESSAGE_BYTES never get here: see explainOversizedMessages.
         if (isBinary) return refuse("malformed", "binary frames are not accepted; send JSON text");
         let m: { t?: unknown; version?: unknown };
         try {
@@ -83,6 +86,12 @@ export function installInstanceSocket(d: SocketDeps): void {
           case "ack":
             if (!Number.isSafeInteger(m.version) || (m.version as number) < 0)
               return refuse("malformed", "ack needs a non-negative integer version");
+            // Nothing past what was sent can have been applied: such an ack would fake push latencies and the recorded version.
+            if ((m.version as number) > s.sentVersion)
+              return refuse(
+                "ack-ahead",
+                `ack of version ${m.version}, but the last version sent to this instance is ${s.sentVersion}; ignored`,
+              );
             return d.hub.acked(s, m.version as number);
           default:
             return refuse("malformed", 'messages are {"t":"ping"} or {"t":"ack","version":N}');
@@ -99,6 +108,25 @@ export function installInstanceSocket(d: SocketDeps): void {
       });
     },
   );
+}
+
+/**
+ * The WebSocket class of instance sockets. ws closes a socket with 1009 as soon as a message
+ * announces more than `maxPayload` (SOCKET_MAX_MESSAGE_BYTES) bytes, before any handler sees it;
+ * this class tells the instance why first (an `error` message), counts it, and names the limit in
+ * the close reason.
+ */
+export function explainOversizedMessages(maxMessageBytes: number, metrics: ConfigMetrics): typeof WebSocket {
+  return class InstanceWebSocket extends WebSocket {
+    override close(code?: number, data?: string | Buffer): void {
+      if (code === 1009 && data === undefined && this.readyState === this.OPEN) {
+        metrics.socketRefusals.inc({ reason: "too-large" });
+        const reason = `too-large: a message over ${maxMessageBytes} bytes (SOCKET_MAX_MESSAGE_BYTES); closing (1009)`;
+        this.send(JSON.stringify({ t: "error", reason } satisfies ToInstance));
+        super.close(1009, `message over ${maxMessageBytes} bytes`);
+      } else super.close(code, data);
+    }
+  };
 }
 
 export const header = (req: FastifyRequest) => {

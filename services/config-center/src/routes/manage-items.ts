@@ -2,7 +2,8 @@ import { type App, badRequest, forbidden } from "@opsplane/platform";
 import type { ConfigCenter } from "../config-center.js";
 import { decodeDictionaryText } from "../dictionary-import.js";
 import { checkAppId, checkItemRef, envPattern, type ItemRef } from "../identifiers.js";
-import { changeView } from "../items.js";
+import { changeView, type PutItemInput } from "../items.js";
+import { absentBodyIsEmpty } from "./absent-body.js";
 import { who } from "./manage-apps.js";
 import {
   ChangeBody,
@@ -25,10 +26,14 @@ const scope = (s: string) => (s === "_" ? "" : s);
 const refOf = (p: ItemParams): ItemRef => checkItemRef({ kind: p.kind, app: scope(p.app), env: scope(p.env), key: p["*"] });
 const itemPath = (verb: string) => `${base}/${verb}/:kind/:app/:env/*`;
 
+/** The dictionary import's route: its body limit is IMPORT_BODY_LIMIT_BYTES, not BODY_LIMIT_BYTES. */
+export const importPath = `${base}/import/:app/:env/*`;
+
 /** Parameters and rules: read, change, history, diff, rollback, import, gray release, preview, the change log. */
 export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: number): void {
-  // Dictionaries arrive as CSV text in the charset the Content-Type names (JSON ones as JSON).
-  http.addContentTypeParser(["text/csv", "text/plain"], { parseAs: "buffer", bodyLimit: importBodyLimit }, (req, body, done) => {
+  // Dictionaries arrive as CSV text in the charset the Content-Type names (JSON ones as JSON). The
+  // parser keeps the server's limit: only the import route's own bodyLimit raises it, for itself.
+  http.addContentTypeParser(["text/csv", "text/plain"], { parseAs: "buffer" }, (req, body, done) => {
     try {
       done(null, decodeDictionaryText(body as Buffer, req.headers["content-type"]));
     } catch (err) {
@@ -56,12 +61,14 @@ export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: 
     { schema: { tags, summary: "Create or change a parameter or rule (operator)", params: ItemParams, body: PutItemBody } },
     async (req) => {
       const { expectRevision, ...input } = req.body;
-      return cc.items.put(who(req), refOf(req.params), input as Parameters<typeof cc.items.put>[2], expectRevision);
+      return cc.putItem(who(req), refOf(req.params), input as PutItemInput, expectRevision);
     },
   );
 
-  http.delete(itemPath("items"), { schema: { tags, params: ItemParams, body: ChangeBody } }, async (req) =>
-    cc.items.delete(who(req), refOf(req.params), req.body?.expectRevision, req.body?.comment),
+  http.delete(
+    itemPath("items"),
+    { preValidation: absentBodyIsEmpty, schema: { tags, params: ItemParams, body: ChangeBody } },
+    async (req) => cc.items.delete(who(req), refOf(req.params), req.body.expectRevision, req.body.comment),
   );
 
   http.get(
@@ -87,7 +94,7 @@ export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: 
   );
 
   http.post(
-    `${base}/import/:app/:env/*`,
+    importPath,
     {
       bodyLimit: importBodyLimit,
       schema: {
@@ -113,14 +120,20 @@ export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: 
 
   http.post(
     itemPath("gray-release"),
-    { schema: { tags, summary: "Release the gray value to every instance", params: ItemParams, body: ChangeBody } },
-    async (req) => cc.items.releaseGray(who(req), refOf(req.params), req.body?.expectRevision, req.body?.comment),
+    {
+      preValidation: absentBodyIsEmpty,
+      schema: { tags, summary: "Release the gray value to every instance", params: ItemParams, body: ChangeBody },
+    },
+    async (req) => cc.items.releaseGray(who(req), refOf(req.params), req.body.expectRevision, req.body.comment),
   );
 
   http.post(
     itemPath("gray-abandon"),
-    { schema: { tags, summary: "Abandon a gray release: its instances go back to the main value", params: ItemParams, body: ChangeBody } },
-    async (req) => cc.items.abandonGray(who(req), refOf(req.params), req.body?.expectRevision, req.body?.comment),
+    {
+      preValidation: absentBodyIsEmpty,
+      schema: { tags, summary: "Abandon a gray release: its instances go back to the main value", params: ItemParams, body: ChangeBody },
+    },
+    async (req) => cc.items.abandonGray(who(req), refOf(req.params), req.body.expectRevision, req.body.comment),
   );
 
   http.get(
@@ -142,8 +155,14 @@ export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: 
           .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
       );
       const [podNamespace = "", podName = ""] = (q.pod ?? "").split("/");
-      const reveal = await previewReveal(cc, who(req), q.reveal === true, `preview/${q.app}/${q.env}`);
-      return cc.metadata.preview({ app: checkAppId(q.app), env: q.env, instanceId: "", labels, podName, podNamespace }, reveal);
+      const viewer = { app: checkAppId(q.app), env: q.env, instanceId: "", labels, podName, podNamespace };
+      if (q.reveal !== true) return cc.metadata.preview(viewer, false);
+      const actor = who(req);
+      if (actor.principal?.kind !== "key" || actor.principal.role !== "admin") throw forbidden("only admins may reveal secrets");
+      const { metadata, revealed } = await cc.metadata.previewRevealed(viewer);
+      // Every look at unmasked secrets is audited, naming where they are in the preview (never their values).
+      await cc.resources.recordReveal(actor, `preview/${q.app}/${q.env}`, revealed);
+      return metadata;
     },
   );
 
@@ -159,12 +178,4 @@ export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: 
       return { changes: rows.map(changeView), version: current };
     },
   );
-}
-
-/** Only admins see resolved secrets, and each time they do it is audited. */
-export async function previewReveal(cc: ConfigCenter, actor: ReturnType<typeof who>, reveal: boolean, target: string): Promise<boolean> {
-  if (!reveal) return false;
-  if (actor.principal?.kind !== "key" || actor.principal.role !== "admin") throw forbidden("only admins may reveal secrets");
-  await cc.resources.recordReveal(actor, target, []);
-  return true;
 }

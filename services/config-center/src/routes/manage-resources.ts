@@ -3,7 +3,9 @@ import type { ConfigCenter } from "../config-center.js";
 import { who } from "./manage-apps.js";
 import {
   DeleteResourceQuery,
+  LockBody,
   LockNameBody,
+  LockParams,
   ResourceBody,
   ResourceParams,
   ResourcesQuery,
@@ -69,6 +71,18 @@ export function installResourceRoutes(http: App, cc: ConfigCenter): void {
   http.get(`${base}/locks`, { schema: { tags, summary: "Distributed locks: state and holder" } }, async () => ({
     locks: await cc.locks.list(),
   }));
+
+  http.put(
+    `${base}/locks/:name`,
+    {
+      config: admin,
+      schema: { tags, summary: "Declare a lock with the apps that may use it (admin)", params: LockParams, body: LockBody },
+    },
+    async (req) => {
+      const { expectRevision, ...rest } = req.body;
+      return cc.locks.declare(who(req), { name: req.params.name, ...rest }, expectRevision);
+    },
+  );
 
   http.post(
     `${base}/locks/force-release`,

@@ -201,6 +201,18 @@ export const ResourceBody = Type.Object(
 );
 export const DeleteResourceQuery = Type.Object({ expectRevision: Revision }, { additionalProperties: false });
 export const LockNameBody = Type.Object({ name: Type.String({ maxLength: 128 }) }, { additionalProperties: false });
+export const LockParams = Type.Object({ name: Type.String({ maxLength: 128 }) });
+export const LockBody = Type.Object(
+  {
+    apps: Type.Array(Type.String({ maxLength: 64 }), {
+      maxItems: 1000,
+      description: "The apps whose tokens may acquire and release the lock; any other app's get 403",
+    }),
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+    expectRevision: Revision,
+  },
+  { additionalProperties: false },
+);
 export const SequenceParams = Type.Object({ name: Type.String({ maxLength: 128 }) });
 export const SequenceBody = Type.Object(
   {

@@ -12,10 +12,11 @@ import {
   ReportResourcesRequestSchema,
   ReportResourcesResponseSchema,
 } from "@opsplane/contracts";
-import { rpcService } from "@opsplane/platform";
+import { clientAddressKey, rpcService } from "@opsplane/platform";
 import type { ConfigCenter } from "../config-center.js";
 import type { Registration } from "../instances.js";
-import { actor, requestJson, response, tokenOf } from "./json.js";
+import { actor, lockMessage, requestJson, response, tokenOf } from "./json.js";
+import { refuseUnknownBinaryFields } from "./unknown-fields.js";
 
 /** ConfigAppService: the managed apps' calls. Authenticated by the start-up token in `x-config-token`, checked here. */
 export function appRpc(cc: ConfigCenter) {
@@ -25,9 +26,11 @@ export function appRpc(cc: ConfigCenter) {
     impl: {
       async issueToken(req, ctx) {
         const body = requestJson(IssueTokenRequestSchema, req);
-        return response(IssueTokenResponseSchema, await cc.issueToken(body.appId ?? "", body.secret ?? "", actor(ctx).requestId));
+        const address = ctx.values.get(clientAddressKey) || undefined;
+        return response(IssueTokenResponseSchema, await cc.issueToken(body.appId ?? "", body.secret ?? "", actor(ctx).requestId, address));
       },
       async registerInstance(req, ctx) {
+        refuseUnknownBinaryFields(RegisterInstanceRequestSchema, req);
         return response(
           RegisterInstanceResponseSchema,
           await cc.register(tokenOf(ctx), requestJson(RegisterInstanceRequestSchema, req) as Registration),
@@ -47,7 +50,8 @@ export function appRpc(cc: ConfigCenter) {
       },
       async acquireLock(req, ctx) {
         const appId = await cc.apps.verifyToken(tokenOf(ctx));
-        return response(AcquireLockResponseSchema, await cc.locks.acquire(appId, req.name, req.holder, req.leaseMs));
+        const { acquired, lock } = await cc.locks.acquire(appId, req.name, req.holder, req.leaseMs);
+        return response(AcquireLockResponseSchema, { acquired, lock: lockMessage(lock) });
       },
       async releaseLock(req, ctx) {
         const appId = await cc.apps.verifyToken(tokenOf(ctx));

@@ -30,6 +30,8 @@ import {
   PutAppResponseSchema,
   PutItemRequestSchema,
   PutItemResponseSchema,
+  PutLockRequestSchema,
+  PutLockResponseSchema,
   PutResourceRequestSchema,
   PutResourceResponseSchema,
   PutSequenceRequestSchema,
@@ -44,12 +46,15 @@ import {
   StartGrayResponseSchema,
 } from "@opsplane/contracts";
 import { badRequest, rpcService } from "@opsplane/platform";
+import type { AppView } from "../apps.js";
 import { listAudit } from "../audit-trail.js";
 import type { ConfigCenter } from "../config-center.js";
 import type { GraySelector } from "../gray.js";
 import { checkAppId, checkItemRef, optionalVersion } from "../identifiers.js";
 import { changeView, type PutItemInput } from "../items.js";
-import { actor, requestJson, response } from "./json.js";
+import { actor, listMessage, lockMessage, requestJson, response } from "./json.js";
+
+const appMessage = (app: AppView) => ({ ...app, environments: listMessage(app.environments) });
 
 const refOf = (r: ItemRefMessage | undefined) => checkItemRef({ kind: r?.kind, app: r?.app, env: r?.env, key: r?.key });
 const admin = { role: "admin" as const };
@@ -73,13 +78,14 @@ export function centerRpc(cc: ConfigCenter) {
       putResource: admin,
       deleteResource: admin,
       rotateSecrets: admin,
+      putLock: admin,
       forceReleaseLock: admin,
       putSequence: admin,
       listAudit: operator,
     },
     impl: {
-      listApps: async () => response(ListAppsResponseSchema, { apps: await cc.apps.list() }),
-      getApp: async (req) => response(GetAppResponseSchema, { app: await cc.apps.get(req.appId) }),
+      listApps: async () => response(ListAppsResponseSchema, { apps: (await cc.apps.list()).map(appMessage) }),
+      getApp: async (req) => response(GetAppResponseSchema, { app: appMessage(await cc.apps.get(req.appId)) }),
       async putApp(req, ctx) {
         const b = requestJson(PutAppRequestSchema, req);
         const app = await cc.apps.put(
@@ -90,10 +96,11 @@ export function centerRpc(cc: ConfigCenter) {
             description: req.description,
             enabled: req.enabled,
             secret: req.secret || undefined,
+            environments: req.environments?.values,
           },
           optionalVersion(b.expectRevision, "expectRevision"),
         );
-        return response(PutAppResponseSchema, { app });
+        return response(PutAppResponseSchema, { app: appMessage(app) });
       },
       getSettings: async () => response(GetSettingsResponseSchema, { settings: await cc.apps.settings() }),
       putSettings: async (req, ctx) =>
@@ -129,8 +136,13 @@ export function centerRpc(cc: ConfigCenter) {
           description: req.description || undefined,
           comment: req.comment,
         };
-        const change = await cc.items.put(actor(ctx), refOf(req.ref), input, optionalVersion(b.expectRevision, "expectRevision"));
-        return response(PutItemResponseSchema, { change });
+        const { warnings, ...change } = await cc.putItem(
+          actor(ctx),
+          refOf(req.ref),
+          input,
+          optionalVersion(b.expectRevision, "expectRevision"),
+        );
+        return response(PutItemResponseSchema, { change, warnings });
       },
       async deleteItem(req, ctx) {
         const b = requestJson(DeleteItemRequestSchema, req);
@@ -242,9 +254,18 @@ export function centerRpc(cc: ConfigCenter) {
         }),
       rotateSecrets: async (_req, ctx) => response(RotateSecretsResponseSchema, await cc.resources.rotate(actor(ctx))),
 
-      listLocks: async () => response(ListLocksResponseSchema, { locks: await cc.locks.list() }),
+      listLocks: async () => response(ListLocksResponseSchema, { locks: (await cc.locks.list()).map(lockMessage) }),
+      async putLock(req, ctx) {
+        const b = requestJson(PutLockRequestSchema, req);
+        const lock = await cc.locks.declare(
+          actor(ctx),
+          { name: req.name, apps: req.apps, description: req.description },
+          optionalVersion(b.expectRevision, "expectRevision"),
+        );
+        return response(PutLockResponseSchema, { lock: lockMessage(lock) });
+      },
       forceReleaseLock: async (req, ctx) =>
-        response(ForceReleaseLockResponseSchema, { lock: await cc.locks.forceRelease(actor(ctx), req.name) }),
+        response(ForceReleaseLockResponseSchema, { lock: lockMessage(await cc.locks.forceRelease(actor(ctx), req.name)) }),
       listSequences: async () => response(ListSequencesResponseSchema, { sequences: await cc.sequences.list() }),
       async putSequence(req, ctx) {
         const b = requestJson(PutSequenceRequestSchema, req);
@@ -260,6 +281,7 @@ export function centerRpc(cc: ConfigCenter) {
             max: b.max === undefined ? undefined : Number(b.max),
             timeZone: req.timeZone || undefined,
             description: req.description || undefined,
+            apps: req.apps?.values,
           },
           optionalVersion(b.expectRevision, "expectRevision"),
         );

@@ -1,10 +1,10 @@
 import { createReadStream } from "node:fs";
-import { lstat, readdir } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { crc32, inflateRawSync } from "node:zlib";
 import yauzl from "yauzl";
-import { openZipFile } from "./block-reader.js";
+import { type ByteRange, openZipFile } from "./block-reader.js";
 import { ArtifactError, type ScanLimits } from "./limits.js";
 
 export type ContainerType = "jar" | "war" | "ear" | "zip" | "directory";
@@ -51,18 +51,20 @@ function containerType(name: string): ContainerType {
  */
 export async function walkArtifact(artifact: string, limits: ScanLimits, visitor: ArchiveVisitor): Promise<void> {
   const walker = new Walker(limits, visitor);
-  const st = await lstat(artifact).catch(() => undefined);
+  // The artifact itself may be a symbolic link (Debian's unversioned jar names are); links inside a directory are not followed.
+  const st = await stat(artifact).catch(() => undefined);
   if (!st) throw new ArtifactError("artifact not found", artifact);
   if (st.isDirectory()) await walker.directory(artifact);
   else if (st.isFile()) {
-    const zip = await openZipFile(artifact, zipOptions).catch((err: Error) => {
+    const archive = await openZipFile(artifact, zipOptions).catch((err: Error) => {
       throw new ArtifactError(`not a readable zip archive (${err.message})`, path.basename(artifact));
     });
-    await walker.zip(zip, path.basename(artifact), 0, undefined);
+    await walker.zip(archive, path.basename(artifact), 0, undefined);
   } else throw new ArtifactError("not a file or directory", artifact);
 }
 
-const zipOptions = { lazyEntries: true, autoClose: true, validateEntrySizes: true, strictFileNames: false, decodeStrings: true };
+// Not autoClose: entries are read from the file after yauzl has listed them all.
+const zipOptions = { lazyEntries: true, autoClose: false, validateEntrySizes: true, strictFileNames: false, decodeStrings: true };
 
 class Walker {
   private nextId = 1;
@@ -98,10 +100,10 @@ class Walker {
           this.addInflated(data.length, `${container.name}/${rel}`);
           await this.emitClass(container, rel, `${container.name}/${rel}`, data);
         } else if (d.isFile() && nestedArchive.test(rel)) {
-          const zip = await openZipFile(full, zipOptions).catch((err: Error) => {
+          const archive = await openZipFile(full, zipOptions).catch((err: Error) => {
             throw new ArtifactError(`not a readable zip archive (${err.message})`, `${container.name}/${rel}`);
           });
-          await this.zip(zip, `${container.name}/${rel}`, 1, container.id);
+          await this.zip(archive, `${container.name}/${rel}`, 1, container.id);
         }
       }
     };
@@ -119,12 +121,15 @@ class Walker {
     await this.visitor.classEntry({ container, name, location, release: m ? Number(m[1]) : undefined, data });
   }
 
-  async zip(zip: yauzl.ZipFile, name: string, depth: number, parentId: number | undefined): Promise<void> {
+  async zip(archive: Archive, name: string, depth: number, parentId: number | undefined): Promise<void> {
     const container = this.newContainer(name, containerType(name), depth, parentId);
+    const { zip, bytes, size } = archive;
     try {
-      for await (const entry of entriesOf(zip, name)) {
+      const entries = await listEntries(zip, name, (entry) => this.countEntry(`${name}!/${entry.fileName}`));
+      refuseOverlaps(entries, name);
+      let inflatedHere = 0;
+      for (const entry of entries) {
         const where = `${name}!/${entry.fileName}`;
-        this.countEntry(where);
         if (entry.fileName.endsWith("/")) continue;
         const isClass = entry.fileName.endsWith(".class") && !entry.fileName.endsWith("module-info.class");
         const isNested = nestedArchive.test(entry.fileName);
@@ -135,14 +140,21 @@ class Walker {
         const cap = isClass ? this.limits.maxClassBytes : this.limits.maxNestedArchiveBytes;
         if (entry.uncompressedSize > cap)
           throw new ArtifactError(`entry of ${entry.uncompressedSize} bytes exceeds the ${cap}-byte limit`, where);
-        const data = await readEntry(zip, entry, cap, where);
+        const data = readEntry(bytes, entry, cap, where, isClass);
         this.addInflated(data.length, where);
+        // Many entries of modest ratio add up too: the archive as a whole is held to the same ratio.
+        inflatedHere += data.length;
+        if (inflatedHere > this.limits.ratioMinBytes && inflatedHere > this.limits.maxCompressionRatio * size)
+          throw new ArtifactError(
+            `zip bomb: ${size} bytes inflate to more than ${inflatedHere} (ratio over ${this.limits.maxCompressionRatio})`,
+            name,
+          );
         if (isClass) await this.emitClass(container, entry.fileName, where, data);
         else {
           const inner = await yauzl.fromBufferPromise(data, zipOptions).catch((err: Error) => {
             throw new ArtifactError(`nested archive is not a readable zip (${err.message})`, where);
           });
-          await this.zip(inner, where, depth + 1, container.id);
+          await this.zip({ zip: inner, bytes: bufferRange(data), size: data.length }, where, depth + 1, container.id);
         }
       }
     } finally {
@@ -158,35 +170,27 @@ class Walker {
   }
 }
 
-/** yauzl's lazy entry events as an async iterator; errors name the archive. */
-async function* entriesOf(zip: yauzl.ZipFile, name: string): AsyncGenerator<yauzl.Entry> {
-  while (true) {
-    const next = await new Promise<yauzl.Entry | undefined>((resolve, reject) => {
-      const cleanup = () => {
-        zip.off("entry", onEntry);
-        zip.off("end", onEnd);
-        zip.off("error", onError);
-      };
-      const onEntry = (e: yauzl.Entry) => {
-        cleanup();
-        resolve(e);
-      };
-      const onEnd = () => {
-        cleanup();
-        resolve(undefined);
-      };
-      const onError = (err: Error) => {
-        cleanup();
-        reject(new ArtifactError(describeZipError(err), name));
-      };
-      zip.on("entry", onEntry);
-      zip.on("end", onEnd);
-      zip.on("error", onError);
+/**
+ * An archive's directory, entry by entry as yauzl reads it (`visit` may throw to stop: the entry
+ * limit); errors name the archive.
+ */
+function listEntries(zip: yauzl.ZipFile, name: string, visit: (e: yauzl.Entry) => void): Promise<yauzl.Entry[]> {
+  return new Promise((resolve, reject) => {
+    const entries: yauzl.Entry[] = [];
+    zip.on("entry", (e: yauzl.Entry) => {
+      try {
+        visit(e);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      entries.push(e);
       zip.readEntry();
     });
-    if (!next) return;
-    yield next;
-  }
+    zip.once("end", () => resolve(entries));
+    zip.once("error", (err: Error) => reject(new ArtifactError(describeZipError(err), name)));
+    zip.readEntry();
+  });
 }
 
 function describeZipError(err: Error): string {
@@ -195,27 +199,73 @@ function describeZipError(err: Error): string {
   return err.message;
 }
 
-const SMALL_ENTRY = 4 * 1024 * 1024;
+/** An archive's directory and its bytes. */
+interface Archive {
+  zip: yauzl.ZipFile;
+  bytes: ByteRange;
+  size: number;
+}
+
+const bufferRange =
+  (data: Buffer): ByteRange =>
+  (start, end) => {
+    if (end > data.length) throw new Error("unexpected end of archive");
+    return data.subarray(start, end);
+  };
+
+/** The smallest a local file header is: its fixed part. */
+const LOCAL_HEADER = 30;
 
 /**
- * One entry's bytes. Small deflated entries are inflated synchronously (bounded output, size
- * and CRC checked): one async inflate stream per class file costs more than the inflation.
+ * Refuses entries whose data overlap: no archive tool writes them, and an overlapping-entry zip
+ * bomb (a few MB that inflate to GBs, each entry's ratio unremarkable) is made of nothing else.
  */
-async function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry, cap: number, where: string): Promise<Buffer> {
-  const small = entry.compressionMethod === 8 && entry.compressedSize <= SMALL_ENTRY;
-  const stream = await zip.openReadStreamPromise(entry, small ? { decompress: false } : undefined).catch((err: Error) => {
-    throw new ArtifactError(err.message, where);
-  });
-  if (!small) return readBounded(stream, cap, where);
-  const raw = await readBounded(stream, SMALL_ENTRY, where);
-  let data: Buffer;
-  try {
-    data = inflateRawSync(raw, { maxOutputLength: cap + 1 });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === "ERR_BUFFER_TOO_LARGE") throw new ArtifactError(`entry inflates past the ${cap}-byte limit`, where);
-    throw new ArtifactError(`cannot be inflated (${e.message})`, where);
+function refuseOverlaps(entries: readonly yauzl.Entry[], name: string): void {
+  const byOffset = entries
+    .filter((e) => !e.fileName.endsWith("/"))
+    .sort((a, b) => a.relativeOffsetOfLocalHeader - b.relativeOffsetOfLocalHeader);
+  for (let i = 1; i < byOffset.length; i++) {
+    const prev = byOffset[i - 1];
+    const cur = byOffset[i];
+    if (cur.relativeOffsetOfLocalHeader < prev.relativeOffsetOfLocalHeader + LOCAL_HEADER + prev.compressedSize)
+      throw new ArtifactError(
+        `zip bomb: entries ${prev.fileName} and ${cur.fileName} overlap (an archive whose entries share their data; not read)`,
+        name,
+      );
   }
+}
+
+/**
+ * One entry's bytes, read straight from the archive's bytes and inflated in one call (bounded
+ * output, size and CRC checked): a stream per class file costs more than the inflation.
+ */
+function readEntry(bytes: ByteRange, entry: yauzl.Entry, cap: number, where: string, isClass: boolean): Buffer {
+  if (entry.isEncrypted()) throw new ArtifactError("encrypted entries cannot be read", where);
+  if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8)
+    throw new ArtifactError(`unsupported compression method ${entry.compressionMethod}`, where);
+  let raw: Buffer;
+  try {
+    const at = entry.relativeOffsetOfLocalHeader;
+    const header = bytes(at, at + LOCAL_HEADER);
+    if (header.readUInt32LE(0) !== 0x04034b50) throw new Error("no local file header where the directory points");
+    const start = at + LOCAL_HEADER + header.readUInt16LE(26) + header.readUInt16LE(28);
+    raw = bytes(start, start + entry.compressedSize);
+  } catch (err) {
+    throw new ArtifactError(`cannot be read (${(err as Error).message})`, where);
+  }
+  let data: Buffer;
+  if (entry.compressionMethod === 0) {
+    if (raw.length > cap) throw new ArtifactError(`entry inflates past the ${cap}-byte limit`, where);
+    // A stored class is kept after the scan reads on: copy it out of the archive's bytes.
+    data = isClass ? Buffer.from(raw) : raw;
+  } else
+    try {
+      data = inflateRawSync(raw, { maxOutputLength: cap + 1 });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === "ERR_BUFFER_TOO_LARGE") throw new ArtifactError(`entry inflates past the ${cap}-byte limit`, where);
+      throw new ArtifactError(`cannot be inflated (${e.message})`, where);
+    }
   if (data.length > cap) throw new ArtifactError(`entry inflates past the ${cap}-byte limit`, where);
   if (data.length !== entry.uncompressedSize)
     throw new ArtifactError(`inflated to ${data.length} bytes, header says ${entry.uncompressedSize}`, where);

@@ -1,5 +1,4 @@
-import { close, closeSync, createReadStream, fstatSync, openSync, readSync } from "node:fs";
-import { Readable } from "node:stream";
+import { close, closeSync, fstatSync, openSync, readSync } from "node:fs";
 import yauzl from "yauzl";
 
 const BLOCK = 1024 * 1024;
@@ -20,6 +19,15 @@ class BlockReader extends yauzl.RandomAccessReader {
     super();
   }
 
+  /** Bytes `start`–`end` of the file: a view into a cached block when they fit in one, else read. */
+  range(start: number, end: number): Buffer {
+    if (end > this.size) throw new Error("unexpected end of file");
+    if (end - start <= BLOCK) return this.bytes(start, end);
+    const buf = Buffer.allocUnsafe(end - start);
+    if (readSync(this.fd, buf, 0, buf.length, start) < buf.length) throw new Error("unexpected end of file");
+    return buf;
+  }
+
   private bytes(start: number, end: number): Buffer {
     for (const b of this.blocks)
       if (start >= b.start && end <= b.start + b.buf.length) return b.buf.subarray(start - b.start, end - b.start);
@@ -31,19 +39,6 @@ class BlockReader extends yauzl.RandomAccessReader {
     this.blocks.push({ start, buf: buf.subarray(0, n) });
     if (this.blocks.length > MAX_BLOCKS) this.blocks.shift();
     return buf.subarray(0, end - start);
-  }
-
-  override _readStreamForRange(start: number, end: number): Readable {
-    if (end - start > BLOCK) return createReadStream("", { fd: this.fd, start, end: end - 1, autoClose: false });
-    try {
-      return Readable.from([Buffer.from(this.bytes(start, end))]);
-    } catch (err) {
-      return new Readable({
-        read() {
-          this.destroy(err as Error);
-        },
-      });
-    }
   }
 
   override read(buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null) => void): void {
@@ -63,12 +58,17 @@ class BlockReader extends yauzl.RandomAccessReader {
   }
 }
 
-/** Opens a zip file on disk for entry-by-entry reading. */
-export async function openZipFile(file: string, options: yauzl.Options): Promise<yauzl.ZipFile> {
+/** Bytes `start`–`end` of an archive, read synchronously (entries are read straight from them). */
+export type ByteRange = (start: number, end: number) => Buffer;
+
+/** Opens a zip file on disk for entry-by-entry reading: its directory, its bytes and its size. */
+export async function openZipFile(file: string, options: yauzl.Options): Promise<{ zip: yauzl.ZipFile; bytes: ByteRange; size: number }> {
   const fd = openSync(file, "r");
   try {
     const size = fstatSync(fd).size;
-    return await yauzl.fromRandomAccessReaderPromise(new BlockReader(fd, size), size, options);
+    const reader = new BlockReader(fd, size);
+    const zip = await yauzl.fromRandomAccessReaderPromise(reader, size, options);
+    return { zip, bytes: (start, end) => reader.range(start, end), size };
   } catch (err) {
     closeSync(fd);
     throw err;

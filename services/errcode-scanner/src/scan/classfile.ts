@@ -1,6 +1,7 @@
-import { type JavaClassFile, JavaClassFileReader } from "java-class-tools";
-import { ConstantPool, type MemberRef } from "./constant-pool.js";
-import { type Invocation, interpret, type MethodFacts, type Site } from "./interpreter.js";
+import { verify } from "./bytecode.js";
+import { ClassFormatError, ConstantPool, type MemberRef } from "./constant-pool.js";
+import { interpret, type MethodFacts, type Site } from "./interpreter.js";
+import { type Invocation, invocationsOf } from "./invocations.js";
 import type { Val } from "./values.js";
 
 /** Class file major versions accepted: 45 (Java 1.1) to 65 (Java 21). */
@@ -17,15 +18,148 @@ export interface FieldModel {
   constant?: Val;
 }
 
-export interface MethodModel extends MethodFacts {
-  name: string;
-  desc: string;
-  access: number;
-  /** Bytecode length (the seed's instruction-list length). */
-  length: number;
+/** A method's Code attribute: its bytecode, and the rest of the attribute read when the method is interpreted. */
+interface MethodCode {
+  maxLocals: number;
+  bytes: Buffer;
+  /** The Code attribute's body and where its exception table starts in it. */
+  attribute: Buffer;
+  tableAt: number;
 }
 
-/** What the scan keeps of one class file: the seed's _clazz row plus per-method facts. */
+/** What a class's methods share for interpretation. */
+interface ClassContext {
+  cp: ConstantPool;
+  className: string;
+  bootstrapArgs(i: number): Val[];
+  bootstrapTarget(i: number): MemberRef | undefined;
+}
+
+const NO_FACTS: MethodFacts = { sites: [], fieldStores: [], staticStores: [], returns: [] };
+
+/**
+ * One method. Its bytecode is checked when the class is read but interpreted only when its facts
+ * are first asked for: most methods of a real library never construct an exception under the
+ * bases, and the extractor never asks about them.
+ */
+export class MethodModel {
+  private facts?: MethodFacts;
+  /** Why interpreting the method failed (its facts are then empty): reported as a malformed class. */
+  problem?: string;
+
+  constructor(
+    readonly name: string,
+    readonly desc: string,
+    readonly access: number,
+    readonly code: MethodCode | undefined,
+    private readonly cls: ClassContext,
+  ) {}
+
+  /** Bytecode length (the seed's instruction-list length). */
+  get length(): number {
+    return this.code ? this.code.bytes.length : 0;
+  }
+
+  get sites(): Site[] {
+    return this.interpreted().sites;
+  }
+
+  get fieldStores(): Array<[string, Val]> {
+    return this.interpreted().fieldStores;
+  }
+
+  get staticStores(): Array<[string, Val]> {
+    return this.interpreted().staticStores;
+  }
+
+  get returns(): Val[] {
+    return this.interpreted().returns;
+  }
+
+  /** Every call the method makes, for the tables (computed at each call, not kept; none when they make no sense). */
+  get invocations(): Invocation[] {
+    if (!this.code) return [];
+    try {
+      const { lines } = this.tables(this.code);
+      return invocationsOf(this.code.bytes, this.cls.cp, lineFinder(lines), this.cls.bootstrapTarget);
+    } catch (err) {
+      this.problem = `method ${this.name}${this.desc}: ${(err as Error).message}`;
+      return [];
+    }
+  }
+
+  private interpreted(): MethodFacts {
+    if (this.facts) return this.facts;
+    const code = this.code;
+    this.facts = NO_FACTS;
+    if (!code) return this.facts;
+    try {
+      const { handlers, lines } = this.tables(code);
+      this.facts = interpret(code.bytes, {
+        cp: this.cls.cp,
+        className: this.cls.className,
+        name: this.name,
+        desc: this.desc,
+        isStatic: (this.access & ACC_STATIC) !== 0,
+        maxLocals: code.maxLocals,
+        handlers,
+        lineOf: lineFinder(lines),
+        bootstrapArgs: this.cls.bootstrapArgs,
+      });
+    } catch (err) {
+      this.problem = `method ${this.name}${this.desc}: ${(err as Error).message}`;
+    }
+    return this.facts;
+  }
+
+  /** The exception handlers' start offsets and the line-number table as [pc, line, pc, line, …], sorted by pc. */
+  private tables(code: MethodCode): { handlers: number[]; lines: number[] } {
+    const body = new Cursor(code.attribute, code.tableAt);
+    const handlers: number[] = [];
+    for (let h = body.u2(), j = 0; j < h; j++) {
+      body.u4(); // start_pc, end_pc
+      handlers.push(body.u2());
+      body.u2(); // catch_type
+    }
+    const lines: number[] = [];
+    let sorted = true;
+    attributes(body, this.cls.cp, (inner, table) => {
+      if (inner !== "LineNumberTable") return;
+      for (let t = table.u2(), k = 0; k < t; k++) {
+        const pc = table.u2();
+        if (lines.length && pc < lines[lines.length - 2]) sorted = false;
+        lines.push(pc, table.u2());
+      }
+    });
+    return { handlers, lines: sorted ? lines : sortPairs(lines) };
+  }
+}
+
+/** A flat [pc, line, …] table sorted by pc (javac writes them sorted; other compilers may not). */
+function sortPairs(flat: number[]): number[] {
+  const pairs: Array<[number, number]> = [];
+  for (let i = 0; i < flat.length; i += 2) pairs.push([flat[i], flat[i + 1]]);
+  return pairs.sort((a, b) => a[0] - b[0]).flat();
+}
+
+/** Line of an offset from a flat, sorted [pc, line, pc, line, …] table: the last entry at or before it. */
+function lineFinder(lines: number[]): (pc: number) => number | undefined {
+  return (pc) => {
+    let lo = 0;
+    let hi = lines.length / 2 - 1;
+    let line: number | undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (lines[2 * mid] <= pc) {
+        line = lines[2 * mid + 1];
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return line;
+  };
+}
+
+/** What the scan keeps of one class file: the seed's _clazz row plus its methods. */
 export interface ClassModel {
   name: string;
   superName?: string;
@@ -36,6 +170,8 @@ export interface ClassModel {
   major: number;
   fields: FieldModel[];
   methods: MethodModel[];
+  /** The constant pool, for finding which classes refer to what without interpreting them. */
+  cp: ConstantPool;
 }
 
 export class MalformedClassError extends Error {}
@@ -45,47 +181,126 @@ const ACC_PUBLIC = 0x0001;
 const ACC_INTERFACE = 0x0200;
 const ACC_ANNOTATION = 0x2000;
 const ACC_ENUM = 0x4000;
-const reader = new JavaClassFileReader();
 
-/** Parses one class file with java-class-tools and interprets every method body. */
+/** Reads one class file; every method's bytecode is checked, none is interpreted yet. */
 export function readClass(data: Buffer): ClassModel {
   if (data.length < 10 || data.readUInt32BE(0) !== 0xcafebabe) throw new MalformedClassError("not a class file (bad magic)");
   const major = data.readUInt16BE(6);
   if (major < MIN_MAJOR || major > MAX_MAJOR)
     throw new MalformedClassError(`unsupported class file version ${major} (supported ${MIN_MAJOR}–${MAX_MAJOR}, Java 1.1–21)`);
-  let cf: JavaClassFile;
   try {
-    cf = reader.read(data);
-  } catch (err) {
-    throw new MalformedClassError(`malformed class file (${(err as Error).message})`);
-  }
-  try {
-    return model(cf, major);
+    return model(data, major);
   } catch (err) {
     throw new MalformedClassError(`malformed class file (${(err as Error).message})`);
   }
 }
 
-type Attr = { attribute_name_index: number } & Record<string, unknown>;
+/** Big-endian reads that refuse to go past the end of the class file. */
+class Cursor {
+  constructor(
+    readonly data: Buffer,
+    public at: number,
+  ) {}
 
-function model(cf: JavaClassFile, major: number): ClassModel {
-  const cp = new ConstantPool(cf);
-  const name = cp.className(cf.this_class);
-  const superName = cf.super_class ? cp.className(cf.super_class) : undefined;
-  const attrName = (a: Attr) => cp.utf8(a.attribute_name_index);
-  const classAttrs = cf.attributes as unknown as Attr[];
-  const isRecord = classAttrs.some((a) => attrName(a) === "Record");
-  const bootstrap = classAttrs.find((a) => attrName(a) === "BootstrapMethods") as
-    | { bootstrap_methods: Array<{ bootstrap_arguments: number[] }> }
-    | undefined;
-  const bootstrapTarget = (i: number): MemberRef | undefined => {
-    for (const arg of bootstrap?.bootstrap_methods[i]?.bootstrap_arguments ?? []) {
-      const t = cp.methodHandleTarget(arg);
-      if (t) return t;
-    }
-    return undefined;
+  private need(n: number): void {
+    if (this.at + n > this.data.length) throw new ClassFormatError(`truncated at byte ${this.at}`);
+  }
+
+  u2(): number {
+    this.need(2);
+    const v = this.data.readUInt16BE(this.at);
+    this.at += 2;
+    return v;
+  }
+
+  u4(): number {
+    this.need(4);
+    const v = this.data.readUInt32BE(this.at);
+    this.at += 4;
+    return v;
+  }
+
+  /** The next `n` bytes, without copying. */
+  bytes(n: number): Buffer {
+    this.need(n);
+    const b = this.data.subarray(this.at, this.at + n);
+    this.at += n;
+    return b;
+  }
+}
+
+/** Calls `visit` with each attribute's name and a cursor on its body, then moves past them all. */
+function attributes(c: Cursor, cp: ConstantPool, visit: (name: string, body: Cursor) => void): void {
+  const count = c.u2();
+  for (let i = 0; i < count; i++) {
+    const name = cp.utf8(c.u2());
+    const body = c.bytes(c.u4());
+    visit(name, new Cursor(body, 0));
+  }
+}
+
+function model(data: Buffer, major: number): ClassModel {
+  const { pool: cp, end } = ConstantPool.read(data, 8);
+  const c = new Cursor(data, end);
+  const access = c.u2();
+  const name = cp.className(c.u2());
+  const superIndex = c.u2();
+  const superName = superIndex ? cp.className(superIndex) : undefined;
+  const interfaces = Array.from({ length: c.u2() }, () => cp.className(c.u2()));
+
+  const fields: FieldModel[] = [];
+  for (let n = c.u2(), i = 0; i < n; i++) {
+    const field: FieldModel = { access: c.u2(), name: cp.utf8(c.u2()), desc: cp.utf8(c.u2()) };
+    attributes(c, cp, (attr, body) => {
+      if (attr === "ConstantValue") field.constant = cp.constant(body.u2());
+    });
+    fields.push(field);
+  }
+
+  let bootstrap: Array<{ handle: number; args: number[] }> = [];
+  const context: ClassContext = {
+    cp,
+    className: name,
+    bootstrapArgs: (i) => (bootstrap[i]?.args ?? []).map((a) => cp.constant(a)),
+    bootstrapTarget: (i) => {
+      for (const arg of bootstrap[i]?.args ?? []) {
+        const t = cp.methodHandleTarget(arg);
+        if (t) return t;
+      }
+      return undefined;
+    },
   };
-  const access = cf.access_flags;
+
+  const methods: MethodModel[] = [];
+  for (let n = c.u2(), i = 0; i < n; i++) {
+    const mAccess = c.u2();
+    const mName = cp.utf8(c.u2());
+    const mDesc = cp.utf8(c.u2());
+    let code: MethodCode | undefined;
+    attributes(c, cp, (attr, body) => {
+      if (attr !== "Code") return;
+      body.u2(); // max_stack
+      const maxLocals = body.u2();
+      const bytes = body.bytes(body.u4());
+      try {
+        verify(bytes);
+      } catch (err) {
+        throw new Error(`method ${mName}${mDesc}: ${(err as Error).message}`);
+      }
+      code = { maxLocals, bytes, attribute: body.data, tableAt: body.at };
+    });
+    methods.push(new MethodModel(mName, mDesc, mAccess, code, context));
+  }
+
+  let isRecord = false;
+  attributes(c, cp, (attr, body) => {
+    if (attr === "Record") isRecord = true;
+    else if (attr === "BootstrapMethods")
+      bootstrap = Array.from({ length: body.u2() }, () => ({
+        handle: body.u2(),
+        args: Array.from({ length: body.u2() }, () => body.u2()),
+      }));
+  });
   const kind: ClassKind =
     access & ACC_ANNOTATION
       ? "annotation"
@@ -97,77 +312,16 @@ function model(cf: JavaClassFile, major: number): ClassModel {
             ? "record"
             : "class";
 
-  const fields: FieldModel[] = cf.fields.map((f) => {
-    const cv = (f.attributes as unknown as Attr[]).find((a) => attrName(a) === "ConstantValue") as
-      | (Attr & { constantvalue_index: number })
-      | undefined;
-    return {
-      name: cp.utf8(f.name_index),
-      desc: cp.utf8(f.descriptor_index),
-      access: f.access_flags,
-      constant: cv ? cp.constant(cv.constantvalue_index) : undefined,
-    };
-  });
-
-  const methods: MethodModel[] = cf.methods.map((m) => {
-    const mName = cp.utf8(m.name_index);
-    const desc = cp.utf8(m.descriptor_index);
-    const code = (m.attributes as unknown as Attr[]).find((a) => attrName(a) === "Code") as
-      | (Attr & { code: number[]; max_locals: number; exception_table: Array<{ handler_pc: number }>; attributes: Attr[] })
-      | undefined;
-    if (!code)
-      return {
-        name: mName,
-        desc,
-        access: m.access_flags,
-        length: 0,
-        invocations: [] as Invocation[],
-        sites: [] as Site[],
-        fieldStores: [],
-        staticStores: [],
-        returns: [],
-      };
-    const lines: Array<{ start_pc: number; line_number: number }> = [];
-    for (const a of code.attributes)
-      if (attrName(a) === "LineNumberTable") lines.push(...(a as unknown as { line_number_table: typeof lines }).line_number_table);
-    lines.sort((a, b) => a.start_pc - b.start_pc);
-    const lineOf = (pc: number): number | undefined => {
-      // Binary search: the last entry starting at or before pc.
-      let lo = 0;
-      let hi = lines.length - 1;
-      let line: number | undefined;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (lines[mid].start_pc <= pc) {
-          line = lines[mid].line_number;
-          lo = mid + 1;
-        } else hi = mid - 1;
-      }
-      return line;
-    };
-    const facts = interpret(code.code, {
-      cp,
-      className: name,
-      name: mName,
-      desc,
-      isStatic: (m.access_flags & ACC_STATIC) !== 0,
-      maxLocals: code.max_locals,
-      handlers: code.exception_table.map((h) => h.handler_pc),
-      lineOf,
-      bootstrapTarget,
-    });
-    return { name: mName, desc, access: m.access_flags, length: code.code.length, ...facts };
-  });
-
   return {
     name,
     superName,
-    interfaces: cf.interfaces.map((i) => cp.className(i)),
+    interfaces,
     access,
     kind,
     visibility: access & ACC_PUBLIC ? "public" : "package",
     major,
     fields,
     methods,
+    cp,
   };
 }

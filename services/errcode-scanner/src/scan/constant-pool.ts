@@ -1,4 +1,3 @@
-import type { JavaClassFile } from "java-class-tools";
 import type { Val } from "./values.js";
 import { UNKNOWN } from "./values.js";
 
@@ -15,7 +14,32 @@ const CP = {
   INTERFACE_METHODREF: 11,
   NAME_AND_TYPE: 12,
   METHOD_HANDLE: 15,
+  METHOD_TYPE: 16,
+  DYNAMIC: 17,
+  INVOKE_DYNAMIC: 18,
+  MODULE: 19,
+  PACKAGE: 20,
 } as const;
+
+/** Bytes after the tag, per tag (UTF8 is variable). */
+const ENTRY_BYTES: Record<number, number> = {
+  3: 4,
+  4: 4,
+  5: 8,
+  6: 8,
+  7: 2,
+  8: 2,
+  9: 4,
+  10: 4,
+  11: 4,
+  12: 4,
+  15: 3,
+  16: 2,
+  17: 4,
+  18: 4,
+  19: 2,
+  20: 2,
+};
 
 export interface MemberRef {
   owner: string;
@@ -23,92 +47,160 @@ export interface MemberRef {
   desc: string;
 }
 
-/** Typed, cached view of a parsed class file's constant pool. */
-export class ConstantPool {
-  private readonly strings = new Map<number, string>();
-  private readonly pool: Array<Record<string, number | number[]> | undefined>;
+/** A class file the reader cannot make sense of: what is wrong, in words. */
+export class ClassFormatError extends Error {}
 
-  constructor(cf: JavaClassFile) {
-    this.pool = cf.constant_pool as unknown as Array<Record<string, number | number[]> | undefined>;
+/**
+ * The constant pool read straight from the class file's bytes: each entry's tag and offset are
+ * recorded once, and strings are decoded (and cached) only when asked for.
+ */
+export class ConstantPool {
+  /** What each entry decoded to (a string, a class name or a member reference; one kind per index). */
+  private readonly decoded: Array<string | MemberRef | undefined>;
+
+  private constructor(
+    private readonly data: Buffer,
+    private readonly tags: Uint8Array,
+    private readonly offsets: Uint32Array,
+  ) {
+    this.decoded = new Array(tags.length);
   }
 
-  private entry(i: number, what: string): Record<string, number | number[]> {
-    const e = this.pool[i];
-    if (!e) throw new Error(`constant pool index ${i} (${what}) is empty`);
-    return e;
+  /** Reads the pool that starts at `offset` (its count); returns it and where the class file goes on. */
+  static read(data: Buffer, offset: number): { pool: ConstantPool; end: number } {
+    if (offset + 2 > data.length) throw new ClassFormatError("truncated before the constant pool");
+    const count = data.readUInt16BE(offset);
+    const tags = new Uint8Array(count);
+    const offsets = new Uint32Array(count);
+    let at = offset + 2;
+    for (let i = 1; i < count; i++) {
+      if (at >= data.length) throw new ClassFormatError(`truncated in constant pool entry ${i}`);
+      const tag = data[at];
+      tags[i] = tag;
+      offsets[i] = at + 1;
+      let size: number;
+      if (tag === CP.UTF8) {
+        if (at + 3 > data.length) throw new ClassFormatError(`truncated in constant pool entry ${i}`);
+        size = 2 + data.readUInt16BE(at + 1);
+      } else {
+        size = ENTRY_BYTES[tag];
+        if (size === undefined) throw new ClassFormatError(`constant pool entry ${i} has unknown tag ${tag}`);
+      }
+      at += 1 + size;
+      if (at > data.length) throw new ClassFormatError(`truncated in constant pool entry ${i}`);
+      // Longs and doubles take two entries.
+      if (tag === CP.LONG || tag === CP.DOUBLE) i++;
+    }
+    return { pool: new ConstantPool(data, tags, offsets), end: at };
+  }
+
+  /** Entries in the pool (index 0 unused). */
+  get size(): number {
+    return this.tags.length;
+  }
+
+  /** Calls `visit` with the index of every method reference (class and interface methods). */
+  forEachMethodRef(visit: (index: number) => void): void {
+    for (let i = 1; i < this.tags.length; i++) if (this.tags[i] === CP.METHODREF || this.tags[i] === CP.INTERFACE_METHODREF) visit(i);
+  }
+
+  private at(i: number, tag: number, what: string): number {
+    if (i <= 0 || i >= this.tags.length || this.tags[i] !== tag) throw new ClassFormatError(`constant pool index ${i} is not a ${what}`);
+    return this.offsets[i];
+  }
+
+  private u2(offset: number): number {
+    return this.data.readUInt16BE(offset);
   }
 
   utf8(i: number): string {
-    let s = this.strings.get(i);
+    let s = this.decoded[i] as string | undefined;
     if (s === undefined) {
-      const e = this.entry(i, "utf8");
-      if (e.tag !== CP.UTF8) throw new Error(`constant pool index ${i} is not UTF8`);
-      s = decodeModifiedUtf8(e.bytes as number[]);
-      this.strings.set(i, s);
+      const o = this.at(i, CP.UTF8, "UTF8 string");
+      s = decodeModifiedUtf8(this.data, o + 2, o + 2 + this.u2(o));
+      this.decoded[i] = s;
     }
     return s;
   }
 
   /** A CONSTANT_Class as a dotted Java name (`com.acme.Foo`; arrays keep their descriptor). */
   className(i: number): string {
-    const e = this.entry(i, "class");
-    if (e.tag !== CP.CLASS) throw new Error(`constant pool index ${i} is not a class`);
-    return this.utf8(e.name_index as number).replace(/\//g, ".");
+    let s = this.decoded[i] as string | undefined;
+    if (s === undefined) {
+      s = this.utf8(this.u2(this.at(i, CP.CLASS, "class"))).replace(/\//g, ".");
+      this.decoded[i] = s;
+    }
+    return s;
   }
 
+  /** A field or method reference (decoded once; callers must not change it). */
   memberRef(i: number): MemberRef {
-    const e = this.entry(i, "member");
-    if (e.tag !== CP.FIELDREF && e.tag !== CP.METHODREF && e.tag !== CP.INTERFACE_METHODREF)
-      throw new Error(`constant pool index ${i} is not a member reference`);
-    const nt = this.entry(e.name_and_type_index as number, "name and type");
-    return {
-      owner: this.className(e.class_index as number),
-      name: this.utf8(nt.name_index as number),
-      desc: this.utf8(nt.descriptor_index as number),
-    };
+    let ref = this.decoded[i] as MemberRef | undefined;
+    if (ref === undefined) {
+      const tag = i > 0 && i < this.tags.length ? this.tags[i] : 0;
+      if (tag !== CP.FIELDREF && tag !== CP.METHODREF && tag !== CP.INTERFACE_METHODREF)
+        throw new ClassFormatError(`constant pool index ${i} is not a member reference`);
+      const o = this.offsets[i];
+      ref = { owner: this.className(this.u2(o)), ...this.nameAndType(this.u2(o + 2)) };
+      this.decoded[i] = ref;
+    }
+    return ref;
+  }
+
+  /** A member reference's name, without decoding its class or descriptor. */
+  refName(i: number): string {
+    return this.utf8(this.u2(this.at(this.u2(this.offsets[i] + 2), CP.NAME_AND_TYPE, "name and type")));
+  }
+
+  /** A member reference's descriptor. */
+  refDesc(i: number): string {
+    return this.utf8(this.u2(this.at(this.u2(this.offsets[i] + 2), CP.NAME_AND_TYPE, "name and type") + 2));
+  }
+
+  /** Whether a method reference names a class in the JDK's `java/` packages (which no artifact can define), read from the bytes. */
+  refToJava(i: number): boolean {
+    const o = this.at(this.u2(this.at(this.u2(this.offsets[i]), CP.CLASS, "class")), CP.UTF8, "UTF8 string");
+    const d = this.data;
+    return this.u2(o) > 5 && d[o + 2] === 0x6a && d[o + 3] === 0x61 && d[o + 4] === 0x76 && d[o + 5] === 0x61 && d[o + 6] === 0x2f;
+  }
+
+  /** A method reference's class. */
+  refOwner(i: number): string {
+    return this.className(this.u2(this.offsets[i]));
   }
 
   nameAndType(i: number): { name: string; desc: string } {
-    const nt = this.entry(i, "name and type");
-    return { name: this.utf8(nt.name_index as number), desc: this.utf8(nt.descriptor_index as number) };
+    const o = this.at(i, CP.NAME_AND_TYPE, "name and type");
+    return { name: this.utf8(this.u2(o)), desc: this.utf8(this.u2(o + 2)) };
   }
 
   /** InvokeDynamic: its name/type and its bootstrap index. */
   invokeDynamic(i: number): { name: string; desc: string; bootstrap: number } {
-    const e = this.entry(i, "invokedynamic");
-    return { ...this.nameAndType(e.name_and_type_index as number), bootstrap: e.bootstrap_method_attr_index as number };
+    const o = this.at(i, CP.INVOKE_DYNAMIC, "invokedynamic");
+    return { ...this.nameAndType(this.u2(o + 2)), bootstrap: this.u2(o) };
   }
 
   /** A method handle's target, when the entry is one (lambda and method-reference bodies). */
   methodHandleTarget(i: number): MemberRef | undefined {
-    const e = this.pool[i];
-    if (!e || e.tag !== CP.METHOD_HANDLE) return undefined;
-    return this.memberRef(e.reference_index as number);
+    if (i <= 0 || i >= this.tags.length || this.tags[i] !== CP.METHOD_HANDLE) return undefined;
+    return this.memberRef(this.u2(this.offsets[i] + 1));
   }
 
   /** The value `ldc`/`ldc_w`/`ldc2_w` (or a ConstantValue attribute) pushes. */
   constant(i: number): Val {
-    const e = this.entry(i, "constant");
-    switch (e.tag) {
+    if (i <= 0 || i >= this.tags.length) throw new ClassFormatError(`constant pool index ${i} is out of range`);
+    const o = this.offsets[i];
+    switch (this.tags[i]) {
       case CP.STRING:
-        return { k: "str", v: this.utf8(e.string_index as number) };
+        return { k: "str", v: this.utf8(this.u2(o)) };
       case CP.INTEGER:
-        return { k: "num", v: String((e.bytes as number) | 0) };
-      case CP.FLOAT: {
-        const b = Buffer.alloc(4);
-        b.writeUInt32BE((e.bytes as number) >>> 0);
-        return { k: "num", v: String(b.readFloatBE(0)) };
-      }
-      case CP.LONG: {
-        const bits = (BigInt((e.high_bytes as number) >>> 0) << 32n) | BigInt((e.low_bytes as number) >>> 0);
-        return { k: "num", v: String(BigInt.asIntN(64, bits)), w: true };
-      }
-      case CP.DOUBLE: {
-        const b = Buffer.alloc(8);
-        b.writeUInt32BE((e.high_bytes as number) >>> 0, 0);
-        b.writeUInt32BE((e.low_bytes as number) >>> 0, 4);
-        return { k: "num", v: String(b.readDoubleBE(0)), w: true };
-      }
+        return { k: "num", v: String(this.data.readInt32BE(o)) };
+      case CP.FLOAT:
+        return { k: "num", v: String(this.data.readFloatBE(o)) };
+      case CP.LONG:
+        return { k: "num", v: String(this.data.readBigInt64BE(o)), w: true };
+      case CP.DOUBLE:
+        return { k: "num", v: String(this.data.readDoubleBE(o)), w: true };
       default:
         return UNKNOWN;
     }
@@ -116,16 +208,16 @@ export class ConstantPool {
 }
 
 /** The JVM's "modified UTF-8": NUL as C0 80, supplementary characters as surrogate pairs. */
-export function decodeModifiedUtf8(bytes: readonly number[]): string {
+export function decodeModifiedUtf8(bytes: Buffer, start: number, end: number): string {
   let ascii = true;
-  for (let i = 0; i < bytes.length; i++)
+  for (let i = start; i < end; i++)
     if (bytes[i] >= 0x80) {
       ascii = false;
       break;
     }
-  if (ascii) return bytes.length < 4096 ? String.fromCharCode.apply(null, bytes as number[]) : Buffer.from(bytes).toString("latin1");
+  if (ascii) return bytes.toString("latin1", start, end);
   let out = "";
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = start; i < end; ) {
     const a = bytes[i++];
     if (a < 0x80) out += String.fromCharCode(a);
     else if ((a & 0xe0) === 0xc0) out += String.fromCharCode(((a & 0x1f) << 6) | (bytes[i++] & 0x3f));

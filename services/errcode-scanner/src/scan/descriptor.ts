@@ -1,5 +1,20 @@
-/** Parameter types of a method descriptor, e.g. `(ILjava/lang/String;[J)V` → ["I", "Ljava/lang/String;", "[J"]. */
-export function parameterTypes(desc: string): string[] {
+// Descriptors repeat across a whole artifact: each is parsed once per scan's thread.
+const parsed = new Map<string, readonly string[]>();
+
+/**
+ * Parameter types of a method descriptor, e.g. `(ILjava/lang/String;[J)V` → ["I", "Ljava/lang/String;", "[J"].
+ * The array is shared: callers must not change it.
+ */
+export function parameterTypes(desc: string): readonly string[] {
+  let types = parsed.get(desc);
+  if (!types) {
+    types = parse(desc);
+    parsed.set(desc, types);
+  }
+  return types;
+}
+
+function parse(desc: string): string[] {
   const out: string[] = [];
   let i = desc.indexOf("(") + 1;
   while (i < desc.length && desc[i] !== ")") {
@@ -13,8 +28,16 @@ export function parameterTypes(desc: string): string[] {
   return out;
 }
 
+const returns = new Map<string, string>();
+
+/** The return type of a method descriptor (`(I)Ljava/lang/String;` → `Ljava/lang/String;`). */
 export function returnType(desc: string): string {
-  return desc.slice(desc.indexOf(")") + 1);
+  let type = returns.get(desc);
+  if (type === undefined) {
+    type = desc.slice(desc.indexOf(")") + 1);
+    returns.set(desc, type);
+  }
+  return type;
 }
 
 export const isWideType = (t: string): boolean => t === "J" || t === "D";

@@ -38,11 +38,23 @@ export interface DynamicSite {
   location: Location;
 }
 
+/** What was found under one base class: whether anything under it was really checked. */
+export interface BaseCoverage {
+  base: string;
+  /** Classes extending it in the artifact (itself not counted). */
+  subclasses: number;
+  /** Code/message entries whose exception class is under it. */
+  errorCodes: number;
+  /** Sites under it whose code is not statically known. */
+  dynamicSites: number;
+}
+
 export interface ExtractionResult {
   errorCodes: ErrorCodeEntry[];
   dynamicSites: DynamicSite[];
   exceptionClasses: string[];
   problems: Problem[];
+  coverage: BaseCoverage[];
   stats: { containers: number; classes: number; methods: number; exceptionClasses: number; constructionSites: number; durationMs: number };
 }
 
@@ -72,8 +84,6 @@ export async function extractErrorCodes(artifact: string, options: ScanOptions):
       }
       methods += model.methods.length;
       if (options.onClass) await options.onClass(model, e.container);
-      // Invocation lists are only needed for the tables: drop them to keep memory flat.
-      for (const m of model.methods) m.invocations = [];
       classes.push(model);
     },
   });
@@ -81,12 +91,25 @@ export async function extractErrorCodes(artifact: string, options: ScanOptions):
   const hierarchy = new Hierarchy(classes, new Set(options.bases));
   const findings = new CodeExtractor(hierarchy, mapping).findings();
   const { errorCodes, dynamicSites } = aggregate(findings);
+  // Methods are interpreted lazily: one whose bytecode made no sense surfaces only now.
+  for (const c of classes) {
+    const bad = c.methods.find((m) => m.problem);
+    if (bad) problems.push({ entry: c.location, message: `malformed class file (${bad.problem})` });
+  }
   const exceptionClasses = hierarchy.exceptionClasses();
+  const under = (base: string) => (cls: string) => hierarchy.baseOf(cls) === base;
+  const coverage = options.bases.map((base) => ({
+    base,
+    subclasses: exceptionClasses.filter((c) => c !== base && under(base)(c)).length,
+    errorCodes: errorCodes.filter((e) => under(base)(e.exceptionClass)).length,
+    dynamicSites: dynamicSites.filter((d) => under(base)(d.exceptionClass)).length,
+  }));
   return {
     errorCodes,
     dynamicSites,
     exceptionClasses,
     problems,
+    coverage,
     stats: {
       containers: containers.length,
       classes: classes.length,

@@ -1,7 +1,9 @@
+import type { MethodModel } from "./classfile.js";
 import { objectClass, parameterTypes, returnType, STRING } from "./descriptor.js";
 import type { Hierarchy, ScannedClass } from "./hierarchy.js";
-import type { Site } from "./interpreter.js";
-import { mentionsParam, substitute, type Val } from "./values.js";
+import { fold, type Site } from "./interpreter.js";
+import { relevantMethods } from "./relevance.js";
+import { type Cond, mentions, mentionsParam, substitute, type Val } from "./values.js";
 
 /**
  * How code and message are told apart at a base-class constructor. `slots` pins them per base
@@ -42,27 +44,62 @@ export interface Finding {
   location: Location;
 }
 
+/** A constructor call: the base class's, or the first one outside the artifact an object's constructor makes. */
+interface CtorCall {
+  cls: string;
+  desc: string;
+  args: Val[];
+}
+
 type Concrete =
   | { t: "str"; v: string }
   | { t: "num"; v: string }
   | { t: "null" }
-  | { t: "obj"; cls: string; fields: Map<string, Val> }
+  /** An object built in the artifact: the fields its constructor set, and the constructor it handed on to outside the artifact. */
+  | { t: "obj"; cls: string; fields: Map<string, Val>; external?: CtorCall }
+  /** One of several objects (a helper returning different exceptions on different paths). */
+  | { t: "alts"; options: Array<Concrete & { t: "obj" }> }
   | { t: "unknown" };
 
 const UNKNOWN_C: Concrete = { t: "unknown" };
 const ABSENT: Known = { kind: "absent" };
 const DYNAMIC: Known = { kind: "dynamic" };
 const MAX_DEPTH = 24;
+/** Values resolved for one construction site at most: a pathological call graph gives up, not the scan. */
+const RESOLVE_BUDGET = 20_000;
+const ACC_PRIVATE = 0x0002;
+const ACC_STATIC = 0x0008;
+const ACC_FINAL = 0x0010;
+const ACC_ABSTRACT = 0x0400;
 
-interface BaseCall {
-  cls: string;
-  desc: string;
-  args: Val[];
+/** A base-class constructor call a construction site leads to, and the exception class built. */
+interface Expansion {
+  exceptionClass: string;
+  base: CtorCall;
+}
+
+/** A String argument slot of a base constructor, for learning which slot carries codes. */
+interface SlotStats {
+  constants: number;
+  shaped: number;
 }
 
 /** Recovers codes and messages at every construction site of the hierarchy's exception classes. */
 export class CodeExtractor {
   private readonly staticMemo = new Map<string, Concrete>();
+  private readonly factoryMemo = new Map<MethodModel, Expansion[]>();
+  /** Factories being expanded, with their depth in the expansion. */
+  private readonly expanding = new Map<MethodModel, number>();
+  /** The shallowest factory a call cycle returned to (none: infinity). */
+  private cutAt = Number.POSITIVE_INFINITY;
+  private readonly resolved = new WeakMap<Val, Concrete>();
+  private readonly callMemo = new Map<MethodModel, Map<string, Concrete>>();
+  private readonly objectMemo = new WeakMap<Concrete, { code: Known; message: Known }>();
+  private budget = RESOLVE_BUDGET;
+  /** Base-constructor String slots that nearly always receive code-shaped constants. */
+  private codeSlots = new Set<string>();
+  /** Methods some site in the artifact calls (their parameter-dependent sites are reported there). */
+  private readonly called = new Set<MethodModel>();
 
   constructor(
     private readonly h: Hierarchy,
@@ -70,29 +107,67 @@ export class CodeExtractor {
   ) {}
 
   findings(): Finding[] {
-    const out: Finding[] = [];
+    // Only methods that can lead to an exception have sites worth expanding; the rest are never interpreted.
+    const relevant = relevantMethods(this.h);
+    for (const m of relevant)
+      for (const site of m.sites) {
+        const target = site.kind === "static" || site.kind === "call" ? this.target(site) : undefined;
+        if (target) this.called.add(target.method);
+      }
+    type Passes = "factory" | "helper" | undefined;
+    const expanded: Array<{ c: ScannedClass; m: MethodModel; site: Site; passes: Passes; r: Expansion }> = [];
     for (const c of this.h.classes) {
       for (const m of c.methods) {
-        if (!m.sites.length) continue;
-        const passesThrough =
-          (m.name === "<init>" && this.h.isException(c.name)) || ((m.access & 0x0008) !== 0 && this.returnsException(m.desc));
-        for (const site of m.sites) {
-          for (const r of this.expand(site, c, 0)) {
-            const { code, message, dependsOnParams } = this.classify(r.base);
-            // Values a constructor or factory receives are reported where it is called.
-            if (dependsOnParams && passesThrough) continue;
-            out.push({
-              exceptionClass: r.exceptionClass,
-              family: this.h.familyOf(r.exceptionClass),
-              code,
-              message,
-              location: { artifact: c.location, class: c.name, method: `${m.name}${m.desc}`, line: site.line },
-            });
-          }
-        }
+        if (!relevant.has(m) || !m.sites.length) continue;
+        const passes: Passes =
+          (m.name === "<init>" && this.h.isException(c.name)) ||
+          (this.called.has(m) && this.expandable(c, m) && this.returnsException(m.desc))
+            ? "factory"
+            : this.called.has(m) && this.expandable(c, m)
+              ? "helper"
+              : undefined;
+        for (const site of m.sites) for (const r of this.expand(site, c)) expanded.push({ c, m, site, passes, r });
       }
     }
+    this.codeSlots = this.learnCodeSlots(expanded.map((e) => e.r.base));
+    const out: Finding[] = [];
+    for (const { c, m, site, passes, r } of expanded) {
+      this.budget = RESOLVE_BUDGET;
+      const { code, message, dependsOnParams } = this.classify(r.base);
+      // Values a constructor or factory receives are reported where it is called; a helper hands on
+      // only the sites whose code it receives.
+      if (passes === "factory" && dependsOnParams) continue;
+      if (passes === "helper" && this.handsOn(r.base)) continue;
+      out.push({
+        exceptionClass: r.exceptionClass,
+        family: this.h.familyOf(r.exceptionClass),
+        code,
+        message,
+        location: { artifact: c.location, class: c.name, method: `${m.name}${m.desc}`, line: site.line },
+      });
+    }
     return out;
+  }
+
+  /**
+   * Base-constructor String slots where at least 80 % of the constants passed (and five or more)
+   * are shaped like codes: there, a constant without whitespace is a code even when its shape is
+   * not (Derby's "intrp.U" beside hundreds of "42X01"s), provided no other argument looks like one.
+   */
+  private learnCodeSlots(calls: CtorCall[]): Set<string> {
+    const stats = new Map<string, SlotStats>();
+    for (const call of calls) {
+      const types = parameterTypes(call.desc);
+      call.args.forEach((a, i) => {
+        if (types[i] !== STRING || a.k !== "str") return;
+        const key = `${call.cls}${call.desc}#${i}`;
+        const s = stats.get(key) ?? { constants: 0, shaped: 0 };
+        s.constants++;
+        if (this.mapping.codeShape.test(a.v)) s.shaped++;
+        stats.set(key, s);
+      });
+    }
+    return new Set([...stats].filter(([, s]) => s.shaped >= 5 && s.shaped >= 0.8 * s.constants).map(([k]) => k));
   }
 
   private returnsException(desc: string): boolean {
@@ -100,32 +175,94 @@ export class CodeExtractor {
     return cls !== undefined && this.h.isException(cls);
   }
 
+  /** Whether calls of a method reach exactly it (no override can run instead), so they can be expanded. */
+  private expandable(c: ScannedClass, m: MethodModel): boolean {
+    if (m.name === "<init>") return this.h.isException(c.name);
+    if (m.access & ACC_ABSTRACT) return false;
+    return (m.access & (ACC_STATIC | ACC_PRIVATE | ACC_FINAL)) !== 0 || (c.access & ACC_FINAL) !== 0;
+  }
+
+  /** The method a call site runs, when the artifact has it and no override can run instead. */
+  private target(site: Site): { owner: ScannedClass; method: MethodModel } | undefined {
+    if (site.kind === "static") return this.h.findMethod(site.owner, site.name, site.desc);
+    if (site.kind !== "call") return undefined;
+    // A receiver built right here has its class known exactly.
+    const exact = site.recv?.k === "obj" ? site.recv.cls : undefined;
+    const found = this.h.findMethod(exact ?? site.owner, site.name, site.desc);
+    if (!found || found.method.access & ACC_ABSTRACT) return undefined;
+    return exact || site.op === "special" || this.expandable(found.owner, found.method) ? found : undefined;
+  }
+
   /** The base-class constructor calls a site leads to, with arguments in the site's method's terms. */
-  private expand(site: Site, enclosing: ScannedClass, depth: number): Array<{ exceptionClass: string; base: BaseCall }> {
-    if (depth > MAX_DEPTH) return [];
-    if (site.kind !== "static") {
+  private expand(site: Site, enclosing: ScannedClass): Expansion[] {
+    if (site.kind === "new" || site.kind === "init-this") {
       if (!this.h.isException(site.owner)) return [];
       const exceptionClass = site.kind === "new" ? site.owner : enclosing.name;
       return [{ exceptionClass, base: this.toBase(site.owner, site.desc, site.args, 0) }];
     }
-    if (!this.returnsException(site.desc)) return [];
-    const target = this.h.findMethod(site.owner, site.name, site.desc);
+    const target = this.target(site);
     if (!target) return [];
-    const out: Array<{ exceptionClass: string; base: BaseCall }> = [];
-    for (const inner of target.method.sites) {
-      if (inner.kind === "init-this") continue;
-      for (const r of this.expand(inner, target.owner, depth + 1))
-        out.push({ exceptionClass: r.exceptionClass, base: { ...r.base, args: r.base.args.map((a) => substitute(a, site.args)) } });
+    const results = this.factory(target.owner, target.method);
+    // A factory hands its exception back; any other helper throws it, and only what depends on
+    // its arguments is new at the call (its own constant sites are reported inside it).
+    const helper = !this.returnsException(site.desc);
+    const out: Expansion[] = [];
+    for (const r of results) {
+      if (helper && !this.handsOn(r.base)) continue;
+      out.push({
+        exceptionClass: r.exceptionClass,
+        base: { ...r.base, args: r.base.args.map((a) => substitute(a, site.args, site.recv)) },
+      });
     }
     return out;
   }
 
-  /** Follows `super(...)`/`this(...)` from a constructor up to the configured base class. */
-  private toBase(cls: string, desc: string, args: Val[], depth: number): BaseCall {
-    if (this.h.bases.has(cls) || depth > MAX_DEPTH) return { cls, desc, args };
+  /** Whether a helper's site gets its code from the helper's parameters (and so is reported at its callers). */
+  private handsOn(base: CtorCall): boolean {
+    if (!base.args.some(mentionsParam)) return false;
+    this.budget = RESOLVE_BUDGET;
+    return this.classify(base).code.kind === "dynamic";
+  }
+
+  /**
+   * What a factory or helper builds, in terms of its own parameters. Computed once per method:
+   * re-expanding at every call made a factory that calls itself twice (Derby's
+   * `plainWrapException`) exponential. A call back into a method still being expanded adds
+   * nothing its other paths do not already give, so it expands to nothing.
+   */
+  private factory(owner: ScannedClass, method: MethodModel): Expansion[] {
+    const memo = this.factoryMemo.get(method);
+    if (memo) return memo;
+    const level = this.expanding.get(method);
+    if (level !== undefined) {
+      this.cutAt = Math.min(this.cutAt, level);
+      return [];
+    }
+    if (this.expanding.size > MAX_DEPTH) return [];
+    const own = this.expanding.size;
+    this.expanding.set(method, own);
+    const out: Expansion[] = [];
+    for (const inner of method.sites) if (inner.kind !== "init-this") for (const r of this.expand(inner, owner)) out.push(r);
+    this.expanding.delete(method);
+    // A method in a cycle through a caller still being expanded is incomplete until that caller is done.
+    if (this.cutAt >= own) {
+      this.factoryMemo.set(method, out);
+      this.cutAt = Number.POSITIVE_INFINITY;
+    }
+    return out;
+  }
+
+  /**
+   * Follows `super(...)`/`this(...)` from a constructor up to the configured base class, and
+   * within the base class along `this(...)` to the constructor the others hand on to (unless a
+   * pinned mapping names the one reached), so that all sites meet at the same slots.
+   */
+  private toBase(cls: string, desc: string, args: Val[], depth: number): CtorCall {
+    if (depth > MAX_DEPTH || this.mapping.slots[cls]?.[desc]) return { cls, desc, args };
     const ctor = this.h.byName.get(cls)?.methods.find((m) => m.name === "<init>" && m.desc === desc);
     const delegation = ctor?.sites.find((s) => s.kind === "init-this");
-    if (!delegation || !this.h.isException(delegation.owner)) return { cls, desc, args };
+    const onward = this.h.bases.has(cls) ? delegation?.owner === cls : delegation && this.h.isException(delegation.owner);
+    if (!delegation || !onward) return { cls, desc, args };
     return this.toBase(
       delegation.owner,
       delegation.desc,
@@ -134,64 +271,119 @@ export class CodeExtractor {
     );
   }
 
-  private classify(base: BaseCall): { code: Known; message: Known; dependsOnParams: boolean } {
-    const types = parameterTypes(base.desc);
-    const values = base.args.map((a) => this.resolve(a, 0));
+  private classify(base: CtorCall): { code: Known; message: Known; dependsOnParams: boolean } {
     const paramArgs = base.args.some(mentionsParam);
     const pinned = this.mapping.slots[base.cls]?.[base.desc];
+    let code: Known;
+    let message: Known;
     if (pinned) {
-      const code = pinned.code === undefined ? ABSENT : this.knownOf(values[pinned.code], "code");
-      const message = pinned.message === undefined ? ABSENT : this.knownOf(values[pinned.message], "message");
-      return { code, message, dependsOnParams: paramArgs && (code.kind === "dynamic" || message.kind === "dynamic") };
-    }
+      const values = base.args.map((a) => this.resolve(a, 0));
+      code = pinned.code === undefined ? ABSENT : this.knownOf(values[pinned.code], "code");
+      message = pinned.message === undefined ? ABSENT : this.knownOf(values[pinned.message], "message");
+    } else ({ code, message } = this.byShape(base, 0));
+    return { code, message, dependsOnParams: paramArgs && (code.kind === "dynamic" || message.kind === "dynamic") };
+  }
+
+  /**
+   * The README's rule, in argument order: an object gives the code and message in its fields; the
+   * first String constant shaped like a code (or any constant without whitespace in a learned code
+   * slot) is the code, the next String the message; an int/long constant is the code only when no
+   * String argument could be it: none is left besides the message, or they are all made from that
+   * very int (H2's `getState(code)`, HSQLDB's message looked up by code). A `-1` beside an unknown
+   * SQLSTATE is a vendor code, not the error code.
+   */
+  private byShape(call: CtorCall, depth: number): { code: Known; message: Known } {
+    const types = parameterTypes(call.desc);
+    const values = call.args.map((a) => this.resolve(a, 0));
     let code: Known | undefined;
     let message: Known | undefined;
-    let numeric: string | undefined;
-    let dynamicStrings = 0;
+    let numeric: { value: string; source: Val } | undefined;
+    const dynamicStrings: Val[] = [];
     let dynamicObjects = 0;
     let nullHolders = 0;
     types.forEach((t, i) => {
       const v = values[i] ?? UNKNOWN_C;
-      if (v.t === "obj") {
-        const cm = this.codeAndMessage(v);
+      if (v.t === "obj" || v.t === "alts") {
+        const cm = this.fromObject(v, depth);
         if (!code && cm.code.kind === "constant") code = cm.code;
         if (!message && cm.message.kind === "constant") message = cm.message;
+        if (cm.code.kind === "dynamic" && !/(Throwable|Exception|Error);$/.test(t)) dynamicObjects++;
         return;
       }
       if (t === STRING) {
         if (v.t === "str") {
-          if (!code && this.mapping.codeShape.test(v.v)) code = { kind: "constant", value: v.v };
+          if (!code && (this.mapping.codeShape.test(v.v) || this.inCodeSlot(call, i, v.v, values, types)))
+            code = { kind: "constant", value: v.v };
           else if (!message) message = { kind: "constant", value: v.v };
-        } else if (v.t === "unknown") dynamicStrings++;
+        } else if (v.t === "unknown") dynamicStrings.push(call.args[i]);
       } else if (t === "I" || t === "J" || t === "S") {
-        if (v.t === "num" && numeric === undefined) numeric = v.v;
+        if (v.t === "num" && numeric === undefined) numeric = { value: v.v, source: call.args[i] };
       } else if (t.startsWith("L") && !/(Throwable|Exception|Error);$/.test(t) && t !== "Ljava/lang/Object;") {
         if (v.t === "unknown") dynamicObjects++;
         else if (v.t === "null") nullHolders++;
       }
     });
-    if (!code && numeric !== undefined) code = { kind: "constant", value: numeric };
+    if (!code && numeric !== undefined) {
+      const source = numeric.source;
+      // Strings made from the int say nothing against it; of the others, one may be the message.
+      const others = dynamicStrings.filter((s) => !mentions(s, source));
+      if (others.length === 0 || (others.length === 1 && !message)) code = { kind: "constant", value: numeric.value };
+      if (code && !message && others.length === 1) message = DYNAMIC;
+    }
     // A code holder (enum, constant object) passed as null: there is no code, the Strings are messages.
     if (!code && nullHolders > 0 && dynamicObjects === 0) code = ABSENT;
-    if (!code && (dynamicStrings > 0 || dynamicObjects > 0)) {
+    let dynamic = dynamicStrings.length;
+    if (!code && (dynamic > 0 || dynamicObjects > 0)) {
       code = DYNAMIC;
-      if (dynamicObjects === 0) dynamicStrings--;
+      if (dynamicObjects === 0) dynamic--;
     }
-    if (!message && (dynamicStrings > 0 || dynamicObjects > 0)) message = DYNAMIC;
-    const c = code ?? ABSENT;
-    const m = message ?? ABSENT;
-    return { code: c, message: m, dependsOnParams: paramArgs && (c.kind === "dynamic" || m.kind === "dynamic") };
+    if (!message && (dynamic > 0 || dynamicObjects > 0)) message = DYNAMIC;
+    return { code: code ?? ABSENT, message: message ?? ABSENT };
+  }
+
+  /** Whether a String constant that is not code-shaped sits in a learned code slot, with no code-shaped argument beside it. */
+  private inCodeSlot(call: CtorCall, i: number, value: string, values: Concrete[], types: readonly string[]): boolean {
+    if (/\s/.test(value) || value.length < 2 || value.length > 64 || !this.codeSlots.has(`${call.cls}${call.desc}#${i}`)) return false;
+    return !values.some((v, j) => j !== i && types[j] === STRING && v.t === "str" && this.mapping.codeShape.test(v.v));
   }
 
   private knownOf(v: Concrete | undefined, slot: "code" | "message"): Known {
     if (!v || v.t === "unknown") return DYNAMIC;
     if (v.t === "null") return ABSENT;
-    if (v.t === "obj") return this.codeAndMessage(v)[slot];
+    if (v.t === "obj" || v.t === "alts") return this.fromObject(v, 0)[slot];
     return { kind: "constant", value: v.v };
   }
 
-  /** Code and message an enum constant or constant holder carries in its fields. */
-  private codeAndMessage(obj: { cls: string; fields: Map<string, Val> }): { code: Known; message: Known } {
+  /**
+   * Code and message of an object, or the ones all its alternatives agree on. An object resolved
+   * once (a call's result is shared by every call with the same constants) is read once.
+   */
+  private fromObject(v: Concrete & { t: "obj" | "alts" }, depth: number): { code: Known; message: Known } {
+    const memo = depth === 0 ? this.objectMemo.get(v) : undefined;
+    if (memo) return memo;
+    let out: { code: Known; message: Known };
+    if (v.t === "obj") out = this.codeAndMessage(v, depth);
+    else {
+      const each = v.options.map((o) => this.codeAndMessage(o, depth));
+      const agree = (slot: "code" | "message"): Known => {
+        const first = each[0][slot];
+        return each.every((x) => sameKnown(x[slot], first)) ? first : DYNAMIC;
+      };
+      out = { code: agree("code"), message: agree("message") };
+    }
+    if (depth === 0 && this.budget >= 0) this.objectMemo.set(v, out);
+    return out;
+  }
+
+  /**
+   * Code and message an enum constant, constant holder or wrapped exception carries: in its
+   * fields, or else in the arguments its constructor hands to a JDK exception
+   * (`SQLException(reason, SQLState, vendorCode)`), read by the same rule as a base constructor's.
+   */
+  private codeAndMessage(
+    obj: { cls: string; fields: Map<string, Val>; external?: CtorCall },
+    depth: number,
+  ): { code: Known; message: Known } {
     const names = [...obj.fields.keys()];
     const pick = (wanted: string[], fragment: RegExp) => {
       const lower = wanted.map((w) => w.toLowerCase());
@@ -204,22 +396,39 @@ export class CodeExtractor {
       const v = this.resolve(obj.fields.get(field) as Val, 0);
       return v.t === "str" || v.t === "num" ? { kind: "constant", value: v.v } : v.t === "null" ? ABSENT : DYNAMIC;
     };
-    if (codeField) return { code: known(codeField), message: known(messageField) };
-    // No telling field names: fall back to the shapes of the String fields, in declaration order.
     let code: Known = ABSENT;
     let message: Known = known(messageField);
-    for (const n of names) {
-      const v = this.resolve(obj.fields.get(n) as Val, 0);
-      if (v.t !== "str") continue;
-      if (code.kind === "absent" && this.mapping.codeShape.test(v.v)) code = { kind: "constant", value: v.v };
-      else if (message.kind === "absent" && n !== messageField) message = { kind: "constant", value: v.v };
+    if (codeField) code = known(codeField);
+    // No telling field names: fall back to the shapes of the String fields, in declaration order.
+    else
+      for (const n of names) {
+        const v = this.resolve(obj.fields.get(n) as Val, 0);
+        if (v.t !== "str") continue;
+        if (code.kind === "absent" && this.mapping.codeShape.test(v.v)) code = { kind: "constant", value: v.v };
+        else if (message.kind === "absent" && n !== messageField) message = { kind: "constant", value: v.v };
+      }
+    if (code.kind !== "constant" && obj.external && depth < 4) {
+      const outer = this.byShape(obj.external, depth + 1);
+      if (outer.code.kind === "constant" || code.kind === "absent") code = outer.code;
+      if (message.kind !== "constant" && outer.message.kind !== "absent") message = outer.message;
     }
     return { code, message };
   }
 
   /** What an abstract value is once the whole artifact is known. */
   private resolve(v: Val, depth: number): Concrete {
-    if (depth > MAX_DEPTH) return UNKNOWN_C;
+    if (!v) return UNKNOWN_C;
+    const memo = this.resolved.get(v);
+    if (memo) return memo;
+    if (depth > MAX_DEPTH || --this.budget < 0) return UNKNOWN_C;
+    const result = this.resolveOnce(v, depth);
+    // Values are immutable once interpreted, so what one resolves to holds wherever it is met
+    // (unless the depth or the budget cut it short).
+    if (depth <= 1 && this.budget >= 0) this.resolved.set(v, result);
+    return result;
+  }
+
+  private resolveOnce(v: Val, depth: number): Concrete {
     switch (v.k) {
       case "str":
         return { t: "str", v: v.v };
@@ -230,31 +439,128 @@ export class CodeExtractor {
       case "static":
         return this.resolveStatic(v.owner, v.name, depth);
       case "obj":
-        return v.args && v.desc ? { t: "obj", cls: v.cls, fields: this.objectFields(v.cls, v.desc, v.args, 0) } : UNKNOWN_C;
+        return v.args && v.desc ? { t: "obj", cls: v.cls, ...this.objectFields(v.cls, v.desc, v.args, 0) } : UNKNOWN_C;
       case "field": {
         const recv = this.resolve(v.recv, depth + 1);
         const f = recv.t === "obj" ? recv.fields.get(v.name) : undefined;
         return f ? this.resolve(f, depth + 1) : UNKNOWN_C;
       }
-      case "get": {
-        const recv = this.resolve(v.recv, depth + 1);
-        if (recv.t !== "obj") return UNKNOWN_C;
-        const target = this.h.findMethod(recv.cls, v.name, v.desc);
-        if (!target || target.method.returns.length === 0) return UNKNOWN_C;
-        const results = target.method.returns.map((r) =>
-          r.k === "field" && r.recv.k === "this"
-            ? (() => {
-                const f = recv.fields.get(r.name);
-                return f ? this.resolve(f, depth + 1) : UNKNOWN_C;
-              })()
-            : this.resolve(r, depth + 1),
-        );
-        const first = results[0];
-        return results.every((r) => sameConcrete(r, first)) ? first : UNKNOWN_C;
+      case "get":
+      case "call":
+        return this.resolveCall(v, depth);
+      case "op": {
+        const a = this.resolve(v.a, depth + 1);
+        const b = v.b ? this.resolve(v.b, depth + 1) : undefined;
+        if (a.t !== "num" || (b && b.t !== "num") || !/^-?\d+$/.test(a.v) || (b && !/^-?\d+$/.test((b as { v: string }).v)))
+          return UNKNOWN_C;
+        const r = fold(v.op, a.v, (b as { v: string } | undefined)?.v, v.w === true);
+        return r === undefined ? UNKNOWN_C : { t: "num", v: r };
+      }
+      case "select": {
+        const taken = this.decide(v.cond, depth);
+        return taken === undefined ? UNKNOWN_C : this.resolve(taken ? v.t : v.f, depth + 1);
+      }
+      case "concat": {
+        let out = "";
+        for (let i = 0; i < v.parts.length; i++) {
+          const p = this.resolve(v.parts[i], depth + 1);
+          const type = v.types[i];
+          if (p.t === "str") out += p.v;
+          else if (p.t === "num" && (type === "I" || type === "J" || type === "S" || type === "B")) out += p.v;
+          else if (p.t === "num" && type === "C") out += String.fromCharCode(Number(p.v));
+          else if (p.t === "null" && type.startsWith("L")) out += "null";
+          else return UNKNOWN_C;
+        }
+        return { t: "str", v: out };
       }
       default:
         return UNKNOWN_C;
     }
+  }
+
+  /** Which way a branch goes when its operands are constants (or a null test of a known value). */
+  private decide(cond: Cond, depth: number): boolean | undefined {
+    const a = this.resolve(cond.a, depth + 1);
+    const b = this.resolve(cond.b, depth + 1);
+    if (b.t === "null") {
+      const isNull = a.t === "null" ? true : a.t === "obj" || a.t === "str" || a.t === "alts" ? false : undefined;
+      return isNull === undefined ? undefined : cond.op === "eq" ? isNull : !isNull;
+    }
+    if (a.t !== "num" || b.t !== "num") return undefined;
+    const x = Number(a.v);
+    const y = Number(b.v);
+    if (Number.isNaN(x) || Number.isNaN(y)) return undefined;
+    return { eq: x === y, ne: x !== y, lt: x < y, ge: x >= y, gt: x > y, le: x <= y }[cond.op];
+  }
+
+  /**
+   * A call's result: what the method the call reaches exactly returns, its parameters replaced by
+   * the call's arguments. Getters read the receiver's fields; different objects on different
+   * paths make alternatives; anything else that differs is unknown.
+   */
+  private resolveCall(v: Val & { k: "get" | "call" }, depth: number): Concrete {
+    const recvVal = v.recv;
+    const recv = recvVal ? this.resolve(recvVal, depth + 1) : undefined;
+    let target: { owner: ScannedClass; method: MethodModel } | undefined;
+    if (v.k === "get" && recv?.t === "obj") target = this.h.findMethod(recv.cls, v.name, v.desc);
+    else {
+      const op = v.k === "get" ? "virtual" : v.op;
+      target = this.target({
+        kind: op === "static" ? "static" : "call",
+        op,
+        owner: v.owner,
+        name: v.name,
+        desc: v.desc,
+        args: [],
+        recv: recvVal,
+      });
+    }
+    if (!target || target.method.returns.length === 0) return UNKNOWN_C;
+    const args = v.k === "call" ? v.args : [];
+    // A call without a receiver whose arguments are all constants gives the same wherever it is
+    // made (H2 turns each code into its exception through one large switch, at 1,700 sites).
+    const key = recvVal || depth > 1 ? undefined : this.constantsKey(args, depth);
+    const memo = key === undefined ? undefined : this.callMemo.get(target.method)?.get(key);
+    if (memo) return memo;
+    const result = this.callResult(target.method, args, recvVal, recv, depth);
+    if (key !== undefined && this.budget >= 0) {
+      let byArgs = this.callMemo.get(target.method);
+      if (!byArgs) {
+        byArgs = new Map();
+        this.callMemo.set(target.method, byArgs);
+      }
+      byArgs.set(key, result);
+    }
+    return result;
+  }
+
+  /** A key for arguments that are all constants (undefined when one is not). */
+  private constantsKey(args: readonly Val[], depth: number): string | undefined {
+    let key = "";
+    for (const a of args) {
+      const c = this.resolve(a, depth + 1);
+      if (c.t === "str") key += `s${c.v.length}:${c.v}`;
+      else if (c.t === "num") key += `n${c.v};`;
+      else if (c.t === "null") key += "0;";
+      else return undefined;
+    }
+    return key;
+  }
+
+  private callResult(method: MethodModel, args: Val[], recvVal: Val | undefined, recv: Concrete | undefined, depth: number): Concrete {
+    const results = method.returns.map((r) => {
+      if (r.k === "field" && r.recv.k === "this" && recv?.t === "obj") {
+        const f = recv.fields.get(r.name);
+        return f ? this.resolve(f, depth + 1) : UNKNOWN_C;
+      }
+      return this.resolve(substitute(r, args, recvVal), depth + 1);
+    });
+    const first = results[0];
+    if (results.every((r) => sameConcrete(r, first))) return first;
+    const objects = results.flatMap((r) => (r.t === "obj" ? [r] : r.t === "alts" ? r.options : []));
+    return objects.length === results.length || results.every((r) => r.t === "obj" || r.t === "alts")
+      ? { t: "alts", options: objects }
+      : UNKNOWN_C;
   }
 
   private resolveStatic(owner: string, name: string, depth: number): Concrete {
@@ -283,23 +589,40 @@ export class CodeExtractor {
     return result;
   }
 
-  /** Fields a constructor call sets: the delegated constructor's first, then its own `this.f = …`. */
-  private objectFields(cls: string, desc: string, args: Val[], depth: number): Map<string, Val> {
+  /**
+   * Fields a constructor call sets: the delegated constructor's first, then its own `this.f = …`.
+   * A field stored more than once with different values (a run-time value on one path, a
+   * constant fallback on another) is unknown, not the last constant. The first constructor call
+   * that leaves the artifact (`super(reason, state, code)` to a JDK exception) is kept too.
+   */
+  private objectFields(cls: string, desc: string, args: Val[], depth: number): { fields: Map<string, Val>; external?: CtorCall } {
     const fields = new Map<string, Val>();
-    if (depth > MAX_DEPTH) return fields;
+    if (depth > MAX_DEPTH) return { fields };
     const ctor = this.h.byName.get(cls)?.methods.find((m) => m.name === "<init>" && m.desc === desc);
-    if (!ctor) return fields;
+    // Outside the artifact: only a JDK exception's constructor arguments say anything about a code.
+    if (!ctor) return { fields, external: /(Exception|Error|Throwable)$/.test(cls) ? { cls, desc, args } : undefined };
     const delegation = ctor.sites.find((s) => s.kind === "init-this");
-    if (delegation && this.h.byName.has(delegation.owner))
-      for (const [k, v] of this.objectFields(
+    let external: CtorCall | undefined;
+    if (delegation) {
+      const inner = this.objectFields(
         delegation.owner,
         delegation.desc,
         delegation.args.map((a) => substitute(a, args)),
         depth + 1,
-      ))
-        fields.set(k, v);
-    for (const [name, v] of ctor.fieldStores) fields.set(name, substitute(v, args));
-    return fields;
+      );
+      for (const [k, v] of inner.fields) fields.set(k, v);
+      external = inner.external;
+    }
+    const stored = new Map<string, Val[]>();
+    for (const [name, v] of ctor.fieldStores) stored.set(name, [...(stored.get(name) ?? []), v]);
+    for (const [name, values] of stored) {
+      const first = values[0];
+      const same = values.every(
+        (v) => v === first || (v.k === first.k && (v.k === "str" || v.k === "num") && v.v === (first as { v: string }).v),
+      );
+      fields.set(name, same ? substitute(first, args) : { k: "unknown" });
+    }
+    return { fields, external };
   }
 }
 
@@ -307,4 +630,8 @@ function sameConcrete(a: Concrete, b: Concrete): boolean {
   if (a.t !== b.t) return false;
   if ((a.t === "str" || a.t === "num") && (b.t === "str" || b.t === "num")) return a.v === b.v;
   return a.t === "null";
+}
+
+function sameKnown(a: Known, b: Known): boolean {
+  return a.kind === b.kind && (a.kind !== "constant" || a.value === (b as { value: string }).value);
 }

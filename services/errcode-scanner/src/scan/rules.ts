@@ -1,8 +1,9 @@
-import { readFile } from "node:fs/promises";
-import path from "node:path";
-import { z } from "zod";
 import { type CodeMapping, defaultMapping } from "./extract.js";
+import { defaultBounds, type ScanBounds } from "./isolated-extract.js";
 import type { ScanLimits } from "./limits.js";
+import type { RulesFile } from "./rules-file.js";
+
+export type { RulesFile };
 
 /** Patterns that betray internals in a message shown to customers: SQL, stack frames, JDBC, class names. */
 export const defaultLeakPatterns = [
@@ -14,59 +15,6 @@ export const defaultLeakPatterns = [
   "\\bjdbc:\\w+:",
   "\\b\\w+Exception:",
 ];
-
-const scriptRule = z.strictObject({
-  name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "rule names are lower-case words joined by hyphens"),
-  source: z.string().optional(),
-  file: z.string().optional(),
-  timeLimitMs: z.number().int().positive().max(10_000).optional(),
-});
-
-/** The rules file (`--rules`, JSON); every field is optional. */
-export const rulesFileSchema = z.strictObject({
-  bases: z.array(z.string()).optional(),
-  codePattern: z.string().optional(),
-  system: z.string().optional(),
-  allowedPrefixes: z.record(z.string(), z.array(z.string().min(1))).optional(),
-  message: z
-    .strictObject({
-      required: z.boolean().optional(),
-      minLength: z.number().int().nonnegative().optional(),
-      maxLength: z.number().int().positive().optional(),
-      leakPatterns: z.array(z.string()).optional(),
-    })
-    .optional(),
-  uniqueMessage: z.boolean().optional(),
-  uniqueFamily: z.boolean().optional(),
-  mapping: z
-    .strictObject({
-      codeShape: z.string().optional(),
-      slots: z
-        .record(
-          z.string(),
-          z.record(
-            z.string(),
-            z.strictObject({ code: z.number().int().nonnegative().optional(), message: z.number().int().nonnegative().optional() }),
-          ),
-        )
-        .optional(),
-      codeFields: z.array(z.string()).optional(),
-      messageFields: z.array(z.string()).optional(),
-    })
-    .optional(),
-  scripts: z.array(scriptRule).optional(),
-  limits: z
-    .strictObject({
-      maxEntries: z.number().int().positive().optional(),
-      maxTotalInflatedBytes: z.number().int().positive().optional(),
-      maxClassBytes: z.number().int().positive().optional(),
-      maxNestedArchiveBytes: z.number().int().positive().optional(),
-      maxNestingDepth: z.number().int().nonnegative().optional(),
-      maxCompressionRatio: z.number().positive().optional(),
-    })
-    .optional(),
-});
-export type RulesFile = z.infer<typeof rulesFileSchema>;
 
 /** Validation rules as the validator uses them. */
 export interface Rules {
@@ -87,6 +35,8 @@ export interface ResolvedConfig {
   rules: Rules;
   mapping: CodeMapping;
   limits: Partial<ScanLimits>;
+  /** Heap and time of the scan's worker thread. */
+  bounds: ScanBounds;
 }
 
 export class ConfigError extends Error {}
@@ -99,31 +49,12 @@ function regex(source: string, what: string): RegExp {
   }
 }
 
-/** Reads and checks a rules file; script files are read relative to it. */
-export async function loadRulesFile(file: string): Promise<RulesFile> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, "utf8"));
-  } catch (err) {
-    throw new ConfigError(`rules file ${file}: ${(err as Error).message}`);
-  }
-  const parsed = rulesFileSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ConfigError(`rules file ${file}: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
-  }
-  for (const s of parsed.data.scripts ?? []) {
-    if (!s.source && !s.file) throw new ConfigError(`rules file ${file}: script ${s.name} needs "source" or "file"`);
-    if (!s.source && s.file) s.source = await readFile(path.resolve(path.dirname(file), s.file), "utf8");
-  }
-  return parsed.data;
-}
-
 /** Merges a rules file with command-line/API overrides into what the scan uses. */
 export function resolveConfig(file: RulesFile, overrides: { bases?: string[]; codePattern?: string } = {}): ResolvedConfig {
   const bases = [...new Set([...(file.bases ?? []), ...(overrides.bases ?? [])])];
   const codePattern = overrides.codePattern ?? file.codePattern;
   const m = file.mapping ?? {};
+  const { maxHeapMb, timeLimitMs, ...readLimits } = file.limits ?? {};
   return {
     bases,
     rules: {
@@ -144,6 +75,7 @@ export function resolveConfig(file: RulesFile, overrides: { bases?: string[]; co
       codeFields: m.codeFields ?? defaultMapping.codeFields,
       messageFields: m.messageFields ?? defaultMapping.messageFields,
     },
-    limits: file.limits ?? {},
+    limits: readLimits,
+    bounds: { maxHeapMb: maxHeapMb ?? defaultBounds.maxHeapMb, timeLimitMs: timeLimitMs ?? defaultBounds.timeLimitMs },
   };
 }

@@ -1,4 +1,5 @@
-import { type DynamicSite, type ErrorCodeEntry, extractErrorCodes, type Problem, type ScanOptions } from "./engine.js";
+import type { DynamicSite, ErrorCodeEntry, ExtractionResult, Problem } from "./engine.js";
+import { defaultBounds, extractBounded, type RowHooks, type ScanBounds } from "./isolated-extract.js";
 import type { ResolvedConfig } from "./rules.js";
 import { createScriptRunner } from "./script-rules.js";
 import { type RegistryEntry, type Violation, validate } from "./validate.js";
@@ -12,6 +13,11 @@ export interface ScanReport {
   dynamicSites: DynamicSite[];
   exceptionClasses: string[];
   problems: Problem[];
+  /**
+   * Why the scan checked nothing, or nothing under a base: no class file could be read, or a base
+   * has subclasses but no code was found under it (the CLI's exit status 3). Empty otherwise.
+   */
+  notChecked: string[];
   /** Codes that passed every rule, to be added to the compliant registry. */
   registryAdditions: RegistryEntry[];
   stats: {
@@ -32,16 +38,20 @@ export interface ScanReport {
   };
 }
 
-/** Reads, extracts and validates: the whole pipeline, with no database. */
+/**
+ * Reads, extracts and validates: the whole pipeline, with no database. Reading and extraction run
+ * in a worker thread held to `bounds`; past them the scan fails with a {@link ScanBoundsError}.
+ */
 export async function scan(
   artifact: string,
   artifactName: string,
   config: ResolvedConfig,
   registry: readonly RegistryEntry[],
-  hooks: Pick<ScanOptions, "onClass" | "onContainer"> = {},
+  hooks: RowHooks = {},
+  bounds: ScanBounds = defaultBounds,
 ): Promise<ScanReport> {
   const started = performance.now();
-  const extraction = await extractErrorCodes(artifact, { bases: config.bases, mapping: config.mapping, limits: config.limits, ...hooks });
+  const extraction = await extractBounded(artifact, { bases: config.bases, mapping: config.mapping, limits: config.limits }, hooks, bounds);
   const runner = config.rules.scripts.length ? await createScriptRunner(config.rules.scripts) : undefined;
   let validation: Awaited<ReturnType<typeof validate>>;
   try {
@@ -60,6 +70,7 @@ export async function scan(
     dynamicSites: extraction.dynamicSites,
     exceptionClasses: extraction.exceptionClasses,
     problems: extraction.problems,
+    notChecked: notChecked(extraction),
     registryAdditions: validation.newlyCompliant,
     stats: {
       ...extraction.stats,
@@ -74,4 +85,21 @@ export async function scan(
       classesPerSecond: Math.round(extraction.stats.classes / Math.max(durationMs / 1000, 0.001)),
     },
   };
+}
+
+/** Reasons a green result would mean nothing: see {@link ScanReport.notChecked}. */
+function notChecked(x: ExtractionResult): string[] {
+  if (x.stats.classes === 0)
+    return [
+      x.problems.length
+        ? `none of the ${x.problems.length} class files could be read (all malformed or unsupported)`
+        : "the artifact holds no class files",
+    ];
+  return x.coverage
+    .filter((b) => b.subclasses > 0 && b.errorCodes === 0)
+    .map(
+      (b) =>
+        `base ${b.base} has ${b.subclasses} subclass${b.subclasses === 1 ? "" : "es"} but no error code was found under it` +
+        (b.dynamicSites ? ` (${b.dynamicSites} site${b.dynamicSites === 1 ? "" : "s"} with a code not statically known)` : ""),
+    );
 }

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { writeZip, type ZipEntryInput } from "./zip-writer.js";
@@ -29,6 +29,21 @@ export function compileFixtures(): CompiledFixtures {
   execFileSync("javac", ["--release", "8", "-nowarn", "-d", java8, ...sources(path.join(fixtures, "java8"))]);
   execFileSync("javac", ["--release", "17", "-nowarn", "-cp", java8, "-d", java17, ...sources(path.join(fixtures, "java17"))]);
   return { root, java8, java17, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/** Compiles Java sources given as text (`{"poison/Failure.java": "…"}`) into a temp dir. */
+export function compileJava(files: Record<string, string>, release = "8"): { dir: string; cleanup(): void } {
+  const root = mkdtempSync(path.join(tmpdir(), "errcode-java-"));
+  const src = path.join(root, "src");
+  const paths = Object.entries(files).map(([name, text]) => {
+    const file = path.join(src, name);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, text);
+    return file;
+  });
+  const dir = path.join(root, "classes");
+  execFileSync("javac", ["--release", release, "-nowarn", "-d", dir, ...paths]);
+  return { dir, cleanup: () => rmSync(root, { recursive: true, force: true }) };
 }
 
 /** Every file under `dir` as zip entries, names relative to it and prefixed. */

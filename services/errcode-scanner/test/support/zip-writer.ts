@@ -7,6 +7,11 @@ export interface ZipEntryInput {
   store?: boolean;
   /** Lie about the inflated size in the headers (a zip bomb's trick). */
   declaredSize?: number;
+  /**
+   * Write no data: point this entry's directory record at entry `sameDataAs`'s local header and
+   * data (an overlapping-entry zip bomb: every entry inflates the same few bytes).
+   */
+  sameDataAs?: number;
 }
 
 /**
@@ -16,12 +21,15 @@ export interface ZipEntryInput {
 export function writeZip(entries: ZipEntryInput[]): Buffer {
   const locals: Buffer[] = [];
   const central: Buffer[] = [];
+  const written: Array<{ offset: number; body: Buffer; crc: number }> = [];
   let offset = 0;
   for (const e of entries) {
     const name = Buffer.from(e.name, "utf8");
-    const body = e.store ? e.data : deflateRawSync(e.data);
-    const crc = crc32(e.data);
+    const shared = e.sameDataAs === undefined ? undefined : written[e.sameDataAs];
+    const body = shared ? shared.body : e.store ? e.data : deflateRawSync(e.data);
+    const crc = shared ? shared.crc : crc32(e.data);
     const method = e.store ? 0 : 8;
+    written.push({ offset: shared ? shared.offset : offset, body, crc });
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
@@ -31,7 +39,7 @@ export function writeZip(entries: ZipEntryInput[]): Buffer {
     local.writeUInt32LE(body.length, 18);
     local.writeUInt32LE(e.declaredSize ?? e.data.length, 22);
     local.writeUInt16LE(name.length, 26);
-    locals.push(local, name, body);
+    if (!shared) locals.push(local, name, body);
     const cd = Buffer.alloc(46);
     cd.writeUInt32LE(0x02014b50, 0);
     cd.writeUInt16LE(20, 4);
@@ -42,9 +50,9 @@ export function writeZip(entries: ZipEntryInput[]): Buffer {
     cd.writeUInt32LE(body.length, 20);
     cd.writeUInt32LE(e.declaredSize ?? e.data.length, 24);
     cd.writeUInt16LE(name.length, 28);
-    cd.writeUInt32LE(offset, 42);
+    cd.writeUInt32LE(shared ? shared.offset : offset, 42);
     central.push(cd, name);
-    offset += 30 + name.length + body.length;
+    if (!shared) offset += 30 + name.length + body.length;
   }
   const cdBuf = Buffer.concat(central);
   const end = Buffer.alloc(22);

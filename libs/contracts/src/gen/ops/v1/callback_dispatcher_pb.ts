@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ops/v1/callback_dispatcher.proto.
  */
 export const file_ops_v1_callback_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("CiBvcHMvdjEvY2FsbGJhY2tfZGlzcGF0Y2hlci5wcm90bxIGb3BzLnYxIqABCg1EcnlSdW5SZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRIMCgRwYXRoGAIgASgJEjMKB2hlYWRlcnMYAyADKAsyIi5vcHMudjEuRHJ5UnVuUmVxdWVzdC5IZWFkZXJzRW50cnkSDAoEYm9keRgEIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJ5Cg5EcnlSdW5SZXNwb25zZRIMCgRydWxlGAEgASgJEhEKCW9iamVjdF9pZBgCIAEoCRISCgp0YXJnZXRfZW52GAMgASgJEhIKCnRhcmdldF91cmwYBCABKAkSDgoGcmVhc29uGAUgASgJEg4KBmRldGFpbBgGIAEoCSIaChhHZXRSdWxlU2V0VmVyc2lvblJlcXVlc3QiLAoZR2V0UnVsZVNldFZlcnNpb25SZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDIr4BChJDYWxsYmFja0Rpc3BhdGNoZWQSDAoEcnVsZRgBIAEoCRIRCglvYmplY3RfaWQYAiABKAkSEgoKdGFyZ2V0X2VudhgDIAEoCRIOCgZyZWFzb24YBCABKAkSDgoGc3RhdHVzGAUgASgFEhIKCmxhdGVuY3lfbXMYBiABKAESDgoGbWV0aG9kGAcgASgJEgwKBHBhdGgYCCABKAkSEgoKcmVxdWVzdF9pZBgJIAEoCRINCgVlcnJvchgKIAEoCSJHChRDYWxsYmFja1J1bGVzQ2hhbmdlZBIOCgZ0YXJnZXQYASABKAkSDgoGYWN0aW9uGAIgASgJEg8KB3ZlcnNpb24YAyABKAMyrgEKGUNhbGxiYWNrRGlzcGF0Y2hlclNlcnZpY2USNwoGRHJ5UnVuEhUub3BzLnYxLkRyeVJ1blJlcXVlc3QaFi5vcHMudjEuRHJ5UnVuUmVzcG9uc2USWAoRR2V0UnVsZVNldFZlcnNpb24SIC5vcHMudjEuR2V0UnVsZVNldFZlcnNpb25SZXF1ZXN0GiEub3BzLnYxLkdldFJ1bGVTZXRWZXJzaW9uUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("CiBvcHMvdjEvY2FsbGJhY2tfZGlzcGF0Y2hlci5wcm90bxIGb3BzLnYxIqABCg1EcnlSdW5SZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRIMCgRwYXRoGAIgASgJEjMKB2hlYWRlcnMYAyADKAsyIi5vcHMudjEuRHJ5UnVuUmVxdWVzdC5IZWFkZXJzRW50cnkSDAoEYm9keRgEIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJ5Cg5EcnlSdW5SZXNwb25zZRIMCgRydWxlGAEgASgJEhEKCW9iamVjdF9pZBgCIAEoCRISCgp0YXJnZXRfZW52GAMgASgJEhIKCnRhcmdldF91cmwYBCABKAkSDgoGcmVhc29uGAUgASgJEg4KBmRldGFpbBgGIAEoCSI5ChVSZXBsYXlDYWxsYmFja1JlcXVlc3QSEwoLZGVjaXNpb25faWQYASABKAkSCwoDZW52GAIgASgJIoIBChZSZXBsYXlDYWxsYmFja1Jlc3BvbnNlEhEKCXJlcGxheV9pZBgBIAEoCRILCgNlbnYYAiABKAkSDgoGc3RhdHVzGAMgASgFEhIKCmxhdGVuY3lfbXMYBCABKAESDQoFZXJyb3IYBSABKAkSFQoNcmVzcG9uc2VfYm9keRgGIAEoCSIaChhHZXRSdWxlU2V0VmVyc2lvblJlcXVlc3QiLAoZR2V0UnVsZVNldFZlcnNpb25SZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDIr4BChJDYWxsYmFja0Rpc3BhdGNoZWQSDAoEcnVsZRgBIAEoCRIRCglvYmplY3RfaWQYAiABKAkSEgoKdGFyZ2V0X2VudhgDIAEoCRIOCgZyZWFzb24YBCABKAkSDgoGc3RhdHVzGAUgASgFEhIKCmxhdGVuY3lfbXMYBiABKAESDgoGbWV0aG9kGAcgASgJEgwKBHBhdGgYCCABKAkSEgoKcmVxdWVzdF9pZBgJIAEoCRINCgVlcnJvchgKIAEoCSJHChRDYWxsYmFja1J1bGVzQ2hhbmdlZBIOCgZ0YXJnZXQYASABKAkSDgoGYWN0aW9uGAIgASgJEg8KB3ZlcnNpb24YAyABKAMy/wEKGUNhbGxiYWNrRGlzcGF0Y2hlclNlcnZpY2USNwoGRHJ5UnVuEhUub3BzLnYxLkRyeVJ1blJlcXVlc3QaFi5vcHMudjEuRHJ5UnVuUmVzcG9uc2USWAoRR2V0UnVsZVNldFZlcnNpb24SIC5vcHMudjEuR2V0UnVsZVNldFZlcnNpb25SZXF1ZXN0GiEub3BzLnYxLkdldFJ1bGVTZXRWZXJzaW9uUmVzcG9uc2USTwoOUmVwbGF5Q2FsbGJhY2sSHS5vcHMudjEuUmVwbGF5Q2FsbGJhY2tSZXF1ZXN0Gh4ub3BzLnYxLlJlcGxheUNhbGxiYWNrUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message ops.v1.DryRunRequest
@@ -105,6 +105,82 @@ export const DryRunResponseSchema: GenMessage<DryRunResponse> = /*@__PURE__*/
   messageDesc(file_ops_v1_callback_dispatcher, 1);
 
 /**
+ * @generated from message ops.v1.ReplayCallbackRequest
+ */
+export type ReplayCallbackRequest = Message<"ops.v1.ReplayCallbackRequest"> & {
+  /**
+   * The decision of the callback to replay (the `id` of GET /_dispatcher/v1/decisions).
+   *
+   * @generated from field: string decision_id = 1;
+   */
+  decisionId: string;
+
+  /**
+   * Environment to send it to; empty: the one it was routed to (never production unless named here).
+   *
+   * @generated from field: string env = 2;
+   */
+  env: string;
+};
+
+/**
+ * Describes the message ops.v1.ReplayCallbackRequest.
+ * Use `create(ReplayCallbackRequestSchema)` to create a new message.
+ */
+export const ReplayCallbackRequestSchema: GenMessage<ReplayCallbackRequest> = /*@__PURE__*/
+  messageDesc(file_ops_v1_callback_dispatcher, 2);
+
+/**
+ * @generated from message ops.v1.ReplayCallbackResponse
+ */
+export type ReplayCallbackResponse = Message<"ops.v1.ReplayCallbackResponse"> & {
+  /**
+   * The replay's id (GET /_dispatcher/v1/decisions/{decision_id} lists them).
+   *
+   * @generated from field: string replay_id = 1;
+   */
+  replayId: string;
+
+  /**
+   * @generated from field: string env = 2;
+   */
+  env: string;
+
+  /**
+   * The environment's answer; 502 / 504 when it could not be reached or did not answer in time.
+   *
+   * @generated from field: int32 status = 3;
+   */
+  status: number;
+
+  /**
+   * @generated from field: double latency_ms = 4;
+   */
+  latencyMs: number;
+
+  /**
+   * Why it failed, when it did.
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+
+  /**
+   * The first 64 KiB of the environment's answer, as text.
+   *
+   * @generated from field: string response_body = 6;
+   */
+  responseBody: string;
+};
+
+/**
+ * Describes the message ops.v1.ReplayCallbackResponse.
+ * Use `create(ReplayCallbackResponseSchema)` to create a new message.
+ */
+export const ReplayCallbackResponseSchema: GenMessage<ReplayCallbackResponse> = /*@__PURE__*/
+  messageDesc(file_ops_v1_callback_dispatcher, 3);
+
+/**
  * @generated from message ops.v1.GetRuleSetVersionRequest
  */
 export type GetRuleSetVersionRequest = Message<"ops.v1.GetRuleSetVersionRequest"> & {
@@ -115,7 +191,7 @@ export type GetRuleSetVersionRequest = Message<"ops.v1.GetRuleSetVersionRequest"
  * Use `create(GetRuleSetVersionRequestSchema)` to create a new message.
  */
 export const GetRuleSetVersionRequestSchema: GenMessage<GetRuleSetVersionRequest> = /*@__PURE__*/
-  messageDesc(file_ops_v1_callback_dispatcher, 2);
+  messageDesc(file_ops_v1_callback_dispatcher, 4);
 
 /**
  * @generated from message ops.v1.GetRuleSetVersionResponse
@@ -132,7 +208,7 @@ export type GetRuleSetVersionResponse = Message<"ops.v1.GetRuleSetVersionRespons
  * Use `create(GetRuleSetVersionResponseSchema)` to create a new message.
  */
 export const GetRuleSetVersionResponseSchema: GenMessage<GetRuleSetVersionResponse> = /*@__PURE__*/
-  messageDesc(file_ops_v1_callback_dispatcher, 3);
+  messageDesc(file_ops_v1_callback_dispatcher, 5);
 
 /**
  * Topic "callback.dispatched": one per callback forwarded (or failed to forward).
@@ -198,7 +274,7 @@ export type CallbackDispatched = Message<"ops.v1.CallbackDispatched"> & {
  * Use `create(CallbackDispatchedSchema)` to create a new message.
  */
 export const CallbackDispatchedSchema: GenMessage<CallbackDispatched> = /*@__PURE__*/
-  messageDesc(file_ops_v1_callback_dispatcher, 4);
+  messageDesc(file_ops_v1_callback_dispatcher, 6);
 
 /**
  * Topic "callback.rules.changed": a rule or environment was created, changed or deleted.
@@ -233,7 +309,7 @@ export type CallbackRulesChanged = Message<"ops.v1.CallbackRulesChanged"> & {
  * Use `create(CallbackRulesChangedSchema)` to create a new message.
  */
 export const CallbackRulesChangedSchema: GenMessage<CallbackRulesChanged> = /*@__PURE__*/
-  messageDesc(file_ops_v1_callback_dispatcher, 5);
+  messageDesc(file_ops_v1_callback_dispatcher, 7);
 
 /**
  * callback-dispatcher: routes third-party callbacks to the test environment that
@@ -263,6 +339,17 @@ export const CallbackDispatcherService: GenService<{
     methodKind: "unary";
     input: typeof GetRuleSetVersionRequestSchema;
     output: typeof GetRuleSetVersionResponseSchema;
+  },
+  /**
+   * Sends a kept callback again, byte for byte, to the environment it was routed to or to a named
+   * one (production only when named). Operator role; audited before it is sent.
+   *
+   * @generated from rpc ops.v1.CallbackDispatcherService.ReplayCallback
+   */
+  replayCallback: {
+    methodKind: "unary";
+    input: typeof ReplayCallbackRequestSchema;
+    output: typeof ReplayCallbackResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ops_v1_callback_dispatcher, 0);

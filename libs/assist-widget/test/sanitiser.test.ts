@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { createSanitiser, maskedSelectValue } from "../src/sanitiser.js";
+
+// The relay's default masked keys (services/assist-relay/src/config.ts).
+const maskedKeys =
+  "pass(word|wd)?|pwd|^pin$|pin_?code|cvv|cvc|card|passport|ssn|acct|account_?no|id_?no|id_?number|id_?card|cert|token|secret|otp|mobile|phone|^tel$|e_?mail|name$|^xm$|sfzh|zjhm|sjhm?|yhkh|authorization|cookie";
+const sanitiser = createSanitiser({ maskedKeys, networkBodyUrls: [], networkBodyMaxBytes: 4096 });
+
+/** Masks `input` and checks that masking again changes nothing (the widget and the relay both apply it). */
+const masked = (input: string) => {
+  const once = sanitiser.text(input);
+  assert.equal(sanitiser.text(once), once, `masking ${JSON.stringify(input)} twice changes nothing`);
+  return once;
+};
+
+test("a masked key's value is masked in JSON inside a console line, also when that JSON is a string inside JSON, and in key: value text", () => {
+  assert.equal(masked('resp {"otp":"123456","ok":true}'), 'resp {"otp":"***","ok":true}');
+  assert.equal(masked('resp {\\"otp\\":\\"123456\\",\\"ok\\":true}'), 'resp {\\"otp\\":\\"***\\",\\"ok\\":true}');
+  assert.equal(masked('{"body":"{\\"otp\\":\\"123456\\"}","status":200}'), '{"body":"{\\"otp\\":\\"***\\"}","status":200}');
+  assert.equal(masked('{"otp": 123456}'), '{"otp": "***"}');
+  assert.equal(masked("sent otp: 123456 to the customer"), "sent otp: *** to the customer");
+  assert.equal(masked("sent otp=123456"), "sent otp=***");
+  assert.equal(masked("{otp: '123456', amount: 12.5}"), "{otp: '***', amount: 12.5}");
+  // Not a masked key, and CSS declarations, are left as they are.
+  assert.equal(masked('order {"amount": 120.5, "at": 1700000000004}'), 'order {"amount": 120.5, "at": 1700000000004}');
+  assert.equal(
+    masked(".spin{animation-name: spin; --card-gap: 4px; font-family: serif}"),
+    ".spin{animation-name: spin; --card-gap: 4px; font-family: serif}",
+  );
+});
+
+test("mobile numbers with the country code, spaces, dashes or full-width digits keep only their first three and last four digits", () => {
+  assert.equal(masked("call +86 138 1234 5678"), "call +86 138 **** 5678");
+  assert.equal(masked("call +86-138-1234-5678"), "call +86-138-****-5678");
+  assert.equal(masked("call 8613812345678"), "call 86138****5678");
+  assert.equal(masked("call 008613812345678"), "call 0086138****5678");
+  assert.equal(masked("call 138 1234 5678"), "call 138 **** 5678");
+  assert.equal(masked("call 13812345678"), "call 138****5678");
+  // Full-width digits are read as digits (NFKC); the rest of the text keeps its own characters.
+  assert.equal(masked("客户：１３８１２３４５６７８，ＶＩＰ"), "客户：138****5678，ＶＩＰ");
+  assert.equal(masked("卡号 ６２２２０２０２００１１２２３３４４６"), "卡号 ***************3446");
+  assert.equal(masked("ＯＴＰ：１２３４５６"), "ＯＴＰ：***");
+});
+
+test("console and network entries keep only the fields the protocol declares", () => {
+  const call = { via: "fetch", method: "GET", url: "http://operator.example/api/me", status: 200, startedAt: 1, durationMs: 2 } as const;
+  const tampered = { ...call, requestHeaders: { authorization: "Bearer sekrit" } };
+  assert.deepEqual(sanitiser.network(tampered), call);
+  assert.deepEqual(sanitiser.console({ level: "log", text: "hello", at: 1, ...{ cookie: "sid=1" } }), {
+    level: "log",
+    text: "hello",
+    at: 1,
+  });
+});
+
+test("a page's stream: sensitive fields' values are masked in snapshots, later input events and attribute changes, whatever the page sent", () => {
+  const element = (id: number, tagName: string, attributes: Record<string, unknown>, childNodes: unknown[] = []) => ({
+    type: 2,
+    id,
+    tagName,
+    attributes,
+    childNodes,
+  });
+  const snapshot = {
+    type: 2,
+    timestamp: 1,
+    data: {
+      node: {
+        type: 0,
+        id: 1,
+        childNodes: [
+          element(2, "body", {}, [
+            element(3, "input", { type: "password", value: "hunter2" }),
+            element(4, "input", { name: "loginName", value: "zhangsan" }),
+            element(5, "input", { class: "assist-unmask", value: "shown" }),
+            element(6, "div", { "data-assist-mask": "" }, [{ type: 3, id: 7, textContent: "Balance 1,024.00" }]),
+            element(8, "select", { name: "cardType", value: "Platinum" }, [
+              element(9, "option", { value: "gold" }),
+              element(10, "option", { value: "platinum", selected: true }),
+            ]),
+          ]),
+        ],
+      },
+    },
+  };
+  const stream = sanitiser.rrwebStream();
+  const [first] = stream([snapshot]);
+  const seen = JSON.stringify(first);
+  for (const secret of ["hunter2", "zhangsan", "1,024.00", "Platinum", '"selected"']) assert.ok(!seen.includes(secret), `${secret} masked`);
+  assert.ok(seen.includes('"value":"*******"'), "a password keeps its length, as the widget masks it");
+  assert.ok(seen.includes(`"value":"${maskedSelectValue}"`), "a masked list shows one placeholder whichever option is chosen");
+  assert.ok(seen.includes('"value":"shown"'), "other fields are left to the widget's allow list");
+
+  const input = (id: number, text: string) => ({ type: 3, timestamp: 2, data: { source: 5, id, text, isChecked: false } });
+  const later = stream([
+    input(3, "hunter22"),
+    input(8, "Gold"),
+    input(5, "still shown"),
+    {
+      type: 3,
+      timestamp: 3,
+      data: {
+        source: 0,
+        adds: [{ parentId: 6, nextId: null, node: { type: 3, id: 11, textContent: "Due 99.00" } }],
+        removes: [],
+        texts: [{ id: 7, value: "Balance 2,048.00" }],
+        attributes: [
+          { id: 4, attributes: { value: "lisi" } },
+          { id: 10, attributes: { selected: "" } },
+        ],
+      },
+    },
+  ]);
+  const after = JSON.stringify(later);
+  for (const secret of ["hunter22", "Gold", "99.00", "2,048.00", "lisi", '"selected"'])
+    assert.ok(!after.includes(secret), `${secret} masked`);
+  assert.ok(after.includes('"text":"still shown"'));
+  const clean = [input(5, "again")];
+  assert.equal(stream(clean), clean, "a frame with nothing to mask comes back as it was");
+});

@@ -1,0 +1,138 @@
+import type { LookupFunction } from "node:net";
+import { hopByHopHeaders } from "@opsplane/callback-agent/hop-by-hop";
+import { type Auditor, actorOf, conflict, notFound, type Principal } from "@opsplane/platform";
+import { type Pool, withTransaction } from "@opsplane/store";
+import { Agent, type Dispatcher } from "undici";
+import { keptCallback } from "./decision-search.js";
+import type { RuleSetCache } from "./rule-set.js";
+
+export interface ReplayRequest {
+  decisionId: string;
+  /** Where to send it; omitted: the environment it was routed to (never production unless named here). */
+  env?: string;
+  principal: Principal | undefined;
+  requestId: string;
+}
+
+export interface ReplayResult {
+  id: string;
+  decisionId: string;
+  env: string;
+  /** The environment's answer; 502 / 504 when it could not be reached or did not answer in time. */
+  status: number;
+  latencyMs: number;
+  error: string | null;
+  response: { headers: Record<string, string>; body: string; truncated: boolean } | null;
+}
+
+/** Answer bytes returned to the operator; the rest is read and dropped. */
+const responseShown = 64 * 1024;
+
+/** Headers the replay sets itself: its own request id, and which callback it replays. */
+const replacedOnReplay = new Set(["x-request-id", "x-replay-of"]);
+
+/**
+ * Sends kept callbacks again, byte for byte: the same method, path and query, the end-to-end
+ * headers as first forwarded (with the replay's own `X-Request-Id` and `X-Replay-Of: <original
+ * request id>`) and the exact body. Each replay is audited before it is sent, so a replay with no
+ * audit row cannot happen; its outcome is recorded with it in `callback_replays`.
+ */
+export function createReplayer(o: { pool: Pool; rules: RuleSetCache; audit: Auditor; timeoutMs: number; lookup: LookupFunction }) {
+  const agent = new Agent({
+    headersTimeout: o.timeoutMs,
+    bodyTimeout: o.timeoutMs,
+    connectTimeout: Math.min(o.timeoutMs, 5_000),
+    connect: { lookup: o.lookup },
+  });
+
+  async function send(baseUrl: string, method: string, target: string, headers: string[], body: Buffer | null) {
+    const base = new URL(baseUrl);
+    const started = performance.now();
+    try {
+      const res = await agent.request({
+        origin: base.origin,
+        path: `${base.pathname.replace(/\/+$/, "")}${target}`,
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: body ?? undefined,
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        if (size < responseShown) chunks.push(chunk);
+        size += chunk.length;
+      }
+      const shown = Buffer.concat(chunks).subarray(0, responseShown);
+      const flat: Record<string, string> = {};
+      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(", ") : v;
+      return {
+        status: res.statusCode,
+        latencyMs: performance.now() - started,
+        error: null,
+        response: { headers: flat, body: shown.toString("utf8"), truncated: size > responseShown },
+      };
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      const timedOut = e.code === "UND_ERR_HEADERS_TIMEOUT" || e.code === "UND_ERR_BODY_TIMEOUT" || e.code === "UND_ERR_CONNECT_TIMEOUT";
+      return { status: timedOut ? 504 : 502, latencyMs: performance.now() - started, error: e.message, response: null };
+    }
+  }
+
+  return {
+    async replay(r: ReplayRequest): Promise<ReplayResult> {
+      const c = await keptCallback(o.pool, r.decisionId);
+      if (!c.kept) throw conflict(`decision ${r.decisionId}: its callback is no longer kept (CALLBACK_RETENTION_DAYS) or was never stored`);
+      if (c.body === null)
+        throw conflict(
+          `decision ${r.decisionId}: its body (${c.bodySize ?? "more than CALLBACK_EXTRACT_LIMIT_BYTES"} bytes) was larger than CALLBACK_STORE_MAX_BYTES and was not kept; it cannot be replayed byte for byte`,
+        );
+      const snapshot = o.rules.current();
+      const envName = r.env ?? c.decision.targetEnv;
+      if (!envName) throw conflict(`decision ${r.decisionId} was routed nowhere (${c.decision.reason}); name the environment to replay to`);
+      const env = snapshot.environments.get(envName);
+      if (!env)
+        throw r.env
+          ? notFound(`no environment ${envName}`)
+          : conflict(`environment ${envName}, where it was routed, no longer exists; name one`);
+      if (env.production && r.env === undefined)
+        throw conflict(
+          `decision ${r.decisionId} was routed to production (${envName}); a replay would send production a duplicate callback. Name it ("env": "${envName}") to replay there`,
+        );
+
+      const headers: string[] = [];
+      for (let i = 0; i + 1 < c.headers.length; i += 2) {
+        const name = c.headers[i]!.toLowerCase();
+        if (replacedOnReplay.has(name) || hopByHopHeaders.has(name) || name === "host") continue;
+        headers.push(c.headers[i]!, c.headers[i + 1]!);
+      }
+      headers.push("x-request-id", r.requestId, "x-replay-of", c.decision.requestId);
+
+      // Audited and recorded before it is sent: no replay happens without its audit row.
+      const id = await withTransaction(o.pool, async (tx) => {
+        const { rows } = await tx.query<{ id: string }>(
+          "INSERT INTO callback_replays (decision_id, target_env, actor, request_id) VALUES ($1, $2, $3, $4) RETURNING id::text AS id",
+          [r.decisionId, env.name, actorOf(r.principal), r.requestId],
+        );
+        await o.audit.record(tx, {
+          principal: r.principal,
+          action: "callback.replay",
+          target: `decision/${r.decisionId}`,
+          after: { env: env.name, production: env.production, replay: rows[0]!.id, originalRequestId: c.decision.requestId },
+          requestId: r.requestId,
+        });
+        return rows[0]!.id;
+      });
+      const sent = await send(env.baseUrl, c.method, c.target, headers, c.body);
+      await o.pool.query("UPDATE callback_replays SET status = $2, latency_ms = $3, error = $4 WHERE id = $1", [
+        id,
+        sent.status,
+        sent.latencyMs,
+        sent.error,
+      ]);
+      return { id, decisionId: r.decisionId, env: env.name, ...sent };
+    },
+    close: () => agent.close(),
+  };
+}
+
+export type Replayer = ReturnType<typeof createReplayer>;

@@ -1,0 +1,23 @@
+import type { App } from "@opsplane/platform";
+import type { Pool } from "@opsplane/store";
+import { decisionDetail, searchDecisions } from "../decision-search.js";
+import type { Replayer } from "../replay.js";
+import { DecisionIdParam, DecisionsQuery, ReplayBody } from "../schemas.js";
+
+const base = "/_dispatcher/v1/decisions";
+
+/** Operators' view of what happened to each callback, and the replay of a kept one. */
+export function registerDecisionRoutes(app: App, d: { pool: Pool; replayer: Replayer }): void {
+  // allowNul: a callback's id may hold a NUL, and it is looked up made storable, as it was stored.
+  app.get(base, { config: { allowNul: true }, schema: { querystring: DecisionsQuery } }, async (req) => searchDecisions(d.pool, req.query));
+
+  app.get(`${base}/:id`, { schema: { params: DecisionIdParam } }, async (req) => decisionDetail(d.pool, req.params.id));
+
+  app.post(
+    `${base}/:id/replay`,
+    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: ReplayBody } },
+    async (req) => ({
+      replay: await d.replayer.replay({ decisionId: req.params.id, env: req.body.env, principal: req.principal, requestId: req.id }),
+    }),
+  );
+}

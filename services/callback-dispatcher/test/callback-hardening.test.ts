@@ -1,0 +1,349 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
+import { after, before, describe, test } from "node:test";
+import { deflateSync, gzipSync } from "node:zlib";
+import { eventually } from "@opsplane/testing";
+import { startDispatcher, viewerKey } from "./helpers/dispatcher.js";
+import { sign, startSignedStub } from "./helpers/signed-stub.js";
+
+// Issue 16, item 5: what a third party (or anyone reaching the one production URL) can send.
+const secret = "platform-secret";
+type Decision = Record<string, unknown>;
+
+/** GBK bytes of 订单 ("order"), as a Chinese platform writes them in a GBK form or XML body. */
+const gbkOrder = Buffer.from([0xb6, 0xa9, 0xb5, 0xa5]);
+const gbkId = "订单-7";
+
+describe("callbacks as third parties really send them", () => {
+  let d: Awaited<ReturnType<typeof startDispatcher>>;
+  let prod: Awaited<ReturnType<typeof startSignedStub>>;
+  let sit: Awaited<ReturnType<typeof startSignedStub>>;
+  let hanging: Awaited<ReturnType<typeof startSignedStub>>;
+
+  before(async () => {
+    prod = await startSignedStub("prod", secret);
+    sit = await startSignedStub("sit", secret);
+    hanging = await startSignedStub("slow", secret, { hang: true });
+    d = await startDispatcher({ UPSTREAM_TIMEOUT_MS: "300" });
+    await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
+    // sit's gateway serves its app under /app: nothing may reach past it.
+    await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: `${sit.url}/app` });
+    await d.api("PUT", "/_dispatcher/v1/environments/slow", { baseUrl: hanging.url });
+    await d.api("PUT", "/_dispatcher/v1/environments/gone", { baseUrl: "http://127.0.0.1:1" });
+    const rule = (pattern: string, id: Record<string, unknown>, callback: Record<string, unknown> = {}) => ({
+      interface: { pattern: "/api/x", id: { kind: "json", expr: "id" } },
+      callback: { pattern, id, ...callback },
+      ttlSeconds: 600,
+    });
+    const rules = {
+      "cb-json": rule("/cb/json/**", { kind: "json", expr: "id" }),
+      "cb-form": rule("/cb/form", { kind: "form", expr: "out_trade_no" }),
+      "cb-xml": rule("/cb/xml", { kind: "xml", expr: "xml.out_trade_no" }),
+      "cb-xml-big": rule("/cb/xml-big", { kind: "xml", expr: "xml.out_trade_no" }, { extractLimitBytes: 262_144 }),
+      "cb-slow": rule("/cb/slow", { kind: "json", expr: "id" }),
+      "cb-gone": rule("/cb/gone", { kind: "json", expr: "id" }),
+    };
+    for (const [name, spec] of Object.entries(rules)) {
+      const res = await d.api("PUT", `/_dispatcher/v1/rules/${name}`, spec);
+      assert.equal(res.status, 200, `${name}: ${JSON.stringify(res.body)}`);
+    }
+    const registrations = [
+      ...["cb-json", "cb-form", "cb-xml", "cb-xml-big"].flatMap((rule) => [
+        { rule, id: "R1" },
+        { rule, id: gbkId },
+      ]),
+    ];
+    assert.equal((await d.api("POST", "/_dispatcher/v1/registrations", { env: "sit", registrations })).status, 200);
+    await d.api("POST", "/_dispatcher/v1/registrations", { env: "slow", registrations: [{ rule: "cb-slow", id: "SLOW" }] });
+    await d.api("POST", "/_dispatcher/v1/registrations", { env: "gone", registrations: [{ rule: "cb-gone", id: "GONE" }] });
+  });
+
+  after(async () => {
+    await d?.close();
+    await Promise.all([prod?.close(), sit?.close(), hanging?.close()]);
+  });
+
+  /** A raw HTTP request: the path goes out exactly as written (fetch would normalise dot segments). */
+  function send(path: string, body: Buffer, headers: Record<string, string> = {}) {
+    const { port } = new URL(d.url);
+    return new Promise<{ status: number; text: string; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
+      const req = http.request(
+        { host: "127.0.0.1", port, method: "POST", path, headers: { "x-signature": sign(secret, body), ...headers } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString(), headers: res.headers }));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+
+  async function decision(requestId: string): Promise<Decision> {
+    return eventually(`decision ${requestId}`, async () => {
+      const { body } = await d.api("GET", "/_dispatcher/v1/decisions?limit=1000");
+      return (body.decisions as Decision[]).find((x) => x.requestId === requestId);
+    });
+  }
+
+  const reached = (stub: typeof sit, url: string, bytes: Buffer) =>
+    stub.received.find((r) => r.url === url && r.verified && r.body.equals(bytes));
+
+  test("a gzip or deflate callback for a registered id reaches its environment with the original bytes and headers", async () => {
+    const plain = Buffer.from('{"id":"R1","status":"PAID"}');
+    for (const [encoding, bytes] of [
+      ["gzip", gzipSync(plain)],
+      ["deflate", deflateSync(plain)],
+    ] as const) {
+      const r = await send(`/cb/json/${encoding}`, bytes, { "content-type": "application/json", "content-encoding": encoding });
+      assert.equal(r.status, 200, r.text);
+      const got = reached(sit, `/app/cb/json/${encoding}`, bytes);
+      assert.ok(got, `${encoding}: sit got the compressed bytes as sent, signature intact`);
+      assert.equal(got.headers["content-encoding"], encoding);
+      assert.equal((await decision(String(r.headers["x-request-id"]))).reason, "registered");
+    }
+  });
+
+  test("a zip bomb is not inflated past the extraction limit: it goes to production, as sent, with the reason", async () => {
+    const bomb = gzipSync(Buffer.from(`{"id":"R1","pad":"${"0".repeat(50_000_000)}"}`));
+    assert.ok(bomb.length < 100_000);
+    const r = await send("/cb/json/bomb", bomb, { "content-type": "application/json", "content-encoding": "gzip" });
+    assert.equal(r.status, 200);
+    assert.ok(reached(prod, "/cb/json/bomb", bomb), "production got the bytes as sent");
+    const dec = await decision(String(r.headers["x-request-id"]));
+    assert.equal(dec.reason, "body_too_large");
+    assert.match(String(dec.detail), /decoded/);
+  });
+
+  test("a form or XML body in the charset its Content-Type declares (GBK) yields the id as registered", async () => {
+    const form = Buffer.concat([
+      Buffer.from("trade_status=TRADE_SUCCESS&out_trade_no="),
+      Buffer.from([...gbkOrder].map((b) => `%${b.toString(16).toUpperCase()}`).join("")),
+      Buffer.from("-7"),
+    ]);
+    const f = await send("/cb/form", form, { "content-type": "application/x-www-form-urlencoded; charset=GBK" });
+    assert.equal(f.status, 200);
+    assert.ok(reached(sit, "/app/cb/form", form), "the GBK form reached sit byte for byte");
+    const xml = Buffer.concat([Buffer.from("<xml><out_trade_no>"), gbkOrder, Buffer.from("-7</out_trade_no></xml>")]);
+    const x = await send("/cb/xml", xml, { "content-type": "text/xml; charset=gb18030" });
+    assert.equal(x.status, 200);
+    assert.ok(reached(sit, "/app/cb/xml", xml), "the GB18030 XML reached sit byte for byte");
+    assert.equal((await decision(String(x.headers["x-request-id"]))).objectId, gbkId);
+    // Without a charset parameter, XML goes by its declaration.
+    const declared = Buffer.concat([
+      Buffer.from('<?xml version="1.0" encoding="GBK"?><xml><out_trade_no>'),
+      gbkOrder,
+      Buffer.from("-7</out_trade_no></xml>"),
+    ]);
+    const dx = await send("/cb/xml", declared, { "content-type": "text/xml" });
+    assert.equal((await decision(String(dx.headers["x-request-id"]))).objectId, gbkId);
+    // A charset no decoder knows: production, and the decision says why.
+    const unknown = await send("/cb/form", form, { "content-type": "application/x-www-form-urlencoded; charset=x-klingon" });
+    assert.ok(reached(prod, "/cb/form", form));
+    assert.match(String((await decision(String(unknown.headers["x-request-id"]))).detail), /charset "x-klingon"/);
+  });
+
+  test("a body over its rule's extraction limit (64 KiB by default) is not parsed: production, with the reason, counted", async () => {
+    const xml = Buffer.from(`<xml><out_trade_no>R1</out_trade_no><pad>${"p".repeat(100_000)}</pad></xml>`);
+    const r = await send("/cb/xml", xml, { "content-type": "text/xml" });
+    assert.equal(r.status, 200);
+    assert.ok(reached(prod, "/cb/xml", xml));
+    const dec = await decision(String(r.headers["x-request-id"]));
+    assert.equal(dec.reason, "body_too_large");
+    assert.match(String(dec.detail), /65536/);
+    const metrics = await (await fetch(`${d.url}/metrics`)).text();
+    assert.match(metrics, /callback_dispatcher_extraction_failures_total\{[^}]*rule="cb-xml",reason="body_too_large"[^}]*\} 1/);
+    // A rule may raise its own limit for a platform that sends more.
+    const big = await send("/cb/xml-big", xml, { "content-type": "text/xml" });
+    assert.ok(reached(sit, "/app/cb/xml-big", xml), JSON.stringify(await decision(String(big.headers["x-request-id"]))));
+  });
+
+  test("encoded dot segments never reach past an environment's path prefix", async () => {
+    const before = sit.received.length + prod.received.length;
+    for (const path of [
+      "/cb/json/%2e%2e/%2e%2e/admin",
+      "/cb/json/%2E%2e/%2E./admin",
+      "/cb/json/.%2e/.%2e/admin",
+      "/cb/json/../../admin",
+      "/cb/json/..;/..;/admin",
+      "/cb/json/%252e%252e/%252e%252e/admin",
+      "/cb/json/..%2f..%2fadmin",
+      "/cb/json/..%5c..%5cadmin",
+    ]) {
+      const r = await send(path, Buffer.from('{"id":"R1"}'), { "content-type": "application/json" });
+      assert.equal(r.status, 400, path);
+      assert.match(r.text, /dot segment/, path);
+    }
+    assert.equal(sit.received.length + prod.received.length, before, "nothing was forwarded");
+    // An ordinary dot in a segment is fine.
+    const ok = await send("/cb/json/notify.do", Buffer.from('{"id":"R1"}'), { "content-type": "application/json" });
+    assert.equal(ok.status, 200);
+    assert.ok(reached(sit, "/app/cb/json/notify.do", Buffer.from('{"id":"R1"}')));
+  });
+
+  test("502 and 504 answers tell the third party nothing internal; the detail stays in the decision", async () => {
+    for (const [path, id, status] of [
+      ["/cb/gone", "GONE", 502],
+      ["/cb/slow", "SLOW", 504],
+    ] as const) {
+      const r = await send(path, Buffer.from(JSON.stringify({ id })), { "content-type": "application/json" });
+      assert.equal(r.status, status);
+      const requestId = String(r.headers["x-request-id"]);
+      assert.doesNotMatch(r.text, /127\.0\.0\.1|http:|gone|slow|ECONNREFUSED/i, r.text);
+      assert.ok(r.text.includes(requestId), "the answer names the request id to quote");
+      const dec = await decision(requestId);
+      assert.match(String(dec.error), status === 502 ? /ECONNREFUSED/ : /timeout/i);
+    }
+  });
+
+  test("an X-Request-Id that is too long or holds other characters is replaced by a new one", async () => {
+    const body = Buffer.from('{"id":"R1"}');
+    for (const given of ["r".repeat(129), "a b", "<script>", "id\u00e9"]) {
+      const r = await send("/cb/json/rid", body, { "content-type": "application/json", "x-request-id": given });
+      const id = String(r.headers["x-request-id"]);
+      assert.match(id, /^[0-9a-f-]{36}$/, given);
+      assert.equal(sit.received.findLast((x) => x.url === "/app/cb/json/rid")?.headers["x-request-id"], id);
+    }
+    const kept = await send("/cb/json/rid", body, { "content-type": "application/json", "x-request-id": "trace-1.2:3" });
+    assert.equal(kept.headers["x-request-id"], "trace-1.2:3");
+  });
+
+  test("a request with two Host headers is refused", async () => {
+    const { port } = new URL(d.url);
+    const before = sit.received.length + prod.received.length;
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), "127.0.0.1", () =>
+        socket.end(
+          'POST /cb/json/hosts HTTP/1.1\r\nHost: dispatcher\r\nHost: evil.example\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{"id":"R1"}',
+        ),
+      );
+      let text = "";
+      socket.on("data", (c) => {
+        text += c;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 400/);
+    assert.match(answer, /Host/);
+    assert.equal(sit.received.length + prod.received.length, before);
+  });
+
+  test("Forwarded, X-Real-IP and X-Forwarded-Proto are rewritten as X-Forwarded-For is, not passed on as the caller wrote them", async () => {
+    const body = Buffer.from('{"id":"R1"}');
+    const r = await send("/cb/json/fwd", body, {
+      "content-type": "application/json",
+      host: "pay.example.com",
+      forwarded: 'for=10.9.9.9;proto=https;host="internal"',
+      "x-real-ip": "10.9.9.9",
+      "x-forwarded-proto": "https",
+      "x-forwarded-for": "10.9.9.9",
+    });
+    assert.equal(r.status, 200);
+    const got = sit.received.findLast((x) => x.url === "/app/cb/json/fwd")!;
+    assert.equal(got.headers["x-real-ip"], "127.0.0.1");
+    assert.equal(got.headers["x-forwarded-proto"], "http");
+    assert.equal(got.headers["x-forwarded-for"], "10.9.9.9, 127.0.0.1");
+    assert.equal(got.headers.forwarded, 'for=10.9.9.9;proto=https;host="internal", for=127.0.0.1;host="pay.example.com";proto=http');
+  });
+
+  test("unknown rule and environment fields are refused, naming the field, not dropped", async () => {
+    // `form` for `from`: dropped silently, the rule would read A's request instead of its response.
+    const typo = await d.api("PUT", "/_dispatcher/v1/rules/typo", {
+      interface: { pattern: "/api/orders", id: { kind: "json", expr: "order.id", form: "response" } },
+      callback: { pattern: "/cb/typo", id: { kind: "json", expr: "id" } },
+      ttlSeconds: 60,
+    });
+    assert.equal(typo.status, 400);
+    assert.match(String(typo.body.message), /interface\.id\.form/);
+    const topLevel = await d.api("PUT", "/_dispatcher/v1/rules/typo", {
+      interface: { pattern: "/api/orders", id: { kind: "json", expr: "order.id" } },
+      callback: { pattern: "/cb/typo", id: { kind: "json", expr: "id" } },
+      ttl: 60,
+      ttlSeconds: 60,
+    });
+    assert.equal(topLevel.status, 400);
+    assert.match(String(topLevel.body.message), /\bttl\b/);
+    assert.equal((await d.api("GET", "/_dispatcher/v1/rules/typo")).status, 404, "nothing was saved");
+    const env = await d.api("PUT", "/_dispatcher/v1/environments/uat", { baseUrl: "http://uat.internal", prodution: true });
+    assert.equal(env.status, 400);
+    assert.match(String(env.body.message), /prodution/);
+    // Connect too (JSON): `bdy` for `body` would dry-run a callback without its body.
+    const rpc = await fetch(`${d.url}/ops.v1.CallbackDispatcherService/DryRun`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${viewerKey}` },
+      body: JSON.stringify({ method: "POST", path: "/cb/form", bdy: "out_trade_no=R1" }),
+    });
+    assert.equal(rpc.status, 400);
+    assert.match(await rpc.text(), /key \\?"bdy\\?" is unknown/);
+    // Query strings too: `objectid` would have listed every decision.
+    const query = await d.api("GET", "/_dispatcher/v1/decisions?objectid=R1");
+    assert.equal(query.status, 400);
+    assert.match(String(query.body.message), /objectid/);
+  });
+});
+
+describe("a memory-hungry script", () => {
+  let d: Awaited<ReturnType<typeof startDispatcher>>;
+  let prod: Awaited<ReturnType<typeof startSignedStub>>;
+  let sit: Awaited<ReturnType<typeof startSignedStub>>;
+
+  before(async () => {
+    prod = await startSignedStub("prod", secret);
+    sit = await startSignedStub("sit", secret);
+    d = await startDispatcher({ SCRIPT_TIME_LIMIT_MS: "20" });
+    await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
+    await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url });
+    // Allocates 100 KB strings faster than the script's time limit is checked.
+    const hungry =
+      "function extract(m) { const b = JSON.parse(m.body); if (b.hungry) { const a = []; for (;;) a.push('x'.repeat(1e5)); } return b.id; }";
+    const res = await d.api("PUT", "/_dispatcher/v1/rules/cb-script", {
+      interface: { pattern: "/api/x", id: { kind: "json", expr: "id" } },
+      callback: {
+        pattern: "/cb/script/**",
+        id: { kind: "script", expr: hungry },
+        sample: { path: "/cb/script/ok", body: '{"id":"S"}', expectId: "S" },
+      },
+      ttlSeconds: 60,
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    await d.api("POST", "/_dispatcher/v1/registrations", { env: "sit", registrations: [{ rule: "cb-script", id: "S1" }] });
+  });
+
+  after(async () => {
+    await d?.close();
+    await Promise.all([prod?.close(), sit?.close()]);
+  });
+
+  test("is stopped at its memory limit, reported as such, and does not hold up the script callbacks behind it", async () => {
+    const post = async (path: string, body: string) => {
+      const started = performance.now();
+      const res = await fetch(`${d.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-signature": sign(secret, body) },
+        body,
+      });
+      await res.arrayBuffer();
+      return { status: res.status, requestId: res.headers.get("x-request-id")!, ms: performance.now() - started };
+    };
+    const hungry = Array.from({ length: 3 }, (_, i) => post(`/cb/script/hungry-${i}`, '{"id":"S1","hungry":true}'));
+    const good = post("/cb/script/ok", '{"id":"S1"}');
+    const [first] = await Promise.all(hungry);
+    const behind = await good;
+    assert.equal(behind.status, 200);
+    assert.ok(
+      sit.received.some((x) => x.url === "/cb/script/ok"),
+      "the good callback reached sit",
+    );
+    const dec = await eventually("the hungry callback's decision", async () => {
+      const { body } = await d.api("GET", "/_dispatcher/v1/decisions?rule=cb-script");
+      return (body.decisions as Decision[]).find((x) => x.requestId === first!.requestId);
+    });
+    assert.equal(dec.reason, "extraction_failed");
+    assert.match(String(dec.detail), /memory limit/);
+    // Three of them used to hold the script's worker for about a second each (5 s each on a slower machine).
+    assert.ok(behind.ms < 1500, `the good callback waited ${Math.round(behind.ms)} ms`);
+  });
+});

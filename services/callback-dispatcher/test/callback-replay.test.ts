@@ -1,0 +1,368 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { eventually } from "@opsplane/testing";
+import { createDecisionLog } from "../src/decision-log.js";
+import { createDecisionRetention } from "../src/decision-retention.js";
+import { agentApp, operatorKey, startDispatcher, viewerKey } from "./helpers/dispatcher.js";
+import { sign, startSignedStub } from "./helpers/signed-stub.js";
+
+const secret = "platform-secret";
+const agentAuth = `Basic ${Buffer.from(`${agentApp.id}:${agentApp.secret}`).toString("base64")}`;
+
+interface Decision {
+  id: string;
+  requestId: string;
+  objectId: string | null;
+  targetEnv: string | null;
+  reason: string;
+  replayable: boolean;
+}
+
+interface Replay {
+  id: string;
+  env: string;
+  targetEnv?: string;
+  status: number;
+  error: string | null;
+}
+
+// A test environment down longer than the third party's retry schedule loses its callback for good,
+// unless the dispatcher keeps it: each callback is kept with its decision and can be sent again.
+describe("kept callbacks: search, show, replay", () => {
+  let d: Awaited<ReturnType<typeof startDispatcher>>;
+  let prod: Awaited<ReturnType<typeof startSignedStub>>;
+  let sit: Awaited<ReturnType<typeof startSignedStub>>;
+  let uat: Awaited<ReturnType<typeof startSignedStub>>;
+
+  before(async () => {
+    prod = await startSignedStub("prod", secret);
+    sit = await startSignedStub("sit", secret);
+    uat = await startSignedStub("uat", secret);
+    d = await startDispatcher({ CALLBACK_STORE_MAX_BYTES: "4096" });
+    assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true })).status, 200);
+    assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: `${sit.url}/app` })).status, 200);
+    assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/uat", { baseUrl: uat.url })).status, 200);
+    const rule = {
+      interface: { pattern: "/api/pay", id: { kind: "query", expr: "orderNo" } },
+      callback: { pattern: "/notify/pay", id: { kind: "query", expr: "order" } },
+      ttlSeconds: 600,
+    };
+    assert.equal((await d.api("PUT", "/_dispatcher/v1/rules/pay", rule)).status, 200);
+    const reg = await fetch(`${d.url}/_dispatcher/v1/registrations`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: agentAuth },
+      body: JSON.stringify({ env: "sit", registrations: [{ rule: "pay", id: "SIT-1" }] }),
+    });
+    assert.equal(reg.status, 200);
+  });
+
+  after(async () => {
+    await d?.close();
+    await Promise.all([prod?.close(), sit?.close(), uat?.close()]);
+  });
+
+  /** A signed callback with a body that is not UTF-8 (GBK text), a foreign Authorization and a cookie. */
+  async function callback(order: string, body: Buffer, requestId: string) {
+    const res = await fetch(`${d.url}/notify/pay?order=${order}&charset=GBK`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded; charset=GBK",
+        "x-signature": sign(secret, body),
+        authorization: "Bearer platform-token-abc",
+        cookie: "session=s3cr3t",
+        "x-request-id": requestId,
+      },
+      body: new Uint8Array(body),
+    });
+    await res.arrayBuffer();
+    return res.status;
+  }
+
+  const gbk = Buffer.from([0x6f, 0x72, 0x64, 0x65, 0x72, 0x3d, 0xd6, 0xa7, 0xb8, 0xb6, 0xb3, 0xc9, 0xb9, 0xa6]); // "order=支付成功" in GBK
+
+  const find = (query: string) =>
+    eventually(`decisions for ${query}`, async () => {
+      const { body } = await d.api("GET", `/_dispatcher/v1/decisions?${query}`, undefined, viewerKey);
+      const list = body.decisions as Decision[];
+      return list.length ? list : undefined;
+    });
+
+  const replay = (id: string, body: object = {}, key?: string) => d.api("POST", `/_dispatcher/v1/decisions/${id}/replay`, body, key);
+
+  test("a callback is kept byte for byte and shown with its secrets masked", async () => {
+    assert.equal(await callback("SIT-1", gbk, "req-keep-1"), 200);
+    const [decision] = await find("requestId=req-keep-1");
+    assert.equal(decision!.targetEnv, "sit");
+    assert.equal(decision!.replayable, true);
+    const { status, body } = await d.api("GET", `/_dispatcher/v1/decisions/${decision!.id}`, undefined, viewerKey);
+    assert.equal(status, 200);
+    const kept = body.callback as {
+      target: string;
+      headers: Array<{ name: string; value: string }>;
+      body: string;
+      bodyText: string | null;
+    };
+    assert.equal(kept.target, "/notify/pay?order=SIT-1&charset=GBK");
+    assert.deepEqual(Buffer.from(kept.body, "base64"), gbk, "the exact bytes, not a re-encoding");
+    assert.equal(kept.bodyText, null, "GBK is not shown as if it were UTF-8");
+    const header = (n: string) => kept.headers.find((h) => h.name.toLowerCase() === n)?.value;
+    assert.equal(header("authorization"), "[masked: 25 bytes]");
+    assert.equal(header("cookie"), "[masked: 14 bytes]");
+    assert.match(header("x-signature") ?? "", /^\[masked: 64 bytes\]$/);
+    assert.equal(header("content-type"), "application/x-www-form-urlencoded; charset=GBK");
+    assert.doesNotMatch(JSON.stringify(body), /platform-token-abc|s3cr3t/);
+  });
+
+  test("a replay re-sends it byte for byte to the environment it was routed to, audited", async () => {
+    const [decision] = await find("requestId=req-keep-1");
+    const before = sit.received.length;
+    const res = await replay(decision!.id);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const r = res.body.replay as Replay;
+    assert.equal(r.env, "sit");
+    assert.equal(r.status, 200);
+    assert.equal(sit.received.length, before + 1);
+    const got = sit.received.at(-1)!;
+    assert.equal(got.url, "/app/notify/pay?order=SIT-1&charset=GBK");
+    assert.deepEqual(got.body, gbk);
+    assert.ok(got.verified, "the platform's signature still verifies");
+    assert.equal(got.headers.authorization, "Bearer platform-token-abc");
+    assert.equal(got.headers["x-replay-of"], "req-keep-1");
+    const audit = await d.svc.ctx.pool.query<{ actor: string; after: { env: string } }>(
+      "SELECT actor, after FROM audit_log WHERE action = 'callback.replay' AND target = $1",
+      [`decision/${decision!.id}`],
+    );
+    assert.deepEqual(
+      audit.rows.map((x) => [x.actor, x.after.env]),
+      [["key:ops", "sit"]],
+    );
+    const detail = await d.api("GET", `/_dispatcher/v1/decisions/${decision!.id}`, undefined, viewerKey);
+    assert.deepEqual(
+      (detail.body.replays as Replay[]).map((x) => [x.targetEnv, x.status]),
+      [["sit", 200]],
+    );
+  });
+
+  test("a callback lost while its environment was down is delivered by a replay once it is back", async () => {
+    await sit.close();
+    assert.equal(await callback("SIT-1", Buffer.from("order=SIT-1&n=2"), "req-down-1"), 502);
+    const [decision] = await find("requestId=req-down-1");
+    assert.equal(decision!.reason, "registered");
+    const down = await replay(decision!.id);
+    assert.equal((down.body.replay as Replay).status, 502);
+    sit = await startSignedStub("sit", secret);
+    assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: `${sit.url}/app` })).status, 200);
+    const up = await replay(decision!.id);
+    assert.equal((up.body.replay as Replay).status, 200);
+    assert.deepEqual(sit.received.at(-1)?.body, Buffer.from("order=SIT-1&n=2"));
+  });
+
+  test("a replay goes to a named test environment; to production only when production is named", async () => {
+    const [toSit] = await find("requestId=req-keep-1");
+    const named = await replay(toSit!.id, { env: "uat" });
+    assert.equal((named.body.replay as Replay).env, "uat");
+    assert.deepEqual(uat.received.at(-1)?.body, gbk);
+
+    assert.equal(await callback("PROD-7", Buffer.from("order=PROD-7"), "req-prod-1"), 200);
+    const [toProd] = await find("requestId=req-prod-1");
+    assert.equal(toProd!.targetEnv, "prod");
+    const prodBefore = prod.received.length;
+    const refused = await replay(toProd!.id);
+    assert.equal(refused.status, 409);
+    assert.match(String(refused.body.message), /routed to production \(prod\).*Name it \("env": "prod"\)/);
+    assert.equal(prod.received.length, prodBefore, "nothing sent to production");
+    const explicit = await replay(toProd!.id, { env: "prod" });
+    assert.equal((explicit.body.replay as Replay).status, 200);
+    assert.equal(prod.received.length, prodBefore + 1);
+  });
+
+  test("Connect ReplayCallback replays too, for operators only", async () => {
+    const [decision] = await find("requestId=req-keep-1");
+    const rpc = (key: string) =>
+      fetch(`${d.url}/ops.v1.CallbackDispatcherService/ReplayCallback`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+        body: JSON.stringify({ decisionId: decision!.id, env: "uat" }),
+      });
+    const before = uat.received.length;
+    const denied = await rpc(viewerKey);
+    assert.equal(denied.status, 403);
+    assert.equal(((await denied.json()) as { code: string }).code, "permission_denied");
+    assert.equal(uat.received.length, before);
+    const res = await rpc(operatorKey);
+    assert.equal(res.status, 200);
+    const out = (await res.json()) as { replayId: string; env: string; status: number };
+    assert.equal(out.env, "uat");
+    assert.equal(out.status, 200);
+    assert.ok(out.replayId);
+    assert.deepEqual(uat.received.at(-1)?.body, gbk);
+  });
+
+  test("only operators replay: a viewer gets 403 and nothing is sent", async () => {
+    const [decision] = await find("requestId=req-keep-1");
+    const before = sit.received.length;
+    const res = await replay(decision!.id, {}, viewerKey);
+    assert.equal(res.status, 403);
+    assert.equal(sit.received.length, before);
+  });
+
+  test("a body over CALLBACK_STORE_MAX_BYTES is recorded but not kept: its replay is refused, naming why", async () => {
+    const big = Buffer.from(`order=SIT-1&pad=${"x".repeat(5000)}`);
+    assert.equal(await callback("SIT-1", big, "req-big-1"), 200);
+    const [decision] = await find("requestId=req-big-1");
+    assert.equal(decision!.replayable, false);
+    const res = await replay(decision!.id);
+    assert.equal(res.status, 409);
+    assert.match(String(res.body.message), /larger than CALLBACK_STORE_MAX_BYTES/);
+  });
+
+  test("decisions are searched by reason, rule, id, request id and time range, a page at a time", async () => {
+    const from = new Date().toISOString();
+    for (let i = 0; i < 5; i++) assert.equal(await callback(`PG-${i}`, Buffer.from(`order=PG-${i}`), `req-page-${i}`), 200);
+    await find("requestId=req-page-4");
+    const seen: string[] = [];
+    let token = "";
+    for (let pages = 0; pages < 5; pages++) {
+      const { body } = await d.api(
+        "GET",
+        `/_dispatcher/v1/decisions?reason=not_registered&rule=pay&from=${encodeURIComponent(from)}&limit=2${token ? `&pageToken=${token}` : ""}`,
+        undefined,
+        viewerKey,
+      );
+      seen.push(...(body.decisions as Decision[]).map((x) => x.requestId));
+      token = String(body.nextPageToken);
+      if (!token) break;
+    }
+    assert.deepEqual(seen, ["req-page-4", "req-page-3", "req-page-2", "req-page-1", "req-page-0"]);
+    assert.deepEqual(
+      (await find("objectId=PG-2")).map((x) => x.requestId),
+      ["req-page-2"],
+    );
+    const none = await d.api("GET", `/_dispatcher/v1/decisions?to=${encodeURIComponent(from)}&requestId=req-page-1`, undefined, viewerKey);
+    assert.deepEqual(none.body.decisions, []);
+    const bad = await d.api("GET", "/_dispatcher/v1/decisions?from=yesterday", undefined, viewerKey);
+    assert.equal(bad.status, 400);
+    assert.match(String(bad.body.message), /from must be an RFC 3339 date-time/);
+  });
+
+  test("a decision PostgreSQL refuses is logged without its callback's headers and body (they may hold credentials)", async () => {
+    const lines: Array<{ level: string; fields: object }> = [];
+    const at = (level: string) => (fields: object) => void lines.push({ level, fields });
+    const decisionLog = createDecisionLog({
+      pool: d.svc.ctx.pool,
+      bus: d.svc.ctx.bus,
+      log: { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") },
+      flushMs: 10_000,
+      maxQueue: 1000,
+      closeTimeoutMs: 5_000,
+      events: "none",
+      onDrop: () => {},
+      storeMaxBytes: 4096,
+    });
+    try {
+      decisionLog.add({
+        at: Date.now(),
+        requestId: "req-unstorable-1",
+        method: "POST",
+        path: "/notify/pay",
+        rule: undefined,
+        objectId: undefined,
+        targetEnv: "prod",
+        reason: "no_rule",
+        detail: undefined,
+        status: 2 ** 40, // out of range for the integer column: refused alone
+        latencyMs: 1,
+        error: undefined,
+        payload: { target: "/notify/pay", headers: ["Authorization", "Bearer leaked-token"], body: Buffer.from("card=4111") },
+      });
+      await decisionLog.flush();
+      const logged = JSON.stringify(lines.filter((l) => l.level === "error"));
+      assert.match(logged, /req-unstorable-1/);
+      assert.doesNotMatch(logged, /leaked-token|Y2FyZD00MTEx/);
+    } finally {
+      await decisionLog.close();
+    }
+  });
+
+  test("callbacks written in one flush each keep their own bytes, beside ones kept without a body or with an empty one", async () => {
+    const decisionLog = createDecisionLog({
+      pool: d.svc.ctx.pool,
+      bus: d.svc.ctx.bus,
+      log: d.svc.ctx.log,
+      flushMs: 10_000,
+      maxQueue: 1000,
+      closeTimeoutMs: 5_000,
+      events: "all",
+      onDrop: () => {},
+      storeMaxBytes: 16,
+    });
+    const sent: Array<[string, Buffer | undefined]> = [
+      ["req-flush-a", Buffer.from([0x00, 0xff, 0x41, 0x0a])],
+      ["req-flush-large", Buffer.alloc(17, 0x78)], // over storeMaxBytes: kept without its body
+      ["req-flush-empty", Buffer.alloc(0)],
+      ["req-flush-unread", undefined], // not read whole: kept without body or size
+      ["req-flush-b", Buffer.from("out_trade_no=B2", "latin1")],
+    ];
+    try {
+      for (const [requestId, body] of sent)
+        decisionLog.add({
+          at: Date.now(),
+          requestId,
+          method: "POST",
+          path: "/notify/pay",
+          rule: undefined,
+          objectId: undefined,
+          targetEnv: "prod",
+          reason: "no_rule",
+          detail: undefined,
+          status: 200,
+          latencyMs: 1,
+          error: undefined,
+          payload: { target: `/notify/pay?r=${requestId}`, headers: ["X-Req", requestId], body },
+        });
+      await decisionLog.flush();
+    } finally {
+      await decisionLog.close();
+    }
+    const shown = async (requestId: string) => {
+      const [decision] = await find(`requestId=${requestId}`);
+      const { body } = await d.api("GET", `/_dispatcher/v1/decisions/${decision!.id}`, undefined, viewerKey);
+      return body.callback as { target: string; headers: unknown[]; body: string | null; bodySize: number | null };
+    };
+    for (const [requestId, body] of sent) {
+      const callback = await shown(requestId);
+      assert.equal(callback.target, `/notify/pay?r=${requestId}`);
+      assert.deepEqual(callback.headers, [{ name: "X-Req", value: requestId }]);
+      assert.equal(callback.bodySize, body?.length ?? null, requestId);
+      const kept = body && body.length <= 16 ? body.toString("base64") : null;
+      assert.equal(callback.body, kept, `${requestId}: its own bytes, exactly`);
+    }
+  });
+
+  test("kept callbacks go after CALLBACK_RETENTION_DAYS while their decisions stay; their replay is refused", async () => {
+    const [decision] = await find("requestId=req-page-0");
+    await d.svc.ctx.pool.query("UPDATE callback_payloads SET at = now() - interval '3 days' WHERE decision_id = $1", [decision!.id]);
+    const retention = createDecisionRetention({
+      pool: d.svc.ctx.pool,
+      schema: "callback-dispatcher",
+      retentionDays: 14,
+      callbackRetentionDays: 2,
+      sweepMs: 3_600_000,
+      log: d.svc.ctx.log,
+    });
+    try {
+      await eventually("the payload swept", async () =>
+        (await d.svc.ctx.pool.query("SELECT 1 FROM callback_payloads WHERE decision_id = $1", [decision!.id])).rowCount === 0
+          ? true
+          : undefined,
+      );
+    } finally {
+      await retention.close();
+    }
+    const [still] = await find("requestId=req-page-0");
+    assert.equal(still!.replayable, false);
+    const res = await replay(decision!.id);
+    assert.equal(res.status, 409);
+    assert.match(String(res.body.message), /no longer kept \(CALLBACK_RETENTION_DAYS\)/);
+  });
+});
