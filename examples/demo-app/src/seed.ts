@@ -69,12 +69,23 @@ export async function seedDemo(o: SeedOptions): Promise<string[]> {
   });
   if (o.databaseUrl) {
     const u = new URL(o.databaseUrl);
+    const config = { host: u.hostname, port: Number(u.port || 5432), database: u.pathname.slice(1), user: decodeURIComponent(u.username) };
     await create("resource middleware/loan-db", "/resources/middleware/loan-db", {
       type: "postgresql",
-      config: { host: u.hostname, port: Number(u.port || 5432), database: u.pathname.slice(1), user: decodeURIComponent(u.username) },
+      config,
       ...(u.password ? { secrets: { password: decodeURIComponent(u.password) } } : {}),
       description: "the loan demo's database",
     });
+    // The launcher's PostgreSQL may listen elsewhere than last run: the resource follows it (a change
+    // config-center pushes to db.main, so running instances rebuild their loan book on it too).
+    const stored = (await (await api("GET", "/resources/middleware/loan-db")).json()) as {
+      revision?: number;
+      config?: Record<string, unknown>;
+    };
+    if (stored.config && (Object.keys(config) as Array<keyof typeof config>).some((k) => stored.config?.[k] !== config[k])) {
+      await api("PUT", "/resources/middleware/loan-db", { type: "postgresql", config, expectRevision: stored.revision });
+      created.push("resource middleware/loan-db (moved to this run's database)");
+    }
     await create(`technical db.main (${o.env})`, `/items/technical/${demoAppId}/${o.env}/db.main`, {
       value: { $ref: "middleware/loan-db" },
       category: "database",
