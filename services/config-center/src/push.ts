@@ -56,6 +56,8 @@ export class InstanceSocket {
   constructor(
     readonly identity: RegisteredInstance,
     readonly ws: WebSocket,
+    /** When its handshake began checking the app's access (this replica's clock). */
+    readonly checkedAtMs = Date.now(),
   ) {}
 
   send(message: ToInstance): void {
@@ -261,7 +263,10 @@ export class PushHub {
           : e.appState === "environments"
             ? [4001, "app environments changed: reconnect"]
             : [4001, "app credentials changed: get a new token"];
-      for (const s of this.byApp.get(e.app) ?? []) s.ws.close(reason[0] as number, reason[1] as string);
+      // Only sockets whose access was checked before the change reached this replica: one checked
+      // after it (the app's cached access was dropped on arrival) already holds what the change allows.
+      for (const s of this.byApp.get(e.app) ?? [])
+        if (s.checkedAtMs <= e.receivedAtMs) s.ws.close(reason[0] as number, reason[1] as string);
     }
     const changes = events.filter((e) => e.kind !== "app" && e.kind !== "instance");
     if (!changes.length) return;

@@ -149,6 +149,9 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
         };
         // Cached metadata of the app ("" = shared: of every app) is stale from here on; a connection changes none.
         if (change.kind !== "instance") metadata.invalidate(change.app);
+        // Tokens and access of a changed app are re-read from here on, so sockets whose handshake
+        // starts now hold the new access and the hub's cycle leaves them open.
+        if (change.kind === "app") apps.forget(change.app);
         hub.enqueue(change);
       },
     });

@@ -95,6 +95,59 @@ describe("the push hub on one replica", () => {
     }
   });
 
+  test("an app change closes the sockets checked before it arrived, not one whose handshake began after (it holds the new access)", async () => {
+    const ctx = env.centers[0]!.ctx;
+    const pool = createPool(env.db.url, { schema: "config_center", applicationName: "push-hub-test", max: 1 });
+    const hub = new PushHub({
+      pool,
+      resources: new ResourceStore(pool, new ChangeLog(ctx.bus), ctx.audit, undefined),
+      metrics: createConfigMetrics(new Registry()),
+      log: ctx.log,
+      cycleMs: 3_600_000,
+      inlineMaxBytes: 65_536,
+      replica: "test-replica",
+      onAppChanged: () => {},
+    });
+    const identity = () => ({
+      instanceId: crypto.randomUUID(),
+      appId: "loan",
+      app: "loan",
+      appVersion: "",
+      env: "prod",
+      labels: {},
+      podName: "",
+      podNamespace: "",
+    });
+    try {
+      const before = await socketPair();
+      const checkedBefore = new InstanceSocket(identity(), before.serverSide, Date.now() - 1_000);
+      hub.add(checkedBefore);
+      hub.enqueue({
+        version: 0,
+        kind: "app",
+        app: "loan",
+        env: "",
+        key: "",
+        action: "update",
+        graySelector: undefined,
+        appState: "environments",
+        connection: 0,
+        replica: "",
+      });
+      // A handshake that began after the change arrived, connected before the next cycle ran.
+      const after = await socketPair();
+      const checkedAfter = new InstanceSocket(identity(), after.serverSide, Date.now() + 1);
+      hub.add(checkedAfter);
+      const closed = new Promise<number>((resolve) => before.serverSide.once("close", resolve));
+      await hub.cycle();
+      assert.equal(await closed, 4001);
+      assert.equal(after.serverSide.readyState, after.serverSide.OPEN, "the socket checked after the change stays open");
+    } finally {
+      hub.close();
+      await pool.end();
+    }
+  });
+
   test("push latency is timed on the pushing replica's clock, whatever the committing replica's clock says", async () => {
     const base = env.urls[0]!;
     const i = await Instance.start(base, { appId: "loan", secret: "loan-secret-0123" });

@@ -19,7 +19,7 @@ export interface SocketDeps {
 
 export const socketPath = (instanceId: string) => `/config/v1/instances/${instanceId}/socket`;
 
-const accepted = new WeakMap<FastifyRequest, { identity: RegisteredInstance; version: number }>();
+const accepted = new WeakMap<FastifyRequest, { identity: RegisteredInstance; version: number; checkedAtMs: number }>();
 
 /**
  * The long-lived connection of one instance (seed steps 7, 10 and 15). The handshake carries the
@@ -38,18 +38,21 @@ export function installInstanceSocket(d: SocketDeps): void {
       preValidation: async (req) => {
         const { instanceId } = req.params as { instanceId: string };
         const { version } = req.query as { version?: string };
+        // Taken before the access checks read the app: an app change that reached this replica later
+        // may have been checked against stale access, one that reached it earlier was not.
+        const checkedAtMs = Date.now();
         const appId = await d.apps.verifyToken(header(req));
         const identity = await d.instances.identity(instanceId);
         if (identity.appId !== appId) throw forbidden(`instance ${instanceId} does not belong to app ${appId}`);
         await d.apps.checkEnvironment(appId, identity.env);
         const from = version === undefined || version === "" ? 0 : Number(version);
         if (!Number.isSafeInteger(from) || from < 0) throw badRequest("version must be the non-negative version the instance already has");
-        accepted.set(req, { identity, version: from });
+        accepted.set(req, { identity, version: from, checkedAtMs });
       },
     },
     (ws, req) => {
-      const { identity, version } = accepted.get(req)!;
-      const s = new InstanceSocket(identity, ws);
+      const { identity, version, checkedAtMs } = accepted.get(req)!;
+      const s = new InstanceSocket(identity, ws, checkedAtMs);
       const limiter = new FloodGuard(d.maxMessagesPerSecond);
       const refuse = (reason: string, detail: string) => {
         d.metrics.socketRefusals.inc({ reason });
