@@ -29,10 +29,7 @@ export interface ConfigSocketOptions {
 }
 
 /** Close codes after which reconnecting cannot help (config-center's README, "Instance protocol"). */
-const final = new Map<number, string>([
-  [4003, "the app is disabled at config-center"],
-  [4009, "a newer connection of this instance replaced this one"],
-]);
+const final = new Map<number, string>([[4003, "the app is disabled at config-center"]]);
 
 /**
  * The long connection to config-center (seed steps 7, 10, 15): heartbeats, pushed changes applied
@@ -54,6 +51,8 @@ export class ConfigSocket {
   private readonly link: OnceLog;
   private readonly garbageSeen = new Set<string>();
   private readonly errorsSeen = new Set<string>();
+  /** When a 4009 last closed the socket: a second one within a minute stops reconnecting. */
+  private replacedAt: number | undefined;
   /** How many times the socket opened; the first opening is the connection, later ones reconnections. */
   opened = 0;
 
@@ -132,7 +131,11 @@ export class ConfigSocket {
       this.o.onConnection(false);
       const reason = String(reasonBuffer);
       if (refusedWith !== undefined) return this.refused(refusedWith);
-      const stop = final.get(code);
+      // 4009 once: reconnect at once. Replicas number connections in separate transactions, so a
+      // replacement can be announced out of order; a second 4009 within a minute is another process
+      // with this instance id, which then keeps it.
+      const replaced = code === 4009 && this.replacedAt !== undefined && Date.now() - this.replacedAt < 60_000;
+      const stop = replaced ? "a newer connection of this instance replaced this one twice within a minute" : final.get(code);
       if (stop) {
         this.closed = true;
         this.o.log.error(`config socket closed for good (${code}): ${stop}${reason ? ` (${reason})` : ""}; not reconnecting`, { code });
@@ -141,7 +144,8 @@ export class ConfigSocket {
       const why = reason || failure;
       this.link.problem(`close:${code}`, `config socket closed (${code}${why ? `: ${why}` : ""}); reconnecting`, { code });
       if (code === 4001) this.newTokenFirst = true;
-      if (code === 1001) {
+      if (code === 4009) this.replacedAt = Date.now();
+      if (code === 1001 || code === 4009) {
         // config-center is shutting down (a rollout): another replica takes the connection now.
         this.attempt = 0;
         return void this.connect();
