@@ -110,6 +110,9 @@ function uniqueColumns(header: string[]): string[] {
   return header;
 }
 
+/** The line (from 1) of the character at `index`. */
+const lineAt = (text: string, index: number) => (text.slice(0, index).match(/\r\n|\r|\n/g)?.length ?? 0) + 1;
+
 /** Private-use code points: where legacy decoders (GBK's 0xFF, …) put bytes their charset does not define. */
 const privateUse = /[\uE000-\uF8FF\u{F0000}-\u{FFFFD}\u{100000}-\u{10FFFD}]/u;
 
@@ -135,11 +138,15 @@ export function decodeDictionaryText(bytes: Buffer, contentType: string | undefi
       charset === "utf-8" || charset === "utf8"
         ? " (an Excel export in Chinese is usually GBK: send Content-Type: text/csv; charset=gbk)"
         : "";
-    throw badRequest(`the dictionary is not valid ${charset}${hint}`);
+    // Where: the first replacement character a lenient decoding puts in their place.
+    const lenient = new TextDecoder(charset).decode(bytes);
+    const at = lenient.indexOf("\uFFFD");
+    const where = at < 0 ? "" : `: CSV line ${lineAt(lenient, at)} (the header is line 1) has bytes ${charset} does not define`;
+    throw badRequest(`the dictionary is not valid ${charset}${where}${hint}`);
   }
   const undefinedAt = decoder.encoding === "utf-8" ? -1 : text.search(privateUse);
   if (undefinedAt >= 0) {
-    const line = (text.slice(0, undefinedAt).match(/\r\n|\r|\n/g)?.length ?? 0) + 1;
+    const line = lineAt(text, undefinedAt);
     const codePoint = text.codePointAt(undefinedAt)!.toString(16).toUpperCase();
     throw badRequest(
       `the dictionary is not valid ${charset}: CSV line ${line} (the header is line 1) has bytes ${charset} does not define (read as U+${codePoint})`,

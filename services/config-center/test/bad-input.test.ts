@@ -176,10 +176,8 @@ describe("bad input is refused with the reason and leaves nothing half-written (
       contentType: "text/csv; charset=gbk",
     });
     assert.equal(r.status, 400);
-    assert.equal(
-      r.body.message,
-      "the dictionary is not valid gbk: CSV line 3 (the header is line 1) has bytes gbk does not define (read as U+F8F5)",
-    );
+    // Node 20's GBK decoder reads 0xFF as a private-use character, Node 24's refuses it: the same answer either way.
+    assert.match(r.body.message, /^the dictionary is not valid gbk: CSV line 3 \(the header is line 1\) has bytes gbk does not define/);
     assert.equal(await changeCount(), before, "nothing was written");
   });
 
