@@ -18,9 +18,11 @@ export interface KafkaSettings {
 }
 
 // Answers kafkajs logs at ERROR although it retries them itself, as a fresh topic or group settles
-// (seen on a new broker: "This server does not host this topic-partition" right after creation).
+// (seen on a new broker: "This server does not host this topic-partition" right after creation), and
+// "Topic creation errors", logged for every topic another service created first (kafkajs's admin
+// then counts that as done; any other reason reaches create() below and is thrown with the broker's words).
 const settlingErrors =
-  /does not host this topic-partition|no leader for this topic-partition|coordinator is not available|not the correct coordinator|group is rebalancing/i;
+  /does not host this topic-partition|no leader for this topic-partition|coordinator is not available|not the correct coordinator|group is rebalancing|topic creation errors/i;
 
 /** A kafkajs client whose log lines go to the bus logger. */
 export function createKafka(s: KafkaSettings, logger: BusLogger): Kafka {
