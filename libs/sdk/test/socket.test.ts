@@ -26,7 +26,8 @@ describe("the config socket against a real config-center", () => {
       const seen: string[] = [];
       sdk.config.onChange<string>("db.url", async (value, previous) => {
         seen.push(`first start ${previous} -> ${value} (get: ${sdk.config.get("db.url")})`);
-        await new Promise((r) => setTimeout(r, 100));
+        // A turn of the event loop: the second hook must still wait for this one to end.
+        await new Promise((r) => setImmediate(r));
         seen.push("first end");
       });
       sdk.config.onChange("db.url", () => {
