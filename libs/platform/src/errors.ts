@@ -99,7 +99,7 @@ function describe(err: FastifyError | AppError, bodyLimit: number): AppError {
   if (err instanceof AppError) return err;
   const known = asAppError(err);
   if (known) return known;
-  if (err.validation) return new AppError(400, "invalid_request", err.message, err.validation);
+  if (err.validation) return unknownField(err) ?? new AppError(400, "invalid_request", err.message, err.validation);
   switch (err.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return payloadTooLarge(bodyLimit);
@@ -113,6 +113,24 @@ function describe(err: FastifyError | AppError, bodyLimit: number): AppError {
   const status = err.statusCode ?? 500;
   if (status >= 400 && status < 500) return new AppError(status, "bad_request", err.message);
   return new AppError(500, "internal", internalErrorMessage);
+}
+
+/**
+ * ajv's "must NOT have additional properties", made to name the field (`interface.id.form`). The
+ * kit's validator refuses undeclared fields instead of dropping them (fastify's default), so a
+ * misspelt field is a 400 the caller can read, not a setting silently ignored.
+ */
+function unknownField(err: FastifyError): AppError | undefined {
+  const first = err.validation?.[0];
+  if (first?.keyword !== "additionalProperties") return undefined;
+  const extra = (first.params as { additionalProperty?: unknown }).additionalProperty;
+  if (typeof extra !== "string") return undefined;
+  const path = first.instancePath
+    .split("/")
+    .slice(1)
+    .map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"));
+  const field = [...path, extra].join(".");
+  return badRequest(`unknown field "${field}": not part of this request (a typo?)`, { field, in: err.validationContext });
 }
 
 /** What a caller sees of a bug, over REST and Connect alike: the request id leads to the log line. */

@@ -168,6 +168,8 @@ export async function startService<E extends ConfigShape>(
         .send({ error: "bad_request", message: `the URL cannot be read: ${err.message}` });
     },
     forceCloseConnections: "idle",
+    // Fastify's validator drops a field a schema closes out; ours refuses it (see errors.ts).
+    ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installRequestIdHeader(app);
   // Connections that were busy when shutdown began would otherwise stay open, idle, until the

@@ -73,6 +73,20 @@ describe("a service built on the kit", () => {
     assert.match(body.message, /size/);
   });
 
+  test("a field the schema does not declare is a 400 naming it, and nothing is stored", async () => {
+    const res = await call("/things", {
+      method: "POST",
+      headers: { ...json, ...bearer(keys.operator) },
+      body: JSON.stringify({ name: "typo", size: 1, szie: 2 }),
+    });
+    assert.equal(res.status, 400, "fastify's default would drop `szie` and create the thing");
+    const body = (await res.json()) as { error: string; message: string; details: { field: string } };
+    assert.equal(body.details.field, "szie");
+    assert.match(body.message, /unknown field "szie"/);
+    const list = await svc.ctx.pool.query("SELECT 1 FROM things WHERE name = 'typo'");
+    assert.equal(list.rowCount, 0);
+  });
+
   test("an oversize body is refused with 413", async () => {
     const res = await call("/things", {
       method: "POST",

@@ -267,8 +267,12 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
     widget.send({ t: "console", entries: [{ level: "log", text: "fine", at: 2 }] });
     await developer.next("the valid line after the refusals", (m) => m.t === "console");
     assert.equal(developer.inbox.filter((m) => m.t === "console").length, 1);
-    const trail = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
-    const reasons = (trail.body.refusals as Array<{ reason: string }>).map((r) => r.reason).sort();
+    // Refusals are recorded beside the relaying, not before it: the trail is read until all three are in.
+    const reasons = await eventually("three refusals in the session's trail", async () => {
+      const trail = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
+      const found = (trail.body.refusals as Array<{ reason: string }>).map((r) => r.reason).sort();
+      return found.length >= 3 ? found : undefined;
+    });
     assert.deepEqual(reasons, ["malformed", "malformed", "message-too-large"]);
     developer.close();
     widget.close();

@@ -19,7 +19,6 @@ import { callbackFront } from "./routes/callbacks.js";
 import { registerDecisionRoutes } from "./routes/decisions.js";
 import { dispatcherRpc } from "./rpc.js";
 import { createRuleSetCache } from "./rule-set.js";
-import { refuseUnknownFields } from "./unknown-fields.js";
 
 /** Routes third-party callbacks to the test environment that started the business object, or to production. */
 export const definition: ServiceDefinition<typeof dispatcherEnv> = {
@@ -117,7 +116,6 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
     });
     ctx.onClose(() => retention.close());
 
-    refuseUnknownFields(ctx.app, "/_dispatcher/");
     const replayer = createReplayer({
       pool: ctx.pool,
       rules,
@@ -157,7 +155,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       "callback dispatcher ready",
     );
     return {
-      rpc: [dispatcherRpc({ rules, registry, replayer })],
+      rpc: [dispatcherRpc({ rules, registry, replayer, pool: ctx.pool })],
       checks: {
         replicas: async () => {
           if (roster.conflict) throw new Error(roster.conflict);

@@ -27,7 +27,6 @@ import { explainOversizedMessages, installInstanceSocket } from "./routes/instan
 import { installAppRoutes } from "./routes/manage-apps.js";
 import { importPath, installItemRoutes } from "./routes/manage-items.js";
 import { installResourceRoutes } from "./routes/manage-resources.js";
-import { refuseUnknownFields } from "./routes/strict-validation.js";
 import { appRpc } from "./rpc/app-rpc.js";
 import { centerRpc } from "./rpc/center-rpc.js";
 import { ScriptCheck } from "./script-check.js";
@@ -179,7 +178,6 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
       await pruning.close();
     });
 
-    refuseUnknownFields(app);
     nameBodyLimits(app, { body: config.BODY_LIMIT_BYTES, import: config.IMPORT_BODY_LIMIT_BYTES }, importPath);
     await app.register(swagger, {
       openapi: {
