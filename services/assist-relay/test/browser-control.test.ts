@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { chromiumArgs, chromiumPath } from "@opsplane/testing";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { asDeveloper, call, developerKey, handlerKey, otherDeveloperKey, startRelays } from "./harness.js";
+import type { Page } from "playwright-core";
+import { type BrowserStage, browserSkip, startBrowserStage } from "./browser-stage.js";
+import { asDeveloper, call, developerKey, handlerKey, otherDeveloperKey } from "./harness.js";
 
 function operatorPage(relay: string) {
   return `<!doctype html><html><body>
@@ -24,12 +21,9 @@ function operatorPage(relay: string) {
   </body></html>`;
 }
 
-describe("control and presence with two watching developers", {
-  skip: existsSync(chromiumPath) ? false : `${chromiumPath} not found`,
-}, () => {
-  let env: Awaited<ReturnType<typeof startRelays>>;
-  let site: Server;
-  let browser: Browser;
+describe("control and presence with two watching developers", { skip: browserSkip }, () => {
+  let stage: BrowserStage;
+  let env: BrowserStage["env"];
   let operator: Page;
   let dev: Page;
   let dev2: Page;
@@ -38,22 +32,16 @@ describe("control and presence with two watching developers", {
   let key: string;
 
   before(async () => {
-    site = createServer((_req, res) => void res.writeHead(200, { "content-type": "text/html" }).end(operatorPage(relay)));
-    await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
-    const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
-    env = await startRelays(2, { redis: true, origins: [siteUrl] });
-    relay = env.relays[0]!.url;
-    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
-    operator = await (await browser.newContext()).newPage();
-    dev = await (await browser.newContext()).newPage();
-    dev2 = await (await browser.newContext()).newPage();
-    await operator.goto(siteUrl);
+    stage = await startBrowserStage({
+      site: (_req, res, relayUrl) => void res.writeHead(200, { "content-type": "text/html" }).end(operatorPage(relayUrl)),
+      relays: 2,
+    });
+    ({ env, relay, operator } = stage);
+    dev = await stage.newPage();
+    dev2 = await stage.newPage();
+    await operator.goto(stage.siteUrl);
   });
-  after(async () => {
-    await browser?.close();
-    await env?.close();
-    site?.close();
-  });
+  after(() => stage?.close());
 
   const join = async (page: Page, relayUrl: string, apiKey: string) => {
     await page.goto(`${relayUrl}/console`);

@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { createServer, request, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { request } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { brotliDecompressSync } from "node:zlib";
-import { chromiumArgs, chromiumPath } from "@opsplane/testing";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { developerKey, startRelays } from "./harness.js";
+import type { Page } from "playwright-core";
+import { type BrowserStage, browserSkip, startBrowserStage } from "./browser-stage.js";
+import { developerKey } from "./harness.js";
 
 /** A GET whose body is not decompressed, to see what travels. */
 const rawGet = (url: string, headers: Record<string, string>) =>
@@ -20,40 +18,30 @@ const rawGet = (url: string, headers: Record<string, string>) =>
       .end();
   });
 
-describe("embedding: the widget on a page with a strict Content-Security-Policy, served compressed", {
-  skip: existsSync(chromiumPath) ? false : `${chromiumPath} not found`,
-}, () => {
-  let env: Awaited<ReturnType<typeof startRelays>>;
-  let site: Server;
-  let browser: Browser;
+describe("embedding: the widget on a page with a strict Content-Security-Policy, served compressed", { skip: browserSkip }, () => {
+  let stage: BrowserStage;
   let operator: Page;
   let relay: string;
   const violations: string[] = [];
 
   before(async () => {
-    site = createServer((_req, res) => {
-      // The strictest policy a bank's page has: no inline style or script at all; the relay allowed for the widget.
-      const csp = `default-src 'self'; script-src ${relay}; style-src 'self'; connect-src ${relay} ${relay.replace("http", "ws")}; img-src 'self'`;
-      res
-        .writeHead(200, { "content-type": "text/html", "content-security-policy": csp })
-        .end(`<!doctype html><html><body><h1 id="title">Payments</h1><script src="${relay}/assist/widget.js"></script></body></html>`);
+    stage = await startBrowserStage({
+      site: (_req, res, relayUrl) => {
+        // The strictest policy a bank's page has: no inline style or script at all; the relay allowed for the widget.
+        const csp = `default-src 'self'; script-src ${relayUrl}; style-src 'self'; connect-src ${relayUrl} ${relayUrl.replace("http", "ws")}; img-src 'self'`;
+        res
+          .writeHead(200, { "content-type": "text/html", "content-security-policy": csp })
+          .end(`<!doctype html><html><body><h1 id="title">Payments</h1><script src="${relayUrl}/assist/widget.js"></script></body></html>`);
+      },
+      redis: false,
     });
-    await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
-    const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
-    env = await startRelays(1, { redis: false, origins: [siteUrl] });
-    relay = env.relays[0]!.url;
-    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
-    operator = await (await browser.newContext()).newPage();
+    ({ relay, operator } = stage);
     operator.on("console", (m) => {
       if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
     });
-    await operator.goto(siteUrl);
+    await operator.goto(stage.siteUrl);
   });
-  after(async () => {
-    await browser?.close();
-    await env?.close();
-    site?.close();
-  });
+  after(() => stage?.close());
 
   test("under style-src 'self' the widget is styled and its hidden sections stay hidden; assistance works", async () => {
     const help = operator.locator("#opsplane-assist [data-toggle]");
@@ -69,7 +57,7 @@ describe("embedding: the widget on a page with a strict Content-Security-Policy,
       /^\w{4}-\w{4}-\w{4}$/.test(document.querySelector("#opsplane-assist [data-key]")?.textContent ?? ""),
     );
 
-    const developer = await (await browser.newContext()).newPage();
+    const developer = await stage.newPage();
     developer.on("console", (m) => {
       if (/Content Security Policy/i.test(m.text())) violations.push(`console: ${m.text()}`);
     });

@@ -1,50 +1,37 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { chromiumArgs, chromiumPath } from "@opsplane/testing";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { asDeveloper, developerKey, handlerKey, otherDeveloperKey, startRelays } from "./harness.js";
+import type { Page } from "playwright-core";
+import { type BrowserStage, browserSkip, startBrowserStage } from "./browser-stage.js";
+import { asDeveloper, developerKey, handlerKey, otherDeveloperKey } from "./harness.js";
 
 const keyPattern = /^\w{4}-\w{4}-\w{4}$/;
 
-describe("connection keys in the browser: limits per API key, the operator told of a dead key", {
-  skip: existsSync(chromiumPath) ? false : `${chromiumPath} not found`,
-}, () => {
-  let env: Awaited<ReturnType<typeof startRelays>>;
-  let site: Server;
-  let browser: Browser;
+describe("connection keys in the browser: limits per API key, the operator told of a dead key", { skip: browserSkip }, () => {
+  let stage: BrowserStage;
   let operator: Page;
   let relay: string;
 
   before(async () => {
-    site = createServer((_req, res) => {
-      res
-        .writeHead(200, { "content-type": "text/html" })
-        .end(`<!doctype html><h1>Orders</h1><script src="${relay}/assist/widget.js"></script>`);
-    });
-    await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
-    const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
-    env = await startRelays(1, {
-      redis: true,
-      origins: [siteUrl],
+    stage = await startBrowserStage({
+      site: (_req, res, relayUrl) =>
+        void res
+          .writeHead(200, { "content-type": "text/html" })
+          .end(`<!doctype html><h1>Orders</h1><script src="${relayUrl}/assist/widget.js"></script>`),
       // Behind the chart's Ingress every developer reaches the relay from one address.
-      env: { ASSIST_CLIENT_MAX_FAILURES: "3", ASSIST_KEY_MAX_ATTEMPTS: "3", ASSIST_KEY_TTL_SECONDS: "10", TRUSTED_PROXIES: "127.0.0.1/32" },
+      relayEnv: {
+        ASSIST_CLIENT_MAX_FAILURES: "3",
+        ASSIST_KEY_MAX_ATTEMPTS: "3",
+        ASSIST_KEY_TTL_SECONDS: "10",
+        TRUSTED_PROXIES: "127.0.0.1/32",
+      },
     });
-    relay = env.relays[0]!.url;
-    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
-    operator = await (await browser.newContext()).newPage();
-    await operator.goto(siteUrl);
+    ({ relay, operator } = stage);
+    await operator.goto(stage.siteUrl);
   });
-  after(async () => {
-    await browser?.close();
-    await env?.close();
-    site?.close();
-  });
+  after(() => stage?.close());
 
   const developerConsole = async (apiKey: string) => {
-    const page = await (await browser.newContext()).newPage();
+    const page = await stage.newPage();
     await page.goto(`${relay}/console`);
     await page.fill("#api-key", apiKey);
     return page;

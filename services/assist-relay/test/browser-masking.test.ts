@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { chromiumArgs, chromiumPath } from "@opsplane/testing";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { assistEnv } from "../src/config.js";
-import { asDeveloper, call, developerKey, startRelays } from "./harness.js";
+import { type BrowserStage, browserSkip, startBrowserStage } from "./browser-stage.js";
+import { asDeveloper, call, developerKey } from "./harness.js";
 
 // The issue's sensitive values: each must be masked wherever it leaves the page.
 const card = "6222020200112233446"; // UnionPay, Luhn-valid
@@ -86,47 +83,34 @@ const profile = JSON.stringify({
   note: `paid with ${visa}, mail ${email}`,
 });
 
-describe("masking: one sanitiser, configured at the relay, on live frames, history and the stored recording", {
-  skip: existsSync(chromiumPath) ? false : `${chromiumPath} not found`,
-}, () => {
-  let env: Awaited<ReturnType<typeof startRelays>>;
-  let site: Server;
-  let browser: Browser;
+describe("masking: one sanitiser, configured at the relay, on live frames, history and the stored recording", { skip: browserSkip }, () => {
+  let stage: BrowserStage;
   let operator: Page;
   let developer: Page;
   let relay: string;
   let sessionId: string;
 
   before(async () => {
-    site = createServer((req, res) => {
-      if (req.url?.startsWith("/api/profile")) return void res.writeHead(200, { "content-type": "application/json" }).end(profile);
-      if (req.url === "/api/statement") return void res.writeHead(200, { "content-type": "text/plain" }).end(notCaptured);
-      if (req.url === "/api/heartbeat") return void res.writeHead(204).end();
-      res.writeHead(200, { "content-type": "text/html" }).end(operatorPage(relay));
-    });
-    await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
-    const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
-    env = await startRelays(1, {
+    stage = await startBrowserStage({
+      site: (req, res, relayUrl) => {
+        if (req.url?.startsWith("/api/profile")) return void res.writeHead(200, { "content-type": "application/json" }).end(profile);
+        if (req.url === "/api/statement") return void res.writeHead(200, { "content-type": "text/plain" }).end(notCaptured);
+        if (req.url === "/api/heartbeat") return void res.writeHead(204).end();
+        res.writeHead(200, { "content-type": "text/html" }).end(operatorPage(relayUrl));
+      },
       redis: false,
-      origins: [siteUrl],
-      env: {
+      relayEnv: {
         ASSIST_NETWORK_BODY_URLS: "/api/profile",
         ASSIST_MASKED_KEYS: `${assistEnv.ASSIST_MASKED_KEYS.parse(undefined)}|custGrade`,
       },
     });
-    relay = env.relays[0]!.url;
-    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
-    operator = await (await browser.newContext()).newPage();
-    developer = await (await browser.newContext()).newPage();
+    ({ relay, operator } = stage);
+    developer = await stage.newPage();
     const policy = operator.waitForResponse((r) => r.url().endsWith("/assist/policy"));
-    await operator.goto(`${siteUrl}/customer?access_token=${accessToken}&idNo=${residentId}`);
+    await operator.goto(`${stage.siteUrl}/customer?access_token=${accessToken}&idNo=${residentId}`);
     await policy;
   });
-  after(async () => {
-    await browser?.close();
-    await env?.close();
-    site?.close();
-  });
+  after(() => stage?.close());
 
   const liveView = () =>
     developer.evaluate(() => {

@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { chromiumArgs, chromiumPath, eventually } from "@opsplane/testing";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { asDeveloper, call, developerKey, openWidget, startRelays } from "./harness.js";
+import { eventually } from "@opsplane/testing";
+import type { Page } from "playwright-core";
+import { type BrowserStage, browserSkip, startBrowserStage } from "./browser-stage.js";
+import { asDeveloper, call, developerKey, openWidget } from "./harness.js";
 
 /** Two same-origin pages of the operator's application, each with the widget. */
 function operatorPage(relay: string, title: string) {
@@ -17,35 +15,26 @@ function operatorPage(relay: string, title: string) {
   </body></html>`;
 }
 
-describe("sessions survive drops: a dropped socket, a relay restart, a page load, a console reload", {
-  skip: existsSync(chromiumPath) ? false : `${chromiumPath} not found`,
-}, () => {
-  let env: Awaited<ReturnType<typeof startRelays>>;
-  let site: Server;
-  let browser: Browser;
+describe("sessions survive drops: a dropped socket, a relay restart, a page load, a console reload", { skip: browserSkip }, () => {
+  let stage: BrowserStage;
+  let env: BrowserStage["env"];
   let operator: Page;
   let developer: Page;
   let relay: string;
   let sessionId: string;
 
   before(async () => {
-    site = createServer((req, res) => {
-      res.writeHead(200, { "content-type": "text/html" }).end(operatorPage(relay, req.url === "/second" ? "Second page" : "Orders"));
+    stage = await startBrowserStage({
+      site: (req, res, relayUrl) =>
+        void res
+          .writeHead(200, { "content-type": "text/html" })
+          .end(operatorPage(relayUrl, req.url === "/second" ? "Second page" : "Orders")),
     });
-    await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
-    const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
-    env = await startRelays(1, { redis: true, origins: [siteUrl] });
-    relay = env.relays[0]!.url;
-    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
-    operator = await (await browser.newContext()).newPage();
-    developer = await (await browser.newContext()).newPage();
-    await operator.goto(siteUrl);
+    ({ env, relay, operator } = stage);
+    developer = await stage.newPage();
+    await operator.goto(stage.siteUrl);
   });
-  after(async () => {
-    await browser?.close();
-    await env?.close();
-    site?.close();
-  });
+  after(() => stage?.close());
 
   const inView = (selector: string, text: string) =>
     developer.waitForFunction(

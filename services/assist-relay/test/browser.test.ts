@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { chromiumArgs, chromiumPath } from "@opsplane/testing";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { asDeveloper, call, developerKey, startRelays } from "./harness.js";
+import type { Page } from "playwright-core";
+import { type BrowserStage, browserSkip, startBrowserStage } from "./browser-stage.js";
+import { asDeveloper, call, developerKey } from "./harness.js";
 
 const secretPassword = "S3cret-pass-778";
 const cardNumber = "6222020200112233445";
@@ -29,12 +26,8 @@ function operatorPage(relay: string) {
   </body></html>`;
 }
 
-describe("assist in the browser: operator page with the widget and the developer console", {
-  skip: existsSync(chromiumPath) ? false : `${chromiumPath} not found`,
-}, () => {
-  let env: Awaited<ReturnType<typeof startRelays>>;
-  let site: Server;
-  let browser: Browser;
+describe("assist in the browser: operator page with the widget and the developer console", { skip: browserSkip }, () => {
+  let stage: BrowserStage;
   let operator: Page;
   let developer: Page;
   let relay: string;
@@ -42,32 +35,23 @@ describe("assist in the browser: operator page with the widget and the developer
   const widgetSocketUrls: string[] = [];
 
   before(async () => {
-    site = createServer((req, res) => {
-      if (req.url === "/api/balance") {
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ balance: 1200, cardNumber }));
-        return;
-      }
-      res.writeHead(200, { "content-type": "text/html" }).end(operatorPage(relay));
+    stage = await startBrowserStage({
+      site: (req, res, relayUrl) => {
+        if (req.url === "/api/balance") {
+          res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ balance: 1200, cardNumber }));
+          return;
+        }
+        res.writeHead(200, { "content-type": "text/html" }).end(operatorPage(relayUrl));
+      },
+      relayEnv: { ASSIST_NETWORK_BODY_URLS: "/api/**" },
     });
-    await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
-    const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
-    env = await startRelays(1, { redis: true, origins: [siteUrl], env: { ASSIST_NETWORK_BODY_URLS: "/api/**" } });
-    relay = env.relays[0]!.url;
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: chromiumArgs,
-    });
-    operator = await (await browser.newContext()).newPage();
+    ({ relay, operator } = stage);
     // The clipboard, for a paste into the live view.
-    developer = await (await browser.newContext({ permissions: ["clipboard-read", "clipboard-write"] })).newPage();
+    developer = await stage.newPage({ permissions: ["clipboard-read", "clipboard-write"] });
     operator.on("websocket", (ws) => widgetSocketUrls.push(ws.url()));
-    await operator.goto(siteUrl);
+    await operator.goto(stage.siteUrl);
   });
-  after(async () => {
-    await browser?.close();
-    await env?.close();
-    site?.close();
-  });
+  after(() => stage?.close());
 
   const replayed = (selector: string, prop: "textContent" | "value") =>
     developer.evaluate(
