@@ -1,3 +1,4 @@
+export * from "./app-resources.js";
 export * from "./cloudevents.js";
 export * from "./event-data.js";
 export * from "./gen/ops/v1/assist_pb.js";

@@ -1,3 +1,4 @@
+export type { ReportedResourceJson as ReportedResource } from "@opsplane/contracts";
 export type { ExpressAdapter } from "./adapters/express.js";
 export type { OpsplaneFastifyPlugin } from "./adapters/fastify.js";
 export { GovernanceRejection, type Guard, type GuardOptions } from "./adapters/guard.js";
@@ -9,7 +10,7 @@ export { type DistributedLock, LockBusyError, type LockLease, type LockOptions }
 export { createLogger, type LogLevel } from "./logger.js";
 export { optionsFromEnv, type SdkOptions, SdkOptionsError } from "./options.js";
 export { type CallLogOptions, callLogPlugin, definePlugin, type PluginContext, type SdkPlugin, timingPlugin } from "./plugins.js";
-export type { ReportedResource, ResourceDeclaration } from "./resources-report.js";
+export type { ResourceDeclaration } from "./resources-report.js";
 export type { ChangeHook } from "./run-hooks.js";
 export type { BusinessParamsView, Sdk, SdkState, TechnicalConfigView } from "./sdk.js";
 export { SdkRefusedError, startSdk } from "./sdk.js";

@@ -1,25 +1,7 @@
+import type { ReportedResourceJson as ReportedResource } from "@opsplane/contracts";
 import type { SdkLogger } from "./contracts.js";
 import { OnceLog } from "./logger.js";
 import { backoffDelay } from "./retry.js";
-
-/** One interface, queue or job as config-center's app resources hold it (module 2025). */
-export interface ReportedResource {
-  /** The code governance rules and reports are keyed by. */
-  code: string;
-  /** The handler's signature, e.g. `LoanController.apply(LoanApplication)`. */
-  handler?: string;
-  /** JSON Schema of the parameters. */
-  params?: unknown;
-  /** Validation rules. */
-  rules?: unknown;
-  description?: string;
-  method?: string;
-  path?: string;
-  topic?: string;
-  cron?: string;
-  /** JSON Schema of the response. */
-  response?: unknown;
-}
 
 export interface ResourceDeclaration {
   interfaces?: ReportedResource[];

@@ -1,20 +1,7 @@
+import type { ReportedResourceJson as ReportedResource } from "@opsplane/contracts";
 import { badRequest, notFound } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
 import type { RegisteredInstance } from "./instances.js";
-
-/** One interface, queue or job as an instance reports it (seed step 11). */
-export interface ReportedResource {
-  code: string;
-  handler?: string;
-  params?: unknown;
-  rules?: unknown;
-  description?: string;
-  method?: string;
-  path?: string;
-  topic?: string;
-  cron?: string;
-  response?: unknown;
-}
 
 export type AppResourceKind = "interface" | "queue" | "job";
 
