@@ -38,9 +38,9 @@ describe("the push hub on one replica", () => {
     return { serverSide: await accepted, received };
   }
 
-  test("a live push newer than the catch-up, waiting while it was read, is sent right after it", async () => {
+  /** A hub of this replica's on a pool of one connection, so a test can hold that connection to order the hub's reads. */
+  function hubOnOneConnection() {
     const ctx = env.centers[0]!.ctx;
-    // One connection, handed out first come first served: the cycle reads before the catch-up does.
     const pool = createPool(env.db.url, { schema: "config_center", applicationName: "push-hub-test", max: 1 });
     const hub = new PushHub({
       pool,
@@ -52,19 +52,27 @@ describe("the push hub on one replica", () => {
       replica: "test-replica",
       onAppChanged: () => {},
     });
+    return { pool, hub };
+  }
+
+  /** A fresh prod instance of the loan app. */
+  const identity = () => ({
+    instanceId: crypto.randomUUID(),
+    appId: "loan",
+    app: "loan",
+    appVersion: "",
+    env: "prod",
+    labels: {},
+    podName: "",
+    podNamespace: "",
+  });
+
+  test("a live push newer than the catch-up, waiting while it was read, is sent right after it", async () => {
+    // One connection, handed out first come first served: the cycle reads before the catch-up does.
+    const { pool, hub } = hubOnOneConnection();
     try {
       const { serverSide, received } = await socketPair();
-      const identity = {
-        instanceId: crypto.randomUUID(),
-        appId: "loan",
-        app: "loan",
-        appVersion: "",
-        env: "prod",
-        labels: {},
-        podName: "",
-        podNamespace: "",
-      };
-      const s = new InstanceSocket(identity, serverSide);
+      const s = new InstanceSocket(identity(), serverSide);
       hub.add(s);
       const held = await pool.connect();
       hub.enqueue({
@@ -96,28 +104,7 @@ describe("the push hub on one replica", () => {
   });
 
   test("an app change closes the sockets checked before it arrived, not one whose handshake began after (it holds the new access)", async () => {
-    const ctx = env.centers[0]!.ctx;
-    const pool = createPool(env.db.url, { schema: "config_center", applicationName: "push-hub-test", max: 1 });
-    const hub = new PushHub({
-      pool,
-      resources: new ResourceStore(pool, new ChangeLog(ctx.bus), ctx.audit, undefined),
-      metrics: createConfigMetrics(new Registry()),
-      log: ctx.log,
-      cycleMs: 3_600_000,
-      inlineMaxBytes: 65_536,
-      replica: "test-replica",
-      onAppChanged: () => {},
-    });
-    const identity = () => ({
-      instanceId: crypto.randomUUID(),
-      appId: "loan",
-      app: "loan",
-      appVersion: "",
-      env: "prod",
-      labels: {},
-      podName: "",
-      podNamespace: "",
-    });
+    const { pool, hub } = hubOnOneConnection();
     try {
       const before = await socketPair();
       const checkedBefore = new InstanceSocket(identity(), before.serverSide, Date.now() - 1_000);
