@@ -1,5 +1,5 @@
-import { AppError, badRequest } from "@opsplane/platform";
-import { createSandbox, type Sandbox, SandboxError } from "@opsplane/sandbox";
+import { AppError, badRequest, unavailable } from "@opsplane/platform";
+import { createSandbox, type Sandbox, SandboxError, SandboxUnavailableError } from "@opsplane/sandbox";
 
 /** A function defined ahead of the script, on its own line, so the sandbox has an entry to find whatever the script defines. */
 const entry = "configCenterLoadCheck";
@@ -31,6 +31,8 @@ export class ScriptCheck {
       (await (await this.sandbox).compile(preamble + source, { entry, timeLimitMs: 1_000 })).dispose();
     } catch (err) {
       if (!(err instanceof SandboxError)) throw err;
+      // The sandbox could not run the check (closing, no worker): the script was not judged.
+      if (err instanceof SandboxUnavailableError) throw unavailable(`${what} could not be checked: ${err.message}`, 5);
       // Positions count from the script's first line, not the preamble's.
       const line = err.line === undefined ? undefined : err.line - 1;
       const at = line === undefined ? "" : ` at line ${line}, column ${err.column}`;
