@@ -1,5 +1,5 @@
-import { createSandbox, type JsonValue, type Script } from "@opsplane/sandbox";
-import type { ScriptCompiler } from "./rules/index.js";
+import { createSandbox, type JsonValue, SandboxUnavailableError, type Script } from "@opsplane/sandbox";
+import { ExtractionError, type ScriptCompiler } from "./rules/index.js";
 
 export interface ScriptLimitsOptions {
   timeLimitMs?: number;
@@ -33,7 +33,16 @@ export async function createSandboxScripts(limits: ScriptLimitsOptions = {}): Pr
         compiled.set(source, script);
       }
       const ready = script;
-      return async (input) => (await (await ready).call(input as unknown as JsonValue)).value;
+      return async (input) => {
+        try {
+          return (await (await ready).call(input as unknown as JsonValue)).value;
+        } catch (err) {
+          // Closed, or no worker could start: not the script's verdict on this input.
+          if (err instanceof SandboxUnavailableError)
+            throw new ExtractionError("script_unavailable", `script could not run: ${err.message}`);
+          throw err;
+        }
+      };
     },
     close: () => sandbox.close(),
   };

@@ -1,5 +1,5 @@
 /** What went wrong, as a stable string for HTTP error bodies, logs and metrics. */
-export type SandboxErrorKind = "compile" | "timeout" | "memory" | "stack" | "script" | "output" | "crash";
+export type SandboxErrorKind = "compile" | "timeout" | "memory" | "stack" | "script" | "output" | "crash" | "unavailable";
 
 /** Plain form of a sandbox error; crosses the worker boundary and rebuilds the typed class on the host. */
 export interface SandboxFailure {
@@ -59,6 +59,13 @@ export class SandboxOutputError extends SandboxError {
 export class SandboxCrashError extends SandboxError {
   readonly kind = "crash";
 }
+/**
+ * The call did not run, or was stopped, for the sandbox's own reason: it is closed, or its worker
+ * could not start. Says nothing about the script: the same call may work later.
+ */
+export class SandboxUnavailableError extends SandboxError {
+  readonly kind = "unavailable";
+}
 
 const classes = {
   compile: SandboxCompileError,
@@ -68,6 +75,7 @@ const classes = {
   script: SandboxScriptError,
   output: SandboxOutputError,
   crash: SandboxCrashError,
+  unavailable: SandboxUnavailableError,
 } satisfies Record<SandboxErrorKind, new (failure: SandboxFailure) => SandboxError>;
 
 export function toSandboxError(failure: SandboxFailure): SandboxError {

@@ -8,6 +8,7 @@ export {
   SandboxScriptError,
   SandboxStackError,
   SandboxTimeoutError,
+  SandboxUnavailableError,
 } from "./errors.js";
 export { defaultLimits, type ScriptLimits, type ScriptOptions } from "./limits.js";
 export { createSandbox, Sandbox, type SandboxOptions } from "./sandbox.js";

@@ -40,7 +40,7 @@ export class Sandbox {
     return new Script(placed, slot);
   }
 
-  /** Stops the workers; pending and later calls fail with SandboxCrashError. */
+  /** Stops the workers; pending and later calls fail with SandboxUnavailableError. */
   async close(): Promise<void> {
     await Promise.all(this.slots.map((slot) => slot.close()));
   }

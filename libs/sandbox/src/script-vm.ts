@@ -1,4 +1,5 @@
 import type { QuickJSContext, QuickJSHandle, QuickJSRuntime, QuickJSWASMModule, VmCallResult } from "quickjs-emscripten";
+import type { Engine } from "./engine.js";
 import type { SandboxErrorKind, SandboxFailure } from "./errors.js";
 import { formatBytes, type ScriptLimits } from "./limits.js";
 import { LogBuffer } from "./log-buffer.js";
@@ -40,8 +41,8 @@ type Described = { name: string; message: string; stack: string } | { thrown: st
 type Failure = Omit<SandboxFailure, "logs">;
 export type CallOutcome = { ok: true; output: string; logs: string[] } | { ok: false; failure: SandboxFailure };
 
-/** Error kinds after which the runtime may be half-way through something: start from a fresh one. */
-const poisoning = new Set<SandboxErrorKind>(["timeout", "memory", "stack"]);
+/** Calls stopped at a limit: the runtime may be half-way through something, so the next call starts from a fresh one. */
+export const stoppedAtLimit: ReadonlySet<SandboxErrorKind> = new Set(["timeout", "memory", "stack"]);
 
 /**
  * Interrupt handler that enforces the time limit and, by sampling, the memory limit; remembers which
@@ -61,27 +62,27 @@ class Guard {
     private readonly runtime: QuickJSRuntime,
     private readonly memoryLimitBytes: number,
     /** The worker's WASM memory growth, capped per call while memory is enforced (see MemoryGrowthCap). */
-    private readonly growth?: MemoryGrowthCap,
+    private readonly growth: MemoryGrowthCap,
   ) {}
 
   arm(ms: number, { sampleMemory = true } = {}): void {
     this.until = performance.now() + ms;
     this.nextSample = sampleMemory ? 0 : Number.POSITIVE_INFINITY;
     this.tripped = undefined;
-    if (sampleMemory) this.growth?.cap(this.memoryLimitBytes);
-    else this.growth?.release();
+    if (sampleMemory) this.growth.cap(this.memoryLimitBytes);
+    else this.growth.release();
   }
 
   disarm(): void {
     this.until = Number.POSITIVE_INFINITY;
     this.nextSample = Number.POSITIVE_INFINITY;
-    this.growth?.release();
+    this.growth.release();
   }
 
   readonly check = (): boolean => {
     if (this.tripped) return true;
     // A refused growth means the call is past its memory limit, even if the script caught the error.
-    if (this.growth?.refused) {
+    if (this.growth.refused) {
       this.tripped = "memory";
       return true;
     }
@@ -117,7 +118,7 @@ class Instance {
   constructor(
     qjs: QuickJSWASMModule,
     private readonly limits: ScriptLimits,
-    growth: MemoryGrowthCap | undefined,
+    growth: MemoryGrowthCap,
   ) {
     this.logs = new LogBuffer(limits);
     this.runtime = qjs.newRuntime();
@@ -323,27 +324,28 @@ class Instance {
 
 /**
  * A compiled script inside one worker: loads once, serves many calls, and after a limit error
- * throws the runtime away and reloads the source so the next call starts clean.
+ * throws the runtime away and reloads the source so the next call starts clean. It reloads into
+ * the worker's current engine, which the worker may replace once every script is disposed.
  */
 export class ScriptVm {
   private instance: Instance | undefined;
 
   private constructor(
-    private readonly qjs: QuickJSWASMModule,
+    private readonly engine: () => Engine,
     private readonly source: string,
     private readonly limits: ScriptLimits,
-    private readonly growth: MemoryGrowthCap | undefined,
   ) {}
 
   /** Loads the script; a failure means it cannot be used (SandboxCompileError on the host). */
-  static load(qjs: QuickJSWASMModule, source: string, limits: ScriptLimits, growth?: MemoryGrowthCap): ScriptVm | SandboxFailure {
-    const vm = new ScriptVm(qjs, source, limits, growth);
+  static load(engine: () => Engine, source: string, limits: ScriptLimits): ScriptVm | SandboxFailure {
+    const vm = new ScriptVm(engine, source, limits);
     const failure = vm.reload();
     return failure ?? vm;
   }
 
   private reload(): SandboxFailure | undefined {
-    const instance = new Instance(this.qjs, this.limits, this.growth);
+    const { qjs, growth } = this.engine();
+    const instance = new Instance(qjs, this.limits, growth);
     const failure = instance.load(this.source);
     if (failure) {
       instance.dispose();
@@ -359,7 +361,7 @@ export class ScriptVm {
       if (failure) return { ok: false, failure };
     }
     const outcome = this.instance!.call(input);
-    if (!outcome.ok && poisoning.has(outcome.failure.kind)) this.dispose();
+    if (!outcome.ok && stoppedAtLimit.has(outcome.failure.kind)) this.dispose();
     return outcome;
   }
 

@@ -42,7 +42,7 @@ export class WorkerSlot {
   }
 
   request(type: "load" | "call", script: PlacedScript, input = ""): Promise<WorkerReply> {
-    if (this.closed) return Promise.resolve(failed({ kind: "crash", message: "sandbox is closed" }));
+    if (this.closed) return Promise.resolve(failed({ kind: "unavailable", message: "sandbox is closed" }));
     return new Promise((resolve) => {
       this.queue.push({ type, script, input, resolve });
       this.pump();
@@ -59,9 +59,8 @@ export class WorkerSlot {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const job of this.queue.splice(0))
-      if (job.type !== "dispose") job.resolve(failed({ kind: "crash", message: "sandbox is closed" }));
-    this.finish(failed({ kind: "crash", message: "sandbox is closed" }));
+    this.failQueued("sandbox is closed");
+    this.finish(failed({ kind: "unavailable", message: "sandbox is closed" }));
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();
@@ -85,7 +84,12 @@ export class WorkerSlot {
     if (this.closed || this.inFlight) return;
     const worker = this.worker;
     if (!worker) {
-      if (this.queue.length > 0) this.spawn();
+      if (this.queue.length === 0) return;
+      try {
+        this.spawn();
+      } catch (error) {
+        this.failQueued(`sandbox worker failed to start: ${(error as Error).message}`);
+      }
       return;
     }
     if (!this.ready) return;
@@ -134,11 +138,14 @@ export class WorkerSlot {
     const detail = this.lastError ? `: ${this.lastError}` : "";
     this.retire();
     this.finish(failed({ kind: "crash", message: `sandbox worker stopped unexpectedly (exit code ${code})${detail}` }));
-    // A worker that cannot even start would otherwise be respawned forever; callers see the crash.
-    if (!this.ready)
-      for (const job of this.queue.splice(0))
-        if (job.type !== "dispose") job.resolve(failed({ kind: "crash", message: `sandbox worker failed to start${detail}` }));
+    // A worker that cannot even start would otherwise be respawned forever; the calls waiting for it are told.
+    if (!this.ready) this.failQueued(`sandbox worker failed to start${detail}`);
     this.pump();
+  }
+
+  /** The calls waiting here never run: the sandbox's reason, not their scripts' (SandboxUnavailableError). */
+  private failQueued(message: string): void {
+    for (const job of this.queue.splice(0)) if (job.type !== "dispose") job.resolve(failed({ kind: "unavailable", message }));
   }
 
   private overran(worker: Worker, timeLimitMs: number): void {

@@ -1,41 +1,41 @@
 import { parentPort } from "node:worker_threads";
-import { newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC } from "quickjs-emscripten";
+import { startEngine } from "./engine.js";
 import type { SandboxFailure } from "./errors.js";
-import { WORKER_MEMORY_BYTES } from "./limits.js";
-import { type GrowableMemory, MemoryGrowthCap } from "./memory-growth.js";
 import type { ScriptSource, WorkerMessage, WorkerRequest } from "./protocol.js";
-import { ScriptVm } from "./script-vm.js";
+import { ScriptVm, stoppedAtLimit } from "./script-vm.js";
 
-// Worker entry: owns one QuickJS WASM module and the scripts the host placed here. Requests run one
-// at a time, synchronously; the host queues them and watches the clock.
-
-// The compiler's ES lib has no WebAssembly typings; this is the one constructor needed.
-const { Memory } = (
-  globalThis as unknown as { WebAssembly: { Memory: new (size: { initial: number; maximum: number }) => GrowableMemory } }
-).WebAssembly;
+// Worker entry: owns one QuickJS engine and the scripts the host placed here. Requests run one
+// at a time; the host queues them (sending the next only after a reply) and watches the clock.
 
 async function main(): Promise<void> {
   const port = parentPort!;
-  // A fixed maximum makes allocation past it fail inside QuickJS (an "out of memory" error) instead
-  // of growing the process; the stock build may grow to 2 GiB.
-  const page = 64 * 1024;
-  const wasmMemory = new Memory({ initial: (16 * 1024 * 1024) / page, maximum: WORKER_MEMORY_BYTES / page });
-  // Each call may grow it by about its own memory limit, no more (see MemoryGrowthCap).
-  const growth = new MemoryGrowthCap(wasmMemory);
-  const qjs = await newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory }));
+  let engine = await startEngine();
+  const current = () => engine;
   const scripts = new Map<number, ScriptVm>();
   const send = (message: WorkerMessage) => port.postMessage(message);
 
   const load = (id: number, { source, limits }: ScriptSource): SandboxFailure | undefined => {
     scripts.get(id)?.dispose();
     scripts.delete(id);
-    const loaded = ScriptVm.load(qjs, source, limits, growth);
+    const loaded = ScriptVm.load(current, source, limits);
     if (!(loaded instanceof ScriptVm)) return loaded;
     scripts.set(id, loaded);
     return undefined;
   };
 
-  port.on("message", (request: WorkerRequest) => {
+  /**
+   * After a call stopped at a limit, a fresh engine if that left the memory larger than a fresh
+   * one's (see Engine.grown): otherwise each runaway call would start with more free memory than
+   * the last and run on longer, while every script call behind it waits. Scripts reload from
+   * source on their next call, as after any limit error.
+   */
+  const renewIfGrown = async () => {
+    if (!engine.grown()) return;
+    for (const vm of scripts.values()) vm.dispose();
+    engine = await startEngine();
+  };
+
+  port.on("message", async (request: WorkerRequest) => {
     if (request.type === "dispose") {
       scripts.get(request.id)?.dispose();
       scripts.delete(request.id);
@@ -48,6 +48,7 @@ async function main(): Promise<void> {
       const vm = scripts.get(request.id);
       if (!vm) throw new Error(`script ${request.id} is not loaded in this worker`);
       const outcome = vm.call(request.input);
+      if (!outcome.ok && stoppedAtLimit.has(outcome.failure.kind)) await renewIfGrown();
       send(outcome.ok ? outcome : { ...outcome, fatal: false });
     } catch (error) {
       // An exception escaping the engine (native stack exhausted inside WASM, or a WASM trap) leaves

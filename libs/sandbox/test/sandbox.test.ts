@@ -9,6 +9,7 @@ import {
   SandboxScriptError,
   SandboxStackError,
   SandboxTimeoutError,
+  SandboxUnavailableError,
 } from "@opsplane/sandbox";
 
 const MiB = 1024 * 1024;
@@ -195,6 +196,32 @@ describe("sandbox", () => {
   });
 });
 
+describe("memory-hungry calls one after another", () => {
+  test("each is stopped as early as the first: the memory a stopped call leaves free does not let the next one run on", async () => {
+    const sandbox = await createSandbox({ workers: 1 });
+    try {
+      // Counts its 100 KB strings in its log, which the memory error keeps. The time limit is out of reach.
+      const script = await sandbox.compile(
+        "function main() { const a = []; for (let i = 1; ; i++) { a.push('x'.repeat(1e5)); if (i % 10 === 0) console.log(i) } }",
+        { memoryLimitBytes: 16 * MiB, timeLimitMs: 60_000, maxLogLines: 10_000 },
+      );
+      const allocatedMb: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const error = await rejection(script.call(null), SandboxMemoryError);
+        allocatedMb.push(Number(error.logs.at(-1)) / 10);
+      }
+      // Each call used to start with all the memory the calls before it had taken and freed: 36, 61, 86 … MB.
+      const [first] = allocatedMb;
+      assert.ok(
+        allocatedMb.every((mb) => mb <= first! * 1.25),
+        `100 KB strings allocated before each call was stopped (MB): ${allocatedMb.join(", ")}`,
+      );
+    } finally {
+      await sandbox.close();
+    }
+  });
+});
+
 describe("a worker that dies", () => {
   test("fails only the call that killed it; its scripts reload into a fresh worker", async () => {
     // A small native stack lets toJSON recursion exhaust it before QuickJS's own check trips.
@@ -215,6 +242,22 @@ describe("a worker that dies", () => {
       assert.equal((await bystander.call(null)).value, 1);
     } finally {
       await sandbox.close();
+    }
+  });
+});
+
+describe("a closed sandbox", () => {
+  test("fails the calls it did not finish as unavailable, the sandbox's reason, never as an error of their script", async () => {
+    const sandbox = await createSandbox({ workers: 1 });
+    const script = await sandbox.compile("function main(ms) { const end = Date.now() + ms; while (Date.now() < end) {} return 'done' }", {
+      timeLimitMs: 5_000,
+    });
+    const running = rejection(script.call(1_000), SandboxUnavailableError);
+    const queued = rejection(script.call(0), SandboxUnavailableError);
+    await sandbox.close();
+    for (const error of [await running, await queued, await rejection(script.call(0), SandboxUnavailableError)]) {
+      assert.equal(error.kind, "unavailable");
+      assert.equal(error.message, "sandbox is closed");
     }
   });
 });

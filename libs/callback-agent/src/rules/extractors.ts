@@ -5,7 +5,8 @@ import type { ExtractorSpec, HttpExchange } from "./types.js";
 /** Why no id could be read: recorded with the decision and counted in metrics. */
 export class ExtractionError extends Error {
   constructor(
-    readonly reason: "malformed_body" | "id_missing" | "script_failed",
+    /** `script_unavailable`: the script could not run for the sandbox's own reason; it says nothing about the id. */
+    readonly reason: "malformed_body" | "id_missing" | "script_failed" | "script_unavailable",
     message: string,
   ) {
     super(message);
@@ -73,6 +74,7 @@ export function compileExtractor(spec: ExtractorSpec, compileScript: ScriptCompi
         try {
           out = await run(scriptInput(x));
         } catch (err) {
+          if (err instanceof ExtractionError) throw err;
           throw new ExtractionError("script_failed", `script failed: ${(err as Error).message}`);
         }
         return idFrom(out, "script result");
