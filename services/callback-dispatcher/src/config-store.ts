@@ -4,6 +4,7 @@ import type { RuleSpec } from "@opsplane/callback-agent/rules";
 import { CallbackRulesChangedSchema, toEventData, topics } from "@opsplane/contracts";
 import { type Auditor, badRequest, conflict, notFound, type Principal } from "@opsplane/platform";
 import { type Pool, type PoolClient, withTransaction } from "@opsplane/store";
+import { type AsyncDelivery, type AsyncDeliveryBody, checkAsyncDelivery, productionRefusal } from "./async-delivery-config.js";
 import { checkIdPatterns, type IdPatterns } from "./claims.js";
 import type { UrlPolicy } from "./environment-url-policy.js";
 
@@ -14,6 +15,8 @@ export interface Environment {
   description: string;
   /** Ids this test environment may claim (see claims.ts); empty: any id. */
   idPatterns: IdPatterns;
+  /** Set: callbacks routed here are answered from its template and delivered in the background (async-delivery-config.ts). */
+  asyncDelivery?: AsyncDelivery | null;
 }
 
 /**
@@ -21,8 +24,10 @@ export interface Environment {
  * stay. `replacesProduction` names the production environment this one takes over from, in the same
  * transaction (the other becomes a test environment), so there is never a moment without one.
  */
-export type EnvironmentInput = Omit<Environment, "idPatterns" | "production"> & {
+export type EnvironmentInput = Omit<Environment, "idPatterns" | "production" | "asyncDelivery"> & {
   idPatterns?: IdPatterns;
+  /** Omitted: the stored one stays; `{}`: synchronous again. */
+  asyncDelivery?: AsyncDeliveryBody;
   production?: boolean;
   replacesProduction?: string;
 };
@@ -111,13 +116,16 @@ export function createConfigStore({ pool, bus, audit, urlPolicy }: Deps) {
         // The production row first, locked: two switches at once queue here rather than both winning.
         const current = (await c.query<{ name: string }>("SELECT name FROM environments WHERE production FOR UPDATE")).rows[0]?.name;
         const before = (
-          await c.query<{ production: boolean; id_patterns: IdPatterns }>(
-            "SELECT base_url, production, description, id_patterns FROM environments WHERE name = $1 FOR UPDATE",
+          await c.query<{ production: boolean; id_patterns: IdPatterns; async_delivery: AsyncDelivery | null }>(
+            "SELECT base_url, production, description, id_patterns, async_delivery FROM environments WHERE name = $1 FOR UPDATE",
             [env.name],
           )
         ).rows[0];
         const idPatterns = env.idPatterns ?? before?.id_patterns ?? {};
         const production = env.production ?? before?.production ?? false;
+        const asyncDelivery =
+          env.asyncDelivery === undefined ? (before?.async_delivery ?? null) : (checkAsyncDelivery(env.asyncDelivery, production) ?? null);
+        if (production && asyncDelivery && !asyncDelivery.allowOnProduction) throw productionRefusal();
         if (current === env.name && !production)
           throw conflict(
             `environment ${env.name} is production: callbacks no test environment claims go there, and without it they answer 503. ` +
@@ -138,12 +146,12 @@ export function createConfigStore({ pool, bus, audit, urlPolicy }: Deps) {
             await c.query("UPDATE environments SET production = false, updated_at = now() WHERE name = $1", [current]);
         }
         await c.query(
-          `INSERT INTO environments (name, base_url, production, description, id_patterns) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (name) DO UPDATE SET base_url = $2, production = $3, description = $4, id_patterns = $5, updated_at = now()`,
-          [env.name, url, production, env.description, idPatterns],
+          `INSERT INTO environments (name, base_url, production, description, id_patterns, async_delivery) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (name) DO UPDATE SET base_url = $2, production = $3, description = $4, id_patterns = $5, async_delivery = $6, updated_at = now()`,
+          [env.name, url, production, env.description, idPatterns, asyncDelivery],
         );
         const { replacesProduction, ...saved } = env;
-        const after = { ...saved, baseUrl: url, production, idPatterns };
+        const after = { ...saved, baseUrl: url, production, idPatterns, asyncDelivery };
         return { before, after: replacesProduction ? { ...after, replacedProduction: replacesProduction } : after, result: after };
       });
     },
@@ -162,6 +170,10 @@ export function createConfigStore({ pool, bus, audit, urlPolicy }: Deps) {
             `environment ${name} is production and cannot be deleted: without it every callback no test environment claims answers 503. ` +
               `Make another environment production first (PUT /_dispatcher/v1/environments/<name> {"production": true, "replacesProduction": "${name}"}), then delete this one`,
           );
+        // Owed deliveries are dead-lettered at once, naming the deletion, rather than at their next attempt.
+        await c.query("UPDATE async_deliveries SET next_attempt_at = now() WHERE env = $1 AND state = 'pending' AND leased_by IS NULL", [
+          name,
+        ]);
         return { before: rows[0], after: undefined, result: undefined };
       });
     },
@@ -235,7 +247,8 @@ export function createConfigStore({ pool, bus, audit, urlPolicy }: Deps) {
 export type ConfigStore = ReturnType<typeof createConfigStore>;
 
 /** An environment as the API and the rule-set snapshot read it. */
-export const environmentColumns = 'name, base_url AS "baseUrl", production, description, id_patterns AS "idPatterns"';
+export const environmentColumns =
+  'name, base_url AS "baseUrl", production, description, id_patterns AS "idPatterns", async_delivery AS "asyncDelivery"';
 
 const actor = (who: ChangeContext) => (who.principal ? `${who.principal.kind}:${who.principal.id}` : "anonymous");
 

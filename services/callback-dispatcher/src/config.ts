@@ -77,6 +77,17 @@ export const dispatcherEnv = {
   HOLD_POLL_MS: z.coerce.number().int().min(5).max(1_000).default(25),
   /** Most callbacks held at once; past it an unregistered callback is routed at once (and its decision says so). */
   HOLD_MAX_CALLBACKS: z.coerce.number().int().min(0).default(1_000),
+  /** Asynchronous environments: deliveries in flight at once on each replica. */
+  ASYNC_DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  /** How often each replica looks for due deliveries (a callback queued on this replica is claimed at once). */
+  ASYNC_DELIVERY_POLL_MS: z.coerce.number().int().min(20).max(60_000).default(1_000),
+  /**
+   * How long a claimed delivery belongs to its replica; an attempt is abandoned after half of it, and a
+   * replica that dies mid-attempt leaves the delivery to the others once it ends.
+   */
+  ASYNC_DELIVERY_LEASE_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000),
+  /** Dead letters not re-driven are deleted after this many days (delivered ones with their decisions). */
+  DEAD_LETTER_RETENTION_DAYS: z.coerce.number().min(0.01).max(3650).default(30),
   /** Limits of one extraction script call. */
   SCRIPT_TIME_LIMIT_MS: z.coerce.number().int().min(1).max(10_000).default(50),
   SCRIPT_MEMORY_LIMIT_BYTES: z.coerce.number().int().min(1_048_576).default(16_777_216),

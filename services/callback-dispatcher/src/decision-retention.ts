@@ -15,6 +15,8 @@ export function createDecisionRetention(o: {
   retentionDays: number;
   /** Kept callbacks (bytes and headers) go sooner: they are larger, and hold what third parties sent. */
   callbackRetentionDays?: number;
+  /** Dead letters no operator re-drove (default: as decisions). */
+  deadLetterRetentionDays?: number;
   sweepMs: number;
   log: Logger;
 }) {
@@ -23,9 +25,17 @@ export function createDecisionRetention(o: {
 
   // What goes, oldest first: decisions and their replays after the retention period, kept callbacks after theirs.
   const tables = [
-    { table: "decisions", key: "id", days: o.retentionDays },
-    { table: "callback_replays", key: "id", days: o.retentionDays },
-    { table: "callback_payloads", key: "decision_id", days: Math.min(o.callbackRetentionDays ?? o.retentionDays, o.retentionDays) },
+    { table: "decisions", key: "id", at: "at", days: o.retentionDays },
+    { table: "callback_replays", key: "id", at: "at", days: o.retentionDays },
+    {
+      table: "callback_payloads",
+      key: "decision_id",
+      at: "at",
+      days: Math.min(o.callbackRetentionDays ?? o.retentionDays, o.retentionDays),
+    },
+    // Finished asynchronous deliveries (their attempts go with them): delivered ones with their decisions, dead letters after theirs.
+    { table: "async_deliveries", key: "id", at: "finished_at", state: "delivered", days: o.retentionDays },
+    { table: "async_deliveries", key: "id", at: "finished_at", state: "dead", days: o.deadLetterRetentionDays ?? o.retentionDays },
   ];
 
   /** Rows deleted from each table; -1 when another replica held the lock (and sweeps this round). */
@@ -36,8 +46,9 @@ export function createDecisionRetention(o: {
         if (!(await tryAdvisoryXactLock(tx, lockName))) return -1;
         const res = await tx.query(
           `DELETE FROM ${t.table} WHERE ${t.key} IN (
-             SELECT ${t.key} FROM ${t.table} WHERE at < now() - make_interval(secs => $1 * 86400) ORDER BY at LIMIT $2)`,
-          [t.days, deleteBatch],
+             SELECT ${t.key} FROM ${t.table} WHERE ${t.state ? "state = $3 AND " : ""}${t.at} < now() - make_interval(secs => $1 * 86400)
+             ORDER BY ${t.at} LIMIT $2)`,
+          t.state ? [t.days, deleteBatch, t.state] : [t.days, deleteBatch],
         );
         return res.rowCount ?? 0;
       });

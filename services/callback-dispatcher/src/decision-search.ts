@@ -37,7 +37,8 @@ export interface DecisionRow {
 
 const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
-function instant(field: string, value: string | undefined): string | undefined {
+/** `value` (absent: unbounded), or a 400 naming `field`. */
+export function instant(field: string, value: string | undefined): string | undefined {
   if (!value) return undefined;
   if (!rfc3339.test(value) || Number.isNaN(Date.parse(value)))
     throw badRequest(`${field} must be an RFC 3339 date-time with a zone, e.g. 2026-05-01T00:00:00Z (got ${JSON.stringify(value)})`);

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { flatHeaders } from "@opsplane/callback-agent/rules";
+import type { AsyncIntake } from "./async-intake.js";
 import type { DecisionLog } from "./decision-log.js";
 import { decodeBody, type EncodedExchange, ExtractionRefused } from "./extraction-body.js";
 import { type Forwarder, outboundHeaders, UpstreamError } from "./forwarder.js";
@@ -7,7 +8,7 @@ import type { DispatcherMetrics } from "./metrics.js";
 import { headThenRest, readBounded } from "./read-bounded.js";
 import type { RegistrationHold } from "./registration-hold.js";
 import type { Registry } from "./registry.js";
-import { decide } from "./router.js";
+import { type Decision, decide } from "./router.js";
 import type { RuleSetCache } from "./rule-set.js";
 
 export interface DispatchDeps {
@@ -17,6 +18,8 @@ export interface DispatchDeps {
   hold: RegistrationHold;
   forwarder: Forwarder;
   decisions: DecisionLog;
+  /** Queues callbacks for environments in asynchronous mode and answers them from their template. */
+  asyncIntake: AsyncIntake;
   metrics: DispatcherMetrics;
   extractLimitBytes: number;
 }
@@ -95,6 +98,16 @@ const upstreamFailure = (status: number, requestId: string) =>
   `${status === 504 ? "the callback's receiver did not answer in time" : "the callback's receiver could not be reached"}; retry later (request id ${requestId})`;
 
 /**
+ * What a third party reads when no environment takes its callback (503): that it may retry. A script
+ * the sandbox could not run is described in the decision, not to the caller (its reason may name the
+ * replica's internals).
+ */
+export const unroutedMessage = (decision: Decision, requestId: string) =>
+  decision.reason === "script_unavailable"
+    ? `the callback could not be routed yet; retry later (request id ${requestId})`
+    : (decision.detail ?? "no production environment configured");
+
+/**
  * One callback, start to end: read the body (bounded), decide, forward the
  * exact bytes and write the upstream's answer back, record the decision.
  * Upstream failures become 502/504 so the platform retries; nothing here
@@ -110,12 +123,23 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
   const decision = await decide(exchange, complete, deps.rules.current(), deps.registry, deps.metrics.countExtractionFailure, deps.hold);
 
   const headers = outboundHeaders(raw, requestId);
+  // An asynchronous environment: answered from its template once queued; if it cannot be queued, forwarded as usual.
+  const asyncDelivery = decision.target?.asyncDelivery;
+  if (asyncDelivery && complete) {
+    const intake = await deps.asyncIntake.accept(
+      decision,
+      asyncDelivery,
+      { method, path, target: url, headers, body: head, requestId, started },
+      res,
+    );
+    if (intake.answered) return intake.status;
+    decision.detail = decision.detail ? `${decision.detail}; ${intake.why}` : intake.why;
+  }
   let status: number;
   let error: string | undefined;
   if (!decision.target) {
     if (!complete) raw.resume();
-    const message = decision.detail ?? "no production environment configured";
-    answerError(res, 503, requestId, errorNames[503]!, message);
+    answerError(res, 503, requestId, errorNames[503]!, unroutedMessage(decision, requestId));
     status = 503;
     error = decision.detail;
   } else {

@@ -4,6 +4,16 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 /** `status_class` label values, by hundreds: built once rather than per callback. */
 const statusClasses = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/** The map under `key`, added empty the first time. */
+function inner<V>(map: Map<string, Map<string, V>>, key: string): Map<string, V> {
+  let found = map.get(key);
+  if (!found) {
+    found = new Map();
+    map.set(key, found);
+  }
+  return found;
+}
+
 /** The dispatcher's own metrics; rule and environment labels are bounded by configuration. */
 export function createDispatcherMetrics(registry: Registry) {
   const registers = [registry];
@@ -17,17 +27,24 @@ export function createDispatcherMetrics(registry: Registry) {
   for (const reason of dropReasons) decisionsDropped.inc({ reason }, 0);
   // Callbacks are tallied in plain numbers and handed to prom-client when it is read: a labelled
   // child of prom-client checks and hashes its labels again at every inc, a microsecond per callback.
-  const callbackTallies = new Map<string, { labels: Record<"rule" | "target" | "reason" | "status_class", string>; count: number }>();
+  // Tallies are found by rule, then target, then reason (strings a callback carries already, their
+  // hashes cached), then status hundreds: no key is built and hashed per callback.
+  type Tally = { labels: Record<"rule" | "target" | "reason" | "status_class", string>; count: number };
+  const callbackTallies = new Map<string, Map<string, Map<string, Tally[]>>>();
   const callbacks = new Counter({
     name: "callback_dispatcher_callbacks_total",
     help: "Callbacks handled, by rule, target environment, reason and upstream status class",
     labelNames: ["rule", "target", "reason", "status_class"] as const,
     registers,
     collect() {
-      for (const tally of callbackTallies.values()) {
-        if (tally.count) this.inc(tally.labels, tally.count);
-        tally.count = 0;
-      }
+      for (const byTarget of callbackTallies.values())
+        for (const byReason of byTarget.values())
+          for (const byStatus of byReason.values())
+            for (const tally of byStatus) {
+              if (!tally?.count) continue;
+              this.inc(tally.labels, tally.count);
+              tally.count = 0;
+            }
     },
   });
   const extractionFailures = new Counter({
@@ -40,12 +57,20 @@ export function createDispatcherMetrics(registry: Registry) {
     callbacks,
     /** Counts one callback (read by the next scrape of `callbacks`). */
     countCallback(rule: string, target: string, reason: string, status: number): void {
+      const byReason = inner(inner(callbackTallies, rule), target);
+      let byStatus = byReason.get(reason);
+      if (!byStatus) {
+        byStatus = [];
+        byReason.set(reason, byStatus);
+      }
       const hundreds = Math.floor(status / 100);
-      const statusClass = statusClasses[hundreds] ?? `${hundreds}xx`;
-      const key = `${rule}\u0000${target}\u0000${reason}\u0000${statusClass}`;
-      const tally = callbackTallies.get(key);
+      const tally = byStatus[hundreds];
       if (tally) tally.count++;
-      else callbackTallies.set(key, { labels: { rule, target, reason, status_class: statusClass }, count: 1 });
+      else
+        byStatus[hundreds] = {
+          labels: { rule, target, reason, status_class: statusClasses[hundreds] ?? `${hundreds}xx` },
+          count: 1,
+        };
     },
     upstreamSeconds: new Histogram({
       name: "callback_dispatcher_upstream_duration_seconds",

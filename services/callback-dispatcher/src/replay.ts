@@ -1,9 +1,8 @@
-import type { LookupFunction } from "node:net";
 import { hopByHopHeaders } from "@opsplane/callback-agent/hop-by-hop";
 import { type Auditor, actorOf, conflict, notFound, type Principal } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
-import { Agent, type Dispatcher } from "undici";
 import { keptCallback } from "./decision-search.js";
+import type { Resender, Resent } from "./resend.js";
 import type { RuleSetCache } from "./rule-set.js";
 
 export interface ReplayRequest {
@@ -14,19 +13,11 @@ export interface ReplayRequest {
   requestId: string;
 }
 
-export interface ReplayResult {
+export interface ReplayResult extends Resent {
   id: string;
   decisionId: string;
   env: string;
-  /** The environment's answer; 502 / 504 when it could not be reached or did not answer in time. */
-  status: number;
-  latencyMs: number;
-  error: string | null;
-  response: { headers: Record<string, string>; body: string; truncated: boolean } | null;
 }
-
-/** Answer bytes returned to the operator; the rest is read and dropped. */
-const responseShown = 64 * 1024;
 
 /** Headers the replay sets itself: its own request id, and which callback it replays. */
 const replacedOnReplay = new Set(["x-request-id", "x-replay-of"]);
@@ -37,47 +28,7 @@ const replacedOnReplay = new Set(["x-request-id", "x-replay-of"]);
  * request id>`) and the exact body. Each replay is audited before it is sent, so a replay with no
  * audit row cannot happen; its outcome is recorded with it in `callback_replays`.
  */
-export function createReplayer(o: { pool: Pool; rules: RuleSetCache; audit: Auditor; timeoutMs: number; lookup: LookupFunction }) {
-  const agent = new Agent({
-    headersTimeout: o.timeoutMs,
-    bodyTimeout: o.timeoutMs,
-    connectTimeout: Math.min(o.timeoutMs, 5_000),
-    connect: { lookup: o.lookup },
-  });
-
-  async function send(baseUrl: string, method: string, target: string, headers: string[], body: Buffer | null) {
-    const base = new URL(baseUrl);
-    const started = performance.now();
-    try {
-      const res = await agent.request({
-        origin: base.origin,
-        path: `${base.pathname.replace(/\/+$/, "")}${target}`,
-        method: method as Dispatcher.HttpMethod,
-        headers,
-        body: body ?? undefined,
-      });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        if (size < responseShown) chunks.push(chunk);
-        size += chunk.length;
-      }
-      const shown = Buffer.concat(chunks).subarray(0, responseShown);
-      const flat: Record<string, string> = {};
-      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(", ") : v;
-      return {
-        status: res.statusCode,
-        latencyMs: performance.now() - started,
-        error: null,
-        response: { headers: flat, body: shown.toString("utf8"), truncated: size > responseShown },
-      };
-    } catch (err) {
-      const e = err as Error & { code?: string };
-      const timedOut = e.code === "UND_ERR_HEADERS_TIMEOUT" || e.code === "UND_ERR_BODY_TIMEOUT" || e.code === "UND_ERR_CONNECT_TIMEOUT";
-      return { status: timedOut ? 504 : 502, latencyMs: performance.now() - started, error: e.message, response: null };
-    }
-  }
-
+export function createReplayer(o: { pool: Pool; rules: RuleSetCache; audit: Auditor; resender: Resender }) {
   return {
     async replay(r: ReplayRequest): Promise<ReplayResult> {
       const c = await keptCallback(o.pool, r.decisionId);
@@ -122,7 +73,7 @@ export function createReplayer(o: { pool: Pool; rules: RuleSetCache; audit: Audi
         });
         return rows[0]!.id;
       });
-      const sent = await send(env.baseUrl, c.method, c.target, headers, c.body);
+      const sent = await o.resender.send(env.baseUrl, c.method, c.target, headers, c.body);
       await o.pool.query("UPDATE callback_replays SET status = $2, latency_ms = $3, error = $4 WHERE id = $1", [
         id,
         sent.status,
@@ -131,7 +82,6 @@ export function createReplayer(o: { pool: Pool; rules: RuleSetCache; audit: Audi
       ]);
       return { id, decisionId: r.decisionId, env: env.name, ...sent };
     },
-    close: () => agent.close(),
   };
 }
 

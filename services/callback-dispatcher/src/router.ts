@@ -15,12 +15,13 @@ export type Reason =
   | "body_too_large"
   | "unknown_environment"
   | "registry_unavailable"
+  | "script_unavailable"
   | "no_production";
 
 export interface Decision {
   rule: string | undefined;
   objectId: string | undefined;
-  /** Undefined only when no production environment is configured. */
+  /** Undefined when no production environment is configured, or a script that could route it could not run (answered 503). */
   target: Environment | undefined;
   reason: Reason;
   detail: string | undefined;
@@ -44,7 +45,9 @@ function claimable(rules: RuleSetSnapshot, rule: string, id: string): boolean {
  * some test environment may claim, the callback waits (with `hold`) up to the
  * longest such `holdMs` for a registration still in flight. Anything else — no
  * rule, no id, a failing script, an unknown environment — goes to production,
- * with the reason.
+ * with the reason. Except a script the sandbox could not run (closed, no worker
+ * could start): that says nothing about the id, which may be a test environment's,
+ * so the callback is answered 503 for the platform to retry.
  */
 export async function decide(
   x: HttpExchange,
@@ -61,6 +64,7 @@ export async function decide(
     return toProduction(rules, "body_too_large", matching[0]!.name, undefined, "body larger than the extraction limit; not read");
   }
   let firstMiss: Decision | undefined;
+  let scriptUnavailable: Decision | undefined;
   // Ids not registered (yet) that a rule may hold the callback for.
   let awaited: HeldId[] | undefined;
   let holdMs = 0;
@@ -74,6 +78,16 @@ export async function decide(
     } catch (err) {
       const reason = err instanceof ExtractionError || err instanceof ExtractionRefused ? err.reason : "script_failed";
       onExtractionFailure({ rule: rule.name, reason });
+      if (reason === "script_unavailable") {
+        scriptUnavailable ??= {
+          rule: rule.name,
+          objectId: undefined,
+          target: undefined,
+          reason,
+          detail: `${(err as Error).message}; retry later`,
+        };
+        continue;
+      }
       firstMiss ??= toProduction(
         rules,
         reason === "body_too_large" ? reason : "extraction_failed",
@@ -100,9 +114,10 @@ export async function decide(
     }
     return routeTo(rules, rule.name, id, envName);
   }
-  if (!awaited || !hold) return firstMiss!;
+  if (!awaited || !hold) return scriptUnavailable ?? firstMiss!;
   const held = await hold.wait(awaited, holdMs);
   if (held.env !== undefined) return routeTo(rules, held.rule, held.id, held.env, `held ${held.heldMs} ms until its registration came`);
+  if (scriptUnavailable) return scriptUnavailable;
   const why = held.full ? "not held: too many callbacks held already" : `held ${held.heldMs} ms; no registration came`;
   return { ...firstMiss!, detail: firstMiss!.detail ? `${firstMiss!.detail}; ${why}` : why };
 }

@@ -1,11 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import {
+  CallbackDecisionSchema,
   CallbackDispatcherService,
   DryRunResponseSchema,
   GetRuleSetVersionResponseSchema,
   ReplayCallbackResponseSchema,
+  SearchDecisionsResponseSchema,
 } from "@opsplane/contracts";
 import { badRequest, principalKey, requestIdKey, rpcService } from "@opsplane/platform";
+import type { Queryable } from "@opsplane/store";
+import { searchDecisions } from "./decision-search.js";
 import { dryRun } from "./dry-run.js";
 import type { Registry } from "./registry.js";
 import type { Replayer } from "./replay.js";
@@ -13,7 +17,7 @@ import type { RuleSetCache } from "./rule-set.js";
 import { envNamePattern } from "./schemas.js";
 
 /** Connect RPCs: `curl -X POST -H 'content-type: application/json' -d '{"method":"POST","path":"/notify"}' .../ops.v1.CallbackDispatcherService/DryRun` */
-export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; replayer: Replayer }) {
+export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; replayer: Replayer; pool: Queryable }) {
   return rpcService({
     service: CallbackDispatcherService,
     access: { role: "viewer" },
@@ -35,6 +39,42 @@ export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; repl
           latencyMs: r.latencyMs,
           error: r.error ?? "",
           responseBody: r.response?.body ?? "",
+        });
+      },
+      // The REST search's twin: empty fields are no filter, as absent query parameters are there.
+      async searchDecisions(req) {
+        if (req.limit < 0 || req.limit > 1000) throw badRequest(`limit must be between 1 and 1000 (got ${req.limit})`);
+        const page = await searchDecisions(d.pool, {
+          rule: req.rule || undefined,
+          objectId: req.objectId || undefined,
+          target: req.target || undefined,
+          reason: req.reason || undefined,
+          requestId: req.requestId || undefined,
+          from: req.from || undefined,
+          to: req.to || undefined,
+          limit: req.limit || undefined,
+          pageToken: req.pageToken || undefined,
+        });
+        return create(SearchDecisionsResponseSchema, {
+          decisions: page.decisions.map((r) =>
+            create(CallbackDecisionSchema, {
+              id: r.id,
+              at: new Date(r.at).toISOString(),
+              requestId: r.requestId,
+              method: r.method,
+              path: r.path,
+              rule: r.rule ?? "",
+              objectId: r.objectId ?? "",
+              targetEnv: r.targetEnv ?? "",
+              reason: r.reason,
+              detail: r.detail ?? "",
+              status: r.status,
+              latencyMs: r.latencyMs,
+              error: r.error ?? "",
+              replayable: r.replayable,
+            }),
+          ),
+          nextPageToken: page.nextPageToken,
         });
       },
       async dryRun(req) {

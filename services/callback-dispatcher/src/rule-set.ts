@@ -56,7 +56,6 @@ export async function createRuleSetCache(o: {
 }): Promise<RuleSetCache> {
   let snapshot = await load();
   o.onReload(snapshot);
-  let refreshing: Promise<void> | undefined;
 
   async function load(): Promise<RuleSetSnapshot> {
     // One snapshot of version, rules and environments, so they always agree.
@@ -102,24 +101,40 @@ export async function createRuleSetCache(o: {
     };
   }
 
-  const refresh = () => {
-    refreshing ??= (async () => {
-      try {
-        const { rows } = await o.pool.query<{ version: string }>("SELECT version FROM rule_set_version");
-        if (Number(rows[0]!.version) === snapshot.version) return;
-        snapshot = await load();
-        o.onReload(snapshot);
-        o.log.info({ version: snapshot.version, rules: snapshot.rules.length }, "rule set reloaded");
-      } catch (err) {
-        o.log.warn({ err: (err as Error).message }, "rule set refresh failed; keeping the previous one");
-      } finally {
+  const reload = async () => {
+    try {
+      const { rows } = await o.pool.query<{ version: string }>("SELECT version FROM rule_set_version");
+      if (Number(rows[0]!.version) === snapshot.version) return;
+      snapshot = await load();
+      o.onReload(snapshot);
+      o.log.info({ version: snapshot.version, rules: snapshot.rules.length }, "rule set reloaded");
+    } catch (err) {
+      o.log.warn({ err: (err as Error).message }, "rule set refresh failed; keeping the previous one");
+    }
+  };
+  // A reload already on its way may have read the rules before the caller's change was stored: the
+  // caller waits for one that starts after it asked (callers meanwhile share it). Joining the one on
+  // its way answered a PUT before its rule was in force, and registrations for it were ignored.
+  let refreshing: Promise<void> | undefined;
+  let next: Promise<void> | undefined;
+  const refresh = (): Promise<void> => {
+    if (!refreshing) {
+      refreshing = reload().finally(() => {
         refreshing = undefined;
-      }
-    })();
-    return refreshing;
+      });
+      return refreshing;
+    }
+    next ??= refreshing.then(() => {
+      next = undefined;
+      return refresh();
+    });
+    return next;
   };
 
-  const timer = setInterval(() => void refresh(), o.pollMs);
+  // A poll needs no reload of its own while one is on its way: the next tick sees what that one missed.
+  const timer = setInterval(() => {
+    if (!refreshing) void refresh();
+  }, o.pollMs);
   timer.unref();
   return { current: () => snapshot, refresh, close: () => clearInterval(timer) };
 }

@@ -1,4 +1,5 @@
 import { type Static, Type } from "@sinclair/typebox";
+import { AsyncDeliveryBody } from "./async-delivery-config.js";
 
 export const NameParam = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", description: "lower-case letters, digits, _ . -" });
 export const envNamePattern = "^[a-z][a-z0-9-]{0,31}$";
@@ -98,6 +99,8 @@ export const EnvironmentBody = Type.Object(
         propertyNames: { pattern: "^(\\*|[a-z0-9][a-z0-9_.-]{0,62})$" },
       }),
     ),
+    /** Answer third parties from a template and deliver in the background; omitted: the stored setting stays; `{}`: off. */
+    asyncDelivery: Type.Optional(AsyncDeliveryBody),
   },
   { additionalProperties: false },
 );

@@ -1,6 +1,9 @@
 import path from "node:path";
 import { createSandboxScripts } from "@opsplane/callback-agent/sandbox-scripts";
 import { packageVersion, type ServiceDefinition } from "@opsplane/platform";
+import { createAsyncDeliveryMetrics } from "./async-delivery-metrics.js";
+import { createAsyncDeliveryWorker } from "./async-delivery-worker.js";
+import { createAsyncIntake } from "./async-intake.js";
 import { dispatcherEnv } from "./config.js";
 import { createConfigStore } from "./config-store.js";
 import { createDecisionLog } from "./decision-log.js";
@@ -13,10 +16,12 @@ import { createRegistrationHold } from "./registration-hold.js";
 import { memoryRegistry } from "./registry.js";
 import { createReplayer } from "./replay.js";
 import { createReplicaRoster } from "./replica-roster.js";
+import { createResender } from "./resend.js";
 import { registerAdminRoutes } from "./routes/admin.js";
 import { registerAgentRoutes } from "./routes/agent.js";
 import { callbackFront } from "./routes/callbacks.js";
 import { registerDecisionRoutes } from "./routes/decisions.js";
+import { registerDeliveryRoutes } from "./routes/deliveries.js";
 import { dispatcherRpc } from "./rpc.js";
 import { createRuleSetCache } from "./rule-set.js";
 
@@ -111,22 +116,44 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       schema: ctx.name,
       retentionDays: config.DECISION_RETENTION_DAYS,
       callbackRetentionDays: config.CALLBACK_RETENTION_DAYS,
+      deadLetterRetentionDays: config.DEAD_LETTER_RETENTION_DAYS,
       sweepMs: config.DECISION_SWEEP_MS,
       log: ctx.log,
     });
     ctx.onClose(() => retention.close());
 
-    const replayer = createReplayer({
+    // Replays and asynchronous deliveries: kept callbacks sent again, off the callback path.
+    const resender = createResender({ timeoutMs: config.UPSTREAM_TIMEOUT_MS, lookup: urlPolicy.lookup });
+    ctx.onClose(() => resender.close());
+    const replayer = createReplayer({ pool: ctx.pool, rules, audit: ctx.audit, resender });
+    const asyncMetrics = createAsyncDeliveryMetrics(ctx.metrics, ctx.pool, ctx.log);
+    const deliveryWorker = createAsyncDeliveryWorker({
       pool: ctx.pool,
-      rules,
-      audit: ctx.audit,
-      timeoutMs: config.UPSTREAM_TIMEOUT_MS,
-      lookup: urlPolicy.lookup,
+      resender,
+      log: ctx.log,
+      metrics: asyncMetrics,
+      concurrency: config.ASYNC_DELIVERY_CONCURRENCY,
+      pollMs: config.ASYNC_DELIVERY_POLL_MS,
+      leaseMs: config.ASYNC_DELIVERY_LEASE_MS,
+      closeTimeoutMs: config.SHUTDOWN_TIMEOUT_MS / 2,
     });
-    ctx.onClose(() => replayer.close());
+    // Before the resender closes (hooks run in reverse): attempts in flight finish or are abandoned first.
+    ctx.onClose(() => deliveryWorker.close());
+    const asyncIntake = createAsyncIntake({
+      pool: ctx.pool,
+      bus: ctx.bus,
+      log: ctx.log,
+      events: config.DISPATCH_EVENTS,
+      storeMaxBytes: config.CALLBACK_STORE_MAX_BYTES,
+      writeTimeoutMs: config.UPSTREAM_TIMEOUT_MS,
+      metrics: asyncMetrics,
+      countCallback: metrics.countCallback,
+      queued: deliveryWorker.wake,
+    });
 
     registerAdminRoutes(ctx.app, { ctx, store, rules, registry, compileScript: scripts.compile });
     registerDecisionRoutes(ctx.app, { pool: ctx.pool, replayer });
+    registerDeliveryRoutes(ctx.app, { pool: ctx.pool, audit: ctx.audit, redriven: deliveryWorker.wake });
     registerAgentRoutes(ctx.app, {
       rules,
       registry,
@@ -144,6 +171,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
           hold,
           forwarder,
           decisions,
+          asyncIntake,
           metrics,
           extractLimitBytes: config.CALLBACK_EXTRACT_LIMIT_BYTES,
         },

@@ -150,6 +150,47 @@ describe("decisions PostgreSQL cannot store as sent are recorded escaped, and ne
     }
   });
 
+  test("text beyond ASCII, in the decision and in its kept callback's headers, is recorded as it was, beside its exact bytes and latency", async () => {
+    const decisionLog = createDecisionLog({
+      pool: d.svc.ctx.pool,
+      bus: d.svc.ctx.bus,
+      log: capturedLogger().log,
+      flushMs: 10_000,
+      maxQueue: 1000,
+      closeTimeoutMs: 5_000,
+      events: "none",
+      onDrop: () => {},
+      storeMaxBytes: 1024,
+    });
+    const body = Buffer.from([0xb6, 0xa9, 0xb5, 0xa5, 0x00, 0xff]); // GBK 订单, a NUL and a byte no text encoding reads
+    const headers = ["X-Note", 'caf\u00e9 "quoted" \\ back', "X-Emoji", "\u{1F4B3}", "content-length", "6"];
+    try {
+      decisionLog.add({
+        ...record("beyond-ascii"),
+        objectId: "\u8ba2\u5355-7 \u{1F4B3}",
+        detail: 'line one\nline two "quoted"',
+        latencyMs: 12.3456789,
+        payload: { target: "/cb/direct?q=\u00e9", headers, body },
+      });
+      await decisionLog.flush();
+      const { rows } = await d.svc.ctx.pool.query(
+        `SELECT d.object_id, d.detail, d.latency_ms, p.target, p.headers, p.body, p.body_size
+         FROM decisions d JOIN callback_payloads p ON p.decision_id = d.id WHERE d.request_id = 'beyond-ascii'`,
+      );
+      assert.equal(rows.length, 1);
+      const [row] = rows;
+      assert.equal(row.object_id, "\u8ba2\u5355-7 \u{1F4B3}");
+      assert.equal(row.detail, 'line one\nline two "quoted"');
+      assert.equal(row.latency_ms, 12.346, "to the microsecond");
+      assert.equal(row.target, "/cb/direct?q=\u00e9");
+      assert.deepEqual(row.headers, headers);
+      assert.deepEqual(row.body, body);
+      assert.equal(row.body_size, body.length);
+    } finally {
+      await decisionLog.close();
+    }
+  });
+
   test("while PostgreSQL refuses connections nothing is dropped and one warning is logged, however many retries; everything is written once it is back", async () => {
     const { log, at } = capturedLogger();
     const drops: unknown[] = [];

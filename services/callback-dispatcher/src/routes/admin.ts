@@ -32,6 +32,7 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
       replacesProduction: req.body.replacesProduction,
       description: req.body.description ?? "",
       idPatterns: req.body.idPatterns,
+      asyncDelivery: req.body.asyncDelivery,
     });
     await d.rules.refresh();
     return env;

@@ -1,6 +1,7 @@
 import type { App } from "@opsplane/platform";
 import type { Pool } from "@opsplane/store";
 import { decisionDetail, searchDecisions } from "../decision-search.js";
+import { deliveryOfDecision } from "../deliveries.js";
 import type { Replayer } from "../replay.js";
 import { DecisionIdParam, DecisionsQuery, ReplayBody } from "../schemas.js";
 
@@ -11,7 +12,11 @@ export function registerDecisionRoutes(app: App, d: { pool: Pool; replayer: Repl
   // allowNul: a callback's id may hold a NUL, and it is looked up made storable, as it was stored.
   app.get(base, { config: { allowNul: true }, schema: { querystring: DecisionsQuery } }, async (req) => searchDecisions(d.pool, req.query));
 
-  app.get(`${base}/:id`, { schema: { params: DecisionIdParam } }, async (req) => decisionDetail(d.pool, req.params.id));
+  // With its background delivery and attempts when it was answered from an asynchronous environment's template.
+  app.get(`${base}/:id`, { schema: { params: DecisionIdParam } }, async (req) => ({
+    ...(await decisionDetail(d.pool, req.params.id)),
+    asyncDelivery: await deliveryOfDecision(d.pool, req.params.id),
+  }));
 
   app.post(
     `${base}/:id/replay`,

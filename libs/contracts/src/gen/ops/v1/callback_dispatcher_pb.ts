@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ops/v1/callback_dispatcher.proto.
  */
 export const file_ops_v1_callback_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("CiBvcHMvdjEvY2FsbGJhY2tfZGlzcGF0Y2hlci5wcm90bxIGb3BzLnYxIqABCg1EcnlSdW5SZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRIMCgRwYXRoGAIgASgJEjMKB2hlYWRlcnMYAyADKAsyIi5vcHMudjEuRHJ5UnVuUmVxdWVzdC5IZWFkZXJzRW50cnkSDAoEYm9keRgEIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJ5Cg5EcnlSdW5SZXNwb25zZRIMCgRydWxlGAEgASgJEhEKCW9iamVjdF9pZBgCIAEoCRISCgp0YXJnZXRfZW52GAMgASgJEhIKCnRhcmdldF91cmwYBCABKAkSDgoGcmVhc29uGAUgASgJEg4KBmRldGFpbBgGIAEoCSI5ChVSZXBsYXlDYWxsYmFja1JlcXVlc3QSEwoLZGVjaXNpb25faWQYASABKAkSCwoDZW52GAIgASgJIoIBChZSZXBsYXlDYWxsYmFja1Jlc3BvbnNlEhEKCXJlcGxheV9pZBgBIAEoCRILCgNlbnYYAiABKAkSDgoGc3RhdHVzGAMgASgFEhIKCmxhdGVuY3lfbXMYBCABKAESDQoFZXJyb3IYBSABKAkSFQoNcmVzcG9uc2VfYm9keRgGIAEoCSIaChhHZXRSdWxlU2V0VmVyc2lvblJlcXVlc3QiLAoZR2V0UnVsZVNldFZlcnNpb25SZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDIr4BChJDYWxsYmFja0Rpc3BhdGNoZWQSDAoEcnVsZRgBIAEoCRIRCglvYmplY3RfaWQYAiABKAkSEgoKdGFyZ2V0X2VudhgDIAEoCRIOCgZyZWFzb24YBCABKAkSDgoGc3RhdHVzGAUgASgFEhIKCmxhdGVuY3lfbXMYBiABKAESDgoGbWV0aG9kGAcgASgJEgwKBHBhdGgYCCABKAkSEgoKcmVxdWVzdF9pZBgJIAEoCRINCgVlcnJvchgKIAEoCSJHChRDYWxsYmFja1J1bGVzQ2hhbmdlZBIOCgZ0YXJnZXQYASABKAkSDgoGYWN0aW9uGAIgASgJEg8KB3ZlcnNpb24YAyABKAMy/wEKGUNhbGxiYWNrRGlzcGF0Y2hlclNlcnZpY2USNwoGRHJ5UnVuEhUub3BzLnYxLkRyeVJ1blJlcXVlc3QaFi5vcHMudjEuRHJ5UnVuUmVzcG9uc2USWAoRR2V0UnVsZVNldFZlcnNpb24SIC5vcHMudjEuR2V0UnVsZVNldFZlcnNpb25SZXF1ZXN0GiEub3BzLnYxLkdldFJ1bGVTZXRWZXJzaW9uUmVzcG9uc2USTwoOUmVwbGF5Q2FsbGJhY2sSHS5vcHMudjEuUmVwbGF5Q2FsbGJhY2tSZXF1ZXN0Gh4ub3BzLnYxLlJlcGxheUNhbGxiYWNrUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("CiBvcHMvdjEvY2FsbGJhY2tfZGlzcGF0Y2hlci5wcm90bxIGb3BzLnYxIqABCg1EcnlSdW5SZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRIMCgRwYXRoGAIgASgJEjMKB2hlYWRlcnMYAyADKAsyIi5vcHMudjEuRHJ5UnVuUmVxdWVzdC5IZWFkZXJzRW50cnkSDAoEYm9keRgEIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJ5Cg5EcnlSdW5SZXNwb25zZRIMCgRydWxlGAEgASgJEhEKCW9iamVjdF9pZBgCIAEoCRISCgp0YXJnZXRfZW52GAMgASgJEhIKCnRhcmdldF91cmwYBCABKAkSDgoGcmVhc29uGAUgASgJEg4KBmRldGFpbBgGIAEoCSI5ChVSZXBsYXlDYWxsYmFja1JlcXVlc3QSEwoLZGVjaXNpb25faWQYASABKAkSCwoDZW52GAIgASgJIoIBChZSZXBsYXlDYWxsYmFja1Jlc3BvbnNlEhEKCXJlcGxheV9pZBgBIAEoCRILCgNlbnYYAiABKAkSDgoGc3RhdHVzGAMgASgFEhIKCmxhdGVuY3lfbXMYBCABKAESDQoFZXJyb3IYBSABKAkSFQoNcmVzcG9uc2VfYm9keRgGIAEoCSKqAQoWU2VhcmNoRGVjaXNpb25zUmVxdWVzdBIMCgRydWxlGAEgASgJEhEKCW9iamVjdF9pZBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSDgoGcmVhc29uGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkSDAoEZnJvbRgGIAEoCRIKCgJ0bxgHIAEoCRINCgVsaW1pdBgIIAEoBRISCgpwYWdlX3Rva2VuGAkgASgJIvgBChBDYWxsYmFja0RlY2lzaW9uEgoKAmlkGAEgASgJEgoKAmF0GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSDgoGbWV0aG9kGAQgASgJEgwKBHBhdGgYBSABKAkSDAoEcnVsZRgGIAEoCRIRCglvYmplY3RfaWQYByABKAkSEgoKdGFyZ2V0X2VudhgIIAEoCRIOCgZyZWFzb24YCSABKAkSDgoGZGV0YWlsGAogASgJEg4KBnN0YXR1cxgLIAEoBRISCgpsYXRlbmN5X21zGAwgASgBEg0KBWVycm9yGA0gASgJEhIKCnJlcGxheWFibGUYDiABKAgiXwoXU2VhcmNoRGVjaXNpb25zUmVzcG9uc2USKwoJZGVjaXNpb25zGAEgAygLMhgub3BzLnYxLkNhbGxiYWNrRGVjaXNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhoKGEdldFJ1bGVTZXRWZXJzaW9uUmVxdWVzdCIsChlHZXRSdWxlU2V0VmVyc2lvblJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAMivgEKEkNhbGxiYWNrRGlzcGF0Y2hlZBIMCgRydWxlGAEgASgJEhEKCW9iamVjdF9pZBgCIAEoCRISCgp0YXJnZXRfZW52GAMgASgJEg4KBnJlYXNvbhgEIAEoCRIOCgZzdGF0dXMYBSABKAUSEgoKbGF0ZW5jeV9tcxgGIAEoARIOCgZtZXRob2QYByABKAkSDAoEcGF0aBgIIAEoCRISCgpyZXF1ZXN0X2lkGAkgASgJEg0KBWVycm9yGAogASgJIkcKFENhbGxiYWNrUnVsZXNDaGFuZ2VkEg4KBnRhcmdldBgBIAEoCRIOCgZhY3Rpb24YAiABKAkSDwoHdmVyc2lvbhgDIAEoAzLTAgoZQ2FsbGJhY2tEaXNwYXRjaGVyU2VydmljZRI3CgZEcnlSdW4SFS5vcHMudjEuRHJ5UnVuUmVxdWVzdBoWLm9wcy52MS5EcnlSdW5SZXNwb25zZRJYChFHZXRSdWxlU2V0VmVyc2lvbhIgLm9wcy52MS5HZXRSdWxlU2V0VmVyc2lvblJlcXVlc3QaIS5vcHMudjEuR2V0UnVsZVNldFZlcnNpb25SZXNwb25zZRJPCg5SZXBsYXlDYWxsYmFjaxIdLm9wcy52MS5SZXBsYXlDYWxsYmFja1JlcXVlc3QaHi5vcHMudjEuUmVwbGF5Q2FsbGJhY2tSZXNwb25zZRJSCg9TZWFyY2hEZWNpc2lvbnMSHi5vcHMudjEuU2VhcmNoRGVjaXNpb25zUmVxdWVzdBofLm9wcy52MS5TZWFyY2hEZWNpc2lvbnNSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message ops.v1.DryRunRequest
@@ -181,6 +181,201 @@ export const ReplayCallbackResponseSchema: GenMessage<ReplayCallbackResponse> = 
   messageDesc(file_ops_v1_callback_dispatcher, 3);
 
 /**
+ * @generated from message ops.v1.SearchDecisionsRequest
+ */
+export type SearchDecisionsRequest = Message<"ops.v1.SearchDecisionsRequest"> & {
+  /**
+   * Each filter is exact; empty: any. All given filters must hold.
+   *
+   * @generated from field: string rule = 1;
+   */
+  rule: string;
+
+  /**
+   * The business-object id as the callback carried it (a NUL finds the id recorded with the text \u0000).
+   *
+   * @generated from field: string object_id = 2;
+   */
+  objectId: string;
+
+  /**
+   * Environment the callback was routed to, e.g. "sit".
+   *
+   * @generated from field: string target = 3;
+   */
+  target: string;
+
+  /**
+   * e.g. "registered", "not_registered", "extraction_failed".
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * The X-Request-Id a third party quotes.
+   *
+   * @generated from field: string request_id = 5;
+   */
+  requestId: string;
+
+  /**
+   * Time range, RFC 3339 with a zone: from inclusive, to exclusive; empty for unbounded.
+   *
+   * @generated from field: string from = 6;
+   */
+  from: string;
+
+  /**
+   * @generated from field: string to = 7;
+   */
+  to: string;
+
+  /**
+   * Default 100, at most 1000.
+   *
+   * @generated from field: int32 limit = 8;
+   */
+  limit: number;
+
+  /**
+   * next_page_token of the previous page; empty for the first.
+   *
+   * @generated from field: string page_token = 9;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message ops.v1.SearchDecisionsRequest.
+ * Use `create(SearchDecisionsRequestSchema)` to create a new message.
+ */
+export const SearchDecisionsRequestSchema: GenMessage<SearchDecisionsRequest> = /*@__PURE__*/
+  messageDesc(file_ops_v1_callback_dispatcher, 4);
+
+/**
+ * One recorded routing decision.
+ *
+ * @generated from message ops.v1.CallbackDecision
+ */
+export type CallbackDecision = Message<"ops.v1.CallbackDecision"> & {
+  /**
+   * Decision id (ReplayCallback's decision_id).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * When the callback was answered, RFC 3339.
+   *
+   * @generated from field: string at = 2;
+   */
+  at: string;
+
+  /**
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
+
+  /**
+   * @generated from field: string method = 4;
+   */
+  method: string;
+
+  /**
+   * @generated from field: string path = 5;
+   */
+  path: string;
+
+  /**
+   * Empty when no rule matched.
+   *
+   * @generated from field: string rule = 6;
+   */
+  rule: string;
+
+  /**
+   * Empty when no id was read.
+   *
+   * @generated from field: string object_id = 7;
+   */
+  objectId: string;
+
+  /**
+   * Empty when it went nowhere (no production configured).
+   *
+   * @generated from field: string target_env = 8;
+   */
+  targetEnv: string;
+
+  /**
+   * @generated from field: string reason = 9;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: string detail = 10;
+   */
+  detail: string;
+
+  /**
+   * What the third party was answered.
+   *
+   * @generated from field: int32 status = 11;
+   */
+  status: number;
+
+  /**
+   * @generated from field: double latency_ms = 12;
+   */
+  latencyMs: number;
+
+  /**
+   * @generated from field: string error = 13;
+   */
+  error: string;
+
+  /**
+   * Whether its bytes are still kept, so ReplayCallback can send it again.
+   *
+   * @generated from field: bool replayable = 14;
+   */
+  replayable: boolean;
+};
+
+/**
+ * Describes the message ops.v1.CallbackDecision.
+ * Use `create(CallbackDecisionSchema)` to create a new message.
+ */
+export const CallbackDecisionSchema: GenMessage<CallbackDecision> = /*@__PURE__*/
+  messageDesc(file_ops_v1_callback_dispatcher, 5);
+
+/**
+ * @generated from message ops.v1.SearchDecisionsResponse
+ */
+export type SearchDecisionsResponse = Message<"ops.v1.SearchDecisionsResponse"> & {
+  /**
+   * @generated from field: repeated ops.v1.CallbackDecision decisions = 1;
+   */
+  decisions: CallbackDecision[];
+
+  /**
+   * Pass as page_token for the next page; empty on the last one.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message ops.v1.SearchDecisionsResponse.
+ * Use `create(SearchDecisionsResponseSchema)` to create a new message.
+ */
+export const SearchDecisionsResponseSchema: GenMessage<SearchDecisionsResponse> = /*@__PURE__*/
+  messageDesc(file_ops_v1_callback_dispatcher, 6);
+
+/**
  * @generated from message ops.v1.GetRuleSetVersionRequest
  */
 export type GetRuleSetVersionRequest = Message<"ops.v1.GetRuleSetVersionRequest"> & {
@@ -191,7 +386,7 @@ export type GetRuleSetVersionRequest = Message<"ops.v1.GetRuleSetVersionRequest"
  * Use `create(GetRuleSetVersionRequestSchema)` to create a new message.
  */
 export const GetRuleSetVersionRequestSchema: GenMessage<GetRuleSetVersionRequest> = /*@__PURE__*/
-  messageDesc(file_ops_v1_callback_dispatcher, 4);
+  messageDesc(file_ops_v1_callback_dispatcher, 7);
 
 /**
  * @generated from message ops.v1.GetRuleSetVersionResponse
@@ -208,7 +403,7 @@ export type GetRuleSetVersionResponse = Message<"ops.v1.GetRuleSetVersionRespons
  * Use `create(GetRuleSetVersionResponseSchema)` to create a new message.
  */
 export const GetRuleSetVersionResponseSchema: GenMessage<GetRuleSetVersionResponse> = /*@__PURE__*/
-  messageDesc(file_ops_v1_callback_dispatcher, 5);
+  messageDesc(file_ops_v1_callback_dispatcher, 8);
 
 /**
  * Topic "callback.dispatched": one per callback forwarded (or failed to forward).
@@ -274,7 +469,7 @@ export type CallbackDispatched = Message<"ops.v1.CallbackDispatched"> & {
  * Use `create(CallbackDispatchedSchema)` to create a new message.
  */
 export const CallbackDispatchedSchema: GenMessage<CallbackDispatched> = /*@__PURE__*/
-  messageDesc(file_ops_v1_callback_dispatcher, 6);
+  messageDesc(file_ops_v1_callback_dispatcher, 9);
 
 /**
  * Topic "callback.rules.changed": a rule or environment was created, changed or deleted.
@@ -309,7 +504,7 @@ export type CallbackRulesChanged = Message<"ops.v1.CallbackRulesChanged"> & {
  * Use `create(CallbackRulesChangedSchema)` to create a new message.
  */
 export const CallbackRulesChangedSchema: GenMessage<CallbackRulesChanged> = /*@__PURE__*/
-  messageDesc(file_ops_v1_callback_dispatcher, 7);
+  messageDesc(file_ops_v1_callback_dispatcher, 10);
 
 /**
  * callback-dispatcher: routes third-party callbacks to the test environment that
@@ -350,6 +545,17 @@ export const CallbackDispatcherService: GenService<{
     methodKind: "unary";
     input: typeof ReplayCallbackRequestSchema;
     output: typeof ReplayCallbackResponseSchema;
+  },
+  /**
+   * Recorded decisions, newest first, filtered, a page at a time: the twin of
+   * GET /_dispatcher/v1/decisions (same filters, same page tokens).
+   *
+   * @generated from rpc ops.v1.CallbackDispatcherService.SearchDecisions
+   */
+  searchDecisions: {
+    methodKind: "unary";
+    input: typeof SearchDecisionsRequestSchema;
+    output: typeof SearchDecisionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ops_v1_callback_dispatcher, 0);

@@ -1,0 +1,133 @@
+import type { ServerResponse } from "node:http";
+import type { Bus } from "@opsplane/bus";
+import type { Logger } from "@opsplane/platform";
+import { type Pool, withTransaction } from "@opsplane/store";
+import { type AsyncDelivery, answerFor } from "./async-delivery-config.js";
+import type { AsyncDeliveryMetrics } from "./async-delivery-metrics.js";
+import { type DecisionRecord, eventOf, isPublished } from "./decision-log.js";
+import type { Decision } from "./router.js";
+
+/** A callback read whole, as it would have been forwarded. */
+export interface QueuedCallback {
+  method: string;
+  path: string;
+  /** Path and query exactly as received. */
+  target: string;
+  /** End-to-end headers as forwarded, `[name, value, …]`. */
+  headers: string[];
+  body: Buffer;
+  requestId: string;
+  /** performance.now() when the callback arrived. */
+  started: number;
+}
+
+export type Intake = { answered: true; status: number } | { answered: false; why: string };
+
+/**
+ * The decision, the kept callback (as the decision log keeps it, so it can be shown and replayed)
+ * and the delivery owed, in one statement: the decision's id is the delivery's.
+ */
+const queueSql = `WITH d AS (
+    INSERT INTO decisions (at, request_id, method, path, rule, object_id, target_env, reason, detail, status, latency_ms)
+    VALUES (to_timestamp($1::float8 / 1000), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    RETURNING id, at
+  ), kept AS (
+    INSERT INTO callback_payloads (decision_id, at, target, headers, body, body_size)
+    SELECT id, at, $12, $13::jsonb, $14, $15 FROM d WHERE $16::boolean
+  )
+  INSERT INTO async_deliveries (id, env, request_id, method, target, headers, body, received_at, max_attempts, give_up_at,
+    initial_backoff_ms, max_backoff_ms, next_attempt_at)
+  SELECT id, $7, $2, $3, $12, $13::jsonb, $17, at, $18, at + make_interval(secs => $19), $20, $21, at FROM d
+  RETURNING id::text AS id`;
+
+/**
+ * Takes callbacks for asynchronous environments: each is written to PostgreSQL (decision, kept
+ * callback, delivery owed) and committed *before* the third party is answered from the
+ * environment's template, so nothing answered is ever lost. When it cannot be written in time
+ * (PostgreSQL down or slow), nothing is answered from the template: the caller forwards the
+ * callback synchronously instead, and the third party gets the environment's own answer.
+ */
+export function createAsyncIntake(o: {
+  pool: Pool;
+  bus: Bus;
+  log: Logger;
+  events: "notable" | "all" | "none";
+  /** CALLBACK_STORE_MAX_BYTES: the kept copy for showing and replaying follows the decision log's rule. */
+  storeMaxBytes: number;
+  /** Longest the write may take (server-side statement timeout) before the callback is forwarded synchronously instead. */
+  writeTimeoutMs: number;
+  metrics: AsyncDeliveryMetrics;
+  countCallback(rule: string, target: string, reason: string, status: number): void;
+  /** Called once a delivery is committed: the local worker claims it at once. */
+  queued(): void;
+}) {
+  return {
+    async accept(decision: Decision, config: AsyncDelivery, cb: QueuedCallback, res: ServerResponse): Promise<Intake> {
+      const env = decision.target!.name;
+      let contentType: string | undefined;
+      for (let i = 0; i + 1 < cb.headers.length; i += 2)
+        if (cb.headers[i]!.toLowerCase() === "content-type") contentType = cb.headers[i + 1];
+      const answer = answerFor(config, contentType);
+      const detail = `answered from ${env}'s asynchronous template; delivered in the background`;
+      const record: DecisionRecord = {
+        at: Date.now(),
+        requestId: cb.requestId,
+        method: cb.method,
+        path: cb.path,
+        rule: decision.rule,
+        objectId: decision.objectId,
+        targetEnv: env,
+        reason: decision.reason,
+        detail: decision.detail ? `${decision.detail}; ${detail}` : detail,
+        status: answer.status,
+        latencyMs: performance.now() - cb.started,
+        error: undefined,
+      };
+      const keep = o.storeMaxBytes > 0;
+      const keptBody = keep && cb.body.length <= o.storeMaxBytes ? cb.body : null;
+      try {
+        await withTransaction(o.pool, async (tx) => {
+          await tx.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(o.writeTimeoutMs))}`);
+          await tx.query(queueSql, [
+            record.at,
+            record.requestId,
+            record.method,
+            record.path,
+            record.rule ?? null,
+            record.objectId ?? null,
+            env,
+            record.reason,
+            record.detail,
+            record.status,
+            record.latencyMs,
+            cb.target,
+            JSON.stringify(cb.headers),
+            keptBody,
+            keep ? cb.body.length : null,
+            keep,
+            cb.body,
+            config.maxAttempts,
+            config.maxAgeSeconds,
+            config.initialBackoffMs,
+            config.maxBackoffMs,
+          ]);
+          if (isPublished(record, o.events)) await o.bus.publish(eventOf(record), { tx });
+        });
+      } catch (err) {
+        o.metrics.fallbacks.inc({ env });
+        o.log.warn(
+          { err: (err as Error).message, reqId: cb.requestId, env },
+          "callback not queued for asynchronous delivery; forwarded synchronously",
+        );
+        return { answered: false, why: `not queued for asynchronous delivery (${(err as Error).message}); forwarded synchronously` };
+      }
+      res.writeHead(answer.status, [...answer.headers, "x-request-id", cb.requestId]);
+      res.end(answer.body);
+      o.countCallback(decision.rule ?? "", env, decision.reason, answer.status);
+      o.queued();
+      return { answered: true, status: answer.status };
+    },
+  };
+}
+
+export type AsyncIntake = ReturnType<typeof createAsyncIntake>;
