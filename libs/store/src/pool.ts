@@ -46,6 +46,21 @@ export function createPool(connectionString: string, opts: PoolOptions): pg.Pool
 export interface TransactionOptions {
   isolation?: "read committed" | "repeatable read" | "serializable";
   readOnly?: boolean;
+  /**
+   * Longest the whole transaction may take, from waiting for a connection to the answer to COMMIT.
+   * Past it the call fails with `TransactionDeadlineError` and the connection is destroyed, so
+   * PostgreSQL aborts whatever was not committed. A COMMIT already sent may still have committed:
+   * the caller must treat a deadline as "unknown", not "nothing written". PostgreSQL's own
+   * `statement_timeout` cannot cover a stalled network, a full pool or a COMMIT that never answers.
+   */
+  deadlineMs?: number;
+}
+
+/** A transaction given `deadlineMs` did not finish in time (see TransactionOptions.deadlineMs). */
+export class TransactionDeadlineError extends Error {
+  constructor(readonly deadlineMs: number) {
+    super(`transaction did not finish within ${deadlineMs} ms`);
+  }
 }
 
 /**
@@ -53,7 +68,49 @@ export interface TransactionOptions {
  * `repeatable read` with `readOnly` gives several reads that see one snapshot.
  */
 export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
+  const { deadlineMs } = opts;
+  if (deadlineMs === undefined) return runTransaction(pool, fn, opts, undefined);
+  const deadline = { passed: false, onPass: (): void => {} };
+  let timer: NodeJS.Timeout | undefined;
+  const passed = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      deadline.passed = true;
+      deadline.onPass();
+      reject(new TransactionDeadlineError(deadlineMs));
+    }, deadlineMs);
+  });
+  const running = runTransaction(pool, fn, opts, deadline);
+  // Once the deadline has answered, the transaction's own failure (its connection destroyed) has nobody to tell.
+  running.catch(() => {});
+  try {
+    return await Promise.race([running, passed]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function runTransaction<T>(
+  pool: pg.Pool,
+  fn: (tx: pg.PoolClient) => Promise<T>,
+  opts: TransactionOptions,
+  deadline: { passed: boolean; onPass: () => void } | undefined,
+): Promise<T> {
   const { client, release } = await checkOut(pool);
+  let released = false;
+  const releaseOnce = (broken?: Error) => {
+    if (released) return;
+    released = true;
+    release(broken);
+  };
+  if (deadline) {
+    // Destroying the connection is what makes PostgreSQL abort the transaction we stopped waiting for.
+    if (deadline.passed) {
+      // The wait for a connection used the time up; nothing was started on it.
+      releaseOnce();
+      throw new TransactionDeadlineError(opts.deadlineMs!);
+    }
+    deadline.onPass = () => releaseOnce(new TransactionDeadlineError(opts.deadlineMs!));
+  }
   let rollbackFailed: Error | undefined;
   try {
     await client.query(
@@ -64,13 +121,15 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
     return result;
   } catch (err) {
     // A rollback that fails leaves the connection in no known state: it is discarded, not reused.
-    rollbackFailed = await client.query("ROLLBACK").then(
-      () => undefined,
-      (e: Error) => e,
-    );
+    rollbackFailed = released
+      ? undefined
+      : await client.query("ROLLBACK").then(
+          () => undefined,
+          (e: Error) => e,
+        );
     throw err;
   } finally {
-    release(rollbackFailed);
+    releaseOnce(rollbackFailed);
   }
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { createPool, type Pool, withTransaction } from "@opsplane/store";
+import { createPool, type Pool, TransactionDeadlineError, withTransaction } from "@opsplane/store";
 import { type CuttableProxy, createTestDatabase, startCuttableProxy, type TestDatabase } from "@opsplane/testing";
 
 describe("a connection lost in the middle of a transaction", () => {
@@ -38,5 +38,69 @@ describe("a connection lost in the middle of a transaction", () => {
     );
     const { rows } = await withTransaction(pool, (tx) => tx.query<{ n: number }>("SELECT 3 AS n"));
     assert.equal(rows[0]!.n, 3);
+  });
+});
+
+describe("a transaction with a deadline", () => {
+  let db: TestDatabase;
+  let proxy: CuttableProxy;
+  let pool: Pool;
+
+  before(async () => {
+    db = await createTestDatabase();
+    const target = new URL(db.url);
+    proxy = await startCuttableProxy(target.hostname, Number(target.port || 5432));
+    const viaProxy = new URL(db.url);
+    viaProxy.hostname = "127.0.0.1";
+    viaProxy.port = String(proxy.port);
+    pool = createPool(viaProxy.toString(), { schema: "public", applicationName: "deadline-test", max: 1 });
+    await withTransaction(pool, (tx) => tx.query("CREATE TABLE owed (id int PRIMARY KEY)"));
+  });
+  after(async () => {
+    await pool?.end();
+    await proxy?.close();
+    await db?.drop();
+  });
+
+  // statement_timeout is PostgreSQL's: a network that stops passing bytes never lets it answer.
+  test("fails at the deadline on a stalled network, aborts what was not committed, and frees its connection", async () => {
+    const owed = (id: number) =>
+      withTransaction(
+        pool,
+        async (tx) => {
+          await tx.query("INSERT INTO owed VALUES ($1)", [id]);
+          if (id === 1) proxy.blackhole();
+          await tx.query("SELECT 1");
+        },
+        { deadlineMs: 300 },
+      );
+    await assert.rejects(owed(1), (err: unknown) => err instanceof TransactionDeadlineError && err.deadlineMs === 300);
+    proxy.heal();
+    // The pool holds one connection: this passes only because the stalled one was given up.
+    await owed(2);
+    const direct = createPool(db.url, { schema: "public", applicationName: "deadline-check", max: 1 });
+    try {
+      const { rows } = await direct.query<{ id: number }>("SELECT id FROM owed ORDER BY id");
+      assert.deepEqual(
+        rows.map((r) => r.id),
+        [2],
+        "the transaction given up was not committed",
+      );
+    } finally {
+      await direct.end();
+    }
+  });
+
+  test("a wait for a connection counts: a full pool fails at the deadline, and the connection is not lost", async () => {
+    let unblock!: () => void;
+    const holding = withTransaction(pool, () => new Promise<void>((resolve) => (unblock = resolve)));
+    await assert.rejects(
+      withTransaction(pool, (tx) => tx.query("SELECT 1"), { deadlineMs: 200 }),
+      (err: unknown) => err instanceof TransactionDeadlineError,
+    );
+    unblock();
+    await holding;
+    const { rows } = await withTransaction(pool, (tx) => tx.query<{ n: number }>("SELECT 4 AS n"), { deadlineMs: 5_000 });
+    assert.equal(rows[0]!.n, 4);
   });
 });

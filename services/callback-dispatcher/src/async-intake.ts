@@ -54,7 +54,7 @@ export function createAsyncIntake(o: {
   events: "notable" | "all" | "none";
   /** CALLBACK_STORE_MAX_BYTES: the kept copy for showing and replaying follows the decision log's rule. */
   storeMaxBytes: number;
-  /** Longest the write may take (server-side statement timeout) before the callback is forwarded synchronously instead. */
+  /** Longest the write may take, from waiting for a connection to COMMIT, before the callback is forwarded synchronously instead. */
   writeTimeoutMs: number;
   metrics: AsyncDeliveryMetrics;
   countCallback(rule: string, target: string, reason: string, status: number): void;
@@ -86,33 +86,39 @@ export function createAsyncIntake(o: {
       const keep = o.storeMaxBytes > 0;
       const keptBody = keep && cb.body.length <= o.storeMaxBytes ? cb.body : null;
       try {
-        await withTransaction(o.pool, async (tx) => {
-          await tx.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(o.writeTimeoutMs))}`);
-          await tx.query(queueSql, [
-            record.at,
-            record.requestId,
-            record.method,
-            record.path,
-            record.rule ?? null,
-            record.objectId ?? null,
-            env,
-            record.reason,
-            record.detail,
-            record.status,
-            record.latencyMs,
-            cb.target,
-            JSON.stringify(cb.headers),
-            keptBody,
-            keep ? cb.body.length : null,
-            keep,
-            cb.body,
-            config.maxAttempts,
-            config.maxAgeSeconds,
-            config.initialBackoffMs,
-            config.maxBackoffMs,
-          ]);
-          if (isPublished(record, o.events)) await o.bus.publish(eventOf(record), { tx });
-        });
+        // The deadline covers what statement_timeout cannot (a full pool, a stalled network, a COMMIT
+        // that never answers); statement_timeout stops PostgreSQL's side of a lock wait at the same time.
+        await withTransaction(
+          o.pool,
+          async (tx) => {
+            await tx.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(o.writeTimeoutMs))}`);
+            await tx.query(queueSql, [
+              record.at,
+              record.requestId,
+              record.method,
+              record.path,
+              record.rule ?? null,
+              record.objectId ?? null,
+              env,
+              record.reason,
+              record.detail,
+              record.status,
+              record.latencyMs,
+              cb.target,
+              JSON.stringify(cb.headers),
+              keptBody,
+              keep ? cb.body.length : null,
+              keep,
+              cb.body,
+              config.maxAttempts,
+              config.maxAgeSeconds,
+              config.initialBackoffMs,
+              config.maxBackoffMs,
+            ]);
+            if (isPublished(record, o.events)) await o.bus.publish(eventOf(record), { tx });
+          },
+          { deadlineMs: o.writeTimeoutMs },
+        );
       } catch (err) {
         o.metrics.fallbacks.inc({ env });
         o.log.warn(

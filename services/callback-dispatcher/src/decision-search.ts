@@ -151,7 +151,7 @@ export async function decisionDetail(db: Queryable, id: string) {
   const c = await keptCallback(db, id);
   const { rows: replays } = await db.query(
     `SELECT id::text AS id, at, target_env AS "targetEnv", actor, request_id AS "requestId", status, latency_ms AS "latencyMs", error
-     FROM callback_replays WHERE decision_id = $1 ORDER BY id`,
+     FROM callback_replays WHERE decision_id = $1 ORDER BY callback_replays.id`, // the column: `id` alone is the text alias
     [id],
   );
   const text = c.body ? new TextDecoder("utf-8", { fatal: false }).decode(c.body) : undefined;

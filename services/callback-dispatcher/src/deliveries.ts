@@ -38,6 +38,7 @@ export interface DeliveryAttempt {
   error: string | null;
 }
 
+// `id` here is text: sorting must name the column (`async_deliveries.id`), or "99" lists before "100".
 const columns = `id::text AS id, env, state, request_id AS "requestId", method, target, received_at AS "receivedAt", attempts,
   max_attempts AS "maxAttempts", give_up_at AS "giveUpAt", CASE WHEN state = 'pending' THEN next_attempt_at END AS "nextAttemptAt",
   last_status AS "lastStatus", last_error AS "lastError", dead_reason AS "deadReason", finished_at AS "finishedAt"`;
@@ -73,7 +74,7 @@ export async function listDeliveries(db: Queryable, q: DeliveryQuery): Promise<{
   }
   params.push(limit + 1);
   const { rows } = await db.query<DeliveryRow>(
-    `SELECT ${columns} FROM async_deliveries ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT $${params.length}`,
+    `SELECT ${columns} FROM async_deliveries ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY async_deliveries.id DESC LIMIT $${params.length}`,
     params,
   );
   const page = rows.slice(0, limit);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { eventually, freePort } from "@opsplane/testing";
+import { type CuttableProxy, createTestDatabase, eventually, freePort, startCuttableProxy, type TestDatabase } from "@opsplane/testing";
 import pg from "pg";
 import { operatorKey, startDispatcher, viewerKey } from "./helpers/dispatcher.js";
 import { sign, startSignedStub } from "./helpers/signed-stub.js";
@@ -450,11 +450,64 @@ describe("asynchronous delivery: answering, retrying, dead letters", () => {
     const decision = await decisionOf(d, "async-locked-1");
     assert.match(
       String(decision.detail),
-      /not queued for asynchronous delivery \(canceling statement due to statement timeout\); forwarded synchronously/,
+      // PostgreSQL's statement timeout and the write's own deadline are the same length; either may tell.
+      /not queued for asynchronous delivery \((canceling statement due to statement timeout|transaction did not finish within 1000 ms)\); forwarded synchronously/,
     );
     const detail = await d.api("GET", `${base}/decisions/${decision.id}`, undefined, viewerKey);
     assert.equal(detail.body.asyncDelivery, null, "nothing owed");
     assert.equal(await metric(d.url, /^callback_dispatcher_async_fallbacks_total\{env="sit"[,}]/), 1);
+  });
+});
+
+describe("asynchronous delivery: a database that stops answering", () => {
+  let db: TestDatabase;
+  let proxy: CuttableProxy;
+  let d: Dispatcher;
+  let prod: Awaited<ReturnType<typeof startSignedStub>>;
+  let sit: Awaited<ReturnType<typeof startSignedStub>>;
+
+  before(async () => {
+    prod = await startSignedStub("prod", secret);
+    sit = await startSignedStub("sit", secret);
+    db = await createTestDatabase();
+    const target = new URL(db.url);
+    proxy = await startCuttableProxy(target.hostname, Number(target.port || 5432));
+    const viaProxy = new URL(db.url);
+    viaProxy.hostname = "127.0.0.1";
+    viaProxy.port = String(proxy.port);
+    // pg's own query timeout out of reach: only the write's deadline can end the wait. Registrations
+    // in memory (no Redis): the lookup needs no database, only the write does.
+    d = await startDispatcher(
+      { UPSTREAM_TIMEOUT_MS: "1000", DATABASE_QUERY_TIMEOUT_MS: "600000" },
+      { databaseUrl: viaProxy.toString(), redis: false },
+    );
+    await setUp(d, prod.url);
+    const saved = await d.api("PUT", `${base}/environments/sit`, { baseUrl: sit.url, asyncDelivery: { answer: alipayAnswer } });
+    assert.equal(saved.status, 200, JSON.stringify(saved.body));
+    await register(d, "sit", "SIT-STALL");
+  });
+  after(async () => {
+    proxy?.heal();
+    await d?.close();
+    await proxy?.close();
+    await db?.drop();
+    await Promise.all([prod?.close(), sit?.close()]);
+  });
+
+  // statement_timeout is PostgreSQL's: a network that stops passing bytes never lets it answer, and
+  // third parties give up (then send again) long before pg's own query timeout.
+  test("a callback is forwarded synchronously at the write's deadline, not held until the database answers", async () => {
+    proxy.blackhole();
+    const res = await notify(d.url, "SIT-STALL", { requestId: "async-stalled-1" });
+    assert.equal(res.status, 200);
+    assert.deepEqual(JSON.parse(res.text), { ok: true, env: "sit" }, "sit's own answer, not the template");
+    assert.ok(sit.received.some((x) => x.headers["x-request-id"] === "async-stalled-1"));
+    proxy.heal();
+    const decision = await decisionOf(d, "async-stalled-1");
+    assert.match(
+      String(decision.detail),
+      /not queued for asynchronous delivery \(transaction did not finish within 1000 ms\); forwarded synchronously/,
+    );
   });
 });
 
@@ -571,5 +624,50 @@ describe("asynchronous delivery: what operators may do", () => {
     assert.match(String(unknown.body.message), /unknown field "status"/);
     assert.equal((await d.api("GET", `${base}/deliveries/123`, undefined, viewerKey)).status, 404);
     assert.equal((await d.api("POST", `${base}/deliveries/123/redrive`, {}, operatorKey)).status, 404);
+  });
+});
+
+describe("asynchronous delivery: listing", () => {
+  let d: Dispatcher;
+  let prod: Awaited<ReturnType<typeof startSignedStub>>;
+  before(async () => {
+    prod = await startSignedStub("prod", secret);
+    d = await startDispatcher();
+    await setUp(d, prod.url);
+  });
+  after(async () => {
+    await d?.close();
+    await prod?.close();
+  });
+
+  test("deliveries list newest first by number, and pages reach every one once (ids past 9 and 99 too)", async () => {
+    const sit = {
+      baseUrl: await downUrl(),
+      asyncDelivery: { answer: alipayAnswer, maxAttempts: 100, initialBackoffMs: 60_000, maxBackoffMs: 60_000 },
+    };
+    assert.equal((await d.api("PUT", `${base}/environments/sit`, sit)).status, 200);
+    const orders = Array.from({ length: 12 }, (_, i) => `L${i}`);
+    await register(d, "sit", ...orders);
+    const sent: string[] = [];
+    for (const order of orders) {
+      const answer = await notify(d.url, order, { requestId: `list-${order}` });
+      assert.equal(answer.text, "success");
+      sent.push(String((await decisionOf(d, `list-${order}`)).id));
+    }
+    const listed: string[] = [];
+    let pageToken = "";
+    do {
+      const { status, body } = await d.api(
+        "GET",
+        `${base}/deliveries?limit=5${pageToken ? `&pageToken=${pageToken}` : ""}`,
+        undefined,
+        viewerKey,
+      );
+      assert.equal(status, 200, JSON.stringify(body));
+      listed.push(...(body.deliveries as Delivery[]).map((x) => x.id));
+      pageToken = String(body.nextPageToken);
+    } while (pageToken);
+    const newestFirst = [...sent].sort((a, b) => Number(b) - Number(a));
+    assert.deepEqual(listed, newestFirst);
   });
 });

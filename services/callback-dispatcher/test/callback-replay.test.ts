@@ -143,6 +143,23 @@ describe("kept callbacks: search, show, replay", () => {
     );
   });
 
+  test("a decision's replays are shown in the order they were made, past replay 9 and 99 too", async () => {
+    assert.equal(await callback("SIT-1", gbk, "req-replay-order"), 200);
+    const [decision] = await find("requestId=req-replay-order");
+    const made: string[] = [];
+    // Replay until the replay ids gain a digit: that is where ordering them as text went wrong ("10" before "9").
+    while (made.length < 2 || made.at(-1)!.length === made[0]!.length) {
+      const res = await replay(decision!.id);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      made.push((res.body.replay as Replay).id);
+    }
+    const detail = await d.api("GET", `/_dispatcher/v1/decisions/${decision!.id}`, undefined, viewerKey);
+    assert.deepEqual(
+      (detail.body.replays as Replay[]).map((x) => x.id),
+      made,
+    );
+  });
+
   test("a callback lost while its environment was down is delivered by a replay once it is back", async () => {
     await sit.close();
     assert.equal(await callback("SIT-1", Buffer.from("order=SIT-1&n=2"), "req-down-1"), 502);
