@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { setFlagsFromString } from "node:v8";
 import { type Format, formatReport, formats } from "./scan/format/index.js";
 import { ScanBoundsError } from "./scan/isolated-extract.js";
 import { ArtifactError } from "./scan/limits.js";
@@ -135,6 +136,12 @@ function version(): string {
 }
 
 if (require.main === module) {
+  // A scan is a second or two of code V8 has not seen yet. Compiled without inlining, its hot
+  // functions are optimised sooner and V8's compiler threads use about half the CPU they would,
+  // a fifth of the whole scan's (measured on Derby, H2 and HSQLDB). The flag is process-wide and
+  // set before the scan's worker thread starts: the CLI sets it, the service (a long-lived
+  // process) does not.
+  setFlagsFromString("--no-turbo-inlining");
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

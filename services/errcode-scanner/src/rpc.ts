@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import {
   CodeLocationSchema,
   ConstructorSchema,
+  DynamicSiteSchema,
   ErrcodeScanService,
   ErrorCodeSchema,
   FindConstructorsResponseSchema,
@@ -20,7 +21,7 @@ import {
 import { type Auditor, actorOf, badRequest, notFound, principalKey, requestIdKey, rpcService } from "@opsplane/platform";
 import { ArtifactSourceError, allowedUrl, checkSha256, saveUpload } from "./artifact-source.js";
 import type { ScanRunner } from "./runner.js";
-import type { ErrorCodeEntry } from "./scan/engine.js";
+import type { DynamicSite, ErrorCodeEntry } from "./scan/engine.js";
 import type { Location } from "./scan/extract.js";
 import type { Violation } from "./scan/validate.js";
 import type { ScanRow, ScanStore } from "./store.js";
@@ -61,6 +62,7 @@ export function toScan(s: ScanRow) {
     registryAdditions: 0,
     durationMs: BigInt(st?.durationMs ?? 0),
     error: s.error ?? "",
+    notChecked: s.not_checked,
     createdAt: s.created_at.toISOString(),
     finishedAt: s.finished_at?.toISOString() ?? "",
   });
@@ -76,6 +78,13 @@ const toErrorCode = (e: ErrorCodeEntry) =>
     exceptionClass: e.exceptionClass,
     family: e.family,
     locations: e.locations.map(toLocation),
+  });
+const toDynamicSite = (d: DynamicSite) =>
+  create(DynamicSiteSchema, {
+    exceptionClass: d.exceptionClass,
+    reason: d.reason,
+    message: d.message ?? "",
+    location: toLocation(d.location),
   });
 const toViolation = (v: Violation) =>
   create(ViolationSchema, {
@@ -164,6 +173,7 @@ export function errcodeRpc(d: RpcDeps) {
           errorCodes: finished ? (await d.store.errorCodes(row.id)).map(toErrorCode) : [],
           violations: finished ? (await d.store.violations(row.id)).map(toViolation) : [],
           problems: row.problems.map((p) => create(ProblemSchema, p)),
+          dynamicSites: row.dynamic_sites.map(toDynamicSite),
         });
       },
 

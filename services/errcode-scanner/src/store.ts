@@ -21,6 +21,10 @@ export interface ScanRow {
   system: string | null;
   stats: ScanReport["stats"] | null;
   problems: ScanReport["problems"];
+  /** Why the scan checked nothing, or nothing under a base (see {@link ScanReport.notChecked}). */
+  not_checked: string[];
+  /** Sites whose code is not statically known. */
+  dynamic_sites: ScanReport["dynamicSites"];
   error: string | null;
   created_at: Date;
   finished_at: Date | null;
@@ -242,9 +246,17 @@ export function createScanStore(pool: Pool, lease: ScanLease) {
     /** Stores the results; false (and nothing written) when another replica has taken the scan over. */
     async succeed(tx: Queryable, id: string, report: ScanReport): Promise<boolean> {
       const held = await tx.query(
-        `UPDATE scans SET status = 'succeeded', stats = $2, problems = $3, finished_at = now(), owner = NULL, lease_expires_at = NULL
+        `UPDATE scans SET status = 'succeeded', stats = $2, problems = $3, not_checked = $5, dynamic_sites = $6, finished_at = now(),
+           owner = NULL, lease_expires_at = NULL
          WHERE id = $1 AND owner = $4 AND ${unfinished}`,
-        [id, JSON.stringify(report.stats), JSON.stringify(report.problems), lease.owner],
+        [
+          id,
+          JSON.stringify(report.stats),
+          JSON.stringify(report.problems),
+          lease.owner,
+          report.notChecked,
+          JSON.stringify(report.dynamicSites),
+        ],
       );
       if (held.rowCount !== 1) return false;
       const codes = report.errorCodes;

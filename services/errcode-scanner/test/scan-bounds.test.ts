@@ -10,11 +10,39 @@ import { after, before, describe, test } from "node:test";
 import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
 import { createTestDatabase, eventually, type TestDatabase } from "@opsplane/testing";
 import { definition } from "../src/service.js";
-import { type CompiledFixtures, compileFixtures, jarOf } from "./support/java.js";
+import { type CompiledFixtures, compileFixtures, compileJava, jarOf } from "./support/java.js";
 import { writeZip } from "./support/zip-writer.js";
 
 const operatorKey = "bounds-operator-key-0123456789";
 const BASE = "com.bank.core.BizException";
+
+/**
+ * A 7 KB jar whose one method is too much for a 64 MiB scan: a 300-way switch in a method that
+ * declares the JVM's most locals (65,535), so that following each case holds a copy of them all.
+ * Few classes and methods, so the scan writes almost no table rows before it runs out (thousands
+ * of copies of a class did the same only after writing 250,000 rows, a minute on a loaded machine).
+ */
+function wideSwitchJar(): Buffer {
+  const cases = Array.from({ length: 300 }, (_, i) => `case ${i}: return new Failure("GEN${i}", "case ${i}");`).join(" ");
+  const java = compileJava({
+    "gen/Failure.java":
+      "package gen; public class Failure extends RuntimeException { public Failure(String code, String message) { super(message); } }",
+    "gen/Generated.java": `package gen; public class Generated { static Failure pick(int i) { switch (i) { ${cases} default: return null; } } }`,
+  });
+  try {
+    const generated = readFileSync(path.join(java.dir, "gen/Generated.class"));
+    // pick(int)'s code starts iload_0, tableswitch; its Code attribute's max_locals (1) is 6 bytes before.
+    const code = generated.indexOf(Buffer.from([0x1a, 0xaa]));
+    assert.ok(code > 0 && generated.readUInt16BE(code - 6) === 1, "pick(int) found in Generated.class");
+    generated.writeUInt16BE(0xffff, code - 6);
+    return writeZip([
+      { name: "gen/Failure.class", data: readFileSync(path.join(java.dir, "gen/Failure.class")) },
+      { name: "gen/Generated.class", data: generated },
+    ]);
+  } finally {
+    java.cleanup();
+  }
+}
 
 describe("scan bounds", () => {
   let fx: CompiledFixtures;
@@ -52,9 +80,7 @@ describe("scan bounds", () => {
   before(async () => {
     fx = compileFixtures();
     jar = jarOf({ dir: fx.java8 });
-    // 5,000 copies of one class: every class is held until its codes are resolved, far past 64 MiB.
-    const cls = readFileSync(path.join(fx.java8, "com/bank/app/TransferService.class"));
-    heavy = writeZip(Array.from({ length: 5000 }, (_, i) => ({ name: `copies/C${i}.class`, data: cls })));
+    heavy = wideSwitchJar();
     repo = http.createServer((req, res) => {
       requested.push(req.url ?? "");
       if (req.url === "/releases/heavy-1.0.jar") res.end(heavy);
@@ -85,7 +111,7 @@ describe("scan bounds", () => {
   });
 
   test("an artifact that exhausts its scan's memory fails that scan once, with the reason, and the service scans on", async () => {
-    const id = await submit({ url: `${repoUrl}/releases/heavy-1.0.jar` });
+    const id = await submit({ url: `${repoUrl}/releases/heavy-1.0.jar`, settings: { bases: ["gen.Failure"] } });
     const failed = await finished(id);
     assert.equal(failed.status, "failed");
     assert.equal(failed.error, "the scan ran out of memory (its heap is limited to 64 MiB)");

@@ -9,7 +9,7 @@ import { ArtifactPublishedSchema, toEventData, topics } from "@opsplane/contract
 import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
 import { createTestDatabase, eventually, type TestDatabase } from "@opsplane/testing";
 import { definition } from "../src/service.js";
-import { type CompiledFixtures, compileFixtures, entriesOf, jarOf } from "./support/java.js";
+import { type CompiledFixtures, compileFixtures, compileJava, entriesOf, jarOf } from "./support/java.js";
 import { writeZip } from "./support/zip-writer.js";
 
 const operatorKey = "errcode-operator-key-0123456789";
@@ -224,6 +224,43 @@ describe("errcode-scanner service", () => {
     assert.match(String(scan.error), /^bomb\.jar!\/com\/bank\/Bomb\.class: compression ratio \d+ exceeds 200/);
     for (const table of ["containers", "classes", "methods", "invocations", "error_codes"])
       assert.equal(await tableCount(table, id), 0, table);
+  });
+
+  test("what a scan could not check is kept with it: the reason a base went unchecked, and each site with an unknown code", async () => {
+    // A base whose only construction site takes its code from the environment: nothing under it is checked.
+    const java = compileJava({
+      "dyn/Failure.java":
+        "package dyn; public class Failure extends RuntimeException { public Failure(String code, String message) { super(message); } }",
+      "dyn/Refused.java": 'package dyn; public class Refused extends Failure { public Refused(String code) { super(code, "refused"); } }',
+      "dyn/Gate.java": 'package dyn; public class Gate { void check() { throw new Refused(System.getenv("CODE")); } }',
+    });
+    try {
+      const r = await rpc("SubmitScan", {
+        artifactName: "gate-1.0.jar",
+        content: jarOf({ dir: java.dir }).toString("base64"),
+        settings: { bases: ["dyn.Failure"] },
+      });
+      const done = await finished(r.body.scan?.id as string);
+      const scan = done.scan as Record<string, unknown>;
+      assert.equal(scan.status, "succeeded", String(scan.error));
+      assert.deepEqual(scan.notChecked, [
+        "base dyn.Failure has 1 subclass but no error code was found under it (1 site with a code not statically known)",
+      ]);
+      assert.deepEqual(done.dynamicSites, [
+        {
+          exceptionClass: "dyn.Refused",
+          reason: "code not statically known",
+          message: "refused",
+          location: { artifact: "gate-1.0.jar!/dyn/Gate.class", className: "dyn.Gate", method: "check()V", line: 1 },
+        },
+      ]);
+      // The listing shows it too, and a scan that checked everything has nothing there.
+      const listed = (await rpc("ListScans", {}, viewerKey)).body.scans as Array<Record<string, unknown>>;
+      assert.deepEqual(listed.find((s) => s.id === scan.id)?.notChecked, scan.notChecked);
+      assert.ok(listed.filter((s) => s.artifactName === "app-1.0.jar").every((s) => s.notChecked === undefined));
+    } finally {
+      java.cleanup();
+    }
   });
 
   test("bad requests are refused with a reason; viewers cannot submit", async () => {

@@ -65,16 +65,21 @@ export function verify(code: ArrayLike<number>): void {
   for (let pc = 0; pc < code.length; pc = nextPc(code, pc));
 }
 
-/** Calls `visit` with every branch target of the instruction at `pc` (none for other instructions). */
-export function forEachBranchTarget(code: ArrayLike<number>, pc: number, visit: (target: number) => void): void {
+/**
+ * Calls `visit` with every branch target of the instruction at `pc` (none for other instructions)
+ * and, for a switch's cases, the value that selects it (undefined for the default).
+ */
+export function forEachBranchTarget(code: ArrayLike<number>, pc: number, visit: (target: number, caseValue?: number) => void): void {
   const op = code[pc];
   if ((op >= 153 && op <= 168) || op === 198 || op === 199) visit(pc + s16(code, pc + 1));
   else if (op === 200 || op === 201) visit(pc + s32(code, pc + 1));
   else if (op === TABLESWITCH || op === LOOKUPSWITCH) {
     const at = operandStart(code, pc);
     visit(pc + s32(code, at));
-    if (op === TABLESWITCH) for (let i = 0, n = s32(code, at + 8) - s32(code, at + 4); i <= n; i++) visit(pc + s32(code, at + 12 + i * 4));
-    else for (let i = 0, n = s32(code, at + 4); i < n; i++) visit(pc + s32(code, at + 8 + i * 8 + 4));
+    if (op === TABLESWITCH) {
+      const low = s32(code, at + 4);
+      for (let i = 0, n = s32(code, at + 8) - low; i <= n; i++) visit(pc + s32(code, at + 12 + i * 4), low + i);
+    } else for (let i = 0, n = s32(code, at + 4); i < n; i++) visit(pc + s32(code, at + 8 + i * 8 + 4), s32(code, at + 8 + i * 8));
   }
 }
 

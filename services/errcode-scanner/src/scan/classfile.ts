@@ -1,6 +1,6 @@
 import { verify } from "./bytecode.js";
 import { ClassFormatError, ConstantPool, type MemberRef } from "./constant-pool.js";
-import { interpret, type MethodFacts, type Site } from "./interpreter.js";
+import { interpret, type MethodFacts, type Returned, type Site } from "./interpreter.js";
 import { type Invocation, invocationsOf } from "./invocations.js";
 import type { Val } from "./values.js";
 
@@ -22,9 +22,10 @@ export interface FieldModel {
 interface MethodCode {
   maxLocals: number;
   bytes: Buffer;
-  /** The Code attribute's body and where its exception table starts in it. */
-  attribute: Buffer;
+  /** The class file, where the Code attribute's exception table starts in it, and where the attribute ends. */
+  classFile: Buffer;
   tableAt: number;
+  end: number;
 }
 
 /** What a class's methods share for interpretation. */
@@ -72,7 +73,7 @@ export class MethodModel {
     return this.interpreted().staticStores;
   }
 
-  get returns(): Val[] {
+  get returns(): Returned[] {
     return this.interpreted().returns;
   }
 
@@ -114,7 +115,7 @@ export class MethodModel {
 
   /** The exception handlers' start offsets and the line-number table as [pc, line, pc, line, …], sorted by pc. */
   private tables(code: MethodCode): { handlers: number[]; lines: number[] } {
-    const body = new Cursor(code.attribute, code.tableAt);
+    const body = new Cursor(code.classFile, code.tableAt, code.end);
     const handlers: number[] = [];
     for (let h = body.u2(), j = 0; j < h; j++) {
       body.u4(); // start_pc, end_pc
@@ -200,15 +201,18 @@ class Cursor {
   constructor(
     readonly data: Buffer,
     public at: number,
+    /** Where the structure being read ends (an attribute's body, or the class file). */
+    readonly end = data.length,
   ) {}
 
   private need(n: number): void {
-    if (this.at + n > this.data.length) throw new ClassFormatError(`truncated at byte ${this.at}`);
+    if (this.at + n > this.end) throw new ClassFormatError(`truncated at byte ${this.at}`);
   }
 
   u2(): number {
     this.need(2);
-    const v = this.data.readUInt16BE(this.at);
+    const d = this.data;
+    const v = (d[this.at] << 8) | d[this.at + 1];
     this.at += 2;
     return v;
   }
@@ -227,6 +231,14 @@ class Cursor {
     this.at += n;
     return b;
   }
+
+  /** A cursor on the next `n` bytes (an attribute's body), moving this one past them. */
+  part(n: number): Cursor {
+    this.need(n);
+    const c = new Cursor(this.data, this.at, this.at + n);
+    this.at += n;
+    return c;
+  }
 }
 
 /** Calls `visit` with each attribute's name and a cursor on its body, then moves past them all. */
@@ -234,8 +246,7 @@ function attributes(c: Cursor, cp: ConstantPool, visit: (name: string, body: Cur
   const count = c.u2();
   for (let i = 0; i < count; i++) {
     const name = cp.utf8(c.u2());
-    const body = c.bytes(c.u4());
-    visit(name, new Cursor(body, 0));
+    visit(name, c.part(c.u4()));
   }
 }
 
@@ -287,7 +298,7 @@ function model(data: Buffer, major: number): ClassModel {
       } catch (err) {
         throw new Error(`method ${mName}${mDesc}: ${(err as Error).message}`);
       }
-      code = { maxLocals, bytes, attribute: body.data, tableAt: body.at };
+      code = { maxLocals, bytes, classFile: body.data, tableAt: body.at, end: body.end };
     });
     methods.push(new MethodModel(mName, mDesc, mAccess, code, context));
   }

@@ -1,8 +1,9 @@
 import { type Container, walkArtifact } from "./archive.js";
 import { MalformedClassError, readClass } from "./classfile.js";
-import { CodeExtractor, type CodeMapping, defaultMapping, type Finding, type Location } from "./extract.js";
+import { CodeExtractor, type Finding, type Location } from "./extract.js";
 import { Hierarchy, type ScannedClass } from "./hierarchy.js";
 import { defaultLimits, type ScanLimits } from "./limits.js";
+import { type CodeMapping, defaultMapping } from "./mapping.js";
 
 export interface ScanOptions {
   /** Fully-qualified base exception classes (`com.acme.BizException`). */

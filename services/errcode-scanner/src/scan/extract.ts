@@ -1,30 +1,10 @@
 import type { MethodModel } from "./classfile.js";
 import { objectClass, parameterTypes, returnType, STRING } from "./descriptor.js";
 import type { Hierarchy, ScannedClass } from "./hierarchy.js";
-import { fold, type Site } from "./interpreter.js";
-import { relevantMethods } from "./relevance.js";
-import { type Cond, mentions, mentionsParam, substitute, type Val } from "./values.js";
-
-/**
- * How code and message are told apart at a base-class constructor. `slots` pins them per base
- * class and constructor descriptor (argument indexes); without a pin, the first String argument
- * shaped like a code (`codeShape`) is the code and another String the message, and objects
- * (enum constants, constant holders) give theirs through fields named in `codeFields`/`messageFields`.
- */
-export interface CodeMapping {
-  codeShape: RegExp;
-  slots: Record<string, Record<string, { code?: number; message?: number }>>;
-  codeFields: string[];
-  messageFields: string[];
-}
-
-export const defaultMapping: CodeMapping = {
-  // No whitespace, 2–64 characters, and either a digit or all upper case: "E1001", "ACC-0001", "08001", "TIMEOUT".
-  codeShape: /^(?=\S*\d|[A-Z0-9_.:-]+$)[A-Za-z0-9][A-Za-z0-9_.:-]{1,63}$/,
-  slots: {},
-  codeFields: ["code", "errorCode", "errCode", "errorNo", "state", "sqlState", "status", "value"],
-  messageFields: ["message", "msg", "errorMessage", "errMsg", "description", "desc", "text", "reason", "defaultMessage"],
-};
+import { fold, type Guard, type Returned, type Site } from "./interpreter.js";
+import type { CodeMapping } from "./mapping.js";
+import { type Relevance, relevantMethods } from "./relevance.js";
+import { type Cond, leaves, mapCond, mentions, mentionsParam, substitute, type Val } from "./values.js";
 
 export type Known = { kind: "constant"; value: string } | { kind: "dynamic" } | { kind: "absent" };
 
@@ -78,6 +58,18 @@ interface Expansion {
   base: CtorCall;
 }
 
+/** Whether a method's own sites are reported at its callers: a factory's that depend on its parameters, a helper's whose code it receives. */
+type Passes = "factory" | "helper" | undefined;
+
+/** A site of a relevant method and a base-constructor call it leads to. */
+interface Expanded {
+  c: ScannedClass;
+  m: MethodModel;
+  site: Site;
+  passes: Passes;
+  r: Expansion;
+}
+
 /** A String argument slot of a base constructor, for learning which slot carries codes. */
 interface SlotStats {
   constants: number;
@@ -100,6 +92,19 @@ export class CodeExtractor {
   private codeSlots = new Set<string>();
   /** Methods some site in the artifact calls (their parameter-dependent sites are reported there). */
   private readonly called = new Set<MethodModel>();
+  /** Methods that can lead to an exception under the bases, and why (see relevance.ts); no other one expands to anything. */
+  private relevant = new Map<MethodModel, Relevance>();
+  /** Per relevant method, whether any of its sites can expand to anything (see {@link worth}). */
+  private readonly worthMemo = new Map<MethodModel, boolean>();
+  private readonly weighing = new Set<MethodModel>();
+  /** Call cycles cut short so far (a factory or a weighing that returned to itself). */
+  private cycles = 0;
+  /** Per expansion of a helper, whether its code comes from the helper's parameters. */
+  private readonly handsOnMemo = new WeakMap<CtorCall, boolean>();
+  /** What each site of a relevant method calls (null: nothing the extractor follows). */
+  private readonly siteTargets = new WeakMap<Site, { owner: ScannedClass; method: MethodModel } | null>();
+  /** Per method descriptor, whether it returns an exception under the bases (asked at every call site). */
+  private readonly returnsExceptionMemo = new Map<string, boolean>();
 
   constructor(
     private readonly h: Hierarchy,
@@ -109,44 +114,51 @@ export class CodeExtractor {
   findings(): Finding[] {
     // Only methods that can lead to an exception have sites worth expanding; the rest are never interpreted.
     const relevant = relevantMethods(this.h);
-    for (const m of relevant)
-      for (const site of m.sites) {
-        const target = site.kind === "static" || site.kind === "call" ? this.target(site) : undefined;
-        if (target) this.called.add(target.method);
-      }
-    type Passes = "factory" | "helper" | undefined;
-    const expanded: Array<{ c: ScannedClass; m: MethodModel; site: Site; passes: Passes; r: Expansion }> = [];
-    for (const c of this.h.classes) {
-      for (const m of c.methods) {
-        if (!relevant.has(m) || !m.sites.length) continue;
-        const passes: Passes =
-          (m.name === "<init>" && this.h.isException(c.name)) ||
-          (this.called.has(m) && this.expandable(c, m) && this.returnsException(m.desc))
-            ? "factory"
-            : this.called.has(m) && this.expandable(c, m)
-              ? "helper"
-              : undefined;
-        for (const site of m.sites) for (const r of this.expand(site, c)) expanded.push({ c, m, site, passes, r });
-      }
-    }
+    this.relevant = relevant;
+    for (const m of relevant.keys()) if (this.worth(m)) this.noteCalls(m);
+    const expanded: Expanded[] = [];
+    for (const c of this.h.classes) for (const m of c.methods) if (this.worth(m)) this.expandAll(c, m, expanded);
     this.codeSlots = this.learnCodeSlots(expanded.map((e) => e.r.base));
     const out: Finding[] = [];
-    for (const { c, m, site, passes, r } of expanded) {
-      this.budget = RESOLVE_BUDGET;
-      const { code, message, dependsOnParams } = this.classify(r.base);
-      // Values a constructor or factory receives are reported where it is called; a helper hands on
-      // only the sites whose code it receives.
-      if (passes === "factory" && dependsOnParams) continue;
-      if (passes === "helper" && this.handsOn(r.base)) continue;
-      out.push({
-        exceptionClass: r.exceptionClass,
-        family: this.h.familyOf(r.exceptionClass),
-        code,
-        message,
-        location: { artifact: c.location, class: c.name, method: `${m.name}${m.desc}`, line: site.line },
-      });
-    }
+    for (const e of expanded) this.report(e, out);
     return out;
+  }
+
+  /** Records the methods a method's sites call (their parameter-dependent sites are reported at those calls). */
+  private noteCalls(m: MethodModel): void {
+    for (const site of m.sites) {
+      const target = site.kind === "static" || site.kind === "call" ? this.siteTarget(site) : undefined;
+      if (target) this.called.add(target.method);
+    }
+  }
+
+  /** Every base-constructor call a method's sites lead to. */
+  private expandAll(c: ScannedClass, m: MethodModel, into: Expanded[]): void {
+    if (!m.sites.length) return;
+    const passes: Passes =
+      (m.name === "<init>" && this.h.isException(c.name)) || (this.called.has(m) && this.expandable(c, m) && this.returnsException(m.desc))
+        ? "factory"
+        : this.called.has(m) && this.expandable(c, m)
+          ? "helper"
+          : undefined;
+    for (const site of m.sites) for (const r of this.expand(site, c)) into.push({ c, m, site, passes, r });
+  }
+
+  /** The finding of one expanded site, unless it is reported where its method is called. */
+  private report({ c, m, site, passes, r }: Expanded, out: Finding[]): void {
+    this.budget = RESOLVE_BUDGET;
+    const { code, message, dependsOnParams } = this.classify(r.base);
+    // Values a constructor or factory receives are reported where it is called; a helper hands on
+    // only the sites whose code it receives.
+    if (passes === "factory" && dependsOnParams) return;
+    if (passes === "helper" && this.handsOn(r.base)) return;
+    out.push({
+      exceptionClass: r.exceptionClass,
+      family: this.h.familyOf(r.exceptionClass),
+      code,
+      message,
+      location: { artifact: c.location, class: c.name, method: `${m.name}${m.desc}`, line: site.line },
+    });
   }
 
   /**
@@ -171,8 +183,13 @@ export class CodeExtractor {
   }
 
   private returnsException(desc: string): boolean {
-    const cls = objectClass(returnType(desc));
-    return cls !== undefined && this.h.isException(cls);
+    let returns = this.returnsExceptionMemo.get(desc);
+    if (returns === undefined) {
+      const cls = objectClass(returnType(desc));
+      returns = cls !== undefined && this.h.isException(cls);
+      this.returnsExceptionMemo.set(desc, returns);
+    }
+    return returns;
   }
 
   /** Whether calls of a method reach exactly it (no override can run instead), so they can be expanded. */
@@ -193,6 +210,53 @@ export class CodeExtractor {
     return exact || site.op === "special" || this.expandable(found.owner, found.method) ? found : undefined;
   }
 
+  /**
+   * Whether a relevant method is worth interpreting: it builds an exception itself, or calls a
+   * method whose expansion reaches its callers (a factory's, or a helper's that depends on its
+   * parameters). Half the methods the relevance pass keeps call only helpers that throw codes of
+   * their own (H2's `checkColumnIndex(int)`), and interpreting them found nothing.
+   */
+  private worth(m: MethodModel): boolean {
+    const why = this.relevant.get(m);
+    if (!why) return false;
+    if (why.builds) return true;
+    let worth = this.worthMemo.get(m);
+    if (worth !== undefined) return worth;
+    // A call cycle back to a method being weighed: count it as worth it, as interpreting it always was.
+    if (this.weighing.has(m)) {
+      this.cycles++;
+      return true;
+    }
+    const cyclesBefore = this.cycles;
+    this.weighing.add(m);
+    worth = false;
+    for (const [callee, owner] of why.calls)
+      if (this.worth(callee) && this.reachesCallers(owner, callee)) {
+        worth = true;
+        break;
+      }
+    this.weighing.delete(m);
+    // Nothing found through a cycle cut short is only nothing so far: asked again, it is weighed again.
+    if (worth || this.cycles === cyclesBefore) this.worthMemo.set(m, worth);
+    return worth;
+  }
+
+  /** Whether calls of a method expand to anything at the caller (see {@link expand}). */
+  private reachesCallers(owner: ScannedClass, m: MethodModel): boolean {
+    const results = this.factory(owner, m);
+    return results.length > 0 && (this.returnsException(m.desc) || results.some((r) => this.handsOn(r.base)));
+  }
+
+  /** {@link target} of a method's own site, which is asked for twice (its calls are noted, then expanded). */
+  private siteTarget(site: Site): { owner: ScannedClass; method: MethodModel } | undefined {
+    let found = this.siteTargets.get(site);
+    if (found === undefined) {
+      found = this.target(site) ?? null;
+      this.siteTargets.set(site, found);
+    }
+    return found ?? undefined;
+  }
+
   /** The base-class constructor calls a site leads to, with arguments in the site's method's terms. */
   private expand(site: Site, enclosing: ScannedClass): Expansion[] {
     if (site.kind === "new" || site.kind === "init-this") {
@@ -200,7 +264,7 @@ export class CodeExtractor {
       const exceptionClass = site.kind === "new" ? site.owner : enclosing.name;
       return [{ exceptionClass, base: this.toBase(site.owner, site.desc, site.args, 0) }];
     }
-    const target = this.target(site);
+    const target = this.siteTarget(site);
     if (!target) return [];
     const results = this.factory(target.owner, target.method);
     // A factory hands its exception back; any other helper throws it, and only what depends on
@@ -219,9 +283,17 @@ export class CodeExtractor {
 
   /** Whether a helper's site gets its code from the helper's parameters (and so is reported at its callers). */
   private handsOn(base: CtorCall): boolean {
-    if (!base.args.some(mentionsParam)) return false;
-    this.budget = RESOLVE_BUDGET;
-    return this.classify(base).code.kind === "dynamic";
+    // A helper's expansion is asked about at each of its calls: it is the same at all of them.
+    let hands = this.handsOnMemo.get(base);
+    if (hands === undefined) {
+      hands = false;
+      if (base.args.some(mentionsParam)) {
+        this.budget = RESOLVE_BUDGET;
+        hands = this.classify(base).code.kind === "dynamic";
+      }
+      this.handsOnMemo.set(base, hands);
+    }
+    return hands;
   }
 
   /**
@@ -231,11 +303,14 @@ export class CodeExtractor {
    * nothing its other paths do not already give, so it expands to nothing.
    */
   private factory(owner: ScannedClass, method: MethodModel): Expansion[] {
+    // Interpreting a method that builds no exception (a string utility a factory calls) would find nothing.
+    if (!this.worth(method)) return [];
     const memo = this.factoryMemo.get(method);
     if (memo) return memo;
     const level = this.expanding.get(method);
     if (level !== undefined) {
       this.cutAt = Math.min(this.cutAt, level);
+      this.cycles++;
       return [];
     }
     if (this.expanding.size > MAX_DEPTH) return [];
@@ -259,7 +334,8 @@ export class CodeExtractor {
    */
   private toBase(cls: string, desc: string, args: Val[], depth: number): CtorCall {
     if (depth > MAX_DEPTH || this.mapping.slots[cls]?.[desc]) return { cls, desc, args };
-    const ctor = this.h.byName.get(cls)?.methods.find((m) => m.name === "<init>" && m.desc === desc);
+    const owner = this.h.byName.get(cls);
+    const ctor = owner && this.h.declared(owner, "<init>", desc);
     const delegation = ctor?.sites.find((s) => s.kind === "init-this");
     const onward = this.h.bases.has(cls) ? delegation?.owner === cls : delegation && this.h.isException(delegation.owner);
     if (!delegation || !onward) return { cls, desc, args };
@@ -481,6 +557,7 @@ export class CodeExtractor {
   /** Which way a branch goes when its operands are constants (or a null test of a known value). */
   private decide(cond: Cond, depth: number): boolean | undefined {
     const a = this.resolve(cond.a, depth + 1);
+    if (cond.op === "in") return a.t === "num" && /^-?\d+$/.test(a.v) ? cond.values.has(Number(a.v)) : undefined;
     const b = this.resolve(cond.b, depth + 1);
     if (b.t === "null") {
       const isNull = a.t === "null" ? true : a.t === "obj" || a.t === "str" || a.t === "alts" ? false : undefined;
@@ -517,9 +594,9 @@ export class CodeExtractor {
     }
     if (!target || target.method.returns.length === 0) return UNKNOWN_C;
     const args = v.k === "call" ? v.args : [];
-    // A call without a receiver whose arguments are all constants gives the same wherever it is
-    // made (H2 turns each code into its exception through one large switch, at 1,700 sites).
-    const key = recvVal || depth > 1 ? undefined : this.constantsKey(args, depth);
+    // A call without a receiver gives the same wherever it is made with the same arguments (H2 turns
+    // each code into its exception through `DbException.get(code, params…)`, at 1,700 sites).
+    const key = recvVal || depth > 1 ? undefined : this.argumentsKey(args, depth);
     const memo = key === undefined ? undefined : this.callMemo.get(target.method)?.get(key);
     if (memo) return memo;
     const result = this.callResult(target.method, args, recvVal, recv, depth);
@@ -534,33 +611,88 @@ export class CodeExtractor {
     return result;
   }
 
-  /** A key for arguments that are all constants (undefined when one is not). */
-  private constantsKey(args: readonly Val[], depth: number): string | undefined {
+  /**
+   * A key for a call's arguments, when the call gives the same wherever it is made with them: each
+   * argument's constant or `?` (not statically known), and which of them share parts (a String
+   * built from the code stays tied to it: see `mentions`). Undefined when one is an object.
+   */
+  private argumentsKey(args: readonly Val[], depth: number): string | undefined {
     let key = "";
+    let shared: Map<Val, number> | undefined;
     for (const a of args) {
+      if (a.k === "obj") return undefined;
       const c = this.resolve(a, depth + 1);
       if (c.t === "str") key += `s${c.v.length}:${c.v}`;
       else if (c.t === "num") key += `n${c.v};`;
       else if (c.t === "null") key += "0;";
+      else if (c.t === "unknown") key += "?";
       else return undefined;
+      for (const leaf of leaves(a)) {
+        shared ??= new Map();
+        let id = shared.get(leaf);
+        if (id === undefined) {
+          id = shared.size;
+          shared.set(leaf, id);
+        }
+        key += `${id},`;
+      }
+      key += "|";
     }
     return key;
   }
 
   private callResult(method: MethodModel, args: Val[], recvVal: Val | undefined, recv: Concrete | undefined, depth: number): Concrete {
-    const results = method.returns.map((r) => {
+    const returned = ({ value: r }: Returned): Concrete => {
       if (r.k === "field" && r.recv.k === "this" && recv?.t === "obj") {
         const f = recv.fields.get(r.name);
         return f ? this.resolve(f, depth + 1) : UNKNOWN_C;
       }
       return this.resolve(substitute(r, args, recvVal), depth + 1);
-    });
-    const first = results[0];
-    if (results.every((r) => sameConcrete(r, first))) return first;
-    const objects = results.flatMap((r) => (r.t === "obj" ? [r] : r.t === "alts" ? r.options : []));
-    return objects.length === results.length || results.every((r) => r.t === "obj" || r.t === "alts")
-      ? { t: "alts", options: objects }
-      : UNKNOWN_C;
+    };
+    const all = method.returns;
+    // Which exception a factory builds for a constant argument (H2 picks the class by `code / 1000`,
+    // at 1,700 call sites): the objects returned on the branches the call's constants leave open. A
+    // String or number is not narrowed so: a SQLSTATE looked up from an int code (H2's getState)
+    // would take the code's place (see byShape).
+    if (all.length > 1) {
+      const decided = new Map<Guard, boolean>();
+      const open = all.filter((r) => this.reachable(r.guard, args, recvVal, depth, decided));
+      if (open.length && open.length < all.length) {
+        const results = open.map(returned);
+        if (results.every((r) => r.t === "obj" || r.t === "alts")) return oneOf(results);
+      }
+    }
+    return oneOf(all.map(returned));
+  }
+
+  /**
+   * Whether every branch on the way to a return can go the way it went, given a call's arguments.
+   * Returns share the branches before them: each is decided once per call (`decided`).
+   */
+  private reachable(guard: Guard | null, args: Val[], recvVal: Val | undefined, depth: number, decided: Map<Guard, boolean>): boolean {
+    const open: Guard[] = [];
+    let ok = true;
+    for (let g = guard; g; g = g.parent) {
+      const known = decided.get(g);
+      if (known !== undefined) {
+        ok = known;
+        break;
+      }
+      open.push(g);
+    }
+    // From the outermost branch in: a branch after one that cannot go its way cannot be reached either.
+    for (let i = open.length - 1; i >= 0; i--) {
+      const g = open[i];
+      if (ok) {
+        const taken = this.decide(
+          mapCond(g.cond, (v) => substitute(v, args, recvVal)),
+          depth,
+        );
+        ok = taken === undefined || taken === g.taken;
+      }
+      decided.set(g, ok);
+    }
+    return ok;
   }
 
   private resolveStatic(owner: string, name: string, depth: number): Concrete {
@@ -598,7 +730,8 @@ export class CodeExtractor {
   private objectFields(cls: string, desc: string, args: Val[], depth: number): { fields: Map<string, Val>; external?: CtorCall } {
     const fields = new Map<string, Val>();
     if (depth > MAX_DEPTH) return { fields };
-    const ctor = this.h.byName.get(cls)?.methods.find((m) => m.name === "<init>" && m.desc === desc);
+    const owner = this.h.byName.get(cls);
+    const ctor = owner && this.h.declared(owner, "<init>", desc);
     // Outside the artifact: only a JDK exception's constructor arguments say anything about a code.
     if (!ctor) return { fields, external: /(Exception|Error|Throwable)$/.test(cls) ? { cls, desc, args } : undefined };
     const delegation = ctor.sites.find((s) => s.kind === "init-this");
@@ -624,6 +757,16 @@ export class CodeExtractor {
     }
     return { fields, external };
   }
+}
+
+/** What a call returning one of `results` gives: their common constant, the objects it may be, or unknown. */
+function oneOf(results: Concrete[]): Concrete {
+  const first = results[0];
+  if (results.every((r) => sameConcrete(r, first))) return first;
+  const objects = results.flatMap((r) => (r.t === "obj" ? [r] : r.t === "alts" ? r.options : []));
+  return objects.length === results.length || results.every((r) => r.t === "obj" || r.t === "alts")
+    ? { t: "alts", options: objects }
+    : UNKNOWN_C;
 }
 
 function sameConcrete(a: Concrete, b: Concrete): boolean {

@@ -15,6 +15,8 @@ export interface ScannedClass extends ClassModel {
 export class Hierarchy {
   readonly byName = new Map<string, ScannedClass>();
   private readonly exceptionMemo = new Map<string, string | null>();
+  /** Per class, its methods by name (made when first asked: a lookup per call site adds up). */
+  private readonly methodIndex = new Map<ScannedClass, Map<string, MethodModel[]>>();
 
   constructor(
     readonly classes: readonly ScannedClass[],
@@ -71,10 +73,27 @@ export class Hierarchy {
     for (let i = 0; cur && i < 256; i++) {
       const c = this.byName.get(cur);
       if (!c) return undefined;
-      const m = c.methods.find((x) => x.name === name && x.desc === desc);
+      const m = this.declared(c, name, desc);
       if (m) return { owner: c, method: m };
       cur = c.superName;
     }
+    return undefined;
+  }
+
+  /** A method the class itself declares (the first, should a tampered class declare it twice). */
+  declared(c: ScannedClass, name: string, desc: string): MethodModel | undefined {
+    let index = this.methodIndex.get(c);
+    if (!index) {
+      index = new Map();
+      for (const m of c.methods) {
+        const overloads = index.get(m.name);
+        if (overloads) overloads.push(m);
+        else index.set(m.name, [m]);
+      }
+      this.methodIndex.set(c, index);
+    }
+    const overloads = index.get(name);
+    if (overloads) for (const m of overloads) if (m.desc === desc) return m;
     return undefined;
   }
 }

@@ -1,11 +1,14 @@
 import { nextPc, u16 } from "./bytecode.js";
 import type { MethodModel } from "./classfile.js";
 import { ClassFormatError } from "./constant-pool.js";
+import { objectClass, returnType } from "./descriptor.js";
 import type { Hierarchy, ScannedClass } from "./hierarchy.js";
 
 const ACC_PRIVATE = 0x0002;
 const ACC_STATIC = 0x0008;
 const ACC_FINAL = 0x0010;
+const INVOKEVIRTUAL = 182;
+const INVOKEINTERFACE = 185;
 const NEW = 187;
 
 /**
@@ -18,32 +21,48 @@ const NEW = 187;
  * would find the method through: its class or a subclass, or, for a method that can be overridden
  * (followed only on a receiver whose class is known exactly, `new C(…).m()`), any supertype of those.
  */
-export function relevantMethods(h: Hierarchy): Set<MethodModel> {
-  const relevant = new Set<MethodModel>();
+export function relevantMethods(h: Hierarchy): Map<MethodModel, Relevance> {
+  const relevant = new Map<MethodModel, Relevance>();
   // Per class, its pool's method references that lead to an exception (1 at their index).
   const hot = new Map<ScannedClass, Uint8Array>();
   // Method references by name, and where they are: pairs of (index in h.classes, pool index).
   const byName = new Map<string, number[]>();
-  const queued = new Set<ScannedClass>();
-  const mark = (c: ScannedClass, index: number) => {
+  const indexes = new Map<ScannedClass, CodeIndex>();
+  const indexOf = (c: ScannedClass): CodeIndex => {
+    let index = indexes.get(c);
+    if (!index) {
+      index = indexCode(c);
+      indexes.set(c, index);
+    }
+    return index;
+  };
+  // Methods found relevant whose own callers are yet to be marked.
+  const todo: Array<[ScannedClass, MethodModel]> = [];
+  /** Marks a reference leading to `callee` (in `owner`), or to an exception's constructor when there is none. */
+  const mark = (c: ScannedClass, index: number, callee?: MethodModel, owner?: ScannedClass) => {
     let marks = hot.get(c);
     if (!marks) {
       marks = new Uint8Array(c.cp.size);
       hot.set(c, marks);
     }
-    if (marks[index]) return;
+    // Each method calling the reference learns what it leads to, also when another callee marked it first.
+    if (marks[index] && !callee) return;
     marks[index] = 1;
-    queued.add(c);
+    for (const m of indexOf(c).invokers.get(index) ?? []) {
+      let why = relevant.get(m);
+      if (!why) {
+        why = { builds: false, calls: new Map() };
+        relevant.set(m, why);
+        todo.push([c, m]);
+      }
+      if (callee && owner) why.calls.set(callee, owner);
+      else why.builds = true;
+    }
   };
   const lineage = new Lineage(h);
-  const built = new Map<ScannedClass, Set<string>>();
   /** Whether a class's code builds (`new`) one of `classes`. */
   const buildsAny = (c: ScannedClass, classes: Set<string>): boolean => {
-    let names = built.get(c);
-    if (!names) {
-      names = instantiated(c);
-      built.set(c, names);
-    }
+    const names = indexOf(c).built;
     for (const n of classes) if (names.has(n)) return true;
     return false;
   };
@@ -65,70 +84,104 @@ export function relevantMethods(h: Hierarchy): Set<MethodModel> {
       }
     });
   });
-  while (queued.size) {
-    const c = queued.values().next().value as ScannedClass;
-    queued.delete(c);
-    const marks = hot.get(c) as Uint8Array;
-    for (const m of c.methods) {
-      if (relevant.has(m) || !m.code || !callsMarked(m.code.bytes, marks)) continue;
-      relevant.add(m);
-      // Constructors and static initializers are not reached through a method reference.
-      if (m.name === "<init>" || m.name === "<clinit>") continue;
-      // A method no override can replace is reached through its class or a subclass; another one also
-      // through any type a receiver of an exact class can be seen as.
-      const exact = (m.access & (ACC_STATIC | ACC_PRIVATE | ACC_FINAL)) !== 0 || (c.access & ACC_FINAL) !== 0;
-      const through = exact ? lineage.family(c.name) : lineage.seenAs(c.name);
-      // An overridable method is followed only on a receiver of an exact class: one the caller builds
-      // (`new C(…).m()`), or the caller's own superclass (`super.m()`, naming a class other than itself).
-      const family = lineage.family(c.name);
-      const where = byName.get(m.name) ?? [];
+  // The same, by descriptor too, for each name once a method of that name is relevant (a common name
+  // such as `get` has thousands of references; most names are never asked for).
+  const byDesc = new Map<string, Map<string, number[]>>();
+  const refsTo = (name: string, desc: string): number[] => {
+    let descs = byDesc.get(name);
+    if (!descs) {
+      descs = new Map();
+      const where = byName.get(name) ?? [];
       for (let k = 0; k < where.length; k += 2) {
-        const d = h.classes[where[k]];
-        const i = where[k + 1];
-        if (!sameDesc(d, i, m.desc)) continue;
-        const owner = d.cp.refOwner(i);
-        if (through.has(owner) && (exact || buildsAny(d, family) || (family.has(d.name) && owner !== d.name))) mark(d, i);
+        const d = descOf(h.classes[where[k]], where[k + 1]);
+        if (d === undefined) continue;
+        const list = descs.get(d);
+        if (list) list.push(where[k], where[k + 1]);
+        else descs.set(d, [where[k], where[k + 1]]);
       }
+      byDesc.set(name, descs);
+    }
+    return descs.get(desc) ?? [];
+  };
+  while (todo.length) {
+    const [c, m] = todo.pop() as [ScannedClass, MethodModel];
+    // Constructors and static initializers are not reached through a method reference.
+    if (m.name === "<init>" || m.name === "<clinit>") continue;
+    // A helper that takes no parameters and throws (not returns) its exception has nothing of its
+    // callers' in it: its sites are reported inside it, and its calls expand to nothing new (H2's
+    // `checkClosed()`, called from hundreds of methods that would be interpreted for it alone).
+    if (m.desc.startsWith("()") && !returnsException(h, m.desc)) continue;
+    // A method no override can replace is reached through its class or a subclass; another one also
+    // through any type a receiver of an exact class can be seen as.
+    const exact = (m.access & (ACC_STATIC | ACC_PRIVATE | ACC_FINAL)) !== 0 || (c.access & ACC_FINAL) !== 0;
+    const through = exact ? lineage.family(c.name) : lineage.seenAs(c.name);
+    // An overridable method is followed only on a receiver of an exact class: one the caller builds
+    // (`new C(…).m()`), or the caller's own superclass (`super.m()`, naming a class other than itself).
+    const family = lineage.family(c.name);
+    const where = refsTo(m.name, m.desc);
+    for (let k = 0; k < where.length; k += 2) {
+      const d = h.classes[where[k]];
+      const i = where[k + 1];
+      const owner = d.cp.refOwner(i);
+      if (through.has(owner) && (exact || buildsAny(d, family) || (family.has(d.name) && owner !== d.name))) mark(d, i, m, c);
     }
   }
   return relevant;
 }
 
-/** The classes a class's code builds with `new` (entries that make no sense are left out). */
-function instantiated(c: ScannedClass): Set<string> {
-  const out = new Set<string>();
+/** Why a method can matter: it builds an exception under the bases itself, or calls these methods (with their classes) that can. */
+export interface Relevance {
+  builds: boolean;
+  calls: Map<MethodModel, ScannedClass>;
+}
+
+/** Whether a method descriptor returns an exception under the bases (a factory, whose every call is a site). */
+function returnsException(h: Hierarchy, desc: string): boolean {
+  const cls = objectClass(returnType(desc));
+  return cls !== undefined && h.isException(cls);
+}
+
+/** What a class's code does that the search follows: which methods invoke each pool entry, and which classes it builds. */
+interface CodeIndex {
+  /** Methods invoking the method reference at each pool index. */
+  invokers: Map<number, MethodModel[]>;
+  /** Classes built with `new` (entries that make no sense are left out). */
+  built: Set<string>;
+}
+
+/** Reads a class's code once: a reference marked later finds its callers here, not by reading the code again. */
+function indexCode(c: ScannedClass): CodeIndex {
+  const invokers = new Map<number, MethodModel[]>();
+  const built = new Set<string>();
   for (const m of c.methods) {
     const code = m.code?.bytes;
     if (!code) continue;
     for (let pc = 0; pc < code.length; pc = nextPc(code, pc)) {
-      if (code[pc] !== NEW) continue;
-      try {
-        out.add(c.cp.className(u16(code, pc + 1)));
-      } catch (err) {
-        if (!(err instanceof ClassFormatError)) throw err;
-      }
+      const op = code[pc];
+      if (op >= INVOKEVIRTUAL && op <= INVOKEINTERFACE) {
+        const index = u16(code, pc + 1);
+        const list = invokers.get(index);
+        if (!list) invokers.set(index, [m]);
+        else if (list[list.length - 1] !== m) list.push(m);
+      } else if (op === NEW)
+        try {
+          built.add(c.cp.className(u16(code, pc + 1)));
+        } catch (err) {
+          if (!(err instanceof ClassFormatError)) throw err;
+        }
     }
   }
-  return out;
+  return { invokers, built };
 }
 
-/** Whether a method reference has this descriptor (not when its descriptor entry makes no sense). */
-function sameDesc(c: ScannedClass, index: number, desc: string): boolean {
+/** A method reference's descriptor (undefined when its descriptor entry makes no sense). */
+function descOf(c: ScannedClass, index: number): string | undefined {
   try {
-    return c.cp.refDesc(index) === desc;
+    return c.cp.refDesc(index);
   } catch (err) {
-    if (err instanceof ClassFormatError) return false;
+    if (err instanceof ClassFormatError) return undefined;
     throw err;
   }
-}
-
-/** Whether the code invokes a method reference marked in `marks`. */
-function callsMarked(code: Uint8Array, marks: Uint8Array): boolean {
-  for (let pc = 0; pc < code.length; pc = nextPc(code, pc)) {
-    const op = code[pc];
-    if (op >= 182 && op <= 185 && marks[u16(code, pc + 1)]) return true;
-  }
-  return false;
 }
 
 /** Which types a class's methods can be called through on a receiver of an exact class. */

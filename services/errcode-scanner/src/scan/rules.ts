@@ -1,6 +1,6 @@
-import { type CodeMapping, defaultMapping } from "./extract.js";
 import { defaultBounds, type ScanBounds } from "./isolated-extract.js";
 import type { ScanLimits } from "./limits.js";
+import { type CodeMapping, defaultMapping } from "./mapping.js";
 import type { RulesFile } from "./rules-file.js";
 
 export type { RulesFile };

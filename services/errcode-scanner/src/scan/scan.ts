@@ -1,7 +1,6 @@
 import type { DynamicSite, ErrorCodeEntry, ExtractionResult, Problem } from "./engine.js";
 import { defaultBounds, extractBounded, type RowHooks, type ScanBounds } from "./isolated-extract.js";
 import type { ResolvedConfig } from "./rules.js";
-import { createScriptRunner } from "./script-rules.js";
 import { type RegistryEntry, type Violation, validate } from "./validate.js";
 
 /** Everything one scan produces: the CLI's JSON output and what the service stores. */
@@ -52,7 +51,10 @@ export async function scan(
 ): Promise<ScanReport> {
   const started = performance.now();
   const extraction = await extractBounded(artifact, { bases: config.bases, mapping: config.mapping, limits: config.limits }, hooks, bounds);
-  const runner = config.rules.scripts.length ? await createScriptRunner(config.rules.scripts) : undefined;
+  // The sandbox (QuickJS) is loaded only for rules files with scripts: most scans have none.
+  const runner = config.rules.scripts.length
+    ? await (await import("./script-rules.js")).createScriptRunner(config.rules.scripts)
+    : undefined;
   let validation: Awaited<ReturnType<typeof validate>>;
   try {
     validation = await validate(extraction.errorCodes, config.rules, registry, runner?.run);

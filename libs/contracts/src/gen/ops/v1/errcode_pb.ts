@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ops/v1/errcode.proto.
  */
 export const file_ops_v1_errcode: GenFile = /*@__PURE__*/
-  fileDesc("ChRvcHMvdjEvZXJyY29kZS5wcm90bxIGb3BzLnYxIjMKDFNjYW5TZXR0aW5ncxINCgViYXNlcxgBIAMoCRIUCgxjb2RlX3BhdHRlcm4YAiABKAkigAEKEVN1Ym1pdFNjYW5SZXF1ZXN0EhUKDWFydGlmYWN0X25hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBILCgN1cmwYAyABKAkSDgoGc2hhMjU2GAQgASgJEiYKCHNldHRpbmdzGAUgASgLMhQub3BzLnYxLlNjYW5TZXR0aW5ncyIwChJTdWJtaXRTY2FuUmVzcG9uc2USGgoEc2NhbhgBIAEoCzIMLm9wcy52MS5TY2FuIpEECgRTY2FuEgoKAmlkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIVCg1hcnRpZmFjdF9uYW1lGAMgASgJEg4KBnNoYTI1NhgEIAEoCRIOCgZzb3VyY2UYBSABKAkSDQoFYmFzZXMYBiADKAkSEgoKY29udGFpbmVycxgHIAEoBRIPCgdjbGFzc2VzGAggASgFEg8KB21ldGhvZHMYCSABKAUSGQoRZXhjZXB0aW9uX2NsYXNzZXMYCiABKAUSEwoLZXJyb3JfY29kZXMYCyABKAUSFQoNZHluYW1pY19zaXRlcxgMIAEoBRIZChFtYWxmb3JtZWRfY2xhc3NlcxgNIAEoBRISCgp2aW9sYXRpb25zGA4gASgFEj4KEnZpb2xhdGlvbnNfYnlfcnVsZRgPIAMoCzIiLm9wcy52MS5TY2FuLlZpb2xhdGlvbnNCeVJ1bGVFbnRyeRIZChFhbHJlYWR5X2NvbXBsaWFudBgQIAEoBRIaChJyZWdpc3RyeV9hZGRpdGlvbnMYESABKAUSEwoLZHVyYXRpb25fbXMYEiABKAMSDQoFZXJyb3IYEyABKAkSEgoKY3JlYXRlZF9hdBgUIAEoCRITCgtmaW5pc2hlZF9hdBgVIAEoCRo3ChVWaW9sYXRpb25zQnlSdWxlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASIcCg5HZXRTY2FuUmVxdWVzdBIKCgJpZBgBIAEoCSKfAQoPR2V0U2NhblJlc3BvbnNlEhoKBHNjYW4YASABKAsyDC5vcHMudjEuU2NhbhImCgtlcnJvcl9jb2RlcxgCIAMoCzIRLm9wcy52MS5FcnJvckNvZGUSJQoKdmlvbGF0aW9ucxgDIAMoCzIRLm9wcy52MS5WaW9sYXRpb24SIQoIcHJvYmxlbXMYBCADKAsyDy5vcHMudjEuUHJvYmxlbSIhChBMaXN0U2NhbnNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgFIjAKEUxpc3RTY2Fuc1Jlc3BvbnNlEhsKBXNjYW5zGAEgAygLMgwub3BzLnYxLlNjYW4iUgoMQ29kZUxvY2F0aW9uEhAKCGFydGlmYWN0GAEgASgJEhIKCmNsYXNzX25hbWUYAiABKAkSDgoGbWV0aG9kGAMgASgJEgwKBGxpbmUYBCABKAUikgEKCUVycm9yQ29kZRIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSFAoMbWVzc2FnZV9raW5kGAMgASgJEhcKD2V4Y2VwdGlvbl9jbGFzcxgEIAEoCRIOCgZmYW1pbHkYBSABKAkSJwoJbG9jYXRpb25zGAYgAygLMhQub3BzLnYxLkNvZGVMb2NhdGlvbiJ6CglWaW9sYXRpb24SDAoEY29kZRgBIAEoCRIMCgRydWxlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSFwoPZXhjZXB0aW9uX2NsYXNzGAQgASgJEicKCWxvY2F0aW9ucxgFIAMoCzIULm9wcy52MS5Db2RlTG9jYXRpb24iKQoHUHJvYmxlbRINCgVlbnRyeRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIk8KFUxpc3RFcnJvckNvZGVzUmVxdWVzdBIPCgdzY2FuX2lkGAEgASgJEgwKBGNvZGUYAiABKAkSFwoPZXhjZXB0aW9uX2NsYXNzGAMgASgJIkAKFkxpc3RFcnJvckNvZGVzUmVzcG9uc2USJgoLZXJyb3JfY29kZXMYASADKAsyES5vcHMudjEuRXJyb3JDb2RlIj4KF0ZpbmRDb25zdHJ1Y3RvcnNSZXF1ZXN0Eg8KB3NjYW5faWQYASABKAkSEgoKY2xhc3NfbmFtZRgCIAEoCSJmCgtDb25zdHJ1Y3RvchISCgpjbGFzc19uYW1lGAEgASgJEg4KBm1ldGhvZBgCIAEoCRIRCgljb250YWluZXIYAyABKAkSEgoKZGVzY3JpcHRvchgEIAEoCRIMCgRsaW5lGAUgASgFIkUKGEZpbmRDb25zdHJ1Y3RvcnNSZXNwb25zZRIpCgxjb25zdHJ1Y3RvcnMYASADKAsyEy5vcHMudjEuQ29uc3RydWN0b3IiMwoUUXVlcnlSZWdpc3RyeVJlcXVlc3QSDAoEY29kZRgBIAEoCRINCgVsaW1pdBgCIAEoBSJxCg1SZWdpc3RyeUVudHJ5EgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIYChBleGNlcHRpb25fZmFtaWx5GAMgASgJEhUKDWZpcnN0X3NjYW5faWQYBCABKAkSEAoIYWRkZWRfYXQYBSABKAkiPwoVUXVlcnlSZWdpc3RyeVJlc3BvbnNlEiYKB2VudHJpZXMYASADKAsyFS5vcHMudjEuUmVnaXN0cnlFbnRyeSJmChFBcnRpZmFjdFB1Ymxpc2hlZBILCgN1cmwYASABKAkSDgoGc2hhMjU2GAIgASgJEhUKDWFydGlmYWN0X25hbWUYAyABKAkSDgoGc3lzdGVtGAQgASgJEg0KBWJhc2VzGAUgAygJIqYCCg1TY2FuQ29tcGxldGVkEg8KB3NjYW5faWQYASABKAkSFQoNYXJ0aWZhY3RfbmFtZRgCIAEoCRIOCgZzaGEyNTYYAyABKAkSDgoGc3RhdHVzGAQgASgJEhMKC2Vycm9yX2NvZGVzGAUgASgFEhIKCnZpb2xhdGlvbnMYBiABKAUSRwoSdmlvbGF0aW9uc19ieV9ydWxlGAcgAygLMisub3BzLnYxLlNjYW5Db21wbGV0ZWQuVmlvbGF0aW9uc0J5UnVsZUVudHJ5Eg0KBWVycm9yGAggASgJEhMKC2ZpbmlzaGVkX2F0GAkgASgJGjcKFVZpb2xhdGlvbnNCeVJ1bGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBMs0DChJFcnJjb2RlU2NhblNlcnZpY2USQwoKU3VibWl0U2NhbhIZLm9wcy52MS5TdWJtaXRTY2FuUmVxdWVzdBoaLm9wcy52MS5TdWJtaXRTY2FuUmVzcG9uc2USOgoHR2V0U2NhbhIWLm9wcy52MS5HZXRTY2FuUmVxdWVzdBoXLm9wcy52MS5HZXRTY2FuUmVzcG9uc2USQAoJTGlzdFNjYW5zEhgub3BzLnYxLkxpc3RTY2Fuc1JlcXVlc3QaGS5vcHMudjEuTGlzdFNjYW5zUmVzcG9uc2USTwoOTGlzdEVycm9yQ29kZXMSHS5vcHMudjEuTGlzdEVycm9yQ29kZXNSZXF1ZXN0Gh4ub3BzLnYxLkxpc3RFcnJvckNvZGVzUmVzcG9uc2USVQoQRmluZENvbnN0cnVjdG9ycxIfLm9wcy52MS5GaW5kQ29uc3RydWN0b3JzUmVxdWVzdBogLm9wcy52MS5GaW5kQ29uc3RydWN0b3JzUmVzcG9uc2USTAoNUXVlcnlSZWdpc3RyeRIcLm9wcy52MS5RdWVyeVJlZ2lzdHJ5UmVxdWVzdBodLm9wcy52MS5RdWVyeVJlZ2lzdHJ5UmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChRvcHMvdjEvZXJyY29kZS5wcm90bxIGb3BzLnYxIjMKDFNjYW5TZXR0aW5ncxINCgViYXNlcxgBIAMoCRIUCgxjb2RlX3BhdHRlcm4YAiABKAkigAEKEVN1Ym1pdFNjYW5SZXF1ZXN0EhUKDWFydGlmYWN0X25hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBILCgN1cmwYAyABKAkSDgoGc2hhMjU2GAQgASgJEiYKCHNldHRpbmdzGAUgASgLMhQub3BzLnYxLlNjYW5TZXR0aW5ncyIwChJTdWJtaXRTY2FuUmVzcG9uc2USGgoEc2NhbhgBIAEoCzIMLm9wcy52MS5TY2FuIqYECgRTY2FuEgoKAmlkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIVCg1hcnRpZmFjdF9uYW1lGAMgASgJEg4KBnNoYTI1NhgEIAEoCRIOCgZzb3VyY2UYBSABKAkSDQoFYmFzZXMYBiADKAkSEgoKY29udGFpbmVycxgHIAEoBRIPCgdjbGFzc2VzGAggASgFEg8KB21ldGhvZHMYCSABKAUSGQoRZXhjZXB0aW9uX2NsYXNzZXMYCiABKAUSEwoLZXJyb3JfY29kZXMYCyABKAUSFQoNZHluYW1pY19zaXRlcxgMIAEoBRIZChFtYWxmb3JtZWRfY2xhc3NlcxgNIAEoBRISCgp2aW9sYXRpb25zGA4gASgFEj4KEnZpb2xhdGlvbnNfYnlfcnVsZRgPIAMoCzIiLm9wcy52MS5TY2FuLlZpb2xhdGlvbnNCeVJ1bGVFbnRyeRIZChFhbHJlYWR5X2NvbXBsaWFudBgQIAEoBRIaChJyZWdpc3RyeV9hZGRpdGlvbnMYESABKAUSEwoLZHVyYXRpb25fbXMYEiABKAMSDQoFZXJyb3IYEyABKAkSEgoKY3JlYXRlZF9hdBgUIAEoCRITCgtmaW5pc2hlZF9hdBgVIAEoCRITCgtub3RfY2hlY2tlZBgWIAMoCRo3ChVWaW9sYXRpb25zQnlSdWxlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASIcCg5HZXRTY2FuUmVxdWVzdBIKCgJpZBgBIAEoCSLLAQoPR2V0U2NhblJlc3BvbnNlEhoKBHNjYW4YASABKAsyDC5vcHMudjEuU2NhbhImCgtlcnJvcl9jb2RlcxgCIAMoCzIRLm9wcy52MS5FcnJvckNvZGUSJQoKdmlvbGF0aW9ucxgDIAMoCzIRLm9wcy52MS5WaW9sYXRpb24SIQoIcHJvYmxlbXMYBCADKAsyDy5vcHMudjEuUHJvYmxlbRIqCg1keW5hbWljX3NpdGVzGAUgAygLMhMub3BzLnYxLkR5bmFtaWNTaXRlIiEKEExpc3RTY2Fuc1JlcXVlc3QSDQoFbGltaXQYASABKAUiMAoRTGlzdFNjYW5zUmVzcG9uc2USGwoFc2NhbnMYASADKAsyDC5vcHMudjEuU2NhbiJSCgxDb2RlTG9jYXRpb24SEAoIYXJ0aWZhY3QYASABKAkSEgoKY2xhc3NfbmFtZRgCIAEoCRIOCgZtZXRob2QYAyABKAkSDAoEbGluZRgEIAEoBSKSAQoJRXJyb3JDb2RlEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIUCgxtZXNzYWdlX2tpbmQYAyABKAkSFwoPZXhjZXB0aW9uX2NsYXNzGAQgASgJEg4KBmZhbWlseRgFIAEoCRInCglsb2NhdGlvbnMYBiADKAsyFC5vcHMudjEuQ29kZUxvY2F0aW9uInoKCVZpb2xhdGlvbhIMCgRjb2RlGAEgASgJEgwKBHJ1bGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIXCg9leGNlcHRpb25fY2xhc3MYBCABKAkSJwoJbG9jYXRpb25zGAUgAygLMhQub3BzLnYxLkNvZGVMb2NhdGlvbiJvCgtEeW5hbWljU2l0ZRIXCg9leGNlcHRpb25fY2xhc3MYASABKAkSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSJgoIbG9jYXRpb24YBCABKAsyFC5vcHMudjEuQ29kZUxvY2F0aW9uIikKB1Byb2JsZW0SDQoFZW50cnkYASABKAkSDwoHbWVzc2FnZRgCIAEoCSJPChVMaXN0RXJyb3JDb2Rlc1JlcXVlc3QSDwoHc2Nhbl9pZBgBIAEoCRIMCgRjb2RlGAIgASgJEhcKD2V4Y2VwdGlvbl9jbGFzcxgDIAEoCSJAChZMaXN0RXJyb3JDb2Rlc1Jlc3BvbnNlEiYKC2Vycm9yX2NvZGVzGAEgAygLMhEub3BzLnYxLkVycm9yQ29kZSI+ChdGaW5kQ29uc3RydWN0b3JzUmVxdWVzdBIPCgdzY2FuX2lkGAEgASgJEhIKCmNsYXNzX25hbWUYAiABKAkiZgoLQ29uc3RydWN0b3ISEgoKY2xhc3NfbmFtZRgBIAEoCRIOCgZtZXRob2QYAiABKAkSEQoJY29udGFpbmVyGAMgASgJEhIKCmRlc2NyaXB0b3IYBCABKAkSDAoEbGluZRgFIAEoBSJFChhGaW5kQ29uc3RydWN0b3JzUmVzcG9uc2USKQoMY29uc3RydWN0b3JzGAEgAygLMhMub3BzLnYxLkNvbnN0cnVjdG9yIjMKFFF1ZXJ5UmVnaXN0cnlSZXF1ZXN0EgwKBGNvZGUYASABKAkSDQoFbGltaXQYAiABKAUicQoNUmVnaXN0cnlFbnRyeRIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSGAoQZXhjZXB0aW9uX2ZhbWlseRgDIAEoCRIVCg1maXJzdF9zY2FuX2lkGAQgASgJEhAKCGFkZGVkX2F0GAUgASgJIj8KFVF1ZXJ5UmVnaXN0cnlSZXNwb25zZRImCgdlbnRyaWVzGAEgAygLMhUub3BzLnYxLlJlZ2lzdHJ5RW50cnkiZgoRQXJ0aWZhY3RQdWJsaXNoZWQSCwoDdXJsGAEgASgJEg4KBnNoYTI1NhgCIAEoCRIVCg1hcnRpZmFjdF9uYW1lGAMgASgJEg4KBnN5c3RlbRgEIAEoCRINCgViYXNlcxgFIAMoCSKmAgoNU2NhbkNvbXBsZXRlZBIPCgdzY2FuX2lkGAEgASgJEhUKDWFydGlmYWN0X25hbWUYAiABKAkSDgoGc2hhMjU2GAMgASgJEg4KBnN0YXR1cxgEIAEoCRITCgtlcnJvcl9jb2RlcxgFIAEoBRISCgp2aW9sYXRpb25zGAYgASgFEkcKEnZpb2xhdGlvbnNfYnlfcnVsZRgHIAMoCzIrLm9wcy52MS5TY2FuQ29tcGxldGVkLlZpb2xhdGlvbnNCeVJ1bGVFbnRyeRINCgVlcnJvchgIIAEoCRITCgtmaW5pc2hlZF9hdBgJIAEoCRo3ChVWaW9sYXRpb25zQnlSdWxlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ATLNAwoSRXJyY29kZVNjYW5TZXJ2aWNlEkMKClN1Ym1pdFNjYW4SGS5vcHMudjEuU3VibWl0U2NhblJlcXVlc3QaGi5vcHMudjEuU3VibWl0U2NhblJlc3BvbnNlEjoKB0dldFNjYW4SFi5vcHMudjEuR2V0U2NhblJlcXVlc3QaFy5vcHMudjEuR2V0U2NhblJlc3BvbnNlEkAKCUxpc3RTY2FucxIYLm9wcy52MS5MaXN0U2NhbnNSZXF1ZXN0Ghkub3BzLnYxLkxpc3RTY2Fuc1Jlc3BvbnNlEk8KDkxpc3RFcnJvckNvZGVzEh0ub3BzLnYxLkxpc3RFcnJvckNvZGVzUmVxdWVzdBoeLm9wcy52MS5MaXN0RXJyb3JDb2Rlc1Jlc3BvbnNlElUKEEZpbmRDb25zdHJ1Y3RvcnMSHy5vcHMudjEuRmluZENvbnN0cnVjdG9yc1JlcXVlc3QaIC5vcHMudjEuRmluZENvbnN0cnVjdG9yc1Jlc3BvbnNlEkwKDVF1ZXJ5UmVnaXN0cnkSHC5vcHMudjEuUXVlcnlSZWdpc3RyeVJlcXVlc3QaHS5vcHMudjEuUXVlcnlSZWdpc3RyeVJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message ops.v1.ScanSettings
@@ -216,6 +216,15 @@ export type Scan = Message<"ops.v1.Scan"> & {
    * @generated from field: string finished_at = 21;
    */
   finishedAt: string;
+
+  /**
+   * Why a succeeded scan checked nothing, or nothing under a base (e.g. "base com.acme.BizException
+   * has 3 subclasses but no error code was found under it (5 sites with a code not statically
+   * known)"): the CLI's "not checked" lines, its exit status 3. Empty when everything was checked.
+   *
+   * @generated from field: repeated string not_checked = 22;
+   */
+  notChecked: string[];
 };
 
 /**
@@ -265,6 +274,13 @@ export type GetScanResponse = Message<"ops.v1.GetScanResponse"> & {
    * @generated from field: repeated ops.v1.Problem problems = 4;
    */
   problems: Problem[];
+
+  /**
+   * Construction sites whose code is not statically known, and so were not checked.
+   *
+   * @generated from field: repeated ops.v1.DynamicSite dynamic_sites = 5;
+   */
+  dynamicSites: DynamicSite[];
 };
 
 /**
@@ -437,6 +453,42 @@ export const ViolationSchema: GenMessage<Violation> = /*@__PURE__*/
   messageDesc(file_ops_v1_errcode, 10);
 
 /**
+ * @generated from message ops.v1.DynamicSite
+ */
+export type DynamicSite = Message<"ops.v1.DynamicSite"> & {
+  /**
+   * @generated from field: string exception_class = 1;
+   */
+  exceptionClass: string;
+
+  /**
+   * "code not statically known" or "no code argument".
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * The message when it is a constant; empty otherwise.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * @generated from field: ops.v1.CodeLocation location = 4;
+   */
+  location?: CodeLocation | undefined;
+};
+
+/**
+ * Describes the message ops.v1.DynamicSite.
+ * Use `create(DynamicSiteSchema)` to create a new message.
+ */
+export const DynamicSiteSchema: GenMessage<DynamicSite> = /*@__PURE__*/
+  messageDesc(file_ops_v1_errcode, 11);
+
+/**
  * @generated from message ops.v1.Problem
  */
 export type Problem = Message<"ops.v1.Problem"> & {
@@ -456,7 +508,7 @@ export type Problem = Message<"ops.v1.Problem"> & {
  * Use `create(ProblemSchema)` to create a new message.
  */
 export const ProblemSchema: GenMessage<Problem> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 11);
+  messageDesc(file_ops_v1_errcode, 12);
 
 /**
  * @generated from message ops.v1.ListErrorCodesRequest
@@ -487,7 +539,7 @@ export type ListErrorCodesRequest = Message<"ops.v1.ListErrorCodesRequest"> & {
  * Use `create(ListErrorCodesRequestSchema)` to create a new message.
  */
 export const ListErrorCodesRequestSchema: GenMessage<ListErrorCodesRequest> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 12);
+  messageDesc(file_ops_v1_errcode, 13);
 
 /**
  * @generated from message ops.v1.ListErrorCodesResponse
@@ -504,7 +556,7 @@ export type ListErrorCodesResponse = Message<"ops.v1.ListErrorCodesResponse"> & 
  * Use `create(ListErrorCodesResponseSchema)` to create a new message.
  */
 export const ListErrorCodesResponseSchema: GenMessage<ListErrorCodesResponse> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 13);
+  messageDesc(file_ops_v1_errcode, 14);
 
 /**
  * @generated from message ops.v1.FindConstructorsRequest
@@ -528,7 +580,7 @@ export type FindConstructorsRequest = Message<"ops.v1.FindConstructorsRequest"> 
  * Use `create(FindConstructorsRequestSchema)` to create a new message.
  */
 export const FindConstructorsRequestSchema: GenMessage<FindConstructorsRequest> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 14);
+  messageDesc(file_ops_v1_errcode, 15);
 
 /**
  * @generated from message ops.v1.Constructor
@@ -569,7 +621,7 @@ export type Constructor = Message<"ops.v1.Constructor"> & {
  * Use `create(ConstructorSchema)` to create a new message.
  */
 export const ConstructorSchema: GenMessage<Constructor> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 15);
+  messageDesc(file_ops_v1_errcode, 16);
 
 /**
  * @generated from message ops.v1.FindConstructorsResponse
@@ -586,7 +638,7 @@ export type FindConstructorsResponse = Message<"ops.v1.FindConstructorsResponse"
  * Use `create(FindConstructorsResponseSchema)` to create a new message.
  */
 export const FindConstructorsResponseSchema: GenMessage<FindConstructorsResponse> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 16);
+  messageDesc(file_ops_v1_errcode, 17);
 
 /**
  * @generated from message ops.v1.QueryRegistryRequest
@@ -612,7 +664,7 @@ export type QueryRegistryRequest = Message<"ops.v1.QueryRegistryRequest"> & {
  * Use `create(QueryRegistryRequestSchema)` to create a new message.
  */
 export const QueryRegistryRequestSchema: GenMessage<QueryRegistryRequest> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 17);
+  messageDesc(file_ops_v1_errcode, 18);
 
 /**
  * @generated from message ops.v1.RegistryEntry
@@ -649,7 +701,7 @@ export type RegistryEntry = Message<"ops.v1.RegistryEntry"> & {
  * Use `create(RegistryEntrySchema)` to create a new message.
  */
 export const RegistryEntrySchema: GenMessage<RegistryEntry> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 18);
+  messageDesc(file_ops_v1_errcode, 19);
 
 /**
  * @generated from message ops.v1.QueryRegistryResponse
@@ -666,7 +718,7 @@ export type QueryRegistryResponse = Message<"ops.v1.QueryRegistryResponse"> & {
  * Use `create(QueryRegistryResponseSchema)` to create a new message.
  */
 export const QueryRegistryResponseSchema: GenMessage<QueryRegistryResponse> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 19);
+  messageDesc(file_ops_v1_errcode, 20);
 
 /**
  * Topic "artifact.published": a build pipeline published a deployable artifact.
@@ -713,7 +765,7 @@ export type ArtifactPublished = Message<"ops.v1.ArtifactPublished"> & {
  * Use `create(ArtifactPublishedSchema)` to create a new message.
  */
 export const ArtifactPublishedSchema: GenMessage<ArtifactPublished> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 20);
+  messageDesc(file_ops_v1_errcode, 21);
 
 /**
  * Topic "errcode.scan.completed": a scan finished (succeeded or failed).
@@ -774,7 +826,7 @@ export type ScanCompleted = Message<"ops.v1.ScanCompleted"> & {
  * Use `create(ScanCompletedSchema)` to create a new message.
  */
 export const ScanCompletedSchema: GenMessage<ScanCompleted> = /*@__PURE__*/
-  messageDesc(file_ops_v1_errcode, 21);
+  messageDesc(file_ops_v1_errcode, 22);
 
 /**
  * errcode-scanner: scans deployed Java artifacts for the error codes their exceptions carry,
