@@ -18,11 +18,12 @@ export interface KafkaSettings {
 }
 
 // Answers kafkajs logs at ERROR although it retries them itself, as a fresh topic or group settles
-// (seen on a new broker: "This server does not host this topic-partition" right after creation), and
+// (seen on a new broker: "This server does not host this topic-partition" or "…is not the leader for
+// that topic-partition" right after creation, on the response and on the send kafkajs then retries), and
 // "Topic creation errors", logged for every topic another service created first (kafkajs's admin
 // then counts that as done; any other reason reaches create() below and is thrown with the broker's words).
 const settlingErrors =
-  /does not host this topic-partition|no leader for this topic-partition|coordinator is not available|not the correct coordinator|group is rebalancing|topic creation errors/i;
+  /does not host this topic-partition|no leader for this topic-partition|not the leader for that topic-partition|coordinator is not available|not the correct coordinator|group is rebalancing|topic creation errors/i;
 
 /** A kafkajs client whose log lines go to the bus logger. */
 export function createKafka(s: KafkaSettings, logger: BusLogger): Kafka {
@@ -34,7 +35,8 @@ export function createKafka(s: KafkaSettings, logger: BusLogger): Kafka {
       () =>
       ({ level, log }) => {
         const { message, ...extra } = log;
-        if (level === logLevel.ERROR && !settlingErrors.test(String(extra.error ?? "")))
+        // The reason is in `error`, or in the message itself ("Failed to send messages: <reason>", retried).
+        if (level === logLevel.ERROR && !settlingErrors.test(`${message} ${String(extra.error ?? "")}`))
           logger.error({ kafka: extra }, `kafkajs: ${message}`);
         else logger.warn({ kafka: extra }, `kafkajs: ${message}`);
       },

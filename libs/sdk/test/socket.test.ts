@@ -181,10 +181,13 @@ describe("the config socket against a real config-center", () => {
     const first = open();
     const firstClosed = new Promise<number>((resolve) => first.once("close", resolve));
     let second: WebSocket | undefined;
+    let pinger: NodeJS.Timeout | undefined;
     try {
       assert.equal(await firstClosed, 4009, "the SDK reconnected and replaced the other connection");
       assert.equal(log.matching(/closed for good/).length, 0);
       second = open();
+      // The other process heartbeats as an instance does: the center (1 s timeout here) keeps it open.
+      pinger = setInterval(() => second?.readyState === WebSocket.OPEN && second.send('{"t":"ping"}'), 200);
       await eventually("the stop seen", () => log.matching(/closed for good \(4009\)/).length === 1);
       assert.equal(sdk.state, "degraded");
       const quiet = Date.now() + 1_000;
@@ -192,6 +195,7 @@ describe("the config socket against a real config-center", () => {
       assert.equal(second.readyState, WebSocket.OPEN, "no reconnection fights the newer connection");
       assert.equal(log.matching(/closed for good/).length, 1);
     } finally {
+      clearInterval(pinger);
       first.close();
       second?.close();
       await sdk.close();
