@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createPool, type Pool, TransactionDeadlineError, withTransaction } from "@opsplane/store";
-import { type CuttableProxy, createTestDatabase, startCuttableProxy, type TestDatabase } from "@opsplane/testing";
+import { type CuttableProxy, createTestDatabase, proxiedUrl, type TestDatabase } from "@opsplane/testing";
 
 describe("a connection lost in the middle of a transaction", () => {
   let db: TestDatabase;
@@ -10,12 +10,9 @@ describe("a connection lost in the middle of a transaction", () => {
 
   before(async () => {
     db = await createTestDatabase();
-    const target = new URL(db.url);
-    proxy = await startCuttableProxy(target.hostname, Number(target.port || 5432));
-    const viaProxy = new URL(db.url);
-    viaProxy.hostname = "127.0.0.1";
-    viaProxy.port = String(proxy.port);
-    pool = createPool(viaProxy.toString(), { schema: "public", applicationName: "transaction-test", max: 2 });
+    let viaProxy: string;
+    ({ proxy, url: viaProxy } = await proxiedUrl(db.url, 5432));
+    pool = createPool(viaProxy, { schema: "public", applicationName: "transaction-test", max: 2 });
   });
   after(async () => {
     await pool?.end();
@@ -48,12 +45,9 @@ describe("a transaction with a deadline", () => {
 
   before(async () => {
     db = await createTestDatabase();
-    const target = new URL(db.url);
-    proxy = await startCuttableProxy(target.hostname, Number(target.port || 5432));
-    const viaProxy = new URL(db.url);
-    viaProxy.hostname = "127.0.0.1";
-    viaProxy.port = String(proxy.port);
-    pool = createPool(viaProxy.toString(), { schema: "public", applicationName: "deadline-test", max: 1 });
+    let viaProxy: string;
+    ({ proxy, url: viaProxy } = await proxiedUrl(db.url, 5432));
+    pool = createPool(viaProxy, { schema: "public", applicationName: "deadline-test", max: 1 });
     await withTransaction(pool, (tx) => tx.query("CREATE TABLE owed (id int PRIMARY KEY)"));
   });
   after(async () => {

@@ -58,3 +58,16 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
     },
   };
 }
+
+/**
+ * A proxy in front of the server `url` names (a `postgres://` or `redis://` URL), and the same URL
+ * pointing at the proxy: a client given `url` can then be cut off while the server serves others.
+ */
+export async function proxiedUrl(url: string, defaultPort: number): Promise<{ proxy: CuttableProxy; url: string }> {
+  const target = new URL(url);
+  const proxy = await startCuttableProxy(target.hostname, Number(target.port || defaultPort));
+  const via = new URL(url);
+  via.hostname = "127.0.0.1";
+  via.port = String(proxy.port);
+  return { proxy, url: via.toString() };
+}

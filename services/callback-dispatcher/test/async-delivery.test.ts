@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { type CuttableProxy, createTestDatabase, eventually, freePort, startCuttableProxy, type TestDatabase } from "@opsplane/testing";
+import { type CuttableProxy, createTestDatabase, eventually, freePort, proxiedUrl, type TestDatabase } from "@opsplane/testing";
 import pg from "pg";
 import { operatorKey, startDispatcher, viewerKey } from "./helpers/dispatcher.js";
 import { sign, startSignedStub } from "./helpers/signed-stub.js";
@@ -470,16 +470,13 @@ describe("asynchronous delivery: a database that stops answering", () => {
     prod = await startSignedStub("prod", secret);
     sit = await startSignedStub("sit", secret);
     db = await createTestDatabase();
-    const target = new URL(db.url);
-    proxy = await startCuttableProxy(target.hostname, Number(target.port || 5432));
-    const viaProxy = new URL(db.url);
-    viaProxy.hostname = "127.0.0.1";
-    viaProxy.port = String(proxy.port);
+    let viaProxy: string;
+    ({ proxy, url: viaProxy } = await proxiedUrl(db.url, 5432));
     // pg's own query timeout out of reach: only the write's deadline can end the wait. Registrations
     // in memory (no Redis): the lookup needs no database, only the write does.
     d = await startDispatcher(
       { UPSTREAM_TIMEOUT_MS: "1000", DATABASE_QUERY_TIMEOUT_MS: "600000" },
-      { databaseUrl: viaProxy.toString(), redis: false },
+      { databaseUrl: viaProxy, redis: false },
     );
     await setUp(d, prod.url);
     const saved = await d.api("PUT", `${base}/environments/sit`, { baseUrl: sit.url, asyncDelivery: { answer: alipayAnswer } });
