@@ -262,12 +262,15 @@ class SdkInstance implements Sdk {
       this.joining = this.joinLoop().then(() => resolve("joined"));
     });
     clearTimeout(timer);
-    this.startup = undefined;
     if (outcome instanceof SdkRefusedError) {
+      this.startup = undefined;
       await this.close();
       throw outcome;
     }
+    // Until degrade() has said how the app started, the join loop's failures stay unlogged: a failure
+    // logged first (while the snapshot loads) would take its kind, and the start-up line would be lost.
     if (outcome === "degrade") await this.degrade();
+    this.startup = undefined;
   }
 
   fastify(): OpsplaneFastifyPlugin {
