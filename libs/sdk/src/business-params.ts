@@ -1,8 +1,8 @@
-import { Redis } from "ioredis";
 import type { ConfigValue, SdkLogger } from "./contracts.js";
 import { OnceLog } from "./logger.js";
 import type { BusinessAnswer } from "./protocol.js";
 import { addHook, type ChangeHook, type HookRun, runHooks, sameValue } from "./run-hooks.js";
+import { NetRedis } from "./transport/net-redis.js";
 
 export interface BusinessParamsOptions {
   appId: string;
@@ -38,7 +38,7 @@ export class BusinessParams {
   private readonly cache = new Map<string, Entry>();
   private readonly hooks = new Map<string, Set<ChangeHook>>();
   private readonly loading = new Map<string, Promise<ConfigValue | undefined>>();
-  private readonly redis: Redis | undefined;
+  private readonly redis: NetRedis | undefined;
   private readonly redisLog: OnceLog;
   private readonly resyncLog: OnceLog;
   private readonly timer: NodeJS.Timeout;
@@ -51,18 +51,15 @@ export class BusinessParams {
   constructor(private readonly o: BusinessParamsOptions) {
     this.redisLog = new OnceLog(o.log);
     this.resyncLog = new OnceLog(o.log);
-    if (o.redisUrl) {
-      this.redis = new Redis(o.redisUrl, {
-        lazyConnect: true,
-        maxRetriesPerRequest: 1,
-        commandTimeout: o.timeoutMs,
-        connectTimeout: o.timeoutMs,
-        retryStrategy: (attempt) => Math.min(attempt * 500, 10_000),
-      });
-      this.redis.on("error", (err: Error) => this.redisUnavailable(err));
-      this.redis.on("ready", () => this.redisLog.resolved("Redis business cache reachable again"));
-      this.redis.connect().catch(() => {});
-    }
+    if (o.redisUrl)
+      this.redis = new NetRedis(
+        o.redisUrl,
+        { timeoutMs: o.timeoutMs, retryStepMs: 500, retryMaxMs: 10_000 },
+        {
+          error: (message) => this.redisUnavailable(new Error(message)),
+          ready: () => this.redisLog.resolved("Redis business cache reachable again"),
+        },
+      );
     this.timer = setInterval(() => void this.resync(), o.resyncMs);
     this.timer.unref();
   }

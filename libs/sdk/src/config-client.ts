@@ -15,6 +15,7 @@ import {
   type SequenceBlock,
   type TokenAnswer,
 } from "./protocol.js";
+import { type HttpAnswer, httpCall, type NetFailure } from "./transport/net-thread.js";
 
 /**
  * How a call to config-center failed. `refused`: config-center answered no, with its reason (a 4xx):
@@ -171,33 +172,27 @@ export class ConfigClient implements ConfigCenterCaller {
     if (token) headers["x-config-token"] = token;
     if (body !== undefined) headers["content-type"] = "application/json";
     const what = `${method} ${path}`;
+    let res: HttpAnswer;
     try {
-      const res = await fetch(`${this.o.baseUrl}${path}`, {
+      res = await httpCall(`${this.o.baseUrl}${path}`, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.o.timeoutMs),
+        timeoutMs: this.o.timeoutMs,
       });
-      const text = await res.text();
-      let parsed: unknown;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        parsed = undefined;
-      }
-      return { status: res.status, body: parsed, text: text.slice(0, 120), retryAfter: res.headers.get("retry-after") };
     } catch (err) {
-      const e = err as Error;
-      const why = e.name === "TimeoutError" ? `did not answer within ${this.o.timeoutMs} ms` : `is unreachable (${causeOf(e)})`;
+      const e = err as NetFailure;
+      const why = e.timedOut ? `did not answer within ${this.o.timeoutMs} ms` : `is unreachable (${e.reason ?? e.message})`;
       throw new ConfigCenterError(`config-center at ${this.o.baseUrl} ${why} (${what})`, "unavailable");
     }
+    let parsed: unknown;
+    try {
+      parsed = res.text ? JSON.parse(res.text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, body: parsed, text: res.text.slice(0, 120), retryAfter: res.retryAfter };
   }
-}
-
-/** fetch's "fetch failed" hides the reason (ECONNREFUSED, ENOTFOUND…) in its cause. */
-function causeOf(e: Error): string {
-  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? e.message;
 }
 
 /** The answer as `parse` reads it, or the ConfigCenterError that says why there is none. */

@@ -1,8 +1,8 @@
-import WebSocket from "ws";
 import type { SdkLogger } from "./contracts.js";
 import { OnceLog } from "./logger.js";
 import { type ChangesMessage, isGarbage, parseServerMessage } from "./protocol.js";
 import { backoffDelay } from "./retry.js";
+import { NetSocket } from "./transport/net-socket.js";
 
 export interface ConfigSocketOptions {
   /** config-center's base URL (http or https). */
@@ -39,7 +39,7 @@ const final = new Map<number, string>([[4003, "the app is disabled at config-cen
  * the protocol's is logged once and ignored.
  */
 export class ConfigSocket {
-  private ws: WebSocket | undefined;
+  private ws: NetSocket | undefined;
   private attempt = 0;
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -61,7 +61,7 @@ export class ConfigSocket {
   }
 
   get connected(): boolean {
-    return this.ws?.readyState === WebSocket.OPEN;
+    return this.ws?.isOpen === true;
   }
 
   start(): void {
@@ -74,11 +74,10 @@ export class ConfigSocket {
     clearTimeout(this.retryTimer);
     clearInterval(this.heartbeat);
     const ws = this.ws;
-    if (ws && ws.readyState !== WebSocket.CLOSED) {
-      const done = new Promise<void>((resolve) => ws.once("close", () => resolve()));
+    if (ws && !ws.isClosed) {
       ws.close(1000, "instance closing");
       const force = setTimeout(() => ws.terminate(), 2_000);
-      await done;
+      await ws.closed;
       clearTimeout(force);
     }
     await this.applying;
@@ -97,61 +96,67 @@ export class ConfigSocket {
     if (this.closed) return;
     const url = new URL(`${this.o.socketPath}?version=${this.o.version()}`, this.o.baseUrl);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(url, { headers: { "x-config-token": token }, handshakeTimeout: this.o.handshakeTimeoutMs });
+    /** What this connection heard before its close: a refused handshake, an error. */
+    const heard: { refusedWith?: number; failure?: string } = {};
+    const ws: NetSocket = new NetSocket(
+      url,
+      { headers: { "x-config-token": token }, handshakeTimeoutMs: this.o.handshakeTimeoutMs },
+      {
+        refused: (status) => {
+          heard.refusedWith = status;
+        },
+        // Told with the close that always follows, so one outage is one line however it shows.
+        error: (message) => {
+          heard.failure = message;
+        },
+        open: () => {
+          this.opened++;
+          this.heardAt = Date.now();
+          clearInterval(this.heartbeat);
+          this.heartbeat = setInterval(() => this.beat(ws), this.o.heartbeatIntervalMs);
+          this.heartbeat.unref();
+          this.o.onConnection(true);
+        },
+        message: (text, binary) => {
+          this.heardAt = Date.now();
+          this.received(ws, text, binary);
+        },
+        close: (code, reason) => this.lost(ws, code, reason, heard),
+      },
+    );
     this.ws = ws;
-    let refusedWith: number | undefined;
-    let failure: string | undefined;
+  }
 
-    // A refused handshake: ws leaves the request to us; terminate() aborts it and emits the close handled below.
-    ws.on("unexpected-response", (_req, res) => {
-      refusedWith = res.statusCode;
-      res.resume();
-      ws.terminate();
-    });
-    // Told with the close that always follows, so one outage is one line however it shows.
-    ws.on("error", (err) => {
-      failure = err.message;
-    });
-    ws.on("open", () => {
-      this.opened++;
-      this.heardAt = Date.now();
-      clearInterval(this.heartbeat);
-      this.heartbeat = setInterval(() => this.beat(ws), this.o.heartbeatIntervalMs);
-      this.heartbeat.unref();
-      this.o.onConnection(true);
-    });
-    ws.on("message", (data, isBinary) => {
-      this.heardAt = Date.now();
-      this.received(ws, String(data), isBinary);
-    });
-    ws.on("close", (code, reasonBuffer) => {
-      if (ws !== this.ws) return;
-      clearInterval(this.heartbeat);
-      if (this.closed) return;
-      this.o.onConnection(false);
-      const reason = String(reasonBuffer);
-      if (refusedWith !== undefined) return this.refused(refusedWith);
-      // 4009 once: reconnect at once. Replicas number connections in separate transactions, so a
-      // replacement can be announced out of order; a second 4009 within a minute is another process
-      // with this instance id, which then keeps it.
-      const replaced = code === 4009 && this.replacedAt !== undefined && Date.now() - this.replacedAt < 60_000;
-      const stop = replaced ? "a newer connection of this instance replaced this one twice within a minute" : final.get(code);
-      if (stop) {
-        this.closed = true;
-        this.o.log.error(`config socket closed for good (${code}): ${stop}${reason ? ` (${reason})` : ""}; not reconnecting`, { code });
-        return this.o.onStopped({ code, reason: stop });
-      }
-      const why = reason || failure;
-      this.link.problem(`close:${code}`, `config socket closed (${code}${why ? `: ${why}` : ""}); reconnecting`, { code });
-      if (code === 4001) this.newTokenFirst = true;
-      if (code === 4009) this.replacedAt = Date.now();
-      if (code === 1001 || code === 4009) {
-        // config-center is shutting down (a rollout): another replica takes the connection now.
-        this.attempt = 0;
-        return void this.connect();
-      }
-      this.retry();
-    });
+  private lost(ws: NetSocket, code: number, reason: string, heard: { refusedWith?: number; failure?: string }): void {
+    if (ws !== this.ws) return;
+    clearInterval(this.heartbeat);
+    if (this.closed) return;
+    this.o.onConnection(false);
+    if (heard.refusedWith !== undefined) {
+      this.refused(heard.refusedWith);
+      return;
+    }
+    // 4009 once: reconnect at once. Replicas number connections in separate transactions, so a
+    // replacement can be announced out of order; a second 4009 within a minute is another process
+    // with this instance id, which then keeps it.
+    const replaced = code === 4009 && this.replacedAt !== undefined && Date.now() - this.replacedAt < 60_000;
+    const stop = replaced ? "a newer connection of this instance replaced this one twice within a minute" : final.get(code);
+    if (stop) {
+      this.closed = true;
+      this.o.log.error(`config socket closed for good (${code}): ${stop}${reason ? ` (${reason})` : ""}; not reconnecting`, { code });
+      this.o.onStopped({ code, reason: stop });
+      return;
+    }
+    const why = reason || heard.failure;
+    this.link.problem(`close:${code}`, `config socket closed (${code}${why ? `: ${why}` : ""}); reconnecting`, { code });
+    if (code === 4001) this.newTokenFirst = true;
+    if (code === 4009) this.replacedAt = Date.now();
+    if (code === 1001 || code === 4009) {
+      // config-center is shutting down (a rollout): another replica takes the connection now.
+      this.attempt = 0;
+      return void this.connect();
+    }
+    this.retry();
   }
 
   /** A refused handshake: 401 gets a new token; 403 and 404 will not change by retrying. */
@@ -178,16 +183,16 @@ export class ConfigSocket {
     this.retryTimer.unref();
   }
 
-  private beat(ws: WebSocket): void {
+  private beat(ws: NetSocket): void {
     if (Date.now() - this.heardAt > this.o.heartbeatTimeoutMs) {
       this.link.problem("silent", `config socket: nothing from config-center for ${this.o.heartbeatTimeoutMs} ms; reconnecting`);
       ws.terminate();
       return;
     }
-    if (ws.readyState === WebSocket.OPEN) ws.send('{"t":"ping"}');
+    ws.send('{"t":"ping"}');
   }
 
-  private received(ws: WebSocket, text: string, isBinary: boolean): void {
+  private received(ws: NetSocket, text: string, isBinary: boolean): void {
     const m = isBinary ? { garbage: "a binary frame" } : parseServerMessage(text);
     if (isGarbage(m)) {
       if (!this.garbageSeen.has(m.garbage))
@@ -214,7 +219,7 @@ export class ConfigSocket {
         this.attempt = 0;
         this.link.resolved("config socket connected", { version: m.version });
       }
-      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: "ack", version: m.version }));
+      ws.send(JSON.stringify({ t: "ack", version: m.version }));
     });
   }
 }

@@ -91,7 +91,7 @@ test("each request is seen once by the observers: timed, failed on errors, with 
   assert.deepEqual([closed?.code, closed?.outcome.statusCode, closed?.answeredBy], ["get.root", 503, "route-closed"]);
 });
 
-test("over HTTP/2, a client that cancels its stream frees its concurrency slot", async () => {
+test("over HTTP/2, a client that cancels its stream frees its concurrency slot, and the call counts as aborted", async () => {
   const h2 = governed();
   h2.governance.apply([rule("rate-limit", "loan.apply", { concurrency: 1 })]);
   const server = Fastify({ http2: true });
@@ -130,6 +130,8 @@ test("over HTTP/2, a client that cancels its stream frees its concurrency slot",
           () => entered,
         )) !== undefined,
     );
+    const ended = h2.seen.finished.filter((f) => f.answeredBy === undefined).map((f) => [f.code, f.outcome.statusCode, f.outcome.failed]);
+    assert.deepEqual(ended, [["loan.apply", 499, true]], "the cancelled call, as a client that went away");
   } finally {
     held.open();
     session.destroy();

@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { eventually } from "@opsplane/testing";
 import Fastify, { type FastifyInstance } from "fastify";
 import { fastifyPlugin } from "../src/adapters/fastify.js";
 import { Governance } from "../src/governance/governance.js";
 import { type Answer, baseUrl, call, governed, latch, reachesHandler, recordingLog, removal, rule } from "./governance-fixtures.js";
 
-const { governance, ctx } = governed();
+/** How far governance's clock runs ahead of real time: a "slow" call moves it on instead of sleeping. */
+let clockAheadMs = 0;
+const { governance, ctx } = governed({ now: () => performance.now() + clockAheadMs });
 let app: FastifyInstance;
 let url: string;
 /** How the handler behaves for the next calls. */
@@ -21,7 +22,8 @@ before(async () => {
   app.get("/quote", { config: { opsplane: { code: "loan.quote" } } }, async () => {
     handled++;
     if (mode === "fail") throw new Error("rate service down");
-    if (mode === "slow") await sleep(150);
+    // 150 ms pass on the clock the edge times calls on, as if the upstream had been that slow.
+    if (mode === "slow") clockAheadMs += 150;
     if (mode === "hold") await held.promise;
     return { rate: 0.05 };
   });

@@ -1,4 +1,5 @@
-import type { IncomingMessage } from "node:http";
+import diagnostics from "node:diagnostics_channel";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Edge, EdgeCall, EdgeRequest } from "../contracts.js";
 import { type AdapterContext, pathOf } from "./adapter-context.js";
@@ -18,7 +19,6 @@ export interface FastifyRouteLike {
   config?: { opsplane?: { code?: string } | false } & Record<string, unknown>;
   handler: Hook;
   onRequest?: Hook | Hook[];
-  onResponse?: Hook | Hook[];
 }
 
 export interface FastifyLike {
@@ -44,7 +44,8 @@ interface RequestLike {
 interface ReplyLike {
   statusCode: number;
   request: RequestLike;
-  raw: { headersSent: boolean; destroyed: boolean; writableFinished: boolean };
+  /** A ServerResponse, or an Http2ServerResponse. */
+  raw: { headersSent: boolean; destroyed: boolean; writableEnded: boolean; once(event: "close", listener: () => void): unknown };
   code(status: number): ReplyLike;
   headers(headers: Record<string, string>): ReplyLike;
   send(body?: unknown): ReplyLike;
@@ -66,16 +67,17 @@ const deferred: EdgeCall = Object.freeze({ action: "proceed", finish() {} });
 
 /**
  * `await app.register(sdk.fastify())`, before the app declares its routes: every route then passes
- * the governance gate. Each route gets two hooks when it is declared, with its code in them, so
- * nothing is looked up per request: onRequest gates (before the body is read, so refused requests
- * cost little) and onResponse finishes the call (5xx is a failure, thrown errors reach it as
- * 500s). A rule that needs the body defers the gate to just before the route's handler, which the
- * plugin wraps (a field test per request; no preHandler hook, which fastify would run for every
- * request). A call whose client goes away is finished when its connection closes: one `close`
- * listener per connection, not per request. The plugin skips fastify's encapsulation
- * (`Symbol.for("skip-override")`, as fastify-plugin does), so it sees routes declared in other
- * plugins. Route code: `config: { opsplane: { code } }`, else `routeCode` of the method and
- * pattern; `config: { opsplane: false }` leaves a route ungoverned.
+ * the governance gate. Each route gets an onRequest hook when it is declared, with its code in it,
+ * so nothing is looked up per request; it gates before the body is read, so refused requests cost
+ * little. The call ends when its response has finished (5xx is a failure, thrown errors arrive as
+ * 500s), heard from Node's `http.server.response.finish` diagnostics channel: one subscriber per
+ * process, no onResponse hook, whose runner would allocate for every request. A rule that needs
+ * the body defers the gate to just before the route's handler, which the plugin wraps (a field
+ * test per request; no preHandler hook, for the same reason). A call whose client goes away is
+ * finished when its connection closes: one `close` listener per connection, not per request. The
+ * plugin skips fastify's encapsulation (`Symbol.for("skip-override")`, as fastify-plugin does), so
+ * it sees routes declared in other plugins. Route code: `config: { opsplane: { code } }`, else
+ * `routeCode` of the method and pattern; `config: { opsplane: false }` leaves a route ungoverned.
  */
 export function fastifyPlugin(ctx: AdapterContext): OpsplaneFastifyPlugin {
   const plugin: OpsplaneFastifyPlugin = (instance, _options, done) => {
@@ -99,6 +101,10 @@ export function attachFastify(ctx: AdapterContext, app: FastifyLike): boolean {
   if (!app.hasRequestDecorator(gateField)) app.decorateRequest(gateField, null);
   const writer = new EdgeWriter(ctx.log);
   app.addHook("onRoute", (route) => hookRoute(ctx, writer, route));
+  if (!finishing) {
+    diagnostics.subscribe("http.server.response.finish", responseFinished);
+    finishing = true;
+  }
   return true;
 }
 
@@ -116,7 +122,6 @@ function hookRoute(ctx: AdapterContext, writer: EdgeWriter, route: FastifyRouteL
   if (!(methods.length === 1 && methods[0] === "HEAD")) ctx.routes.add({ code, method: methods.join(","), path: route.url });
   const hooks = routeHooks(ctx, writer, code, route.handler);
   route.onRequest = [hooks.onRequest, ...list(route.onRequest)];
-  route.onResponse = [...list(route.onResponse), hooks.onResponse];
   route.handler = hooks.handler;
 }
 
@@ -124,32 +129,62 @@ function list(hooks: Hook | Hook[] | undefined): Hook[] {
   return hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks];
 }
 
-/** A route's gate: its code built in, one request object reused for every call (`enter` keeps no reference to it). */
+/**
+ * The request as a route shows it to governance, one per route, reused for every call (`enter`
+ * keeps no reference to it): its fields are read from the fastify request only when a rule asks
+ * (a route condition, a baffle), so a request through a route without them costs one store.
+ */
+class RouteRequest implements EdgeRequest {
+  request: RequestLike | undefined = undefined;
+  bodyFollows = true;
+
+  constructor(readonly code: string) {}
+
+  get method(): string {
+    return this.request!.raw.method ?? "GET";
+  }
+
+  get path(): string {
+    return pathOf(this.request!.url);
+  }
+
+  get headers(): IncomingMessage["headers"] {
+    return this.request!.raw.headers;
+  }
+
+  get params(): Record<string, string> {
+    return this.request!.params as Record<string, string>;
+  }
+
+  get query(): Record<string, unknown> {
+    return this.request!.query as Record<string, unknown>;
+  }
+
+  get body(): unknown {
+    return this.request!.body;
+  }
+}
+
+/** A route's gate: its code built in. */
 class RouteGate {
-  private readonly scratch: EdgeRequest;
+  private readonly shown: RouteRequest;
 
   constructor(
     private readonly edge: Edge,
     private readonly writer: EdgeWriter,
     private readonly code: string,
   ) {
-    this.scratch = { code, method: "", path: "", headers: {}, params: undefined, query: undefined, body: undefined, bodyFollows: true };
+    this.shown = new RouteRequest(code);
   }
 
   /** True: go on with the request. False: the edge is answering it. */
   pass(request: RequestLike, reply: ReplyLike, bodyFollows: boolean): boolean {
-    const s = this.scratch;
-    s.method = request.raw.method ?? "GET";
-    s.path = pathOf(request.url);
-    s.headers = request.raw.headers;
-    s.params = request.params as Record<string, string>;
-    s.query = request.query as Record<string, unknown>;
-    s.body = request.body;
-    s.bodyFollows = bodyFollows;
+    const shown = this.shown;
+    shown.request = request;
+    shown.bodyFollows = bodyFollows;
     const arrivedAt = bodyFollows ? this.edge.now() : request.opsplaneArrivedAt;
-    const d = this.edge.enter(s, arrivedAt);
-    s.headers = {};
-    s.params = s.query = s.body = undefined;
+    const d = this.edge.enter(shown, arrivedAt);
+    shown.request = undefined;
     if (d.action === "respond") {
       request.opsplaneCall = null;
       this.writer.write(replySink(reply), d.response);
@@ -160,18 +195,17 @@ class RouteGate {
     if (d.action === "defer") request.opsplaneCall = deferred;
     else {
       request.opsplaneCall = d;
-      watchConnection(reply);
+      watch(reply);
     }
     return true;
   }
 
-  /** Ends the request's call, once: in onResponse, or when its client went away first. */
+  /** Ends the request's call, once: when its response finished, or when its client went away first. */
   end(reply: ReplyLike, statusCode: number, failed: boolean): void {
     const request = reply.request;
     const call = request.opsplaneCall;
-    if (call === null) return;
+    if (call === null || call === deferred) return;
     request.opsplaneCall = null;
-    if (call === deferred) return;
     unwatchConnection(reply);
     this.edge.finish(call, this.code, request.opsplaneArrivedAt, statusCode, failed);
   }
@@ -183,10 +217,6 @@ function routeHooks(ctx: AdapterContext, writer: EdgeWriter, code: string, handl
     onRequest(request: RequestLike, reply: ReplyLike, done: Done): void {
       if (gate.pass(request, reply, true)) done();
     },
-    onResponse(_request: RequestLike, reply: ReplyLike, done: Done): void {
-      gate.end(reply, reply.statusCode, reply.statusCode >= 500);
-      done();
-    },
     /** The route's handler; a request whose gate waited for its body is gated first. */
     handler(this: unknown, request: RequestLike, reply: ReplyLike): unknown {
       if (request.opsplaneCall === deferred && !gate.pass(request, reply, false)) return undefined;
@@ -196,21 +226,28 @@ function routeHooks(ctx: AdapterContext, writer: EdgeWriter, code: string, handl
 }
 
 /**
- * The calls under way on an HTTP/1 connection, finished as aborted (499, nginx's "client closed
- * request") if it closes before their responses finished. One array and one `close` listener per
- * connection: a keep-alive connection's requests add none. HTTP/2 needs neither: its compatibility
- * layer finishes a response (so onResponse runs) when the stream closes.
+ * The calls under way on an HTTP/1 connection: each is finished when Node publishes that its
+ * response finished, or as aborted (499, nginx's "client closed request") if the connection closes
+ * first. One array and one `close` listener per connection: a keep-alive connection's requests add
+ * none. An HTTP/2 stream has no connection of its own and Node publishes nothing for it: its
+ * response's `close` (emitted when the stream closes, answered or cancelled) finishes the call.
  */
 const inFlight = Symbol("@opsplane/sdk.fastify-in-flight");
 type Connection = Socket & { [inFlight]?: ReplyLike[] };
+
+/** Whether this module listens to `http.server.response.finish` (from the first app on, for the process's life). */
+let finishing = false;
 
 function connectionOf(raw: IncomingMessage): Connection | undefined {
   return raw.httpVersionMajor === 2 ? undefined : raw.socket;
 }
 
-function watchConnection(reply: ReplyLike): void {
+function watch(reply: ReplyLike): void {
   const connection = connectionOf(reply.request.raw);
-  if (connection === undefined) return;
+  if (connection === undefined) {
+    reply.raw.once("close", () => streamClosed(reply));
+    return;
+  }
   let calls = connection[inFlight];
   if (calls === undefined) {
     calls = connection[inFlight] = [];
@@ -229,12 +266,32 @@ function unwatchConnection(reply: ReplyLike): void {
   }
 }
 
+/** Node's message for every finished HTTP/1 response of every server in the process; only watched connections have calls. */
+function responseFinished(message: unknown): void {
+  const { response, socket } = message as { response: ServerResponse; socket: Connection };
+  const calls = socket[inFlight];
+  if (calls === undefined) return;
+  for (let i = calls.length - 1; i >= 0; i--) {
+    const reply = calls[i]!;
+    if ((reply.raw as unknown) !== response) continue;
+    const status = response.statusCode;
+    reply.request.opsplaneGate?.end(reply, status, status >= 500);
+    return;
+  }
+}
+
 function connectionClosed(this: Connection): void {
   const calls = this[inFlight];
   if (calls === undefined) return;
   this[inFlight] = [];
-  // A finished response whose onResponse has not run yet (an app's async onResponse hook) ends there.
-  for (const reply of calls) if (!reply.raw.writableFinished) reply.request.opsplaneGate?.end(reply, 499, true);
+  for (const reply of calls) reply.request.opsplaneGate?.end(reply, 499, true);
+}
+
+/** An HTTP/2 stream closed: answered if its response was ended, else its client cancelled it. */
+function streamClosed(reply: ReplyLike): void {
+  const answered = reply.raw.writableEnded;
+  const status = answered ? reply.statusCode : 499;
+  reply.request.opsplaneGate?.end(reply, status, !answered || status >= 500);
 }
 
 function replySink(reply: ReplyLike): AnswerSink {

@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import type { Sandbox } from "@opsplane/sandbox";
 import type { ConfigValue, EdgeDecision, EdgeRequest, GovernanceState, LocalOverride, SdkLogger } from "../contracts.js";
 import type { Gate } from "../edge.js";
@@ -41,6 +42,7 @@ export class Governance implements Gate {
 
   constructor(options: GovernanceOptions) {
     this.log = options.log;
+    // perf_hooks' own object: the global `performance` is a lazy getter, run on every read.
     this.clock = options.now ?? (() => performance.now());
     this.providers = new Set(options.providers ?? []);
     this.sandboxFactory = options.sandbox;

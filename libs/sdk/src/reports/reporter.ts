@@ -8,6 +8,7 @@ import { OnceLog } from "../logger.js";
 import type { PluginMetric } from "../plugins.js";
 import type { InterfaceStats } from "../stats/interface-stats.js";
 import { RuntimeSampler } from "../stats/runtime-sampler.js";
+import { httpCall, type NetFailure } from "../transport/net-thread.js";
 
 export interface ReporterOptions {
   app: string;
@@ -159,20 +160,19 @@ export class Reporter {
       return;
     }
     const timeoutMs = this.options.timeoutMs ?? 5000;
-    this.delivering = fetch(url, {
+    this.delivering = httpCall(url, {
       method: "POST",
       headers: { "content-type": "application/json", ...this.options.headers?.() },
       body: JSON.stringify(toJson(SelfTestReportSchema, report, explicit)),
-      signal: AbortSignal.timeout(timeoutMs),
+      timeoutMs,
     })
-      .then(async (res) => {
-        await res.body?.cancel();
-        if (!res.ok) throw new Error(`answered HTTP ${res.status}`);
+      .then((res) => {
+        if (res.status < 200 || res.status > 299) throw new Error(`answered HTTP ${res.status}`);
         this.deliveryLog.resolved(`self-test reports delivered to ${url} again`);
       })
       .catch((err: unknown) => {
-        const e = err as Error & { cause?: Error };
-        const why = e?.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : (e?.cause?.message ?? e?.message ?? String(err));
+        const e = err as Error & Partial<NetFailure>;
+        const why = e.timedOut ? `no answer within ${timeoutMs} ms` : (e.reason ?? e.message ?? String(err));
         this.deliveryLog.problem(
           why,
           `self-test report ${report.sequence} not delivered to ${url}: ${why} (logged once until one gets through)`,
