@@ -40,9 +40,15 @@ const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}
 /** `value` (absent: unbounded), or a 400 naming `field`. */
 export function instant(field: string, value: string | undefined): string | undefined {
   if (!value) return undefined;
-  if (!rfc3339.test(value) || Number.isNaN(Date.parse(value)))
+  if (!rfc3339.test(value) || Number.isNaN(Date.parse(value)) || !onTheCalendar(value))
     throw badRequest(`${field} must be an RFC 3339 date-time with a zone, e.g. 2026-05-01T00:00:00Z (got ${JSON.stringify(value)})`);
   return value;
+}
+
+/** Whether the date names a real day: Date.parse rolls 2026-02-30 over to March 2; PostgreSQL refuses it. */
+function onTheCalendar(value: string): boolean {
+  const [y, m, d] = value.slice(0, 10).split("-").map(Number) as [number, number, number];
+  return new Date(Date.UTC(y, m - 1, d)).getUTCDate() === d;
 }
 
 const columns = `d.id::text AS id, d.at, d.request_id AS "requestId", d.method, d.path, d.rule, d.object_id AS "objectId",
@@ -66,12 +72,13 @@ export async function searchDecisions(db: Queryable, q: DecisionQuery): Promise<
     }
     where.push(clause);
   };
-  if (q.rule) add("d.rule = ?", q.rule);
-  // Ids are stored made storable (a NUL as the text \u0000): the id as the callback sent it finds them.
+  // Text is stored made storable (a NUL as the text \u0000): a filter as the callback sent it finds
+  // its rows, and one PostgreSQL could not take (a NUL in a rule name) finds none instead of failing.
+  if (q.rule) add("d.rule = ?", storableText(q.rule));
   if (q.objectId !== undefined) add("d.object_id = ?", storableText(q.objectId));
-  if (q.target) add("d.target_env = ?", q.target);
-  if (q.reason) add("d.reason = ?", q.reason);
-  if (q.requestId) add("d.request_id = ?", q.requestId);
+  if (q.target) add("d.target_env = ?", storableText(q.target));
+  if (q.reason) add("d.reason = ?", storableText(q.reason));
+  if (q.requestId) add("d.request_id = ?", storableText(q.requestId));
   const from = instant("from", q.from);
   const to = instant("to", q.to);
   if (from) add("d.at >= ?::timestamptz", from);

@@ -262,6 +262,20 @@ describe("kept callbacks: search, show, replay", () => {
     assert.match(String(bad.body.message), /from must be an RFC 3339 date-time/);
   });
 
+  test("a search PostgreSQL could not take is a 400 naming the field, or finds nothing: never a 500", async () => {
+    // Date.parse rolls February 30th over to March 2nd; PostgreSQL refuses it.
+    const feb30 = await d.api("GET", `/_dispatcher/v1/decisions?to=${encodeURIComponent("2026-02-30T00:00:00Z")}`, undefined, viewerKey);
+    assert.equal(feb30.status, 400);
+    assert.match(String(feb30.body.message), /to must be an RFC 3339 date-time.*2026-02-30/);
+    const leapDay = await d.api("GET", `/_dispatcher/v1/decisions?to=${encodeURIComponent("2028-02-29T00:00:00Z")}`, undefined, viewerKey);
+    assert.equal(leapDay.status, 200);
+    for (const field of ["rule", "reason", "target", "requestId"]) {
+      const nul = await d.api("GET", `/_dispatcher/v1/decisions?${field}=pay%00x`, undefined, viewerKey);
+      assert.equal(nul.status, 200, `${field} with a NUL: ${JSON.stringify(nul.body)}`);
+      assert.deepEqual(nul.body.decisions, []);
+    }
+  });
+
   test("a decision PostgreSQL refuses is logged without its callback's headers and body (they may hold credentials)", async () => {
     const lines: Array<{ level: string; fields: object }> = [];
     const at = (level: string) => (fields: object) => void lines.push({ level, fields });
