@@ -144,6 +144,15 @@ export const DecisionsQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A POST whose options are all optional may come without a body (`curl -X POST …/replay`): it means
+ * the defaults, not a 400 "body must be object". A body that is there is still validated.
+ */
+export function noBodyIsEmpty(req: { body: unknown }, _reply: unknown, done: () => void): void {
+  req.body ??= {};
+  done();
+}
+
 export const DecisionIdParam = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$" }) });
 
 export const ReplayBody = Type.Object(

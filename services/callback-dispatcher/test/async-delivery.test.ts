@@ -358,7 +358,8 @@ describe("asynchronous delivery: answering, retrying, dead letters", () => {
     try {
       assert.equal((await d.api("PUT", `${base}/environments/uat`, { baseUrl: uat.url })).status, 200);
       assert.equal((await d.api("POST", `${base}/deliveries/${id}/redrive`, {}, viewerKey)).status, 403);
-      const redriven = await d.api("POST", `${base}/deliveries/${id}/redrive`, {});
+      // No body at all, as `curl -X POST …/redrive` sends: to the environment it was owed to.
+      const redriven = await d.api("POST", `${base}/deliveries/${id}/redrive`);
       assert.equal(redriven.status, 202, JSON.stringify(redriven.body));
       const delivered = await deliveryWhen(d, id, "delivered after the re-drive", (x) => x.state === "delivered");
       assert.deepEqual(delivered.attempts.at(-1) && [delivered.attempts.at(-1)!.attempt, delivered.attempts.at(-1)!.status], [4, 200]);

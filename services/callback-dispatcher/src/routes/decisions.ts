@@ -3,7 +3,7 @@ import type { Pool } from "@opsplane/store";
 import { decisionDetail, searchDecisions } from "../decision-search.js";
 import { deliveryOfDecision } from "../deliveries.js";
 import type { Replayer } from "../replay.js";
-import { DecisionIdParam, DecisionsQuery, ReplayBody } from "../schemas.js";
+import { DecisionIdParam, DecisionsQuery, noBodyIsEmpty, ReplayBody } from "../schemas.js";
 
 const base = "/_dispatcher/v1/decisions";
 
@@ -20,7 +20,7 @@ export function registerDecisionRoutes(app: App, d: { pool: Pool; replayer: Repl
 
   app.post(
     `${base}/:id/replay`,
-    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: ReplayBody } },
+    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: ReplayBody }, preValidation: noBodyIsEmpty },
     async (req) => ({
       replay: await d.replayer.replay({ decisionId: req.params.id, env: req.body.env, principal: req.principal, requestId: req.id }),
     }),
