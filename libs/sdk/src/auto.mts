@@ -13,6 +13,7 @@ import { installAutoHooks } from "./adapters/auto-hooks.js";
 import { setAutoSdk } from "./auto-sdk.js";
 import { optionsFromEnv } from "./options.js";
 import { adapterContextOf, type Sdk, startSdk } from "./sdk.js";
+import { gracefulShutdown } from "./terminal/shutdown.js";
 
 // Node runs `--import` again in every worker thread the app starts: one SDK per process, on the
 // main thread, where the app's servers are. The key also stops a second copy of this module.
@@ -34,8 +35,17 @@ async function start(): Promise<Sdk | undefined> {
   for (const [k, v] of Object.entries(sdk.config.entries()))
     if (envLike.test(k) && !k.startsWith("OPSPLANE_") && v !== undefined && v !== null)
       process.env[k] = typeof v === "string" ? v : JSON.stringify(v);
-  installAutoHooks(adapterContextOf(sdk));
+  const ctx = adapterContextOf(sdk);
+  installAutoHooks(ctx);
   setAutoSdk(sdk);
+  // Kubernetes stops a pod with SIGTERM, and Node's default is to die at once: no last report, the
+  // instance left for config-center's heartbeat timeout. An app that listens for SIGTERM itself owns
+  // its shutdown (it reaches the SDK with getSdk()); otherwise the SDK closes (last report, socket
+  // closed so the instance is offline at once, snapshot written) and the process exits 0.
+  process.on("SIGTERM", () => {
+    if (process.listenerCount("SIGTERM") > 1) return;
+    void gracefulShutdown({ servers: () => [], close: () => sdk.close(), log: ctx.log })(0);
+  });
   return sdk;
 }
 

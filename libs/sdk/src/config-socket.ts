@@ -172,7 +172,7 @@ export class ConfigSocket {
       return;
     }
     if (status === 401) this.newTokenFirst = true;
-    this.link.problem(`refused:${status}`, `config socket refused (${status}); retrying`, { status });
+    this.link.problem(`refused:${status}`, `config socket handshake answered HTTP ${status} instead of an upgrade; retrying`, { status });
     this.retry();
   }
 

@@ -72,6 +72,18 @@ describe("auto mode: node --import @opsplane/sdk/auto app.js", () => {
     assert.deepEqual(app.err, [], "nothing on stderr");
   });
 
+  test("SIGTERM to an app that does not handle it: the SDK closes (instance offline at once) and the process exits 0", async () => {
+    const { options } = appOptions(center.url);
+    const app = runApp(envOf(options));
+    running.push(app.child);
+    await eventually("the app's ready line", () => app.out.find((l) => l.startsWith("ready ")), 20_000);
+    await eventually("online at config-center", async () => (await center.instances(options.appId))[0]?.state === "online");
+    app.child.kill("SIGTERM");
+    assert.equal(await app.exited, 0, "a graceful exit, not Node's default death by signal");
+    // Offline from the socket's close, well before config-center's heartbeat timeout (30 s) would say so.
+    await eventually("offline at config-center", async () => (await center.instances(options.appId))[0]?.state === "offline", 10_000);
+  });
+
   test("governs a fastify app's routes through fastify's diagnostics channel", async () => {
     const { options } = appOptions(center.url);
     await center.put("governance", options.appId, "", "route/get.closed", { enabled: false });

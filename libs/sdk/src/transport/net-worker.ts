@@ -93,6 +93,9 @@ function openClient(id: number, url: string, timeoutMs: number, retryStepMs: num
   const client = new Redis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
+    // A command while Redis is down fails at once (the read goes to config-center) instead of waiting
+    // for a reconnection or the command timeout.
+    enableOfflineQueue: false,
     commandTimeout: timeoutMs,
     connectTimeout: timeoutMs,
     retryStrategy: (attempt) => Math.min(attempt * retryStepMs, retryMaxMs),
