@@ -11,8 +11,9 @@
 // (-> production, not_registered); both environments point at the same upstream. The dispatcher runs
 // its default configuration: rule match, id extraction, registry lookup (Redis with REDIS_URL, else
 // memory), every decision recorded in PostgreSQL, the exact bytes forwarded.
-// Per target: warm-up (1 s), a throughput phase (CONCURRENCY connections, each with one request in
-// flight, for SECONDS: callbacks/s at saturation, CPU per callback from /proc), then latency in two
+// Per target: warm-up (BENCH_WARMUP_SECONDS, 5), throughput phases (CONCURRENCY connections, each with one
+// request in flight, for SECONDS: callbacks/s at saturation, CPU per callback from /proc; BENCH_THROUGHPUT_ROUNDS
+// rounds, 3, with the targets interleaved; the median of each figure), then latency in two
 // shapes, "closed" (LATENCY_CONCURRENCY connections back to back) and "paced" (BENCH_PACED_RATE
 // callbacks/s on a schedule, default half the Node forwarding floor's callbacks/s at saturation in the
 // same run), repeated BENCH_ROUNDS times with the targets interleaved; the median of the rounds'
@@ -37,6 +38,8 @@ const LATENCY_CONCURRENCY = Number(process.env.BENCH_LATENCY_CONCURRENCY ?? 4);
 const PACED_RATE_GIVEN = process.env.BENCH_PACED_RATE ? Number(process.env.BENCH_PACED_RATE) : undefined;
 const PACED_CONNECTIONS = Number(process.env.BENCH_PACED_CONNECTIONS ?? 64);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
+const THROUGHPUT_ROUNDS = Number(process.env.BENCH_THROUGHPUT_ROUNDS ?? 3);
 const NGINX = process.env.NGINX_BIN ?? "/usr/sbin/nginx";
 const WRK = process.env.WRK_BIN ?? "/usr/bin/wrk";
 const IDS = 1000;
@@ -358,40 +361,54 @@ async function main(): Promise<void> {
       return r;
     };
 
-    const throughput: Record<string, Record<string, number>> = {};
-    for (const t of targets) {
-      await run(t, CONCURRENCY, 1); // warm-up: JIT, pools, sandbox
-      const store = await storePids();
-      const [target0, upstream0, store0, machine0] = [
-        await cpuSeconds([t.pid]),
-        await cpuSeconds([upstreamProc.pid!]),
-        await ownCpuSeconds(store),
-        await machineCpu(),
-      ];
-      const r = await run(t, CONCURRENCY, SECONDS);
-      const [target1, upstream1, store1, machine1] = [
-        await cpuSeconds([t.pid]),
-        await cpuSeconds([upstreamProc.pid!]),
-        await ownCpuSeconds(store),
-        await machineCpu(),
-      ];
-      const perCallback = (seconds: number) => round1((seconds * 1e6) / r.requests);
-      throughput[t.name] = {
-        callbacksPerSecond: Math.round(r.requests / (r.durationUs / 1e6)),
-        p50Ms: ms(r.p50Us),
-        p99Ms: ms(r.p99Us),
-        errors: errorsOf(r),
-        /** The measured target's own CPU (for "direct": the upstream nginx). */
-        cpuMicrosPerCallback: perCallback(target1 - target0),
-        upstreamCpuMicrosPerCallback: perCallback(upstream1 - upstream0),
-        wrkCpuMicrosPerCallback: perCallback(r.wrkCpuSeconds),
-        /** PostgreSQL and Redis (decisions recorded, lookups). */
-        storeCpuMicrosPerCallback: perCallback(store1 - store0),
-        /** Everything on the machine (target, upstream, wrk, PostgreSQL, Redis, kernel). */
-        machineCpuMicrosPerCallback: perCallback(machine1.busy - machine0.busy),
-        machineBusyPercent: Math.round(((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * 100),
-      };
-    }
+    // Warm-up: JIT, pools, sandbox. A dispatcher that has run for a while has compiled its hot path (pg,
+    // ioredis, the bus, protobuf: far more code than the floor's), so compiling it is not measured.
+    for (const t of targets) await run(t, CONCURRENCY, WARMUP_SECONDS);
+    // Throughput rounds interleaved like the latency rounds below, so a drift of the machine's other
+    // load falls on the dispatcher and the floor alike; each figure is the median of the rounds.
+    const throughputRounds: Record<string, Array<Record<string, number>>> = {};
+    for (let i = 0; i < THROUGHPUT_ROUNDS; i++)
+      for (const t of targets) {
+        const store = await storePids();
+        const [target0, upstream0, store0, machine0] = [
+          await cpuSeconds([t.pid]),
+          await cpuSeconds([upstreamProc.pid!]),
+          await ownCpuSeconds(store),
+          await machineCpu(),
+        ];
+        const r = await run(t, CONCURRENCY, SECONDS);
+        const [target1, upstream1, store1, machine1] = [
+          await cpuSeconds([t.pid]),
+          await cpuSeconds([upstreamProc.pid!]),
+          await ownCpuSeconds(store),
+          await machineCpu(),
+        ];
+        const perCallback = (seconds: number) => round1((seconds * 1e6) / r.requests);
+        throughputRounds[t.name] ??= [];
+        throughputRounds[t.name]!.push({
+          callbacksPerSecond: Math.round(r.requests / (r.durationUs / 1e6)),
+          p50Ms: ms(r.p50Us),
+          p99Ms: ms(r.p99Us),
+          errors: errorsOf(r),
+          /** The measured target's own CPU (for "direct": the upstream nginx). */
+          cpuMicrosPerCallback: perCallback(target1 - target0),
+          upstreamCpuMicrosPerCallback: perCallback(upstream1 - upstream0),
+          wrkCpuMicrosPerCallback: perCallback(r.wrkCpuSeconds),
+          /** PostgreSQL and Redis (decisions recorded, lookups). */
+          storeCpuMicrosPerCallback: perCallback(store1 - store0),
+          /** Everything on the machine (target, upstream, wrk, PostgreSQL, Redis, kernel). */
+          machineCpuMicrosPerCallback: perCallback(machine1.busy - machine0.busy),
+          machineBusyPercent: Math.round(((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * 100),
+        });
+      }
+    const throughput = Object.fromEntries(
+      Object.entries(throughputRounds).map(([name, rs]) => [
+        name,
+        Object.fromEntries(
+          Object.keys(rs[0]!).map((k) => [k, k === "errors" ? rs.reduce((a, r) => a + r[k]!, 0) : median(rs.map((r) => r[k]!))]),
+        ),
+      ]),
+    );
 
     // Latency in two shapes, the targets interleaved round by round so slow drifts of the machine hit
     // all of them alike: "closed", a few connections sending back to back (as fast as each target
@@ -475,7 +492,7 @@ async function main(): Promise<void> {
           bench: "callback-dispatcher",
           method:
             `wrk ${WRK} (1 thread, keep-alive, Lua-built POST bodies) against each target in turn; upstream nginx 'return 200' (1 worker); ` +
-            `nginx proxy_pass (1 worker, upstream keepalive 64); throughput: ${CONCURRENCY} connections for ${SECONDS} s after 1 s warm-up; ` +
+            `nginx proxy_pass (1 worker, upstream keepalive 64); throughput: ${CONCURRENCY} connections for ${SECONDS} s after ${WARMUP_SECONDS} s warm-up, ${THROUGHPUT_ROUNDS} interleaved rounds, median; ` +
             `latency: closed = ${LATENCY_CONCURRENCY} connections back to back, paced = ${pacedRate}/s on a schedule over ${PACED_CONNECTIONS} connections` +
             `${PACED_RATE_GIVEN ? "" : " (half the floor's callbacks/s at saturation)"}; ` +
             `${SECONDS} s each, ${ROUNDS} interleaved rounds, median; added = target - direct in the same shape`,
