@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { eventually, freePort } from "@opsplane/testing";
 import { Redis } from "ioredis";
 import { startSdk } from "../src/index.js";
-import { appOptions, type Center, call, startCenter } from "./core-harness.js";
+import { appOptions, type Center, call, startCenter, startFront } from "./core-harness.js";
 
 describe("business parameters: local cache, Redis central cache, pushes and resync", () => {
   let center: Center;
@@ -142,6 +142,25 @@ describe("business parameters: local cache, Redis central cache, pushes and resy
       await eventually("the pushed change", () => (sdk.business.get("dictionary/gender") as Record<string, string>).X === "unspecified");
     } finally {
       await sdk.close();
+    }
+  });
+
+  test("Redis that accepts connections and never answers: a read goes to config-center at once, not after the command timeout", async () => {
+    const silent = await startFront(0);
+    silent.set("silent");
+    // A minute for every call, so a read queued until Redis is ready (or the timeout) cannot answer in time.
+    const { options } = withRedis({ redisUrl: `redis://${new URL(silent.url).host}`, requestTimeoutMs: 60_000 });
+    await center.put("business", options.appId, "", "fees", { late: 30 });
+    const sdk = await startSdk(options);
+    try {
+      const answer = await Promise.race([
+        sdk.business.load("fees"),
+        new Promise((resolve) => setTimeout(() => resolve("still waiting after 15 s"), 15_000).unref()),
+      ]);
+      assert.deepEqual(answer, { late: 30 });
+    } finally {
+      await sdk.close();
+      await silent.close();
     }
   });
 
