@@ -161,6 +161,15 @@ export function assertIdentifier(name: string): void {
 }
 
 /**
+ * Takes a transaction-scoped advisory lock named `name`, waiting for whoever holds it: writers of
+ * the same rows (a delete-then-insert replacing them) then run one after the other instead of
+ * racing into a unique-key violation.
+ */
+export async function advisoryXactLock(tx: Queryable, name: string): Promise<void> {
+  await tx.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [name]);
+}
+
+/**
  * Takes a transaction-scoped advisory lock named `name` if nobody holds it. Periodic jobs that
  * every replica runs (retention sweeps) use it so one replica does the work and the others skip.
  */

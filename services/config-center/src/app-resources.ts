@@ -1,6 +1,6 @@
 import type { ReportedResourceJson as ReportedResource } from "@opsplane/contracts";
 import { badRequest, notFound } from "@opsplane/platform";
-import { type Pool, withTransaction } from "@opsplane/store";
+import { advisoryXactLock, type Pool, withTransaction } from "@opsplane/store";
 import type { RegisteredInstance } from "./instances.js";
 
 export type AppResourceKind = "interface" | "queue" | "job";
@@ -56,6 +56,9 @@ export class AppResourceStore {
     ];
     const total = lists.reduce((n, [, l]) => n + l.length, 0);
     await withTransaction(this.pool, async (tx) => {
+      // Instances of one version report at once when they start together: one report at a time
+      // (the later one wins), not two deletes followed by clashing inserts.
+      await advisoryXactLock(tx, `opsplane.config-center.app-resources ${JSON.stringify([instance.appId, appVersion])}`);
       await tx.query("DELETE FROM app_resources WHERE app_id = $1 AND app_version = $2", [instance.appId, appVersion]);
       if (!total) return;
       const flat = lists.flatMap(([kind, l]) => l.map((r) => ({ kind, r })));

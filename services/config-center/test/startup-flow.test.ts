@@ -243,6 +243,25 @@ describe("the seed's start-up flow: token, registration, metadata, long connecti
     assert.equal(doc.body.paths["/loans"].post.operationId, "loan.apply");
     assert.deepEqual(doc.body.paths["/loans"].post.requestBody.content["application/json"].schema.required, ["amount"]);
     assert.equal(doc.body["x-jobs"][0].cron, "0 2 * * *");
+    // Instances of one version started together report at once: every report is answered, the last one kept.
+    const fleet = await Promise.all(Array.from({ length: 6 }, () => Instance.start(base, loan, { appVersion: "2.1.0" })));
+    const reports = await Promise.all(
+      fleet.map((f, n) =>
+        call(base, "PUT", `/config/v1/instances/${f.instanceId}/resources`, {
+          token: f.token,
+          body: { interfaces: [{ code: "loan.apply", method: "POST", path: "/loans", description: `instance ${n}` }] },
+        }),
+      ),
+    );
+    assert.deepEqual(
+      reports.map((r) => r.status),
+      fleet.map(() => 200),
+      JSON.stringify(reports.map((r) => r.body)),
+    );
+    const kept = (await call(base, "GET", "/config/v1/apps/loan/resources?version=2.1.0", { role: "viewer" })).body;
+    assert.equal(kept.appVersion, "2.1.0");
+    assert.equal(kept.resources.length, 1, JSON.stringify(kept));
+    for (const f of fleet) f.close();
     const dup = await call(base, "PUT", `/config/v1/instances/${i.instanceId}/resources`, {
       token: i.token,
       body: { interfaces: [{ code: "a" }, { code: "a" }] },
