@@ -5,6 +5,7 @@ import { type Pool, withTransaction } from "@opsplane/store";
 import type { ChangeLog } from "./change-log.js";
 import type { Viewer } from "./effective.js";
 import { envPattern } from "./identifiers.js";
+import { refuseLoneSurrogates } from "./lone-surrogates.js";
 
 /** What an instance registers with (seed step 4). */
 export interface Registration {
@@ -271,9 +272,14 @@ function stringMap(m: unknown, field: string, maxEntries: number, maxValue: numb
 
 /** Refuses a malformed registration, naming the field. */
 export function checkRegistration(r: Registration) {
+  refuseLoneSurrogates(r, "");
   const env = r.env ?? "";
   if (!envPattern.test(env)) throw badRequest(`env ${JSON.stringify(env)} is required: 1-32 of a-z 0-9 _ -`);
-  if (!r.hostName || !hostName.test(r.hostName)) throw badRequest("hostName is required: a host name of at most 253 characters");
+  if (!r.hostName) throw badRequest("hostName is required: a host name of at most 253 characters");
+  if (!hostName.test(r.hostName))
+    throw badRequest(
+      `hostName ${JSON.stringify(r.hostName)} is not a host name: at most 253 of A-Z a-z 0-9 . _ -, starting and ending with a letter or digit`,
+    );
   if (!r.ip || !isIP(r.ip)) throw badRequest(`ip ${JSON.stringify(r.ip ?? "")} is not an IPv4 or IPv6 address`);
   const podName = r.podName ?? "";
   const podNamespace = r.podNamespace ?? "";

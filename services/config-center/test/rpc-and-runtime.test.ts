@@ -38,6 +38,23 @@ describe("Connect RPCs, locks and sequences", () => {
     );
     assert.equal(reg.status, 200, reg.body.message);
     assert.equal(reg.body.socketPath, `/config/v1/instances/${reg.body.instanceId}/socket`);
+    // Connect's decoder refuses a lone surrogate in a string field ("invalid UTF8", naming it); the
+    // JSON Schemas a report carries are free JSON, checked by config-center as over REST.
+    const surrogateReport = await rpc(
+      base,
+      "ConfigAppService",
+      "ReportResources",
+      {
+        instanceId: reg.body.instanceId,
+        interfaces: [{ code: "loan.apply", params: { properties: { amount: { description: "\udfff" } } } }],
+      },
+      t,
+    );
+    assert.equal(surrogateReport.status, 400);
+    assert.deepEqual(surrogateReport.body, {
+      code: "invalid_argument",
+      message: "interfaces[0].params.properties.amount.description contains a lone surrogate (not valid Unicode)",
+    });
     const put = await rpc(
       base,
       "ConfigCenterService",
