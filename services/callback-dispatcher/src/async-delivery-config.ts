@@ -40,6 +40,11 @@ export const AsyncDeliveryBody = Type.Object(
     initialBackoffMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
     /** Longest wait between two attempts (default 600000: ten minutes). */
     maxBackoffMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000 })),
+    /**
+     * Most deliveries pending (neither delivered nor dead) before its callbacks are forwarded
+     * synchronously instead of queued (default 10000).
+     */
+    maxPending: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
     /** Required on the production environment: answering for production hides its failures from the third party. */
     allowOnProduction: Type.Optional(Type.Boolean()),
   },
@@ -61,11 +66,20 @@ export interface AsyncDelivery {
   maxAgeSeconds: number;
   initialBackoffMs: number;
   maxBackoffMs: number;
+  /** Absent from configurations saved before the field existed: {@link defaultMaxPending} applies to them. */
+  maxPending?: number;
   allowOnProduction: boolean;
 }
 
 /** The retry policy without templates: what a re-driven dead letter gets when its environment is not asynchronous. */
 export const defaultRetryPolicy = { maxAttempts: 12, maxAgeSeconds: 86_400, initialBackoffMs: 1_000, maxBackoffMs: 600_000 };
+
+/**
+ * Deliveries an environment may owe by default: hours of a busy test environment's callbacks while it
+ * is down, and what PostgreSQL holds for it stays bounded (each is its callback's bytes, usually a
+ * few KB, kept twice: to deliver and to replay).
+ */
+export const defaultMaxPending = 10_000;
 
 /** Headers the dispatcher writes itself on a template answer. */
 const setByDispatcher = new Set(["content-length", "x-request-id"]);
@@ -162,7 +176,7 @@ export function checkAsyncDelivery(input: AsyncDeliveryBody, production: boolean
     });
   const allowOnProduction = input.allowOnProduction ?? false;
   if (production && !allowOnProduction) throw productionRefusal();
-  return { answer, answerByContentType, ...policy, allowOnProduction };
+  return { answer, answerByContentType, ...policy, maxPending: input.maxPending ?? defaultMaxPending, allowOnProduction };
 }
 
 /** Why production is not answered from a template unless its configuration says so in as many words. */

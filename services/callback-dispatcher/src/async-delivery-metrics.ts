@@ -78,8 +78,10 @@ export function createAsyncDeliveryMetrics(registry: Registry, pool: Pool, log: 
     }),
     fallbacks: new Counter({
       name: "callback_dispatcher_async_fallbacks_total",
-      help: "Callbacks for an asynchronous environment forwarded synchronously because they could not be queued in PostgreSQL",
-      labelNames: ["env"] as const,
+      help:
+        "Callbacks for an asynchronous environment forwarded synchronously instead of queued, by environment and reason: " +
+        "not_written (PostgreSQL did not take the write in time), queue_full (the environment owes asyncDelivery.maxPending deliveries)",
+      labelNames: ["env", "reason"] as const,
       registers,
     }),
   };

@@ -2,7 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { Bus } from "@opsplane/bus";
 import type { Logger } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
-import { type AsyncDelivery, answerFor } from "./async-delivery-config.js";
+import { type AsyncDelivery, answerFor, defaultMaxPending } from "./async-delivery-config.js";
 import type { AsyncDeliveryMetrics } from "./async-delivery-metrics.js";
 import { type DecisionRecord, eventOf, isPublished } from "./decision-log.js";
 import type { Decision } from "./router.js";
@@ -40,12 +40,97 @@ const queueSql = `WITH d AS (
   SELECT id, $7, $2, $3, $12, $13::jsonb, $17, at, $18, at + make_interval(secs => $19), $20, $21, at FROM d
   RETURNING id::text AS id`;
 
+/** How often a replica counts again what the environments it takes callbacks for owe. */
+const pendingRecountMs = 1_000;
+
+/**
+ * Pending deliveries of each environment, at most `$2` counted: past the largest cap the number
+ * changes no answer. Each count is a range of the (env, state) index.
+ */
+const pendingSql = `SELECT e.env,
+    (SELECT count(*) FROM (SELECT 1 FROM async_deliveries d WHERE d.env = e.env AND d.state = 'pending' LIMIT $2) p)::int AS pending
+  FROM unnest($1::text[]) AS e(env)`;
+
+/**
+ * What each asynchronous environment owes, as this replica knows it without a query per callback:
+ * counted in PostgreSQL at most every `pendingRecountMs` (and only while callbacks for it arrive),
+ * plus what this replica queued since the count began. A callback never waits for a count: the
+ * first ones a replica takes for an environment are admitted while its first count runs, and
+ * another replica's callbacks are seen at its next count. So the cap holds to within what the
+ * other replicas queue in about a second, plus what one replica queues during its first count.
+ */
+function createPendingCounts(pool: Pool, log: Logger) {
+  const envs = new Map<string, { pending: number; queuedSince: number; cap: number; full: boolean }>();
+  let countedAt = Number.NEGATIVE_INFINITY;
+  let counting = false;
+
+  const recount = () => {
+    counting = true;
+    countedAt = performance.now();
+    let limit = 0;
+    for (const e of envs.values()) {
+      e.queuedSince = 0;
+      limit = Math.max(limit, e.cap);
+    }
+    pool
+      .query<{ env: string; pending: number }>(pendingSql, [[...envs.keys()], limit])
+      .then(
+        ({ rows }) => {
+          // Those queued while it ran may or may not be in it: counted in, the cap errs on the safe side.
+          for (const r of rows) {
+            const e = envs.get(r.env)!;
+            e.pending = r.pending + e.queuedSince;
+          }
+        },
+        (err: Error) => log.debug({ err: err.message }, "asynchronous deliveries pending not counted; the last count stays"),
+      )
+      .finally(() => {
+        counting = false;
+      });
+  };
+
+  return {
+    /** Whether `env` may queue one more below `cap`, as last counted; starts a count when that is stale. */
+    admits(env: string, cap: number): boolean {
+      let e = envs.get(env);
+      if (!e) {
+        e = { pending: 0, queuedSince: 0, cap, full: false };
+        envs.set(env, e);
+        countedAt = Number.NEGATIVE_INFINITY;
+      }
+      e.cap = cap;
+      if (!counting && performance.now() - countedAt >= pendingRecountMs) recount();
+      const full = e.pending >= cap;
+      if (full !== e.full) {
+        e.full = full;
+        if (full)
+          log.warn(
+            { env, maxPending: cap },
+            `${env} owes ${cap} asynchronous deliveries (its asyncDelivery.maxPending): its callbacks are forwarded synchronously until some are delivered or dead-lettered`,
+          );
+        else
+          log.info(
+            { env, maxPending: cap },
+            `${env} owes fewer than asyncDelivery.maxPending deliveries again: its callbacks are queued again`,
+          );
+      }
+      return !full;
+    },
+    queued(env: string): void {
+      const e = envs.get(env)!;
+      e.pending++;
+      e.queuedSince++;
+    },
+  };
+}
+
 /**
  * Takes callbacks for asynchronous environments: each is written to PostgreSQL (decision, kept
  * callback, delivery owed) and committed *before* the third party is answered from the
  * environment's template, so nothing answered is ever lost. When it cannot be written in time
- * (PostgreSQL down or slow), nothing is answered from the template: the caller forwards the
- * callback synchronously instead, and the third party gets the environment's own answer.
+ * (PostgreSQL down or slow), or the environment already owes its `maxPending` deliveries, nothing
+ * is answered from the template: the caller forwards the callback synchronously instead, and the
+ * third party gets the environment's own answer.
  */
 export function createAsyncIntake(o: {
   pool: Pool;
@@ -61,9 +146,18 @@ export function createAsyncIntake(o: {
   /** Called once a delivery is committed: the local worker claims it at once. */
   queued(): void;
 }) {
+  const pending = createPendingCounts(o.pool, o.log);
   return {
     async accept(decision: Decision, config: AsyncDelivery, cb: QueuedCallback, res: ServerResponse): Promise<Intake> {
       const env = decision.target!.name;
+      const cap = config.maxPending ?? defaultMaxPending;
+      if (!pending.admits(env, cap)) {
+        o.metrics.fallbacks.inc({ env, reason: "queue_full" });
+        return {
+          answered: false,
+          why: `not queued for asynchronous delivery (${env} owes ${cap} deliveries already, its asyncDelivery.maxPending); forwarded synchronously`,
+        };
+      }
       let contentType: string | undefined;
       for (let i = 0; i + 1 < cb.headers.length; i += 2)
         if (cb.headers[i]!.toLowerCase() === "content-type") contentType = cb.headers[i + 1];
@@ -120,13 +214,14 @@ export function createAsyncIntake(o: {
           { deadlineMs: o.writeTimeoutMs },
         );
       } catch (err) {
-        o.metrics.fallbacks.inc({ env });
+        o.metrics.fallbacks.inc({ env, reason: "not_written" });
         o.log.warn(
           { err: (err as Error).message, reqId: cb.requestId, env },
           "callback not queued for asynchronous delivery; forwarded synchronously",
         );
         return { answered: false, why: `not queued for asynchronous delivery (${(err as Error).message}); forwarded synchronously` };
       }
+      pending.queued(env);
       res.writeHead(answer.status, [...answer.headers, "x-request-id", cb.requestId]);
       res.end(answer.body);
       o.countCallback(decision.rule ?? "", env, decision.reason, answer.status);

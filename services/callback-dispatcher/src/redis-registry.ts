@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "@opsplane/platform";
 import { closeRedis } from "@opsplane/platform";
-import { type Pool, tryAdvisoryXactLock, withTransaction } from "@opsplane/store";
+import { type Pool, TransactionDeadlineError, tryAdvisoryXactLock, withTransaction } from "@opsplane/store";
 import type { Redis } from "ioredis";
 import { purge, type Registry, record } from "./registry.js";
 
@@ -46,6 +46,8 @@ export interface RedisRegistryOptions {
   prefix: string;
   /** How long a Redis call may take before the record answers instead. */
   timeoutMs: number;
+  /** How long a lookup from the record may take, from waiting for a connection to its answer, before it fails. */
+  recordTimeoutMs: number;
   /** How often a replica checks that Redis is warm and retries a failed warm. */
   warmCheckMs: number;
   schema: string;
@@ -61,6 +63,7 @@ const startupWaitMs = 2_000;
  * live registration from the record; Redis losing its data (restart without persistence, failover,
  * FLUSHDB) loses the marker too. Without the marker, or while Redis does not answer within
  * `timeoutMs`, lookups are answered by the record and a warm is started (one replica at a time).
+ * The record answers within `recordTimeoutMs` or the lookup fails (`registry_unavailable`).
  */
 export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> {
   // Its own connection: no offline queue and no retries, so a call to an unreachable Redis fails
@@ -148,14 +151,32 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   }, o.warmCheckMs);
   checkTimer.unref();
 
+  // Callbacks wait for this answer: a stalled PostgreSQL (a lock, a full pool, a network that stops
+  // passing bytes) must fail it within its own deadline, not the pool's query timeout (seconds).
+  // statement_timeout ends PostgreSQL's side of a lock wait at the same moment, so lookups given up
+  // on do not pile up as backends waiting on the lock.
   async function fromRecord(items: Array<{ rule: string; id: string }>): Promise<Map<string, string>> {
-    const { rows } = await o.pool.query<{ rule: string; id: string; env: string }>(
-      `SELECT r.rule, r.object_id AS id, r.env FROM registrations r
-       JOIN unnest($1::text[], $2::text[]) AS x(rule, object_id) USING (rule, object_id)
-       WHERE r.expires_at > now()`,
-      [items.map((x) => x.rule), items.map((x) => x.id)],
-    );
-    return new Map(rows.map((r) => [key(r.rule, r.id), r.env]));
+    try {
+      const { rows } = await withTransaction(
+        o.pool,
+        async (tx) => {
+          await tx.query(`SET LOCAL statement_timeout = ${o.recordTimeoutMs}`);
+          return tx.query<{ rule: string; id: string; env: string }>(
+            `SELECT r.rule, r.object_id AS id, r.env FROM registrations r
+             JOIN unnest($1::text[], $2::text[]) AS x(rule, object_id) USING (rule, object_id)
+             WHERE r.expires_at > now()`,
+            [items.map((x) => x.rule), items.map((x) => x.id)],
+          );
+        },
+        { readOnly: true, deadlineMs: o.recordTimeoutMs },
+      );
+      return new Map(rows.map((r) => [key(r.rule, r.id), r.env]));
+    } catch (err) {
+      // Either deadline may tell first (57014: the statement timeout); both mean the same to the callback.
+      if (err instanceof TransactionDeadlineError || (err as { code?: string }).code === "57014")
+        throw new Error(`the PostgreSQL record did not answer within ${o.recordTimeoutMs} ms (REGISTRY_RECORD_TIMEOUT_MS)`);
+      throw err;
+    }
   }
 
   // Lookups go to Redis as one MGET at a time (the marker first): those made while one is on its way

@@ -59,6 +59,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
           redis: ctx.redis,
           prefix: config.REDIS_KEY_PREFIX,
           timeoutMs: config.REGISTRY_REDIS_TIMEOUT_MS,
+          recordTimeoutMs: config.REGISTRY_RECORD_TIMEOUT_MS,
           warmCheckMs: config.REGISTRY_WARM_CHECK_MS,
           schema: ctx.name,
           log: ctx.log,

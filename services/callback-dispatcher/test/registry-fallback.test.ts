@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type CuttableProxy, eventually, startCuttableProxy, testRedis } from "@opsplane/testing";
 import { Redis } from "ioredis";
-import { operatorKey, startDispatcher } from "./helpers/dispatcher.js";
+import pg from "pg";
+import { operatorKey, startDispatcher, viewerKey } from "./helpers/dispatcher.js";
 import { sign, startSignedStub } from "./helpers/signed-stub.js";
 
 // Redis is shared with other engineers: this test touches only the keys under its own prefix, and
@@ -11,6 +12,8 @@ const shared = testRedis();
 const sharedUrl = new URL(shared.url);
 // A request answered later than this counts as hung: a healthy lookup or registration takes milliseconds.
 const answerWithinMs = 2_000;
+// The record's own deadline here; PostgreSQL's pool query timeout is set out of reach, so only it can end a stalled lookup.
+const recordTimeoutMs = 300;
 
 let proxy: CuttableProxy | undefined;
 let d: Awaited<ReturnType<typeof startDispatcher>> | undefined;
@@ -20,11 +23,15 @@ let uat: Awaited<ReturnType<typeof startSignedStub>> | undefined;
 let direct: Redis | undefined;
 
 /** Where the callback for `orderNo` went, by the environment that answered it. */
-async function routeOf(orderNo: string): Promise<string> {
+async function routeOf(orderNo: string, requestId?: string): Promise<string> {
   const body = Buffer.from(JSON.stringify({ orderNo }));
   const res = await fetch(`${d!.url}/notify/pay`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-signature": sign("s", body) },
+    headers: {
+      "content-type": "application/json",
+      "x-signature": sign("s", body),
+      ...(requestId ? { "x-request-id": requestId } : {}),
+    },
     body,
     signal: AbortSignal.timeout(answerWithinMs),
   });
@@ -60,7 +67,12 @@ before(async () => {
   prod = await startSignedStub("prod", "s");
   sit = await startSignedStub("sit", "s");
   uat = await startSignedStub("uat", "s");
-  d = await startDispatcher({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_KEY_PREFIX: shared.prefix });
+  d = await startDispatcher({
+    REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+    REDIS_KEY_PREFIX: shared.prefix,
+    REGISTRY_RECORD_TIMEOUT_MS: String(recordTimeoutMs),
+    DATABASE_QUERY_TIMEOUT_MS: "600000",
+  });
   await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
   await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url });
   await d.api("PUT", "/_dispatcher/v1/environments/uat", { baseUrl: uat.url });
@@ -121,6 +133,46 @@ test("once Redis is back, it catches up with what was registered during the outa
   await eventually("MOVED in Redis as uat", async () => (await direct!.get(`${shared.prefix}reg:pay:MOVED`))?.endsWith("uat"));
   assert.equal(await routeOf("R2"), "sit");
   assert.equal(await routeOf("MOVED"), "uat");
+  assert.equal(await routeOf("R1"), "sit");
+});
+
+test("Redis cold or cut off while PostgreSQL stalls: callbacks are answered within the record's deadline, and route again once it answers", async () => {
+  // Another session holds the record's table: every lookup from the record waits on the lock.
+  const locker = new pg.Client({ connectionString: d!.databaseUrl });
+  await locker.connect();
+  try {
+    await locker.query("BEGIN");
+    await locker.query('LOCK TABLE "callback_dispatcher".registrations IN ACCESS EXCLUSIVE MODE');
+    const answeredInTime = async (orderNo: string, requestId: string) => {
+      const started = performance.now();
+      const served = await routeOf(orderNo, requestId);
+      const tookMs = performance.now() - started;
+      assert.ok(tookMs < recordTimeoutMs + 1_000, `answered in ${Math.round(tookMs)} ms`);
+      assert.notEqual(served, "sit", "not routed by a registration nobody could read");
+      const decision = await eventually(`the decision of ${requestId}`, async () => {
+        const { body } = await d!.api("GET", `/_dispatcher/v1/decisions?requestId=${requestId}`, undefined, viewerKey);
+        return (body.decisions as Array<{ reason: string; detail: string }>)[0];
+      });
+      assert.equal(decision.reason, "registry_unavailable");
+      assert.match(
+        decision.detail,
+        new RegExp(`PostgreSQL record did not answer within ${recordTimeoutMs} ms \\(REGISTRY_RECORD_TIMEOUT_MS\\)`),
+      );
+    };
+    // Redis cold: its data lost (the warm that starts waits on the lock too).
+    await loseRedisData();
+    await answeredInTime("R1", "stalled-cold-1");
+    // Redis not answering at all.
+    proxy!.blackhole();
+    await answeredInTime("R1", "stalled-cut-1");
+  } finally {
+    await locker.query("ROLLBACK");
+    await locker.end();
+  }
+  assert.equal(await routeOf("R1"), "sit");
+  assert.equal(await routeOf("NEVER-REGISTERED"), "prod");
+  proxy!.heal();
+  await eventually("Redis warm again", async () => (await direct!.exists(`${shared.prefix}registry:warm`)) === 1);
   assert.equal(await routeOf("R1"), "sit");
 });
 
