@@ -18,6 +18,11 @@ export interface RpcService<S extends DescService = DescService> {
   access: Access;
   /** Per-method access by method name (e.g. `{ getServiceInfo: "public" }`). */
   methods?: Record<string, Access>;
+  /**
+   * Methods (by name) that take NUL in their input, as a REST route's `config.allowNul`: they never
+   * store it, or store it made storable themselves (e.g. as the text `\u0000`).
+   */
+  allowNul?: string[];
 }
 
 /** Declares an RPC service with its access rules, keeping the impl typed against the service. */
@@ -26,10 +31,10 @@ export function rpcService<S extends DescService>(def: RpcService<S>): RpcServic
 }
 
 /**
- * Authorises each RPC by its declared access, refuses input no handler could store (NUL, non-finite
- * numbers: invalid_argument naming the field), and answers failures as REST routes do: AppErrors,
- * dependency outages (unavailable, with Retry-After) and values PostgreSQL refused (invalid_argument)
- * get their code; anything else is internal, with the same message as over REST.
+ * Authorises each RPC by its declared access, refuses input no handler could store (NUL unless the
+ * method allows it, non-finite numbers: invalid_argument naming the field), and answers failures as
+ * REST routes do: AppErrors, dependency outages (unavailable, with Retry-After) and values PostgreSQL
+ * refused (invalid_argument) get their code; anything else is internal, with the same message as over REST.
  */
 export function rpcInterceptor(
   services: RpcService[],
@@ -37,15 +42,20 @@ export function rpcInterceptor(
   onInternal: (method: string, err: unknown) => void,
 ): Interceptor {
   const accessByPath = new Map<string, Access>();
+  const nulAllowed = new Set<string>();
   for (const s of services) {
-    for (const m of s.service.methods) accessByPath.set(`/${s.service.typeName}/${m.name}`, s.methods?.[m.localName] ?? s.access);
+    for (const m of s.service.methods) {
+      const path = `/${s.service.typeName}/${m.name}`;
+      accessByPath.set(path, s.methods?.[m.localName] ?? s.access);
+      if (s.allowNul?.includes(m.localName)) nulAllowed.add(path);
+    }
   }
   return (next) => async (req) => {
     const path = `/${req.service.typeName}/${req.method.name}`;
     const access = accessByPath.get(path) ?? { role: "admin" };
     try {
       if (access !== "public") authorize(req.contextValues.get(principalKey), access);
-      const reason = req.stream ? undefined : unacceptableInput(req.message, "");
+      const reason = req.stream ? undefined : unacceptableInput(req.message, "", nulAllowed.has(path));
       if (reason) throw badRequest(reason);
       return await next(req);
     } catch (err) {

@@ -207,7 +207,7 @@ const integerTypes = new Set([
 /** Proto fields carry no date type: these names hold dates or times. */
 const dateField: IsDate = (path) => /^(from|to|day|date)$|At$/.test(String(path[path.length - 1]));
 
-function connectProbes(service: DescService): Probe[] {
+function connectProbes(service: DescService, nulAllowed: Set<string>): Probe[] {
   return service.methods.flatMap((m) => {
     const path = `/${service.typeName}/${m.name}`;
     const valid = connectSample(m.input);
@@ -224,7 +224,7 @@ function connectProbes(service: DescService): Probe[] {
           body: jsonWith(valid, leaf.path, rawJson(p, leaf)),
           contentType: "application/json",
         });
-    return probes.map((x) => ({ ...x, connect: true }));
+    return probes.map((x) => ({ ...x, connect: true, acceptsNul: nulAllowed.has(path) }));
   });
 }
 
@@ -259,6 +259,8 @@ for (const fx of fixtures) {
     let svc: RunningService;
     const routes: RouteOptions[] = [];
     const rpc: DescService[] = [ServiceInfoService, AuditService];
+    /** Methods that take NUL (their `allowNul`), by path. */
+    const nulAllowed = new Set<string>();
     before(async () => {
       db = await createTestDatabase();
       svc = await startService(
@@ -268,6 +270,8 @@ for (const fx of fixtures) {
             ctx.app.addHook("onRoute", (r) => void routes.push(r));
             const parts = await fx.def.setup(ctx);
             rpc.push(...(parts.rpc ?? []).map((s) => s.service));
+            for (const s of parts.rpc ?? [])
+              for (const m of s.service.methods) if (s.allowNul?.includes(m.localName)) nulAllowed.add(`/${s.service.typeName}/${m.name}`);
             return parts;
           },
         },
@@ -290,7 +294,7 @@ for (const fx of fixtures) {
     test("NUL bytes, out-of-range numbers, invalid dates and garbage bodies are 4xx with a reason", async () => {
       const connectPaths = new Set(rpc.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)));
       const rest = routes.filter((r) => !connectPaths.has(r.url) && !["HEAD", "OPTIONS"].includes(String(r.method)));
-      const probes = [...rest.flatMap((r) => restProbes(r, fx.values ?? {})), ...rpc.flatMap(connectProbes)];
+      const probes = [...rest.flatMap((r) => restProbes(r, fx.values ?? {})), ...rpc.flatMap((s) => connectProbes(s, nulAllowed))];
       assert.ok(probes.length > 0);
       const failures: string[] = [];
       for (const p of probes) {

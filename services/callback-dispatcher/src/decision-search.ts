@@ -35,21 +35,45 @@ export interface DecisionRow {
   replayable: boolean;
 }
 
-const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
 
-/** `value` (absent: unbounded), or a 400 naming `field`. */
+/** `value` (absent: unbounded), or a 400 naming `field` and what is wrong with it. */
 export function instant(field: string, value: string | undefined): string | undefined {
   if (!value) return undefined;
-  if (!rfc3339.test(value) || Number.isNaN(Date.parse(value)) || !onTheCalendar(value))
-    throw badRequest(`${field} must be an RFC 3339 date-time with a zone, e.g. 2026-05-01T00:00:00Z (got ${JSON.stringify(value)})`);
+  const refuse = (why: string) =>
+    badRequest(`${field} must be an RFC 3339 date-time with a zone, e.g. 2026-05-01T00:00:00Z (got ${JSON.stringify(value)}${why})`);
+  const m = rfc3339.exec(value);
+  if (!m) throw refuse("");
+  // A zone written Z has no offset: its groups are undefined, read as 0.
+  const [year, month, day, hour, minute, second, zoneHours, zoneMinutes] = m.slice(1).map((x) => Number(x ?? 0));
+  if (!onTheCalendar(year, month, day)) throw refuse(": no such day");
+  // JavaScript's Date, and so every client of this API, has no leap second: 23:59:60 is refused too.
+  if (hour > 23 || minute > 59 || second > 59)
+    throw refuse(": no such time of day (hours 00-23, minutes and seconds 00-59, no leap second)");
+  if (zoneHours > 15 || zoneMinutes > 59) throw refuse(": zone offsets go up to ±15:59");
   return value;
 }
 
-/** Whether the date names a real day: Date.parse rolls 2026-02-30 over to March 2; PostgreSQL refuses it. */
-function onTheCalendar(value: string): boolean {
-  const [y, m, d] = value.slice(0, 10).split("-").map(Number) as [number, number, number];
-  return new Date(Date.UTC(y, m - 1, d)).getUTCDate() === d;
+/** Whether the date names a real day of a year PostgreSQL has (from 1: there is no year 0). */
+function onTheCalendar(year: number, month: number, day: number): boolean {
+  // setUTCFullYear, not Date.UTC: that reads years 0-99 as 1900-1999.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  return year >= 1 && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
+
+/** Largest id a `bigint` column (`bigserial`) holds. */
+const maxRowId = 2n ** 63n - 1n;
+
+/** Whether `s` is a decimal number PostgreSQL's `bigint` holds: an id that may exist. Anything larger names no row. */
+export function isRowId(s: string): boolean {
+  // Leading zeros aside, at most 19 digits: a longer number is never read in full.
+  const m = /^0*(\d{1,19})$/.exec(s);
+  return m !== null && BigInt(m[1]!) <= maxRowId;
+}
+
+/** The last microsecond of year 9999: no decision was recorded later, and the page token's time is never past it. */
+const maxAtUs = 253_402_300_799_999_999n;
 
 const columns = `d.id::text AS id, d.at, d.request_id AS "requestId", d.method, d.path, d.rule, d.object_id AS "objectId",
   d.target_env AS "targetEnv", d.reason, d.detail, d.status, d.latency_ms AS "latencyMs", d.error,
@@ -75,7 +99,7 @@ export async function searchDecisions(db: Queryable, q: DecisionQuery): Promise<
   // Text is stored made storable (a NUL as the text \u0000): a filter as the callback sent it finds
   // its rows, and one PostgreSQL could not take (a NUL in a rule name) finds none instead of failing.
   if (q.rule) add("d.rule = ?", storableText(q.rule));
-  if (q.objectId !== undefined) add("d.object_id = ?", storableText(q.objectId));
+  if (q.objectId) add("d.object_id = ?", storableText(q.objectId));
   if (q.target) add("d.target_env = ?", storableText(q.target));
   if (q.reason) add("d.reason = ?", storableText(q.reason));
   if (q.requestId) add("d.request_id = ?", storableText(q.requestId));
@@ -85,7 +109,7 @@ export async function searchDecisions(db: Queryable, q: DecisionQuery): Promise<
   if (to) add("d.at < ?::timestamptz", to);
   if (q.pageToken) {
     const m = /^(\d{1,19})-(\d{1,19})$/.exec(q.pageToken);
-    if (!m) throw badRequest("pageToken must be a nextPageToken this API returned");
+    if (!m || BigInt(m[1]!) > maxAtUs || !isRowId(m[2]!)) throw badRequest("pageToken must be a nextPageToken this API returned");
     add("(d.at, d.id) < (timestamptz 'epoch' + ?::bigint * interval '1 microsecond', ?::bigint)", m[1], m[2]);
   }
   params.push(limit + 1);
@@ -131,7 +155,8 @@ export interface KeptCallback {
 }
 
 export async function keptCallback(db: Queryable, id: string): Promise<KeptCallback> {
-  if (!/^\d{1,19}$/.test(id)) throw badRequest("decision id must be a number");
+  if (!/^\d+$/.test(id)) throw badRequest("decision id must be a number");
+  if (!isRowId(id)) throw notFound(`no decision ${id}`);
   const { rows } = await db.query<
     DecisionRow & { target: string | null; headers: string[] | null; body: Buffer | null; bodySize: number | null }
   >(

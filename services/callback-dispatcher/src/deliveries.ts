@@ -1,7 +1,7 @@
 import { type Auditor, badRequest, conflict, notFound, type Principal } from "@opsplane/platform";
 import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
 import { type AsyncDelivery, defaultRetryPolicy } from "./async-delivery-config.js";
-import { instant, maskedHeaders } from "./decision-search.js";
+import { instant, isRowId, maskedHeaders } from "./decision-search.js";
 
 export type DeliveryState = "pending" | "delivered" | "dead";
 
@@ -69,7 +69,7 @@ export async function listDeliveries(db: Queryable, q: DeliveryQuery): Promise<{
   if (from) add("received_at >= ?::timestamptz", from);
   if (to) add("received_at < ?::timestamptz", to);
   if (q.pageToken) {
-    if (!/^\d{1,19}$/.test(q.pageToken)) throw badRequest("pageToken must be a nextPageToken this API returned");
+    if (!isRowId(q.pageToken)) throw badRequest("pageToken must be a nextPageToken this API returned");
     add("id < ?::bigint", q.pageToken);
   }
   params.push(limit + 1);
@@ -101,6 +101,7 @@ export async function deliveryOfDecision(
 
 /** One delivery with its callback (secrets in headers masked, as decisions show them) and every attempt. */
 export async function deliveryDetail(db: Queryable, id: string) {
+  if (!isRowId(id)) throw notFound(`no asynchronous delivery ${id}`);
   const { rows } = await db.query<DeliveryRow & { headers: string[]; body: Buffer }>(
     `SELECT ${columns}, headers, body FROM async_deliveries WHERE id = $1`,
     [id],
@@ -132,6 +133,7 @@ export async function redrive(
   audit: Auditor,
   r: { id: string; env?: string; principal: Principal | undefined; requestId: string },
 ): Promise<DeliveryRow> {
+  if (!isRowId(r.id)) throw notFound(`no asynchronous delivery ${r.id}`);
   return withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<{ env: string; state: DeliveryState; deadReason: string | null; attempts: number }>(
       `SELECT env, state, dead_reason AS "deadReason", attempts FROM async_deliveries WHERE id = $1 FOR UPDATE`,

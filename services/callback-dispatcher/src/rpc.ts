@@ -22,9 +22,11 @@ export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; repl
     service: CallbackDispatcherService,
     access: { role: "viewer" },
     methods: { replayCallback: { role: "operator" } },
+    // As the REST search: a callback's id may hold a NUL, and it is looked up made storable, as it was stored.
+    allowNul: ["searchDecisions"],
     impl: {
       async replayCallback(req, ctx) {
-        if (!/^[0-9]{1,19}$/.test(req.decisionId)) throw badRequest("decisionId must be a decision id (a number)");
+        if (!/^[0-9]+$/.test(req.decisionId)) throw badRequest("decisionId must be a decision id (a number)");
         if (req.env && !new RegExp(envNamePattern).test(req.env)) throw badRequest(`env "${req.env}" is not an environment name`);
         const r = await d.replayer.replay({
           decisionId: req.decisionId,

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from "node:http";
 import { type Static, Type } from "@sinclair/typebox";
 import { AsyncDeliveryBody } from "./async-delivery-config.js";
 
@@ -145,15 +146,25 @@ export const DecisionsQuery = Type.Object(
 );
 
 /**
- * A POST whose options are all optional may come without a body (`curl -X POST …/replay`): it means
- * the defaults, not a 400 "body must be object". A body that is there is still validated.
+ * Hooks of a POST whose options are all optional: no body (`curl -X POST …/replay`) means the
+ * defaults whatever Content-Type the request names, not a 400 "body must be object" (text/plain
+ * reads as "") nor a 415 (a type nothing parses). A body that is there is still parsed and validated.
  */
-export function noBodyIsEmpty(req: { body: unknown }, _reply: unknown, done: () => void): void {
-  req.body ??= {};
-  done();
-}
+export const noBodyIsEmpty = {
+  // Before parsing: with no Content-Type fastify parses nothing (as when a request has no body).
+  onRequest(req: { headers: IncomingHttpHeaders }, _reply: unknown, done: () => void): void {
+    const { "content-length": length, "transfer-encoding": chunked } = req.headers;
+    if (chunked === undefined && (length === undefined || length === "0")) delete req.headers["content-type"];
+    done();
+  },
+  preValidation(req: { body: unknown }, _reply: unknown, done: () => void): void {
+    req.body ??= {};
+    done();
+  },
+};
 
-export const DecisionIdParam = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$" }) });
+// Any number: one past PostgreSQL's bigint names no decision (404), as an unknown one does.
+export const DecisionIdParam = Type.Object({ id: Type.String({ pattern: "^[0-9]+$" }) });
 
 export const ReplayBody = Type.Object(
   {

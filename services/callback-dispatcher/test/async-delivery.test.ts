@@ -190,6 +190,7 @@ describe("asynchronous delivery: configuration", () => {
       maxAgeSeconds: 86400,
       initialBackoffMs: 1000,
       maxBackoffMs: 600000,
+      maxPending: 10000,
       allowOnProduction: false,
     });
     assert.notEqual((await put("sit", { baseUrl: `${prod.url}/moved` })).body.asyncDelivery, null, "kept when omitted");
@@ -622,6 +623,34 @@ describe("asynchronous delivery: what operators may do", () => {
     assert.match(String(unknown.body.message), /unknown field "status"/);
     assert.equal((await d.api("GET", `${base}/deliveries/123`, undefined, viewerKey)).status, 404);
     assert.equal((await d.api("POST", `${base}/deliveries/123/redrive`, {}, operatorKey)).status, 404);
+  });
+
+  test("an id or page token PostgreSQL's bigint cannot hold: 404 for the delivery, 400 naming the page token", async () => {
+    for (const id of ["9223372036854775808", "99999999999999999999"]) {
+      const shown = await d.api("GET", `${base}/deliveries/${id}`, undefined, viewerKey);
+      assert.equal(shown.status, 404, `${id}: ${JSON.stringify(shown.body)}`);
+      assert.equal(shown.body.message, `no asynchronous delivery ${id}`);
+      const redriven = await d.api("POST", `${base}/deliveries/${id}/redrive`, {}, operatorKey);
+      assert.equal(redriven.status, 404, `${id}: ${JSON.stringify(redriven.body)}`);
+      assert.equal(redriven.body.message, `no asynchronous delivery ${id}`);
+    }
+    for (const pageToken of ["9223372036854775808", "99999999999999999999"]) {
+      const listed = await d.api("GET", `${base}/deliveries?state=dead&pageToken=${pageToken}`, undefined, viewerKey);
+      assert.equal(listed.status, 400, `${pageToken}: ${JSON.stringify(listed.body)}`);
+      assert.match(String(listed.body.message), /^pageToken must be a nextPageToken this API returned/);
+    }
+  });
+
+  test("a re-drive posted with no body is {} whatever its Content-Type", async () => {
+    for (const contentType of ["text/plain", "application/octet-stream"]) {
+      const res = await fetch(`${d.url}${base}/deliveries/123/redrive`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${operatorKey}`, "content-type": contentType },
+      });
+      const body = (await res.json()) as { message: string };
+      assert.equal(res.status, 404, `${contentType}: past the body, to the delivery that is not there: ${JSON.stringify(body)}`);
+      assert.equal(body.message, "no asynchronous delivery 123");
+    }
   });
 });
 

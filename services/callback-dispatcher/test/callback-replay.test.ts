@@ -215,6 +215,49 @@ describe("kept callbacks: search, show, replay", () => {
     assert.deepEqual(uat.received.at(-1)?.body, gbk);
   });
 
+  test("a replay posted with no body is {} whatever its Content-Type; a body that is there must be JSON", async () => {
+    const [decision] = await find("requestId=req-keep-1");
+    const post = (headers: Record<string, string>, body?: string) =>
+      fetch(`${d.url}/_dispatcher/v1/decisions/${decision!.id}/replay`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${operatorKey}`, ...headers },
+        body,
+      });
+    for (const contentType of ["text/plain", "application/octet-stream"]) {
+      const before = sit.received.length;
+      const res = await post({ "content-type": contentType });
+      const body = (await res.json()) as { replay: Replay };
+      assert.equal(res.status, 200, `${contentType}: ${JSON.stringify(body)}`);
+      assert.equal(body.replay.env, "sit", "to where it was routed, as with {}");
+      assert.equal(sit.received.length, before + 1);
+    }
+    const sent = [sit.received.length, uat.received.length];
+    const text = await post({ "content-type": "text/plain" }, "env=uat");
+    assert.equal(text.status, 400);
+    assert.match(((await text.json()) as { message: string }).message, /^body must be object/);
+    assert.deepEqual([sit.received.length, uat.received.length], sent, "nothing sent");
+  });
+
+  test("a decision id PostgreSQL's bigint cannot hold is a decision that does not exist: 404, over REST and Connect", async () => {
+    for (const id of ["9223372036854775808", "99999999999999999999"]) {
+      const shown = await d.api("GET", `/_dispatcher/v1/decisions/${id}`, undefined, viewerKey);
+      assert.equal(shown.status, 404, `${id}: ${JSON.stringify(shown.body)}`);
+      assert.equal(shown.body.message, `no decision ${id}`);
+      const replayed = await replay(id);
+      assert.equal(replayed.status, 404, `${id}: ${JSON.stringify(replayed.body)}`);
+      assert.equal(replayed.body.message, `no decision ${id}`);
+      const rpc = await fetch(`${d.url}/ops.v1.CallbackDispatcherService/ReplayCallback`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${operatorKey}` },
+        body: JSON.stringify({ decisionId: id }),
+      });
+      assert.equal(rpc.status, 404);
+      assert.deepEqual(await rpc.json(), { code: "not_found", message: `no decision ${id}` });
+    }
+    const largest = await d.api("GET", "/_dispatcher/v1/decisions/9223372036854775807", undefined, viewerKey);
+    assert.equal(largest.status, 404, "the largest bigint is looked up as any other id");
+  });
+
   test("only operators replay: a viewer gets 403 and nothing is sent", async () => {
     const [decision] = await find("requestId=req-keep-1");
     const before = sit.received.length;

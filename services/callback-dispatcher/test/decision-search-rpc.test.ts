@@ -139,4 +139,88 @@ describe("Connect SearchDecisions", () => {
     const anonymous = await refusal(client(d.url, undefined).searchDecisions({}));
     assert.equal(anonymous.code, Code.Unauthenticated);
   });
+
+  test("a page token PostgreSQL's bigint cannot hold is refused naming it, over REST and Connect alike", async () => {
+    const rpc = client(d.url, viewerKey);
+    // The id part past 2^63-1, the time part past it, and a time past year 9999 (no decision's).
+    for (const pageToken of ["1-9999999999999999999", "9999999999999999999-1", "9000000000000000000-1"]) {
+      const rest = await d.api("GET", `/_dispatcher/v1/decisions?pageToken=${pageToken}`, undefined, viewerKey);
+      assert.equal(rest.status, 400, `${pageToken}: ${JSON.stringify(rest.body)}`);
+      assert.match(String(rest.body.message), /^pageToken must be a nextPageToken this API returned/, pageToken);
+      const connect = await refusal(rpc.searchDecisions({ pageToken }));
+      assert.equal(connect.code, Code.InvalidArgument);
+      assert.match(connect.rawMessage, /^pageToken must be a nextPageToken this API returned/, pageToken);
+    }
+  });
+
+  test("an impossible time of day is refused naming the field, over REST and Connect alike", async () => {
+    const rpc = client(d.url, viewerKey);
+    for (const to of [
+      "2026-01-01T24:00:00Z",
+      "2026-01-01T25:00:00Z",
+      "2026-01-01T23:60:00Z",
+      "2026-01-01T23:59:60Z", // a leap second: JavaScript's Date cannot hold one
+      "0000-01-01T00:00:00Z", // PostgreSQL has no year 0
+      "2026-01-01T00:00:00+16:00", // PostgreSQL takes zone offsets up to 15:59
+    ]) {
+      const rest = await d.api("GET", `/_dispatcher/v1/decisions?to=${encodeURIComponent(to)}`, undefined, viewerKey);
+      assert.equal(rest.status, 400, `${to}: ${JSON.stringify(rest.body)}`);
+      assert.match(String(rest.body.message), /^to must be an RFC 3339 date-time/, to);
+      const connect = await refusal(rpc.searchDecisions({ to }));
+      assert.equal(connect.code, Code.InvalidArgument);
+      assert.match(connect.rawMessage, /^to must be an RFC 3339 date-time/, to);
+    }
+  });
+
+  test("an empty objectId is no filter, as every other empty filter, over REST and Connect alike", async () => {
+    const all = await d.api("GET", "/_dispatcher/v1/decisions", undefined, viewerKey);
+    const empty = await d.api("GET", "/_dispatcher/v1/decisions?objectId=&rule=&target=", undefined, viewerKey);
+    assert.equal(empty.status, 200, JSON.stringify(empty.body));
+    const ids = (r: { body: Record<string, unknown> }) => (r.body.decisions as Array<{ id: string }>).map((x) => x.id);
+    assert.ok(ids(all).length >= 7);
+    assert.deepEqual(ids(empty), ids(all));
+    assert.deepEqual(
+      (await client(d.url, viewerKey).searchDecisions({ objectId: "" })).decisions.map((x) => x.id),
+      ids(all),
+    );
+  });
+
+  test("ids recorded made storable (a NUL as \\u0000, invalid UTF-8 as U+FFFD) are found by the id as sent, over REST and Connect alike", async () => {
+    for (const [order, requestId] of [
+      ["NUL%00ID", "rpc-nul-1"],
+      ["BAD%FFUTF8", "rpc-ff-1"],
+    ] as const) {
+      const res = await fetch(`${d.url}/notify/pay?order=${order}`, {
+        method: "POST",
+        headers: { "x-request-id": requestId, "x-signature": sign("s", "") },
+        body: "",
+      });
+      await res.arrayBuffer();
+    }
+    const rpc = client(d.url, viewerKey);
+    const found = async (query: string) => {
+      const r = await d.api("GET", `/_dispatcher/v1/decisions?objectId=${query}`, undefined, viewerKey);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return (r.body.decisions as Array<{ requestId: string }>).map((x) => x.requestId);
+    };
+    await eventually("both decisions recorded", async () => (await found("BAD%FFUTF8")).length + (await found("NUL%00ID")).length === 2);
+    assert.deepEqual(await found("NUL%00ID"), ["rpc-nul-1"]);
+    assert.deepEqual(await found("BAD%FFUTF8"), ["rpc-ff-1"], "the raw byte, percent-encoded as the callback sent it");
+    assert.deepEqual(await found("BAD%EF%BF%BDUTF8"), ["rpc-ff-1"], "U+FFFD, as it was recorded");
+    assert.deepEqual(
+      (await rpc.searchDecisions({ objectId: "NUL\u0000ID" })).decisions.map((x) => x.requestId),
+      ["rpc-nul-1"],
+    );
+    // Connect JSON with the raw byte in the string.
+    const raw = await fetch(`${d.url}/ops.v1.CallbackDispatcherService/SearchDecisions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${viewerKey}` },
+      body: Buffer.concat([Buffer.from('{"objectId":"BAD'), Buffer.from([0xff]), Buffer.from('UTF8"}')]),
+    });
+    assert.equal(raw.status, 200);
+    assert.deepEqual(
+      ((await raw.json()) as { decisions: Array<{ requestId: string }> }).decisions.map((x) => x.requestId),
+      ["rpc-ff-1"],
+    );
+  });
 });

@@ -7,10 +7,29 @@ import { DecisionIdParam, DecisionsQuery, noBodyIsEmpty, ReplayBody } from "../s
 
 const base = "/_dispatcher/v1/decisions";
 
+/**
+ * Reads the query as the dispatcher reads a callback's (URLSearchParams: bytes that are not UTF-8
+ * become U+FFFD), not as fastify leaves a value it cannot decode (the text `%FF`), so a search
+ * sending an id's bytes as its callback did (`objectId=%FF`) finds the decision recorded from it.
+ */
+function readQueryAsCallbacks(req: { raw: { url?: string }; query: unknown }, _reply: unknown, done: () => void): void {
+  const url = req.raw.url ?? "";
+  const query: Record<string, string | string[]> = Object.create(null);
+  for (const [name, value] of new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : "")) {
+    const seen = query[name];
+    // A repeated name is a list, as fastify's parser gives it (and the schema refuses it).
+    query[name] = seen === undefined ? value : [...(Array.isArray(seen) ? seen : [seen]), value];
+  }
+  req.query = query;
+  done();
+}
+
 /** Operators' view of what happened to each callback, and the replay of a kept one. */
 export function registerDecisionRoutes(app: App, d: { pool: Pool; replayer: Replayer }): void {
   // allowNul: a callback's id may hold a NUL, and it is looked up made storable, as it was stored.
-  app.get(base, { config: { allowNul: true }, schema: { querystring: DecisionsQuery } }, async (req) => searchDecisions(d.pool, req.query));
+  app.get(base, { config: { allowNul: true }, schema: { querystring: DecisionsQuery }, preValidation: readQueryAsCallbacks }, async (req) =>
+    searchDecisions(d.pool, req.query),
+  );
 
   // With its background delivery and attempts when it was answered from an asynchronous environment's template.
   app.get(`${base}/:id`, { schema: { params: DecisionIdParam } }, async (req) => ({
@@ -20,7 +39,7 @@ export function registerDecisionRoutes(app: App, d: { pool: Pool; replayer: Repl
 
   app.post(
     `${base}/:id/replay`,
-    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: ReplayBody }, preValidation: noBodyIsEmpty },
+    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: ReplayBody }, ...noBodyIsEmpty },
     async (req) => ({
       replay: await d.replayer.replay({ decisionId: req.params.id, env: req.body.env, principal: req.principal, requestId: req.id }),
     }),

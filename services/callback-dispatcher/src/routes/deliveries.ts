@@ -38,7 +38,7 @@ export function registerDeliveryRoutes(app: App, d: { pool: Pool; audit: Auditor
 
   app.post(
     `${base}/:id/redrive`,
-    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: RedriveBody }, preValidation: noBodyIsEmpty },
+    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: RedriveBody }, ...noBodyIsEmpty },
     async (req, reply) => {
       const delivery = await redrive(d.pool, d.audit, {
         id: req.params.id,
