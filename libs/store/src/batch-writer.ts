@@ -70,7 +70,7 @@ export class BatchWriter<T> {
 
   constructor(private readonly o: BatchWriterOptions<T>) {
     this.timer = setInterval(() => {
-      if (Date.now() >= this.retryAt) void this.flush();
+      if (!this.draining && Date.now() >= this.retryAt) void this.flush();
     }, o.flushMs);
     this.timer.unref();
   }
@@ -92,7 +92,9 @@ export class BatchWriter<T> {
 
   /** Writes what is queued now, without waiting for a retry's backoff; never rejects (failures are logged). */
   flush(): Promise<void> {
-    this.draining ??= this.drain().finally(() => {
+    // A flush under way wrote what was queued when it began: rows added since get one of their own after it.
+    if (this.draining) return this.draining.then(() => this.flush());
+    this.draining = this.drain().finally(() => {
       this.draining = undefined;
     });
     return this.draining;
@@ -109,7 +111,9 @@ export class BatchWriter<T> {
       // A write in flight may fail; the rows it leaves get one more attempt of their own.
       (async () => {
         await this.draining;
-        await this.flush();
+        // Rows added while a flush writes are the next one's: flush until none is left, or PostgreSQL fails.
+        do await this.flush();
+        while (this.queue.length && !this.failedAttempts);
         return false;
       })(),
       new Promise<true>((resolve) => {
@@ -131,7 +135,14 @@ export class BatchWriter<T> {
   private async drain(): Promise<void> {
     const refused: Array<{ row: T; err: unknown }> = [];
     try {
-      while (this.queue.length) await this.writeIsolating(this.queue.slice(0, this.o.maxBatch), refused);
+      // What is queued when the flush starts; rows added while it writes wait for the next tick. Under
+      // load, looping until the queue is empty wrote back to back whatever came during the last write
+      // (a few rows each, one round trip and one commit per few rows, most of a recorded row's cost).
+      for (let left = this.queue.length; left > 0 && this.queue.length; ) {
+        const batch = this.queue.slice(0, Math.min(left, this.o.maxBatch));
+        await this.writeIsolating(batch, refused);
+        left -= batch.length;
+      }
       if (this.failedAttempts) this.o.log.info({ failedAttempts: this.failedAttempts }, `writing ${this.o.what} again`);
       this.failedAttempts = 0;
       this.retryAt = 0;
