@@ -20,10 +20,18 @@
 // percentiles is reported, and "added" is the target's minus the baseline's in the same shape. The
 // target is relative to the floor (issue 16): cpuRatioToFloor = dispatcher CPU µs per declarative
 // callback / the floor's (≤ 1.5), p99RatioToFloor = the dispatcher's added paced p99 / the floor's (≤ 2).
+// cpuRatioToFloor comes from a phase of its own (BENCH_PAIRED_ROUNDS, 4) after the throughput rounds: the floor and
+// the declarative dispatcher (every thread of both) pinned to one CPU (BENCH_APP_CPU, default the last), their two
+// wrk on the others (BENCH_LOAD_CPUS), nginx, PostgreSQL and Redis where the system puts them, and the two
+// saturated at the same time, each by its own wrk, so both are always runnable on
+// the same run queue and whatever else lands on the CPU (this machine's other work) takes from both alike;
+// each round gives its own ratio of CPU per callback, the wrk start order alternates, the median is reported
+// (`pairedRounds` has them all). Measured one after the other on this machine, the same build's ratio moved
+// from 1.55 to 2.33 between runs minutes apart; `cpuRatioToFloorAlone` is that sequential figure, for comparison.
 // BENCH_NODE_FLAGS passes flags to the dispatcher's node (e.g. --trace-gc).
-// Needs DATABASE_URL (REDIS_URL optional), nginx, wrk and a built tree (`npx tsc -b`).
+// Needs DATABASE_URL (REDIS_URL optional), nginx, wrk, taskset (util-linux), 2 CPUs or more and a built tree (`npx tsc -b`).
 //   DATABASE_URL=postgres://… REDIS_URL=redis://… npx tsx bench/dispatch.ts
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
@@ -40,6 +48,11 @@ const PACED_CONNECTIONS = Number(process.env.BENCH_PACED_CONNECTIONS ?? 64);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
 const THROUGHPUT_ROUNDS = Number(process.env.BENCH_THROUGHPUT_ROUNDS ?? 3);
+/** Rounds of the floor and the declarative dispatcher saturated together on APP_CPU (even: the wrk start order alternates). */
+const PAIRED_ROUNDS = Number(process.env.BENCH_PAIRED_ROUNDS ?? 4);
+const CPU_COUNT = availableParallelism();
+const APP_CPU = process.env.BENCH_APP_CPU ?? String(CPU_COUNT - 1);
+const LOAD_CPUS = process.env.BENCH_LOAD_CPUS ?? (CPU_COUNT > 2 ? `0-${CPU_COUNT - 2}` : "0");
 const NGINX = process.env.NGINX_BIN ?? "/usr/sbin/nginx";
 const WRK = process.env.WRK_BIN ?? "/usr/bin/wrk";
 const IDS = 1000;
@@ -176,7 +189,16 @@ interface WrkRun {
 }
 
 /** Runs wrk (one thread) against url; its CPU comes from the wrapping shell's `times`. */
-function wrk(script: string, url: string, p: string, every: number, connections: number, seconds: number, rate = 0): Promise<WrkRun> {
+function wrk(
+  script: string,
+  url: string,
+  p: string,
+  every: number,
+  connections: number,
+  seconds: number,
+  rate = 0,
+  cpuList?: string,
+): Promise<WrkRun> {
   const args = [
     "-t1",
     `-c${connections}`,
@@ -194,7 +216,8 @@ function wrk(script: string, url: string, p: string, every: number, connections:
     String(rate),
   ];
   return new Promise((resolve, reject) => {
-    const child = spawn("bash", ["-c", '"$@"; rc=$?; echo WRK_TIMES; times; exit $rc', "bench-wrk", WRK, ...args], {
+    const shell = ["bash", "-c", '"$@"; rc=$?; echo WRK_TIMES; times; exit $rc', "bench-wrk", WRK, ...args];
+    const child = spawn(cpuList ? "taskset" : shell[0]!, cpuList ? ["--cpu-list", cpuList, ...shell] : shell.slice(1), {
       stdio: ["ignore", "pipe", "inherit"],
     });
     let out = "";
@@ -263,7 +286,17 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
+/** Puts every thread of a process (and those it starts later) on these CPUs. */
+const pin = (pid: number, cpuList: string) =>
+  execFileSync("taskset", ["--all-tasks", "--cpu-list", "--pid", cpuList, String(pid)], { stdio: "ignore" });
+
 async function main(): Promise<void> {
+  if (CPU_COUNT < 2) throw new Error("the Node targets get a CPU of their own and the load the others: this bench needs 2 CPUs or more");
+  try {
+    execFileSync("taskset", ["--version"], { stdio: "ignore" });
+  } catch {
+    throw new Error("taskset not found: apt-get install -y util-linux");
+  }
   const db = await createTestDatabase();
   const [upstreamPort, nginxPort, floorPort, dispatcherPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   const tmp = await mkdtemp(path.join(tmpdir(), "bench-dispatch-"));
@@ -355,8 +388,8 @@ async function main(): Promise<void> {
       return !only || t.name === "direct" || t.name === "nodeForwarder" || only.includes(t.name);
     });
     const answered: Record<string, number> = {};
-    const run = async (t: (typeof targets)[number], connections: number, seconds: number, rate = 0) => {
-      const r = await wrk(rate ? pacedScriptFile : script, t.origin, t.path, every, connections, seconds, rate);
+    const run = async (t: (typeof targets)[number], connections: number, seconds: number, rate = 0, cpuList?: string) => {
+      const r = await wrk(rate ? pacedScriptFile : script, t.origin, t.path, every, connections, seconds, rate, cpuList);
       answered[t.name] = (answered[t.name] ?? 0) + r.requests;
       return r;
     };
@@ -401,6 +434,38 @@ async function main(): Promise<void> {
           machineBusyPercent: Math.round(((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * 100),
         });
       }
+    // The ratio: the floor and the declarative dispatcher saturated together on APP_CPU (see the header).
+    const floorTarget = targets.find((t) => t.name === "nodeForwarder")!;
+    const declarativeTarget = targets.find((t) => t.name === "dispatcherDeclarative");
+    const pairedRounds: Array<Record<string, number>> = [];
+    // Pinned for this phase only: the other phases measure each target as it runs on its own.
+    if (declarativeTarget) for (const t of [floorTarget, declarativeTarget]) pin(t.pid, APP_CPU);
+    for (let i = 0; declarativeTarget && i < PAIRED_ROUNDS; i++) {
+      const pair = [floorTarget, declarativeTarget];
+      const cpu0 = await Promise.all(pair.map((t) => cpuSeconds([t.pid])));
+      const started = Date.now();
+      const order = i % 2 ? [declarativeTarget, floorTarget] : pair;
+      const runs = await Promise.all(order.map((t) => run(t, CONCURRENCY, SECONDS, 0, LOAD_CPUS)));
+      const [floorRun, declarativeRun] = pair.map((t) => runs[order.indexOf(t)]!);
+      const elapsed = (Date.now() - started) / 1000;
+      const [floorCpuSeconds, declarativeCpuSeconds] = (await Promise.all(pair.map((t) => cpuSeconds([t.pid])))).map(
+        (c, k) => c - cpu0[k]!,
+      );
+      const floorCpu = (floorCpuSeconds! * 1e6) / floorRun!.requests;
+      const declarativeCpu = (declarativeCpuSeconds! * 1e6) / declarativeRun!.requests;
+      pairedRounds.push({
+        floorCallbacksPerSecond: Math.round(floorRun!.requests / (floorRun!.durationUs / 1e6)),
+        dispatcherCallbacksPerSecond: Math.round(declarativeRun!.requests / (declarativeRun!.durationUs / 1e6)),
+        floorCpuMicrosPerCallback: round1(floorCpu),
+        dispatcherCpuMicrosPerCallback: round1(declarativeCpu),
+        /** Share of APP_CPU the two used: near 100, they and not their wrk set the pace. */
+        appCpuBusyPercent: Math.round(((floorCpuSeconds! + declarativeCpuSeconds!) / elapsed) * 100),
+        errors: errorsOf(floorRun!) + errorsOf(declarativeRun!),
+        cpuRatioToFloor: Math.round((declarativeCpu / floorCpu) * 100) / 100,
+      });
+    }
+    if (declarativeTarget) for (const t of [floorTarget, declarativeTarget]) pin(t.pid, `0-${CPU_COUNT - 1}`);
+
     const throughput = Object.fromEntries(
       Object.entries(throughputRounds).map(([name, rs]) => [
         name,
@@ -484,7 +549,8 @@ async function main(): Promise<void> {
     const ratio = (a: number | undefined, b: number | undefined) =>
       // A floor that added nothing measurable (at or under the direct baseline) has no ratio.
       a === undefined || b === undefined || b <= 0 ? undefined : Math.round((a / b) * 100) / 100;
-    const cpuRatioToFloor = ratio(declarativeCpu, floorCpu);
+    const cpuRatioToFloorAlone = ratio(declarativeCpu, floorCpu);
+    const cpuRatioToFloor = pairedRounds.length ? Math.round(median(pairedRounds.map((r) => r.cpuRatioToFloor!)) * 100) / 100 : undefined;
     const p99RatioToFloor = ratio(declarative?.latency.paced?.addedMs?.p99, results.nodeForwarder?.latency.paced?.addedMs?.p99);
     console.log(
       JSON.stringify(
@@ -495,8 +561,10 @@ async function main(): Promise<void> {
             `nginx proxy_pass (1 worker, upstream keepalive 64); throughput: ${CONCURRENCY} connections for ${SECONDS} s after ${WARMUP_SECONDS} s warm-up, ${THROUGHPUT_ROUNDS} interleaved rounds, median; ` +
             `latency: closed = ${LATENCY_CONCURRENCY} connections back to back, paced = ${pacedRate}/s on a schedule over ${PACED_CONNECTIONS} connections` +
             `${PACED_RATE_GIVEN ? "" : " (half the floor's callbacks/s at saturation)"}; ` +
-            `${SECONDS} s each, ${ROUNDS} interleaved rounds, median; added = target - direct in the same shape`,
-          cores: availableParallelism(),
+            `${SECONDS} s each, ${ROUNDS} interleaved rounds, median; added = target - direct in the same shape; ` +
+            `cpuRatioToFloor: the floor and the declarative dispatcher saturated together on CPU ${APP_CPU} (their wrk on ${LOAD_CPUS}), ` +
+            `${PAIRED_ROUNDS} rounds of ${SECONDS} s, wrk start order alternating, median of the rounds' ratios`,
+          cores: CPU_COUNT,
           loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
           registry: process.env.REDIS_URL ? "redis" : "memory",
           registeredShare: 1 / every,
@@ -523,6 +591,8 @@ async function main(): Promise<void> {
           // The target, relative to the floor measured in this run (issue 16): CPU per declarative callback at
           // most 1.5 x the floor's, and added p99 at the paced rate (half the floor's capacity) at most 2 x the floor's.
           cpuRatioToFloor,
+          pairedRounds,
+          cpuRatioToFloorAlone,
           p99RatioToFloor,
           target: {
             cpuRatioToFloor: 1.5,
