@@ -320,6 +320,28 @@ export async function startService<E extends ConfigShape>(
   const port = typeof address === "object" && address ? address.port : config.PORT;
   log.info({ port, bus: bus.kind, redis: Boolean(redis) }, `${def.name} listening`);
 
+  /**
+   * Stops taking requests and waits for those in flight, for at most half of the shutdown bound: a
+   * connection the HTTP server never sees idle again (seen: a callback whose caller left while its routing
+   * waited) would hold app.close() for its keep-alive timeout, past the bound, and the close hooks after it
+   * (queued rows written, within the other half) would never run. Past that, the connections left are closed.
+   */
+  async function closeServer(): Promise<void> {
+    const closed = app.close();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      closed.then(() => false),
+      new Promise<true>((resolve) => {
+        timer = setTimeout(resolve, config.SHUTDOWN_TIMEOUT_MS / 2, true);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!timedOut) return;
+    log.warn({ waitedMs: config.SHUTDOWN_TIMEOUT_MS / 2 }, "shutting down: closing the connections still open");
+    app.server.closeAllConnections();
+    await closed;
+  }
+
   let closing: Promise<{ failedCloseHooks: number }> | undefined;
   return {
     ctx,
@@ -327,7 +349,7 @@ export async function startService<E extends ConfigShape>(
     close: () => {
       closing ??= (async () => {
         shuttingDown = true;
-        await app.close();
+        await closeServer();
         await audit.close();
         let failedCloseHooks = 0;
         for (const fn of closers.reverse())
