@@ -72,16 +72,30 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
   if (deadlineMs === undefined) return runTransaction(pool, fn, opts, undefined);
   const deadline = { passed: false, onPass: (): void => {} };
   let timer: NodeJS.Timeout | undefined;
+  let settled = false;
   const passed = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      deadline.passed = true;
-      deadline.onPass();
-      reject(new TransactionDeadlineError(deadlineMs));
-    }, deadlineMs);
+    // One turn of grace (see withDeadline): an answer that arrived while the event loop was held is read first.
+    timer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (settled) return;
+          deadline.passed = true;
+          deadline.onPass();
+          reject(new TransactionDeadlineError(deadlineMs));
+        }),
+      deadlineMs,
+    );
   });
   const running = runTransaction(pool, fn, opts, deadline);
-  // Once the deadline has answered, the transaction's own failure (its connection destroyed) has nobody to tell.
-  running.catch(() => {});
+  // Also handles its failure: once the deadline has answered, that failure (its connection destroyed) has nobody to tell.
+  running.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   try {
     return await Promise.race([running, passed]);
   } finally {

@@ -71,7 +71,7 @@ export const dispatcherEnv = {
    * How long a registry lookup from the PostgreSQL record may take (Redis cold, or not answering),
    * waiting for a pool connection included; past it the callback is routed as `registry_unavailable`.
    */
-  REGISTRY_RECORD_TIMEOUT_MS: z.coerce.number().int().min(20).max(10_000).default(500),
+  REGISTRY_RECORD_TIMEOUT_MS: z.coerce.number().int().min(20).max(10_000).default(2_000),
   /** How often each replica checks that Redis holds the warm marker (and retries a failed warm from PostgreSQL). */
   REGISTRY_WARM_CHECK_MS: z.coerce.number().int().min(50).default(1_000),
   /** Without Redis: most registrations kept in memory (oldest evicted first). */

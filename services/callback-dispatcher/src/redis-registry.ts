@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "@opsplane/platform";
 import { closeRedis } from "@opsplane/platform";
-import { type Pool, TransactionDeadlineError, tryAdvisoryXactLock, withTransaction } from "@opsplane/store";
+import { type Pool, TransactionDeadlineError, tryAdvisoryXactLock, withDeadline, withTransaction } from "@opsplane/store";
 import type { Redis } from "ioredis";
 import { purge, type Registry, record } from "./registry.js";
 
@@ -67,8 +67,12 @@ const startupWaitMs = 2_000;
  */
 export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> {
   // Its own connection: no offline queue and no retries, so a call to an unreachable Redis fails
-  // at once, and a deadline for one that accepts but does not answer (a partition).
-  const redis = o.redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: o.timeoutMs });
+  // at once, and a deadline on each call for one that accepts but does not answer (a partition).
+  // withDeadline, not ioredis's commandTimeout: after the event loop was held (a starved CPU), that
+  // timer fired before the answer already in the socket was read, and callbacks went to the record.
+  const redis = o.redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  const timed = <T>(call: Promise<T>) =>
+    withDeadline(call, o.timeoutMs, () => new Error(`Redis did not answer within ${o.timeoutMs} ms (REGISTRY_REDIS_TIMEOUT_MS)`));
   // The kit's client logs Redis errors already (same server): these would repeat them.
   redis.on("error", () => {});
   // Without an offline queue, a registration made before this connection is up misses Redis (the
@@ -101,16 +105,16 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   let nextWarmAt = 0;
 
   const writeAll = (rows: RedisCopy[]) =>
-    script.setIfNewer(rows.length, ...rows.map((r) => key(r.rule, r.id)), ...rows.flatMap((r) => [r.version, r.env, r.ttlMs]));
+    timed(script.setIfNewer(rows.length, ...rows.map((r) => key(r.rule, r.id)), ...rows.flatMap((r) => [r.version, r.env, r.ttlMs])));
 
   async function warm(): Promise<void> {
     const missedBefore = missedWrites;
-    if (missedBefore) await redis.del(warmKey, warmingKey);
+    if (missedBefore) await timed(redis.del(warmKey, warmingKey));
     const warmed = await withTransaction(o.pool, async (tx) => {
       // Another replica is warming: its marker will say so; this one checks again later.
       if (!(await tryAdvisoryXactLock(tx, lockName))) return false;
       const token = randomUUID();
-      await redis.set(warmingKey, token);
+      await timed(redis.set(warmingKey, token));
       let after = { rule: "", id: "" };
       for (;;) {
         const { rows } = await tx.query<RedisCopy>(
@@ -124,7 +128,7 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
         if (rows.length < warmBatch) break;
         after = rows[rows.length - 1]!;
       }
-      return (await script.markWarm(warmingKey, warmKey, token)) === 1;
+      return (await timed(script.markWarm(warmingKey, warmKey, token))) === 1;
     });
     // Only a warm that began after the last missed write has copied it.
     if (warmed && missedWrites === missedBefore) missedWrites = 0;
@@ -144,7 +148,7 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   // Without traffic too: Redis that lost its data is warmed again, and a missed write is caught up.
   const checkTimer = setInterval(() => {
     if (missedWrites) return startWarm();
-    redis.exists(warmKey).then(
+    timed(redis.exists(warmKey)).then(
       (n) => n === 0 && startWarm(),
       () => {},
     );
@@ -206,7 +210,7 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
       inFlight = false;
       if (batch) setImmediate(flush);
     };
-    redis.mget(warmKey, ...pending.map((x) => key(x.rule, x.id))).then(
+    timed(redis.mget(warmKey, ...pending.map((x) => key(x.rule, x.id)))).then(
       ([marker, ...values]) => {
         next();
         if (marker === null || missedWrites) {
