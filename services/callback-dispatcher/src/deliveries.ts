@@ -168,7 +168,7 @@ export async function redrive(
     await audit.record(tx, {
       principal: r.principal,
       action: "callback.redrive",
-      target: `delivery/${r.id}`,
+      target: `delivery/${updated[0]!.id}`,
       before: { env: before.env, state: before.state, deadReason: before.deadReason, attempts: before.attempts },
       after: { env: envName, state: "pending", maxAttempts: updated[0]!.maxAttempts, giveUpAt: updated[0]!.giveUpAt },
       requestId: r.requestId,

@@ -32,14 +32,16 @@ export function createReplayer(o: { pool: Pool; rules: RuleSetCache; audit: Audi
   return {
     async replay(r: ReplayRequest): Promise<ReplayResult> {
       const c = await keptCallback(o.pool, r.decisionId);
-      if (!c.kept) throw conflict(`decision ${r.decisionId}: its callback is no longer kept (CALLBACK_RETENTION_DAYS) or was never stored`);
+      // As the record writes it: "05" names decision 5, and the audit and the answer say 5.
+      const decisionId = c.decision.id;
+      if (!c.kept) throw conflict(`decision ${decisionId}: its callback is no longer kept (CALLBACK_RETENTION_DAYS) or was never stored`);
       if (c.body === null)
         throw conflict(
-          `decision ${r.decisionId}: its body (${c.bodySize ?? "more than CALLBACK_EXTRACT_LIMIT_BYTES"} bytes) was larger than CALLBACK_STORE_MAX_BYTES and was not kept; it cannot be replayed byte for byte`,
+          `decision ${decisionId}: its body (${c.bodySize ?? "more than CALLBACK_EXTRACT_LIMIT_BYTES"} bytes) was larger than CALLBACK_STORE_MAX_BYTES and was not kept; it cannot be replayed byte for byte`,
         );
       const snapshot = o.rules.current();
       const envName = r.env ?? c.decision.targetEnv;
-      if (!envName) throw conflict(`decision ${r.decisionId} was routed nowhere (${c.decision.reason}); name the environment to replay to`);
+      if (!envName) throw conflict(`decision ${decisionId} was routed nowhere (${c.decision.reason}); name the environment to replay to`);
       const env = snapshot.environments.get(envName);
       if (!env)
         throw r.env
@@ -47,7 +49,7 @@ export function createReplayer(o: { pool: Pool; rules: RuleSetCache; audit: Audi
           : conflict(`environment ${envName}, where it was routed, no longer exists; name one`);
       if (env.production && r.env === undefined)
         throw conflict(
-          `decision ${r.decisionId} was routed to production (${envName}); a replay would send production a duplicate callback. Name it ("env": "${envName}") to replay there`,
+          `decision ${decisionId} was routed to production (${envName}); a replay would send production a duplicate callback. Name it ("env": "${envName}") to replay there`,
         );
 
       const headers: string[] = [];
@@ -62,12 +64,12 @@ export function createReplayer(o: { pool: Pool; rules: RuleSetCache; audit: Audi
       const id = await withTransaction(o.pool, async (tx) => {
         const { rows } = await tx.query<{ id: string }>(
           "INSERT INTO callback_replays (decision_id, target_env, actor, request_id) VALUES ($1, $2, $3, $4) RETURNING id::text AS id",
-          [r.decisionId, env.name, actorOf(r.principal), r.requestId],
+          [decisionId, env.name, actorOf(r.principal), r.requestId],
         );
         await o.audit.record(tx, {
           principal: r.principal,
           action: "callback.replay",
-          target: `decision/${r.decisionId}`,
+          target: `decision/${decisionId}`,
           after: { env: env.name, production: env.production, replay: rows[0]!.id, originalRequestId: c.decision.requestId },
           requestId: r.requestId,
         });
@@ -80,7 +82,7 @@ export function createReplayer(o: { pool: Pool; rules: RuleSetCache; audit: Audi
         sent.latencyMs,
         sent.error,
       ]);
-      return { id, decisionId: r.decisionId, env: env.name, ...sent };
+      return { id, decisionId, env: env.name, ...sent };
     },
   };
 }

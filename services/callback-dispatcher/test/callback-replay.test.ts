@@ -143,6 +143,19 @@ describe("kept callbacks: search, show, replay", () => {
     );
   });
 
+  // "05" named decision 5 but was answered and audited as typed, so an audit search for decision/5 missed it.
+  test("a decision id written with leading zeros replays that decision, answered and audited by its id", async () => {
+    const [decision] = await find("requestId=req-keep-1");
+    const audited = async (target: string) =>
+      (await d.svc.ctx.pool.query("SELECT 1 FROM audit_log WHERE action = 'callback.replay' AND target = $1", [target])).rowCount;
+    const before = await audited(`decision/${decision!.id}`);
+    const res = await replay(`00${decision!.id}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal((res.body.replay as { decisionId: string }).decisionId, decision!.id);
+    assert.equal(await audited(`decision/${decision!.id}`), before! + 1);
+    assert.equal(await audited(`decision/00${decision!.id}`), 0);
+  });
+
   test("a decision's replays are shown in the order they were made, past replay 9 and 99 too", async () => {
     assert.equal(await callback("SIT-1", gbk, "req-replay-order"), 200);
     const [decision] = await find("requestId=req-replay-order");
