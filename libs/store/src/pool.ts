@@ -1,4 +1,5 @@
 import pg from "pg";
+import { withDeadline } from "./deadline.js";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -71,36 +72,12 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
   const { deadlineMs } = opts;
   if (deadlineMs === undefined) return runTransaction(pool, fn, opts, undefined);
   const deadline = { passed: false, onPass: (): void => {} };
-  let timer: NodeJS.Timeout | undefined;
-  let settled = false;
-  const passed = new Promise<never>((_, reject) => {
-    // One turn of grace (see withDeadline): an answer that arrived while the event loop was held is read first.
-    timer = setTimeout(
-      () =>
-        setImmediate(() => {
-          if (settled) return;
-          deadline.passed = true;
-          deadline.onPass();
-          reject(new TransactionDeadlineError(deadlineMs));
-        }),
-      deadlineMs,
-    );
+  // withDeadline also handles the transaction's own failure once the deadline has answered (its connection destroyed).
+  return withDeadline(runTransaction(pool, fn, opts, deadline), deadlineMs, () => {
+    deadline.passed = true;
+    deadline.onPass();
+    return new TransactionDeadlineError(deadlineMs);
   });
-  const running = runTransaction(pool, fn, opts, deadline);
-  // Also handles its failure: once the deadline has answered, that failure (its connection destroyed) has nobody to tell.
-  running.then(
-    () => {
-      settled = true;
-    },
-    () => {
-      settled = true;
-    },
-  );
-  try {
-    return await Promise.race([running, passed]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function runTransaction<T>(
