@@ -2,7 +2,6 @@ import type { ReportedResourceJson as ReportedResource } from "@opsplane/contrac
 import { badRequest, notFound } from "@opsplane/platform";
 import { advisoryXactLock, type Pool, withTransaction } from "@opsplane/store";
 import type { RegisteredInstance } from "./instances.js";
-import { refuseLoneSurrogates } from "./lone-surrogates.js";
 
 export type AppResourceKind = "interface" | "queue" | "job";
 
@@ -16,7 +15,6 @@ function checkList(list: unknown, kind: AppResourceKind): ReportedResource[] {
   const seen = new Set<string>();
   return list.map((r: ReportedResource, i) => {
     if (typeof r !== "object" || r === null) throw badRequest(`${kind}s[${i}] must be an object`);
-    refuseLoneSurrogates(r, `${kind}s[${i}]`);
     if (typeof r.code !== "string" || !codePattern.test(r.code))
       throw badRequest(`${kind}s[${i}].code must be 1-200 of A-Z a-z 0-9 _ . : / -`);
     if (seen.has(r.code)) throw badRequest(`${kind} ${r.code} is reported twice`);

@@ -5,7 +5,6 @@ import { type Pool, withTransaction } from "@opsplane/store";
 import type { ChangeLog } from "./change-log.js";
 import type { Viewer } from "./effective.js";
 import { envPattern } from "./identifiers.js";
-import { refuseLoneSurrogates } from "./lone-surrogates.js";
 
 /** What an instance registers with (seed step 4). */
 export interface Registration {
@@ -272,7 +271,6 @@ function stringMap(m: unknown, field: string, maxEntries: number, maxValue: numb
 
 /** Refuses a malformed registration, naming the field. */
 export function checkRegistration(r: Registration) {
-  refuseLoneSurrogates(r, "");
   const env = r.env ?? "";
   if (!envPattern.test(env)) throw badRequest(`env ${JSON.stringify(env)} is required: 1-32 of a-z 0-9 _ -`);
   if (!r.hostName) throw badRequest("hostName is required: a host name of at most 253 characters");

@@ -6,6 +6,9 @@ import WebSocket from "ws";
 import { call, centerDb, Instance, type Json, keys, startCenters } from "./harness.js";
 
 const loan = { appId: "loan", secret: "loan-secret-0123" };
+/** A lone UTF-16 surrogate as a client's JSON spells it: the six characters `\ud800` in the body's text. */
+const lone = "\\ud800";
+const loneReason = (where: string) => `${where} contains a lone surrogate (not valid Unicode)`;
 
 describe("bad input is refused with the reason and leaves nothing half-written (single node, no Redis)", () => {
   let env: Awaited<ReturnType<typeof startCenters>>;
@@ -229,6 +232,142 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal(rpc.status, 400);
     assert.match(((await rpc.json()) as { message: string }).message, /appears twice: CSV lines 2 and 5/);
     assert.equal(await changeCount(), before, "nothing was written");
+  });
+
+  test("a lone surrogate anywhere in an item's body is refused naming the field, not with PostgreSQL's json error; nothing written", async () => {
+    const before = await changeCount();
+    const cases: Array<[string, string, string]> = [
+      ["business/_/_/lone", `{"value":{"limits":[1,"a${lone}"]}}`, loneReason("value.limits[1]")],
+      ["business/_/_/lone", `{"value":{"a${lone}":1}}`, "value has a key containing a lone surrogate (not valid Unicode)"],
+      ["business/_/_/lone", `{"value":1,"schema":{"description":"${lone}"}}`, loneReason("schema.description")],
+      ["business/_/_/lone", `{"value":1,"description":"d${lone}"}`, loneReason("description")],
+      ["technical/loan/prod/lone", `{"value":{"url":"x"},"comment":"why ${lone}"}`, loneReason("comment")],
+      ["governance/loan/_/route/loan.apply", `{"value":{"enabled":true},"category":"${lone}"}`, loneReason("category")],
+    ];
+    for (const [path, raw, reason] of cases) {
+      const r = await call(base, "PUT", `/config/v1/items/${path}`, { role: "operator", raw });
+      assert.equal(r.status, 400, `${path} ${raw}: ${r.body.message}`);
+      assert.equal(r.body.message, reason, raw);
+    }
+    assert.equal(await changeCount(), before, "nothing was written");
+    assert.equal((await db.query("SELECT count(*)::int AS n FROM items WHERE key IN ('lone', 'route/loan.apply')")).rows[0].n, 0);
+  });
+
+  test("a lone surrogate anywhere in a resource's body is refused naming the field; nothing written, no secret sealed as U+FFFD", async () => {
+    const before = await changeCount();
+    const cases: Array<[string, string]> = [
+      [`{"type":"postgresql","config":{"hosts":["db1","${lone}"]}}`, loneReason("config.hosts[1]")],
+      [`{"type":"postgresql","config":{"${lone}":"x"}}`, "config has a key containing a lone surrogate (not valid Unicode)"],
+      [`{"type":"postgresql","secrets":{"password":"pw-${lone}"}}`, loneReason("secrets.password")],
+      [`{"type":"postgresql","description":"${lone}"}`, loneReason("description")],
+      [`{"type":"postgresql","comment":"${lone}"}`, loneReason("comment")],
+    ];
+    for (const [raw, reason] of cases) {
+      const r = await call(base, "PUT", "/config/v1/resources/middleware/lone-db", { role: "admin", raw });
+      assert.equal(r.status, 400, `${raw}: ${r.body.message}`);
+      assert.equal(r.body.message, reason, raw);
+    }
+    assert.equal(await changeCount(), before, "nothing was written");
+    assert.equal((await call(base, "GET", "/config/v1/resources/middleware/lone-db", { role: "viewer" })).status, 404);
+  });
+
+  test("an app's fields with a lone surrogate are refused naming the field, not stored as U+FFFD", async () => {
+    const created = await call(base, "PUT", "/config/v1/apps/lone-app", {
+      role: "admin",
+      body: { systemDomain: "loans", description: "kept" },
+    });
+    assert.equal(created.status, 200, created.body.message);
+    const cases: Array<[string, string]> = [
+      [`{"systemDomain":"loans ${lone}"}`, loneReason("systemDomain")],
+      [`{"description":"d ${lone}"}`, loneReason("description")],
+      [`{"secret":"new-secret-${lone}"}`, loneReason("secret")],
+      [`{"environments":["uat","${lone}"]}`, loneReason("environments[1]")],
+    ];
+    for (const [raw, reason] of cases) {
+      const r = await call(base, "PUT", "/config/v1/apps/lone-app", { role: "admin", raw });
+      assert.equal(r.status, 400, `${raw}: ${r.body.message}`);
+      assert.equal(r.body.message, reason, raw);
+    }
+    const app = await call(base, "GET", "/config/v1/apps/lone-app", { role: "viewer" });
+    assert.deepEqual([app.body.systemDomain, app.body.description, app.body.revision], ["loans", "kept", created.body.revision]);
+  });
+
+  test("every other write route refuses a lone surrogate naming the field, never storing U+FFFD nor answering PostgreSQL's error", async () => {
+    const kept = await call(base, "PUT", "/config/v1/items/business/_/_/lone.kept", { role: "operator", body: { value: 1 } });
+    assert.equal(kept.status, 200, kept.body.message);
+    const token = (await call(base, "POST", "/config/v1/token", { body: loan })).body.token as string;
+    const before = await changeCount();
+    const item = "business/_/_/lone.kept";
+    const cases: Array<[string, string, { role?: "operator" | "admin"; token?: string }, string, string]> = [
+      ["POST", "/config/v1/token", {}, `{"appId":"lone-claim","secret":"secret-${lone}"}`, loneReason("secret")],
+      ["DELETE", `/config/v1/items/${item}`, { role: "operator" }, `{"comment":"${lone}"}`, loneReason("comment")],
+      ["POST", `/config/v1/rollback/${item}`, { role: "operator" }, `{"toVersion":1,"comment":"${lone}"}`, loneReason("comment")],
+      [
+        "POST",
+        `/config/v1/gray/${item}`,
+        { role: "operator" },
+        `{"value":["${lone}"],"selector":{"labels":{"z":"a"}}}`,
+        loneReason("value[0]"),
+      ],
+      [
+        "POST",
+        `/config/v1/gray/${item}`,
+        { role: "operator" },
+        `{"value":2,"selector":{"labels":{"z":"${lone}"}}}`,
+        loneReason("selector.labels.z"),
+      ],
+      [
+        "POST",
+        `/config/v1/gray/${item}`,
+        { role: "operator" },
+        `{"value":2,"selector":{"labels":{"z":"a"}},"comment":"${lone}"}`,
+        loneReason("comment"),
+      ],
+      ["POST", `/config/v1/gray-release/${item}`, { role: "operator" }, `{"comment":"${lone}"}`, loneReason("comment")],
+      ["POST", `/config/v1/gray-abandon/${item}`, { role: "operator" }, `{"comment":"${lone}"}`, loneReason("comment")],
+      [
+        "POST",
+        "/config/v1/import/_/_/dict.lone",
+        { role: "operator" },
+        `[{"code":"a","name":"x"},{"code":"b","name":"${lone}"}]`,
+        `JSON array entry 2 (counting from 1): ${loneReason("name")}`,
+      ],
+      ["PUT", "/config/v1/locks/lone-lock", { role: "admin" }, `{"apps":["loan"],"description":"${lone}"}`, loneReason("description")],
+      ["PUT", "/config/v1/sequences/lone-seq", { role: "admin" }, `{"pattern":"LN{seq:6}${lone}"}`, loneReason("pattern")],
+      [
+        "PUT",
+        "/config/v1/sequences/lone-seq",
+        { role: "admin" },
+        `{"pattern":"LN{seq:6}","description":"${lone}"}`,
+        loneReason("description"),
+      ],
+      ["POST", "/config/v1/locks/acquire", { token }, `{"name":"lone-held","holder":"pod-${lone}","leaseMs":10000}`, loneReason("holder")],
+    ];
+    for (const [method, path, as, raw, reason] of cases) {
+      const r = await call(base, method, path, { ...as, raw });
+      assert.equal(r.status, 400, `${method} ${path} ${raw}: ${r.body.message}`);
+      assert.equal(r.body.message, reason, `${method} ${path} ${raw}`);
+    }
+    // The same dictionary as text (format=json) is read by the import itself, and named the same way.
+    const asText = await call(base, "POST", "/config/v1/import/_/_/dict.lone?format=json", {
+      role: "operator",
+      raw: `[{"code":"a","name":"${lone}"}]`,
+      contentType: "text/plain",
+    });
+    assert.equal(asText.status, 400);
+    assert.equal(asText.body.message, `JSON array entry 1 (counting from 1): ${loneReason("name")}`);
+    assert.equal(await changeCount(), before, "nothing was written");
+    assert.equal((await call(base, "GET", "/config/v1/apps/lone-claim", { role: "viewer" })).status, 404, "no app claimed");
+    const locks = (await call(base, "GET", "/config/v1/locks", { role: "viewer" })).body.locks as Json[];
+    assert.deepEqual(
+      locks.filter((l) => l.name.startsWith("lone-")),
+      [],
+    );
+    const sequences = (await call(base, "GET", "/config/v1/sequences", { role: "viewer" })).body.sequences as Json[];
+    assert.deepEqual(
+      sequences.filter((q) => q.name === "lone-seq"),
+      [],
+    );
   });
 
   test("a flood of heartbeats is refused and then hung up on; other instances go on receiving changes", async () => {

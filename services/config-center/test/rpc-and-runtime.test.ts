@@ -4,16 +4,18 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { RegisterInstanceRequestSchema } from "@opsplane/contracts";
 import { call, Instance, type Json, keys, secretKeys, startCenters } from "./harness.js";
 
-/** A Connect RPC over JSON, as curl users and the SDK make it. */
+/** A Connect RPC over JSON, as curl users and the SDK make it; a string body is sent as the JSON text itself. */
 async function rpc(base: string, service: string, method: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${base}/ops.v1.${service}/${method}`, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
-    body: JSON.stringify(body),
+    body: typeof body === "string" ? body : JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as Record<string, Json> };
 }
 const as = (role: keyof typeof keys) => ({ authorization: `Bearer ${keys[role]}` });
+/** A lone UTF-16 surrogate as a client's JSON spells it: the six characters `\ud800` in the body's text. */
+const lone = "\\ud800";
 
 describe("Connect RPCs, locks and sequences", () => {
   let env: Awaited<ReturnType<typeof startCenters>>;
@@ -115,6 +117,34 @@ describe("Connect RPCs, locks and sequences", () => {
       as("operator"),
     );
     assert.equal(revealByOperator.status, 403);
+  });
+
+  test("a lone surrogate in a Connect request is refused naming where, in free JSON (values, schemas, configs, dictionaries) too", async () => {
+    const item = `"ref":{"kind":"technical","app":"loan","env":"uat","key":"lone"}`;
+    const cases: Array<[string, string, "operator" | "admin", string]> = [
+      ["PutItem", `{${item},"value":{"hosts":["a","${lone}"]}}`, "operator", "value.hosts[1]"],
+      ["PutItem", `{${item},"value":1,"schema":{"title":"${lone}"}}`, "operator", "schema.title"],
+      ["StartGray", `{${item},"value":"${lone}","selector":{"labels":{"zone":"a"}}}`, "operator", "value"],
+      ["PutResource", `{"kind":"middleware","name":"lone-mq","type":"kafka","config":{"brokers":"${lone}"}}`, "admin", "config.brokers"],
+      [
+        "ImportDictionary",
+        `{"ref":{"kind":"business","key":"dict.lone"},"format":"json","content":${JSON.stringify(`[{"code":"a","name":"${lone}"}]`)}}`,
+        "operator",
+        "JSON array entry 1 (counting from 1): name",
+      ],
+    ];
+    for (const [method, raw, role, where] of cases) {
+      const r = await rpc(base, "ConfigCenterService", method, raw, as(role));
+      assert.equal(r.status, 400, `${method} ${raw}: ${r.body.message}`);
+      assert.deepEqual(r.body, { code: "invalid_argument", message: `${where} contains a lone surrogate (not valid Unicode)` }, raw);
+    }
+    // A string field is refused by Connect's decoder itself, naming it.
+    const description = await rpc(base, "ConfigCenterService", "PutApp", `{"appId":"loan","description":"${lone}"}`, as("admin"));
+    assert.equal(description.status, 400);
+    assert.match(description.body.message, /PutAppRequest\.description from JSON: expected string: invalid UTF8/);
+    const items = await rpc(base, "ConfigCenterService", "ListItems", { keyPrefix: "lone" }, as("viewer"));
+    assert.deepEqual(items.body.items ?? [], [], "nothing was written");
+    assert.equal((await call(base, "GET", "/config/v1/resources/middleware/lone-mq", { role: "viewer" })).status, 404);
   });
 
   test("unknown fields in a REST body are refused, not silently dropped", async () => {
