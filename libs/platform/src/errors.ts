@@ -84,7 +84,7 @@ export function installErrorModel(app: App, bodyLimit: number, isRpcRoute: (url:
     reply.code(404).send({ error: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` } satisfies ErrorBody);
   });
   app.setErrorHandler((err: FastifyError | AppError, req, reply) => {
-    const e = describe(err, bodyLimit);
+    const e = describe(err, bodyLimit, req.headers["content-type"]);
     if (e.status === 500) req.log.error({ err }, "request failed");
     else if (e.status >= 500) req.log.warn({ err: (err as Error).message, status: e.status }, e.message);
     else req.log.info({ status: e.status, error: e.code }, e.message);
@@ -95,16 +95,21 @@ export function installErrorModel(app: App, bodyLimit: number, isRpcRoute: (url:
   });
 }
 
-function describe(err: FastifyError | AppError, bodyLimit: number): AppError {
+function describe(err: FastifyError | AppError, bodyLimit: number, contentType: string | undefined): AppError {
   if (err instanceof AppError) return err;
   const known = asAppError(err);
   if (known) return known;
-  if (err.validation) return unknownField(err) ?? new AppError(400, "invalid_request", err.message, err.validation);
+  if (err.validation) return unknownField(err) ?? notAllowedValue(err) ?? new AppError(400, "invalid_request", err.message, err.validation);
   switch (err.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return payloadTooLarge(bodyLimit);
+    // Fastify says only "Unsupported Media Type": the caller is told what it sent and what to send.
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return new AppError(415, "unsupported_media_type", err.message);
+      return new AppError(
+        415,
+        "unsupported_media_type",
+        `${contentType ? `content-type ${JSON.stringify(contentType)}` : "a body without content-type"} is not accepted: send the body as JSON (content-type: application/json)`,
+      );
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
     case "FST_ERR_CTP_INVALID_JSON_BODY":
       return new AppError(400, "invalid_json", err.message);
@@ -114,6 +119,13 @@ function describe(err: FastifyError | AppError, bodyLimit: number): AppError {
   if (status >= 400 && status < 500) return new AppError(status, "bad_request", err.message);
   return new AppError(500, "internal", internalErrorMessage);
 }
+
+/** A JSON pointer (`/interface/id/kind`) as its segments. */
+const fieldPath = (pointer: string) =>
+  pointer
+    .split("/")
+    .slice(1)
+    .map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"));
 
 /**
  * ajv's "must NOT have additional properties", made to name the field (`interface.id.form`). The
@@ -125,12 +137,32 @@ function unknownField(err: FastifyError): AppError | undefined {
   if (first?.keyword !== "additionalProperties") return undefined;
   const extra = (first.params as { additionalProperty?: unknown }).additionalProperty;
   if (typeof extra !== "string") return undefined;
-  const path = first.instancePath
-    .split("/")
-    .slice(1)
-    .map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"));
-  const field = [...path, extra].join(".");
+  const field = [...fieldPath(first.instancePath), extra].join(".");
   return badRequest(`unknown field "${field}": not part of this request (a typo?)`, { field, in: err.validationContext });
+}
+
+/**
+ * ajv's answer to a value outside a list (a union of constants: "must be equal to constant, … must
+ * match a schema in anyOf", or an enum), made to name the field and list the values it takes.
+ */
+function notAllowedValue(err: FastifyError): AppError | undefined {
+  const at = err.validation?.[0]?.instancePath;
+  if (at === undefined) return undefined;
+  const allowed: unknown[] = [];
+  for (const e of err.validation!) {
+    if (e.instancePath !== at) return undefined;
+    const params = e.params as { allowedValue?: unknown; allowedValues?: unknown[] };
+    if (e.keyword === "const") allowed.push(params.allowedValue);
+    else if (e.keyword === "enum") allowed.push(...(params.allowedValues ?? []));
+    else if (e.keyword !== "anyOf") return undefined;
+  }
+  if (!allowed.length) return undefined;
+  return new AppError(
+    400,
+    "invalid_request",
+    `${err.validationContext}${at} must be equal to one of the allowed values (${allowed.join(", ")})`,
+    { field: fieldPath(at).join("."), in: err.validationContext, allowed },
+  );
 }
 
 /** What a caller sees of a bug, over REST and Connect alike: the request id leads to the log line. */

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "@opsplane/platform";
 import { closeRedis } from "@opsplane/platform";
-import { type Pool, TransactionDeadlineError, tryAdvisoryXactLock, withDeadline, withTransaction } from "@opsplane/store";
+import { type Pool, tryAdvisoryXactLock, withDeadline, withTransaction } from "@opsplane/store";
 import type { Redis } from "ioredis";
-import { purge, type Registry, record } from "./registry.js";
+import { purge, type Registry, readRecord, record } from "./registry.js";
 
 /** Rows copied from the record to Redis per script call while warming: each call stays well inside the timeout. */
 const warmBatch = 500;
@@ -155,32 +155,17 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   }, o.warmCheckMs);
   checkTimer.unref();
 
-  // Callbacks wait for this answer: a stalled PostgreSQL (a lock, a full pool, a network that stops
-  // passing bytes) must fail it within its own deadline, not the pool's query timeout (seconds).
-  // statement_timeout ends PostgreSQL's side of a lock wait at the same moment, so lookups given up
-  // on do not pile up as backends waiting on the lock.
+  // Callbacks wait for this answer: it fails within the record's own deadline, not the pool's query timeout.
   async function fromRecord(items: Array<{ rule: string; id: string }>): Promise<Map<string, string>> {
-    try {
-      const { rows } = await withTransaction(
-        o.pool,
-        async (tx) => {
-          await tx.query(`SET LOCAL statement_timeout = ${o.recordTimeoutMs}`);
-          return tx.query<{ rule: string; id: string; env: string }>(
-            `SELECT r.rule, r.object_id AS id, r.env FROM registrations r
-             JOIN unnest($1::text[], $2::text[]) AS x(rule, object_id) USING (rule, object_id)
-             WHERE r.expires_at > now()`,
-            [items.map((x) => x.rule), items.map((x) => x.id)],
-          );
-        },
-        { readOnly: true, deadlineMs: o.recordTimeoutMs },
-      );
-      return new Map(rows.map((r) => [key(r.rule, r.id), r.env]));
-    } catch (err) {
-      // Either deadline may tell first (57014: the statement timeout); both mean the same to the callback.
-      if (err instanceof TransactionDeadlineError || (err as { code?: string }).code === "57014")
-        throw new Error(`the PostgreSQL record did not answer within ${o.recordTimeoutMs} ms (REGISTRY_RECORD_TIMEOUT_MS)`);
-      throw err;
-    }
+    const { rows } = await readRecord(o.pool, o.recordTimeoutMs, (tx) =>
+      tx.query<{ rule: string; id: string; env: string }>(
+        `SELECT r.rule, r.object_id AS id, r.env FROM registrations r
+         JOIN unnest($1::text[], $2::text[]) AS x(rule, object_id) USING (rule, object_id)
+         WHERE r.expires_at > now()`,
+        [items.map((x) => x.rule), items.map((x) => x.id)],
+      ),
+    );
+    return new Map(rows.map((r) => [key(r.rule, r.id), r.env]));
   }
 
   // Lookups go to Redis as one MGET at a time (the marker first): those made while one is on its way

@@ -1,4 +1,4 @@
-import { type PoolClient, withTransaction } from "@opsplane/store";
+import { type PoolClient, TransactionDeadlineError, withTransaction } from "@opsplane/store";
 import type { Pool } from "pg";
 
 export interface RegistrationInput {
@@ -71,12 +71,49 @@ export async function record(
   });
 }
 
-/** The record of (rule, id) while it routes callbacks: the operators' lookup, not the hot path. */
-export async function registrationRecord(pool: Pool, rule: string, id: string): Promise<RegistrationRecord | undefined> {
-  const { rows } = await pool.query<RegistrationRecord>(
-    `SELECT env, registered_by AS "registeredBy", registered_at AS "registeredAt", expires_at AS "expiresAt"
-     FROM registrations WHERE rule = $1 AND object_id = $2 AND expires_at > now()`,
-    [rule, id],
+/** The record did not answer a read within REGISTRY_RECORD_TIMEOUT_MS. */
+export class RecordTimeoutError extends Error {
+  constructor(deadlineMs: number) {
+    super(`the PostgreSQL record did not answer within ${deadlineMs} ms (REGISTRY_RECORD_TIMEOUT_MS)`);
+  }
+}
+
+/**
+ * Runs `read` on the record, answered within `deadlineMs` or failed with RecordTimeoutError: a stalled
+ * PostgreSQL (a lock, a full pool, a network that stops passing bytes) must not hold its caller for the
+ * pool's query timeout (seconds). statement_timeout ends PostgreSQL's side of a lock wait at the same
+ * moment, so reads given up on do not pile up as backends waiting on the lock.
+ */
+export async function readRecord<T>(pool: Pool, deadlineMs: number, read: (tx: PoolClient) => Promise<T>): Promise<T> {
+  try {
+    return await withTransaction(
+      pool,
+      async (tx) => {
+        await tx.query(`SET LOCAL statement_timeout = ${deadlineMs}`);
+        return read(tx);
+      },
+      { readOnly: true, deadlineMs },
+    );
+  } catch (err) {
+    // Either deadline may tell first (57014: the statement timeout); both mean the same to the caller.
+    if (err instanceof TransactionDeadlineError || (err as { code?: string }).code === "57014") throw new RecordTimeoutError(deadlineMs);
+    throw err;
+  }
+}
+
+/** The record of (rule, id) while it routes callbacks: the operators' lookup, not the hot path, answered within `deadlineMs`. */
+export async function registrationRecord(
+  pool: Pool,
+  deadlineMs: number,
+  rule: string,
+  id: string,
+): Promise<RegistrationRecord | undefined> {
+  const { rows } = await readRecord(pool, deadlineMs, (tx) =>
+    tx.query<RegistrationRecord>(
+      `SELECT env, registered_by AS "registeredBy", registered_at AS "registeredAt", expires_at AS "expiresAt"
+       FROM registrations WHERE rule = $1 AND object_id = $2 AND expires_at > now()`,
+      [rule, id],
+    ),
   );
   return rows[0];
 }

@@ -43,7 +43,8 @@ function claimable(rules: RuleSetSnapshot, rule: string, id: string): boolean {
  * tried in name order; the first (rule, id) registered by a configured test
  * environment wins. When none is, and a matching rule has `holdMs` for an id
  * some test environment may claim, the callback waits (with `hold`) up to the
- * longest such `holdMs` for a registration still in flight. Anything else — no
+ * longest such `holdMs` for a registration still in flight, then looks its ids up
+ * once more (a registry failing then is `registry_unavailable`). Anything else — no
  * rule, no id, a failing script, an unknown environment — goes to production,
  * with the reason. Except a script the sandbox could not run (closed, no worker
  * could start): that says nothing about the id, which may be a test environment's,
@@ -117,6 +118,23 @@ export async function decide(
   if (!awaited || !hold) return scriptUnavailable ?? firstMiss!;
   const held = await hold.wait(awaited, holdMs);
   if (held.env !== undefined) return routeTo(rules, held.rule, held.id, held.env, `held ${held.heldMs} ms until its registration came`);
+  if (!held.full) {
+    // The hold's polls pass over a registry that cannot answer: its last word is a lookup like the one
+    // before it, so a registry down is `registry_unavailable` here as there, not "no registration came".
+    const last = await Promise.allSettled(awaited.map((x) => registry.lookup(x.rule, x.id)));
+    for (const [i, x] of awaited.entries()) {
+      const got = last[i]!;
+      if (got.status === "rejected")
+        return toProduction(
+          rules,
+          "registry_unavailable",
+          x.rule,
+          x.id,
+          `registry lookup failed: ${(got.reason as Error).message}; held ${held.heldMs} ms`,
+        );
+      if (got.value !== undefined) return routeTo(rules, x.rule, x.id, got.value, `held ${held.heldMs} ms until its registration came`);
+    }
+  }
   if (scriptUnavailable) return scriptUnavailable;
   const why = held.full ? "not held: too many callbacks held already" : `held ${held.heldMs} ms; no registration came`;
   return { ...firstMiss!, detail: firstMiss!.detail ? `${firstMiss!.detail}; ${why}` : why };

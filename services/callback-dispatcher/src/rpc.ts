@@ -7,7 +7,7 @@ import {
   ReplayCallbackResponseSchema,
   SearchDecisionsResponseSchema,
 } from "@opsplane/contracts";
-import { badRequest, principalKey, requestIdKey, rpcService } from "@opsplane/platform";
+import { AppError, badRequest, principalKey, requestIdKey, rpcService } from "@opsplane/platform";
 import type { Queryable } from "@opsplane/store";
 import { searchDecisions } from "./decision-search.js";
 import { dryRun } from "./dry-run.js";
@@ -15,6 +15,14 @@ import type { Registry } from "./registry.js";
 import type { Replayer } from "./replay.js";
 import type { RuleSetCache } from "./rule-set.js";
 import { envNamePattern } from "./schemas.js";
+
+/**
+ * A replay's 409 (production needs its name, the callback is no longer kept, its environment is gone)
+ * says the replay cannot be done as asked, not that something already exists (the kit's reading of
+ * 409): over Connect it is failed_precondition, which the kit gives 412.
+ */
+const asPrecondition = (err: unknown) =>
+  err instanceof AppError && err.status === 409 ? new AppError(412, "failed_precondition", err.message, err.details) : err;
 
 /** Connect RPCs: `curl -X POST -H 'content-type: application/json' -d '{"method":"POST","path":"/notify"}' .../ops.v1.CallbackDispatcherService/DryRun` */
 export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; replayer: Replayer; pool: Queryable }) {
@@ -28,12 +36,16 @@ export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; repl
       async replayCallback(req, ctx) {
         if (!/^[0-9]+$/.test(req.decisionId)) throw badRequest("decisionId must be a decision id (a number)");
         if (req.env && !new RegExp(envNamePattern).test(req.env)) throw badRequest(`env "${req.env}" is not an environment name`);
-        const r = await d.replayer.replay({
-          decisionId: req.decisionId,
-          env: req.env || undefined,
-          principal: ctx.values.get(principalKey),
-          requestId: ctx.values.get(requestIdKey),
-        });
+        const r = await d.replayer
+          .replay({
+            decisionId: req.decisionId,
+            env: req.env || undefined,
+            principal: ctx.values.get(principalKey),
+            requestId: ctx.values.get(requestIdKey),
+          })
+          .catch((err: unknown) => {
+            throw asPrecondition(err);
+          });
         return create(ReplayCallbackResponseSchema, {
           replayId: r.id,
           env: r.env,

@@ -87,7 +87,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       onHeld: (count) => metrics.heldCallbacks.set(count),
       onOutcome: (outcome) => metrics.holds.inc({ outcome }),
     });
-    // Before the registry closes: held callbacks are answered (routed as not registered) first.
+    // Before the registry closes: held callbacks are answered first (after their last lookup).
     ctx.onClose(async () => hold.close());
 
     const forwarder = createForwarder({
@@ -152,7 +152,14 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       queued: deliveryWorker.wake,
     });
 
-    registerAdminRoutes(ctx.app, { ctx, store, rules, registry, compileScript: scripts.compile });
+    registerAdminRoutes(ctx.app, {
+      ctx,
+      store,
+      rules,
+      registry,
+      recordTimeoutMs: config.REGISTRY_RECORD_TIMEOUT_MS,
+      compileScript: scripts.compile,
+    });
     registerDecisionRoutes(ctx.app, { pool: ctx.pool, replayer });
     registerDeliveryRoutes(ctx.app, { pool: ctx.pool, audit: ctx.audit, redriven: deliveryWorker.wake });
     registerAgentRoutes(ctx.app, {

@@ -614,7 +614,8 @@ describe("asynchronous delivery: what operators may do", () => {
     assert.equal((await d.api("GET", `${base}/deliveries?state=dead`, undefined, viewerKey)).status, 200);
     const badState = await d.api("GET", `${base}/deliveries?state=lost`, undefined, viewerKey);
     assert.equal(badState.status, 400);
-    assert.match(String(badState.body.message), /state/);
+    assert.equal(badState.body.message, "querystring/state must be equal to one of the allowed values (pending, delivered, dead)");
+    assert.deepEqual(badState.body.details, { field: "state", in: "querystring", allowed: ["pending", "delivered", "dead"] });
     const badFrom = await d.api("GET", `${base}/deliveries?from=monday`, undefined, viewerKey);
     assert.equal(badFrom.status, 400);
     assert.match(String(badFrom.body.message), /from must be an RFC 3339 date-time/);
@@ -651,6 +652,19 @@ describe("asynchronous delivery: what operators may do", () => {
       assert.equal(res.status, 404, `${contentType}: past the body, to the delivery that is not there: ${JSON.stringify(body)}`);
       assert.equal(body.message, "no asynchronous delivery 123");
     }
+  });
+
+  test("a re-drive posted as a form is 415 naming the content type it takes", async () => {
+    const res = await fetch(`${d.url}${base}/deliveries/123/redrive`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/x-www-form-urlencoded" },
+      body: "env=sit",
+    });
+    assert.equal(res.status, 415);
+    assert.deepEqual(await res.json(), {
+      error: "unsupported_media_type",
+      message: 'content-type "application/x-www-form-urlencoded" is not accepted: send the body as JSON (content-type: application/json)',
+    });
   });
 });
 

@@ -251,6 +251,39 @@ describe("kept callbacks: search, show, replay", () => {
     assert.deepEqual([sit.received.length, uat.received.length], sent, "nothing sent");
   });
 
+  test("a replay posted as a form is 415 naming the content type it takes, and nothing is sent", async () => {
+    assert.equal(await callback("SIT-1", gbk, "req-form-1"), 200);
+    const [decision] = await find("requestId=req-form-1");
+    const sent = [sit.received.length, uat.received.length];
+    const res = await fetch(`${d.url}/_dispatcher/v1/decisions/${decision!.id}/replay`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/x-www-form-urlencoded" },
+      body: "env=uat",
+    });
+    assert.equal(res.status, 415);
+    assert.deepEqual(await res.json(), {
+      error: "unsupported_media_type",
+      message: 'content-type "application/x-www-form-urlencoded" is not accepted: send the body as JSON (content-type: application/json)',
+    });
+    assert.deepEqual([sit.received.length, uat.received.length], sent, "nothing sent");
+  });
+
+  // Production needs its name: the request cannot be done as it is (failed_precondition), nothing is a duplicate (already_exists).
+  test("Connect ReplayCallback of a callback routed to production without env is failed_precondition, and nothing is sent", async () => {
+    assert.equal(await callback("PROD-8", Buffer.from("order=PROD-8"), "req-prod-rpc"), 200);
+    const [toProd] = await find("requestId=req-prod-rpc");
+    const prodBefore = prod.received.length;
+    const res = await fetch(`${d.url}/ops.v1.CallbackDispatcherService/ReplayCallback`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${operatorKey}` },
+      body: JSON.stringify({ decisionId: toProd!.id }),
+    });
+    const body = (await res.json()) as { code: string; message: string };
+    assert.equal(body.code, "failed_precondition", JSON.stringify(body));
+    assert.match(body.message, /routed to production \(prod\).*Name it \("env": "prod"\)/);
+    assert.equal(prod.received.length, prodBefore, "nothing sent to production");
+  });
+
   test("a decision id PostgreSQL's bigint cannot hold is a decision that does not exist: 404, over REST and Connect", async () => {
     for (const id of ["9223372036854775808", "99999999999999999999"]) {
       const shown = await d.api("GET", `/_dispatcher/v1/decisions/${id}`, undefined, viewerKey);

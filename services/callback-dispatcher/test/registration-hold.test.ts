@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { eventually } from "@opsplane/testing";
+import { type CuttableProxy, eventually, startCuttableProxy, testRedis } from "@opsplane/testing";
+import pg from "pg";
 import { agentApp, startDispatcher } from "./helpers/dispatcher.js";
 import { sign, startSignedStub } from "./helpers/signed-stub.js";
 
@@ -153,5 +154,95 @@ describe("callbacks held while their registration is in flight", () => {
     });
     assert.equal(res.status, 400);
     assert.match(JSON.stringify(res.body), /holdMs/);
+  });
+});
+
+// Redis and the PostgreSQL record failing while a callback is held: nobody can know whether its
+// registration came, so the hold must not end as "no registration came" but as a failed lookup does.
+describe("callbacks held while the registry cannot answer", () => {
+  const recordTimeoutMs = 300;
+  let proxy: CuttableProxy;
+  let d: Awaited<ReturnType<typeof startDispatcher>>;
+  let prod: Awaited<ReturnType<typeof startSignedStub>>;
+  let sit: Awaited<ReturnType<typeof startSignedStub>>;
+
+  before(async () => {
+    const redis = new URL(testRedis().url);
+    proxy = await startCuttableProxy(redis.hostname, Number(redis.port || 6379));
+    prod = await startSignedStub("prod", secret);
+    sit = await startSignedStub("sit", secret);
+    d = await startDispatcher({
+      REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+      REGISTRY_RECORD_TIMEOUT_MS: String(recordTimeoutMs),
+      // Out of reach: only the record's own deadline can end a stalled lookup.
+      DATABASE_QUERY_TIMEOUT_MS: "600000",
+    });
+    assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true })).status, 200);
+    assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url })).status, 200);
+    for (const [name, holdMs] of [
+      ["held", 1_000],
+      ["unheld", 0],
+    ] as const) {
+      const rule = {
+        interface: { pattern: `/api/${name}`, id: { kind: "json", expr: "orderNo" } },
+        callback: { pattern: `/notify/${name}`, id: { kind: "json", expr: "out_trade_no" } },
+        ttlSeconds: 600,
+        holdMs,
+      };
+      assert.equal((await d.api("PUT", `/_dispatcher/v1/rules/${name}`, rule)).status, 200);
+    }
+  });
+
+  after(async () => {
+    proxy?.heal();
+    await d?.close();
+    await proxy?.close();
+    await Promise.all([prod?.close(), sit?.close()]);
+  });
+
+  function callback(rule: string, id: string, requestId: string) {
+    const body = Buffer.from(JSON.stringify({ out_trade_no: id }));
+    return fetch(`${d.url}/notify/${rule}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-signature": sign(secret, body), "x-request-id": requestId },
+      body,
+    }).then(async (res) => {
+      await res.arrayBuffer();
+      return res.headers.get("x-served-by");
+    });
+  }
+
+  const decision = (requestId: string) =>
+    eventually(`the decision of ${requestId}`, async () => {
+      const { body } = await d.api("GET", `/_dispatcher/v1/decisions?requestId=${requestId}`);
+      return (body.decisions as DecisionRow[])[0];
+    });
+
+  test("a held callback whose lookups fail goes to production as registry_unavailable, as an unheld one does", async () => {
+    const held = callback("held", "SIT-21", "held-registry-down");
+    await eventually("the callback to be held", async () =>
+      /callback_dispatcher_held_callbacks(\{[^}]*\})? 1\b/.test(await (await fetch(`${d.url}/metrics`)).text()),
+    );
+    // Redis cut off, and another session holds the record's table: no lookup can answer now.
+    const locker = new pg.Client({ connectionString: d.databaseUrl });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query('LOCK TABLE "callback_dispatcher".registrations IN ACCESS EXCLUSIVE MODE');
+      proxy.blackhole();
+      assert.equal(await callback("unheld", "SIT-22", "unheld-registry-down"), "prod");
+      assert.equal(await held, "prod");
+    } finally {
+      await locker.query("ROLLBACK");
+      await locker.end();
+      proxy.heal();
+    }
+    const failed = `registry lookup failed: the PostgreSQL record did not answer within ${recordTimeoutMs} ms (REGISTRY_RECORD_TIMEOUT_MS)`;
+    const unheld = await decision("unheld-registry-down");
+    assert.deepEqual([unheld.reason, unheld.detail], ["registry_unavailable", failed]);
+    const row = await decision("held-registry-down");
+    assert.equal(row.reason, "registry_unavailable");
+    assert.equal(row.detail?.replace(/; held \d+ ms$/, ""), failed);
+    assert.match(row.detail ?? "", /; held \d+ ms$/);
   });
 });

@@ -176,6 +176,43 @@ test("Redis cold or cut off while PostgreSQL stalls: callbacks are answered with
   assert.equal(await routeOf("R1"), "sit");
 });
 
+test("PostgreSQL stalling: reading a registration on the operator API answers 503 within the record's deadline, and works again once it answers", async () => {
+  const read = () =>
+    fetch(`${d!.url}/_dispatcher/v1/registrations/pay/R1`, {
+      headers: { authorization: `Bearer ${viewerKey}` },
+      signal: AbortSignal.timeout(answerWithinMs),
+    });
+  const locker = new pg.Client({ connectionString: d!.databaseUrl });
+  await locker.connect();
+  try {
+    await locker.query("BEGIN");
+    await locker.query('LOCK TABLE "callback_dispatcher".registrations IN ACCESS EXCLUSIVE MODE');
+    // Redis warm (only who registered it and when come from the record), then cold (where it routes too).
+    for (const redis of ["warm", "cold"]) {
+      if (redis === "cold") await loseRedisData();
+      const started = performance.now();
+      const res = await read();
+      const tookMs = performance.now() - started;
+      const body = (await res.json()) as { error: string; message: string };
+      assert.equal(res.status, 503, `Redis ${redis}: ${JSON.stringify(body)}`);
+      assert.ok(tookMs < recordTimeoutMs + 1_000, `Redis ${redis}: answered in ${Math.round(tookMs)} ms`);
+      assert.equal(res.headers.get("retry-after"), "5");
+      assert.equal(body.error, "unavailable");
+      assert.match(
+        body.message,
+        new RegExp(`PostgreSQL record did not answer within ${recordTimeoutMs} ms \\(REGISTRY_RECORD_TIMEOUT_MS\\)`),
+      );
+    }
+  } finally {
+    await locker.query("ROLLBACK");
+    await locker.end();
+  }
+  const res = await read();
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as { env: string; registeredBy: string };
+  assert.deepEqual([body.env, body.registeredBy], ["sit", "key:ops"]);
+});
+
 test("with Redis cut off again, the service shuts down (its Redis clients do not wait for a reconnection)", async () => {
   proxy!.blackhole();
   const svc = d!;

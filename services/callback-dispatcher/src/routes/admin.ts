@@ -1,10 +1,10 @@
 import { RuleInvalidError, type RuleSpec, type ScriptCompiler, validateRule } from "@opsplane/callback-agent/rules";
-import { type App, badRequest, type Principal, type ServiceContext } from "@opsplane/platform";
+import { type App, badRequest, outageRetryAfterSeconds, type Principal, type ServiceContext, unavailable } from "@opsplane/platform";
 import { storableText } from "@opsplane/store";
 import { Type } from "@sinclair/typebox";
 import type { ConfigStore } from "../config-store.js";
 import { dryRun } from "../dry-run.js";
-import { type Registry, registrationRecord } from "../registry.js";
+import { RecordTimeoutError, type Registry, registrationRecord } from "../registry.js";
 import type { RuleSetCache } from "../rule-set.js";
 import { DryRunBody, EnvironmentBody, EnvName, NameParam, RuleBody } from "../schemas.js";
 
@@ -15,6 +15,8 @@ export interface AdminDeps {
   store: ConfigStore;
   rules: RuleSetCache;
   registry: Registry;
+  /** How long an operator's read of the registrations record may take (REGISTRY_RECORD_TIMEOUT_MS). */
+  recordTimeoutMs: number;
   compileScript: ScriptCompiler;
 }
 
@@ -89,7 +91,13 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
       const rule = req.params.rule;
       const id = storableText(req.params.id);
       // `env` is what routing sees (the hot copy); the rest is the record's: who registered it, when, until when.
-      const [env, record] = await Promise.all([d.registry.lookup(rule, id), registrationRecord(d.ctx.pool, rule, id)]);
+      // Both read the record within REGISTRY_RECORD_TIMEOUT_MS: a stalled PostgreSQL is a 503 then, not a wait for the pool's timeout.
+      const [env, record] = await Promise.all([
+        d.registry.lookup(rule, id),
+        registrationRecord(d.ctx.pool, d.recordTimeoutMs, rule, id),
+      ]).catch((err: unknown) => {
+        throw err instanceof RecordTimeoutError ? unavailable(`${err.message}; retry later`, outageRetryAfterSeconds) : err;
+      });
       return {
         rule,
         id,
