@@ -315,10 +315,19 @@ async function main(): Promise<void> {
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }`,
       `upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; keepalive_requests 1000000; }`,
     );
-    const floorProc = start(process.execPath, ["--import", "tsx", path.join(root, "bench/forwarder-floor.ts")], {
-      PORT: String(floorPort),
-      UPSTREAM_URL: `http://127.0.0.1:${upstreamPort}`,
-    });
+    const floorProc = start(
+      process.execPath,
+      [
+        ...(process.env.BENCH_PROF ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROF] : []),
+        "--import",
+        "tsx",
+        path.join(root, "bench/forwarder-floor.ts"),
+      ],
+      {
+        PORT: String(floorPort),
+        UPSTREAM_URL: `http://127.0.0.1:${upstreamPort}`,
+      },
+    );
     const dispatcherProc = start(
       process.execPath,
       [
