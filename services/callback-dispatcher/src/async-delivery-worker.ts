@@ -20,6 +20,8 @@ interface Claimed {
   baseUrl: string | null;
   /** The replica whose lease on the previous attempt ran out before it recorded an outcome. */
   interruptedBy: string | null;
+  /** When that attempt began (null for one claimed before leases kept their start). */
+  interruptedAt: Date | null;
 }
 
 /**
@@ -28,14 +30,14 @@ interface Claimed {
  * every other claim until this replica records the outcome (or dies and the lease runs out).
  */
 const claimSql = `WITH due AS (
-    SELECT id, leased_by FROM async_deliveries
+    SELECT id, leased_by, leased_at FROM async_deliveries
     WHERE state = 'pending' AND next_attempt_at <= now()
     ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED
   )
-  UPDATE async_deliveries d SET attempts = d.attempts + 1, leased_by = $1, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
+  UPDATE async_deliveries d SET attempts = d.attempts + 1, leased_by = $1, leased_at = now(), next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
   FROM due WHERE d.id = due.id
   RETURNING d.id::text AS id, d.env, d.method, d.target, d.headers, d.body, d.attempts AS attempt,
-    d.initial_backoff_ms AS "initialBackoffMs", d.max_backoff_ms AS "maxBackoffMs", due.leased_by AS "interruptedBy",
+    d.initial_backoff_ms AS "initialBackoffMs", d.max_backoff_ms AS "maxBackoffMs", due.leased_by AS "interruptedBy", due.leased_at AS "interruptedAt",
     (SELECT base_url FROM environments e WHERE e.name = d.env) AS "baseUrl"`;
 
 /**
@@ -58,7 +60,7 @@ const outcomeSql = `WITH attempt AS (
       WHEN now() >= give_up_at THEN format('gave up after %s attempts in %s s (maxAgeSeconds); last: %s',
         attempts, round(extract(epoch FROM give_up_at - received_at)), $10::text)
     END,
-    leased_by = NULL, last_status = $5, last_error = $7
+    leased_by = NULL, leased_at = NULL, last_status = $5, last_error = $7
   WHERE id = $1 AND leased_by = $2 AND attempts = $3
   RETURNING state, dead_reason AS "deadReason", CASE WHEN attempts >= max_attempts THEN 'max_attempts' ELSE 'max_age' END AS "deadKind"`;
 
@@ -103,7 +105,8 @@ export function createAsyncDeliveryWorker(o: {
     if (c.interruptedBy)
       await o.pool
         .query(
-          `INSERT INTO async_delivery_attempts (delivery_id, attempt, env, replica, error) VALUES ($1, $2, $3, $4, $5)
+          `INSERT INTO async_delivery_attempts (delivery_id, attempt, at, env, replica, error)
+           VALUES ($1, $2, coalesce($6, now()), $3, $4, $5)
            ON CONFLICT (delivery_id, attempt) DO NOTHING`,
           [
             c.id,
@@ -111,6 +114,7 @@ export function createAsyncDeliveryWorker(o: {
             c.env,
             c.interruptedBy,
             "interrupted: the replica stopped or lost its lease mid-attempt; the environment may have received it",
+            c.interruptedAt,
           ],
         )
         .catch((err) => o.log.warn({ err: (err as Error).message, delivery: c.id }, "interrupted attempt not recorded"));
@@ -176,7 +180,7 @@ export function createAsyncDeliveryWorker(o: {
   async function deadForDeletedEnvironment(c: Claimed): Promise<void> {
     const reason = `environment ${c.env} no longer exists (deleted while this delivery was pending); re-drive it to another environment`;
     const { rowCount } = await o.pool.query(
-      `UPDATE async_deliveries SET state = 'dead', attempts = attempts - 1, leased_by = NULL, finished_at = now(), dead_reason = $3
+      `UPDATE async_deliveries SET state = 'dead', attempts = attempts - 1, leased_by = NULL, leased_at = NULL, finished_at = now(), dead_reason = $3
        WHERE id = $1 AND leased_by = $2`,
       [c.id, replica, reason],
     );

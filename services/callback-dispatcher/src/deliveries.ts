@@ -161,7 +161,7 @@ export async function redrive(
     const policy = env.asyncDelivery ?? defaultRetryPolicy;
     const { rows: updated } = await tx.query<DeliveryRow>(
       `UPDATE async_deliveries SET env = $2, state = 'pending', max_attempts = attempts + $3, give_up_at = now() + make_interval(secs => $4),
-         initial_backoff_ms = $5, max_backoff_ms = $6, next_attempt_at = now(), leased_by = NULL, dead_reason = NULL, finished_at = NULL
+         initial_backoff_ms = $5, max_backoff_ms = $6, next_attempt_at = now(), leased_by = NULL, leased_at = NULL, dead_reason = NULL, finished_at = NULL
        WHERE id = $1 RETURNING ${columns}`,
       [r.id, envName, policy.maxAttempts, policy.maxAgeSeconds, policy.initialBackoffMs, policy.maxBackoffMs],
     );

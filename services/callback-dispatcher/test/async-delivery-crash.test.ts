@@ -126,6 +126,7 @@ describe("asynchronous delivery across a crash", () => {
     await eventually("sit holding the first attempt", () => received.length === 1);
 
     // Killed with the attempt in flight: no shutdown hook runs, the lease is left behind.
+    const killedAt = Date.now();
     await gone(first.child, "SIGKILL");
     const second = await startProcess(db.url);
     cleanup.push(() => gone(second.child, "SIGTERM"));
@@ -137,7 +138,7 @@ describe("asynchronous delivery across a crash", () => {
         const { body: detail } = await second.api("GET", `${base}/deliveries/${id}`);
         const d = detail as {
           delivery?: { state: string };
-          attempts: Array<{ attempt: number; status: number | null; replica: string; error: string | null }>;
+          attempts: Array<{ attempt: number; at: string; status: number | null; replica: string; error: string | null }>;
         };
         return d.delivery?.state === "delivered" ? d : undefined;
       },
@@ -158,6 +159,8 @@ describe("asynchronous delivery across a crash", () => {
     assert.match(String(interrupted!.error), /^interrupted: the replica stopped or lost its lease mid-attempt/);
     assert.equal(completed!.status, 200);
     assert.notEqual(interrupted!.replica, completed!.replica, "another process finished it");
+    // On record when it was made (by the replica killed), not when the restarted one found it a lease later.
+    assert.ok(Date.parse(interrupted!.at) <= killedAt, `interrupted attempt at ${interrupted!.at}, killed at ${new Date(killedAt).toISOString()}`);
     // Delivered is final: nothing claims it again.
     const { body: pending } = await second.api("GET", `${base}/deliveries?state=pending`);
     assert.deepEqual(pending.deliveries, []);
