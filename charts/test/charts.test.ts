@@ -187,6 +187,7 @@ describe("what the schemas refuse at install time", () => {
       "/_dispatcher/v1/registrations",
       "/ops.v1.CallbackDispatcherService/DryRun",
       "/ops.v1.ServiceInfoService/GetServiceInfo",
+      "/_audit/v1/entries",
       ...exact,
     ];
     /** Whether an Ingress path routes the request path (Kubernetes' rules: Prefix matches whole path elements). */
@@ -204,7 +205,7 @@ describe("what the schemas refuse at install time", () => {
     });
 
     test("the dispatcher's own paths are known", () => {
-      assert.deepEqual(prefixes, ["/_dispatcher/", "/ops.v1."]);
+      assert.deepEqual(prefixes, ["/_dispatcher/", "/ops.v1.", "/_audit/"]);
       assert.deepEqual(exact.sort(), ["/healthz", "/metrics", "/readyz"]);
       assert.deepEqual(ownRequests.filter((r) => !isOwn(r)), []);
     });
@@ -216,7 +217,18 @@ describe("what the schemas refuse at install time", () => {
     });
 
     test("the schema refuses every path that would publish one of them, and accepts callback paths", () => {
-      const probes = ["/", "/_dispatcher", "/_dispatcher/", "/_dispatcher/v1", "/ops.v1.CallbackDispatcherService", "/metrics", "/readyz/", "/healthz"];
+      const probes = [
+        "/",
+        "/_dispatcher",
+        "/_dispatcher/",
+        "/_dispatcher/v1",
+        "/ops.v1.CallbackDispatcherService",
+        "/_audit",
+        "/_audit/v1",
+        "/metrics",
+        "/readyz/",
+        "/healthz",
+      ];
       for (const pathType of ["Prefix", "Exact"])
         for (const path of probes.filter((p) => ownRequests.some((r) => routes({ path: p, pathType }, r))))
           assert.equal(validate(withPath(path, pathType)), false, `${pathType} ${path} publishes an own path but was accepted`);

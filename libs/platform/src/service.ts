@@ -171,6 +171,10 @@ export async function startService<E extends ConfigShape>(
     // Fastify's validator drops a field a schema closes out; ours refuses it (see errors.ts).
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // By default Node keeps the first 2000 raw header entries of a request (about a thousand headers)
+  // and drops the rest without a word: a signature header past them was lost. Unlimited, every header
+  // is kept and the header section's size bounds them (`maxHeaderSize`, 16 KiB: larger is a 431).
+  app.server.maxHeadersCount = 0;
   installRequestIdHeader(app);
   // Connections that were busy when shutdown began would otherwise stay open, idle, until the
   // keep-alive timeout (72 s), holding app.close() past SHUTDOWN_TIMEOUT_MS.

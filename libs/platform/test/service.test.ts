@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { closeRedis, type RunningService, sha256Hex, startService } from "@opsplane/platform";
 import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
@@ -294,6 +295,88 @@ describe("dependencies down", () => {
       await svc.close();
       await db.drop();
     }
+  });
+});
+
+describe("non-critical checks", () => {
+  test("one whose dependency does not answer is reported degraded within a probe's 1 s timeout, and the service stays ready", async () => {
+    const db = await createTestDatabase();
+    const svc = await startService(
+      {
+        name: "degraded-svc",
+        version: "0.0.1",
+        defaultPort: 0,
+        setup: () => ({ checks: { cache: () => new Promise<void>(() => {}) }, nonCriticalChecks: ["cache"] }),
+      },
+      env(db),
+    );
+    try {
+      const started = performance.now();
+      const res = await fetch(`${svc.url}/readyz`);
+      const tookMs = performance.now() - started;
+      const body = (await res.json()) as { status: string; degraded: string[]; checks: Record<string, string> };
+      assert.equal(res.status, 200);
+      assert.deepEqual([body.status, body.degraded, body.checks.cache], ["degraded", ["cache"], "no answer within 500 ms"]);
+      assert.ok(tookMs < 1_000, `answered in ${Math.round(tookMs)} ms`);
+    } finally {
+      await svc.close();
+      await db.drop();
+    }
+  });
+});
+
+describe("request headers", () => {
+  let db: TestDatabase;
+  let svc: RunningService;
+  before(async () => {
+    db = await createTestDatabase();
+    svc = await startService(
+      {
+        name: "headers-svc",
+        version: "0.0.1",
+        defaultPort: 0,
+        setup: (ctx) => {
+          ctx.app.get("/headers", { config: { access: "public" } }, async (req) => ({
+            count: req.raw.rawHeaders.length / 2,
+            last: req.headers["x-last"],
+          }));
+          return {};
+        },
+      },
+      env(db),
+    );
+  });
+  after(async () => {
+    await svc.close();
+    await db.drop();
+  });
+
+  /** A raw GET /headers with `count` headers `p: <value>` before `X-Last`: its status and body. */
+  function sendWith(count: number, value = "1"): Promise<{ status: number; body: string }> {
+    const { port } = new URL(svc.url);
+    const head = `GET /headers HTTP/1.1\r\nHost: x\r\n${`p: ${value}\r\n`.repeat(count)}X-Last: kept\r\nConnection: close\r\n\r\n`;
+    return new Promise((resolve) => {
+      // Written, not ended: the server closes the connection once it has answered (Connection: close).
+      const socket = net.connect(Number(port), "127.0.0.1", () => socket.write(head));
+      const chunks: Buffer[] = [];
+      socket.on("data", (c: Buffer) => chunks.push(c));
+      // A server refusing the request may reset the connection before reading all of it: what it answered counts.
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        const text = Buffer.concat(chunks).toString();
+        resolve({ status: Number(text.slice(9, 12)), body: text.slice(text.indexOf("\r\n\r\n") + 4) });
+      });
+    });
+  }
+
+  test("more than 2000 headers are all kept, none dropped silently", async () => {
+    const res = await sendWith(2_100);
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(JSON.parse(res.body), { count: 2_103, last: "kept" });
+  });
+
+  test("headers over 16 KiB are answered 431", async () => {
+    assert.equal((await sendWith(2_100, "12345678")).status, 431);
   });
 });
 

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { parseAgentBindings } from "./agent-bindings.js";
 import { parseUrlAllowList } from "./environment-url-policy.js";
+import { defaultViaPseudonym } from "./via.js";
 
 /** The dispatcher's own environment variables (beside the platform's). */
 export const dispatcherEnv = {
@@ -35,6 +36,15 @@ export const dispatcherEnv = {
       }
       return parsed;
     }),
+  /**
+   * The name this dispatcher gives itself in the `Via` header of what it forwards; a callback arriving
+   * with it is one it forwarded already (a loop), answered 508. Dispatchers forwarding to one another
+   * need different names.
+   */
+  VIA_PSEUDONYM: z
+    .string()
+    .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, "must be an HTTP token (letters, digits, -._~ and the like), at most 64 characters")
+    .default(defaultViaPseudonym),
   /** Key prefix of registrations in Redis. */
   REDIS_KEY_PREFIX: z.string().default("callback-dispatcher:"),
   /** How long an upstream may take to answer (headers, then each body chunk) before the callback gets 504. */

@@ -10,6 +10,7 @@ import type { RegistrationHold } from "./registration-hold.js";
 import type { Registry } from "./registry.js";
 import { type Decision, decide } from "./router.js";
 import type { RuleSetCache } from "./rule-set.js";
+import { loopMessage } from "./via.js";
 
 export interface DispatchDeps {
   rules: RuleSetCache;
@@ -22,6 +23,8 @@ export interface DispatchDeps {
   asyncIntake: AsyncIntake;
   metrics: DispatcherMetrics;
   extractLimitBytes: number;
+  /** This dispatcher's name in `Via` (VIA_PSEUDONYM): added to what it forwards, a loop when a callback arrives with it. */
+  viaPseudonym: string;
 }
 
 /** Splits a request target into path and raw query. */
@@ -122,7 +125,7 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
   const exchange = new CallbackExchange(method, path, query, head, raw);
   const decision = await decide(exchange, complete, deps.rules.current(), deps.registry, deps.metrics.countExtractionFailure, deps.hold);
 
-  const headers = outboundHeaders(raw, requestId);
+  const headers = outboundHeaders(raw, requestId, deps.viaPseudonym);
   // An asynchronous environment: answered from its template once queued; if it cannot be queued, forwarded as usual.
   const asyncDelivery = decision.target?.asyncDelivery;
   if (asyncDelivery && complete) {
@@ -183,4 +186,32 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
     payload: { target: url, headers, body: complete ? head : undefined },
   });
   return status;
+}
+
+/**
+ * A callback that arrived with this dispatcher's own `Via` entry: it forwarded it already (an
+ * environment's base URL leads back to it), and forwarding it again would loop until every upstream
+ * connection is taken. Answered 508 and recorded (`forwarding_loop`), not forwarded; the hop that
+ * sent it records the 508 as its environment's answer. Returns the status.
+ */
+export function refuseLoop(deps: DispatchDeps, raw: IncomingMessage, res: ServerResponse, requestId: string, started: number): number {
+  raw.resume();
+  const message = loopMessage(deps.viaPseudonym);
+  answerError(res, 508, requestId, "loop_detected", message);
+  deps.metrics.countCallback("", "", "forwarding_loop", 508);
+  deps.decisions.add({
+    at: Date.now(),
+    requestId,
+    method: raw.method ?? "GET",
+    path: splitTarget(raw.url ?? "/").path,
+    rule: undefined,
+    objectId: undefined,
+    targetEnv: undefined,
+    reason: "forwarding_loop",
+    detail: message,
+    status: 508,
+    latencyMs: performance.now() - started,
+    error: undefined,
+  });
+  return 508;
 }

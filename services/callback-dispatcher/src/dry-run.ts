@@ -1,7 +1,9 @@
 import { sampleExchange } from "@opsplane/callback-agent/rules";
+import { refusalOf } from "./callback-refusal.js";
 import type { Registry } from "./registry.js";
 import { decide } from "./router.js";
 import type { RuleSetSnapshot } from "./rule-set.js";
+import { loopMessage, viaNames } from "./via.js";
 
 export interface DryRunInput {
   method: string;
@@ -19,8 +21,28 @@ export interface DryRunResult {
   detail: string;
 }
 
-/** Where a callback would go and why, without forwarding or recording it. */
-export async function dryRun(input: DryRunInput, rules: RuleSetSnapshot, registry: Registry): Promise<DryRunResult> {
+/** What a callback the dispatcher answers itself, before routing it, is told instead of a route. */
+const unrouted = (reason: string, detail: string): DryRunResult => ({
+  rule: "",
+  objectId: "",
+  targetEnv: "",
+  targetUrl: "",
+  reason,
+  detail,
+});
+
+/**
+ * Where a callback would go and why, without forwarding or recording it. One the live path refuses
+ * before routing says so: `refused` (answered 400, the detail naming why) or `forwarding_loop` (508).
+ */
+export async function dryRun(input: DryRunInput, rules: RuleSetSnapshot, registry: Registry, viaPseudonym: string): Promise<DryRunResult> {
+  // Header names as the live path reads them: in any case, `Host` given twice ("Host" and "host") is two.
+  const named = (name: string) => Object.entries(input.headers ?? {}).filter(([k]) => k.toLowerCase() === name);
+  const refusal = refusalOf(input.path, named("host").length);
+  if (refusal) return unrouted("refused", `answered 400 (bad_request): ${refusal}`);
+  const via = named("via").map(([, v]) => v);
+  if (via.length && viaNames(via.join(", "), viaPseudonym))
+    return unrouted("forwarding_loop", `answered 508 (loop_detected): ${loopMessage(viaPseudonym)}`);
   const q = input.path.indexOf("?");
   const exchange = sampleExchange({
     method: input.method,

@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { hopByHopHeaders } from "@opsplane/callback-agent/hop-by-hop";
 import { type Dispatcher, errors, Pool } from "undici";
 import type { Environment } from "./config-store.js";
+import { defaultViaPseudonym } from "./via.js";
 
 export interface OutboundCallback {
   method: string;
@@ -40,7 +41,7 @@ const isTimeout = (err: unknown) =>
 
 /**
  * Header names the dispatcher sets itself on forwarded requests, so the caller's copies are dropped
- * (`X-Forwarded-For` and `Forwarded` are kept as the chain so far, with this hop appended).
+ * (`X-Forwarded-For`, `Forwarded` and `Via` are kept as the chain so far, with this hop appended).
  */
 const replacedOnRequest = new Set([
   "host",
@@ -49,6 +50,7 @@ const replacedOnRequest = new Set([
   "x-forwarded-proto",
   "x-real-ip",
   "forwarded",
+  "via",
   "x-request-id",
 ]);
 
@@ -77,9 +79,10 @@ const quoted = (value: string) => `"${value.replace(/["\\]/g, "\\$&")}"`;
  * headers stay repeated), plus what this hop says about the caller, whatever the caller claimed:
  * `X-Forwarded-For` and `Forwarded` (the caller's chain, then this hop's peer address, `Host` and
  * scheme), `X-Forwarded-Host` (the `Host` received), `X-Forwarded-Proto` (the scheme received),
- * `X-Real-IP` (the peer address) and `X-Request-Id`.
+ * `X-Real-IP` (the peer address), `Via` (the caller's entries, then this hop's `<version> <pseudonym>`,
+ * by which a callback coming back is known: see via.ts) and `X-Request-Id`.
  */
-export function outboundHeaders(req: IncomingMessage, requestId: string): string[] {
+export function outboundHeaders(req: IncomingMessage, requestId: string, viaPseudonym = defaultViaPseudonym): string[] {
   const raw = req.rawHeaders;
   let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === "connection") connection = `${connection ?? ""},${raw[i + 1]}`;
@@ -89,6 +92,7 @@ export function outboundHeaders(req: IncomingMessage, requestId: string): string
   let forwardedHost: string | undefined;
   let forwardedFor: string | undefined;
   let forwarded: string | undefined;
+  let via: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
@@ -97,6 +101,7 @@ export function outboundHeaders(req: IncomingMessage, requestId: string): string
       else if (name === "x-forwarded-host") forwardedHost = value;
       else if (name === "x-forwarded-for") forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
       else if (name === "forwarded") forwarded = forwarded ? `${forwarded}, ${value}` : value;
+      else if (name === "via") via = via ? `${via}, ${value}` : value;
       continue;
     }
     if (hopByHopHeaders.has(name) || named?.has(name)) continue;
@@ -112,6 +117,8 @@ export function outboundHeaders(req: IncomingMessage, requestId: string): string
   if (clientIp) out.push("x-real-ip", clientIp);
   const hop = `${clientIp ? `for=${forwardedNode(clientIp)};` : ""}${host === undefined ? "" : `host=${quoted(host)};`}proto=${proto}`;
   out.push("forwarded", forwarded ? `${forwarded}, ${hop}` : hop);
+  const viaHop = `${req.httpVersion} ${viaPseudonym}`;
+  out.push("via", via ? `${via}, ${viaHop}` : viaHop);
   out.push("x-request-id", requestId);
   return out;
 }

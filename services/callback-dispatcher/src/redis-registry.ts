@@ -46,7 +46,7 @@ export interface RedisRegistryOptions {
   prefix: string;
   /** How long a Redis call may take before the record answers instead. */
   timeoutMs: number;
-  /** How long a lookup from the record may take, from waiting for a connection to its answer, before it fails. */
+  /** How long a lookup from the record, or a registration's write to it, may take, from waiting for a connection to its answer, before it fails. */
   recordTimeoutMs: number;
   /** How often a replica checks that Redis is warm and retries a failed warm. */
   warmCheckMs: number;
@@ -218,7 +218,7 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   return {
     kind: "redis",
     async register(batch, alongside) {
-      const written = await record(o.pool, batch, alongside);
+      const written = await record(o.pool, o.recordTimeoutMs, batch, alongside);
       const ttlMs = new Map(batch.items.map((x) => [`${x.rule}\u0000${x.id}`, String(x.ttlSeconds * 1000)]));
       try {
         await writeAll(written.map((r) => ({ ...r, env: batch.env, ttlMs: ttlMs.get(`${r.rule}\u0000${r.id}`)! })));

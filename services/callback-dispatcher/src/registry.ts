@@ -48,13 +48,18 @@ export interface RecordedRegistration {
   version: string;
 }
 
-/** Writes a batch to the record (PostgreSQL), with its audit row; answers each row's version. */
+/**
+ * Writes a batch to the record (PostgreSQL), with its audit row, all or nothing, within `deadlineMs` or
+ * failed with RecordTimeoutError (a lock on `registrations` must not hold the agent for the pool's
+ * query timeout); answers each row's version.
+ */
 export async function record(
   pool: Pool,
+  deadlineMs: number,
   { env, registeredBy, items }: RegistrationBatch,
   alongside: AlongsideRecord,
 ): Promise<RecordedRegistration[]> {
-  return withTransaction(pool, async (tx) => {
+  return recordTransaction(pool, deadlineMs, {}, async (tx) => {
     // Latest registration wins: the same id created again in another environment moves its callbacks there.
     // clock_timestamp(), not now(): a transaction that waited on another's row lock writes the later
     // version, so the copies in Redis can be ordered the way the record was.
@@ -71,7 +76,7 @@ export async function record(
   });
 }
 
-/** The record did not answer a read within REGISTRY_RECORD_TIMEOUT_MS. */
+/** The record did not answer a read or a write within REGISTRY_RECORD_TIMEOUT_MS. */
 export class RecordTimeoutError extends Error {
   constructor(deadlineMs: number) {
     super(`the PostgreSQL record did not answer within ${deadlineMs} ms (REGISTRY_RECORD_TIMEOUT_MS)`);
@@ -79,20 +84,25 @@ export class RecordTimeoutError extends Error {
 }
 
 /**
- * Runs `read` on the record, answered within `deadlineMs` or failed with RecordTimeoutError: a stalled
- * PostgreSQL (a lock, a full pool, a network that stops passing bytes) must not hold its caller for the
- * pool's query timeout (seconds). statement_timeout ends PostgreSQL's side of a lock wait at the same
- * moment, so reads given up on do not pile up as backends waiting on the lock.
+ * Runs `fn` in a transaction on the record, finished within `deadlineMs` or failed with RecordTimeoutError:
+ * a stalled PostgreSQL (a lock, a full pool, a network that stops passing bytes) must not hold its caller
+ * for the pool's query timeout (seconds). statement_timeout ends PostgreSQL's side of a lock wait at the
+ * same moment, so transactions given up on do not pile up as backends waiting on the lock.
  */
-export async function readRecord<T>(pool: Pool, deadlineMs: number, read: (tx: PoolClient) => Promise<T>): Promise<T> {
+async function recordTransaction<T>(
+  pool: Pool,
+  deadlineMs: number,
+  opts: { readOnly?: boolean },
+  fn: (tx: PoolClient) => Promise<T>,
+): Promise<T> {
   try {
     return await withTransaction(
       pool,
       async (tx) => {
         await tx.query(`SET LOCAL statement_timeout = ${deadlineMs}`);
-        return read(tx);
+        return fn(tx);
       },
-      { readOnly: true, deadlineMs },
+      { ...opts, deadlineMs },
     );
   } catch (err) {
     // Either deadline may tell first (57014: the statement timeout); both mean the same to the caller.
@@ -100,6 +110,10 @@ export async function readRecord<T>(pool: Pool, deadlineMs: number, read: (tx: P
     throw err;
   }
 }
+
+/** Runs `read` on the record, answered within `deadlineMs` or failed with RecordTimeoutError. */
+export const readRecord = <T>(pool: Pool, deadlineMs: number, read: (tx: PoolClient) => Promise<T>): Promise<T> =>
+  recordTransaction(pool, deadlineMs, { readOnly: true }, read);
 
 /** The record of (rule, id) while it routes callbacks: the operators' lookup, not the hot path, answered within `deadlineMs`. */
 export async function registrationRecord(
@@ -124,8 +138,9 @@ export const purge = async (pool: Pool) => (await pool.query("DELETE FROM regist
  * Single node: every registration passes through this process, so memory is
  * authoritative once loaded from the record at start-up. Bounded: past `max`
  * entries the oldest registration is evicted (and its callbacks go to production).
+ * A registration is written to the record within `recordTimeoutMs`, or fails.
  */
-export async function memoryRegistry(pool: Pool, max: number): Promise<Registry> {
+export async function memoryRegistry(pool: Pool, max: number, recordTimeoutMs: number): Promise<Registry> {
   const entries = new Map<string, { env: string; expiresAt: number }>();
   const key = (rule: string, id: string) => `${rule}\u0000${id}`;
   const put = (k: string, env: string, expiresAt: number) => {
@@ -142,7 +157,7 @@ export async function memoryRegistry(pool: Pool, max: number): Promise<Registry>
   return {
     kind: "memory",
     async register(batch, alongside) {
-      await record(pool, batch, alongside);
+      await record(pool, recordTimeoutMs, batch, alongside);
       const now = Date.now();
       for (const x of batch.items) put(key(x.rule, x.id), batch.env, now + x.ttlSeconds * 1000);
     },

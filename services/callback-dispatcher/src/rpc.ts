@@ -25,7 +25,7 @@ const asPrecondition = (err: unknown) =>
   err instanceof AppError && err.status === 409 ? new AppError(412, "failed_precondition", err.message, err.details) : err;
 
 /** Connect RPCs: `curl -X POST -H 'content-type: application/json' -d '{"method":"POST","path":"/notify"}' .../ops.v1.CallbackDispatcherService/DryRun` */
-export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; replayer: Replayer; pool: Queryable }) {
+export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; replayer: Replayer; pool: Queryable; viaPseudonym: string }) {
   return rpcService({
     service: CallbackDispatcherService,
     access: { role: "viewer" },
@@ -97,6 +97,7 @@ export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; repl
           { method: (req.method || "POST").toUpperCase(), path: req.path, headers: req.headers, body: req.body },
           d.rules.current(),
           d.registry,
+          d.viaPseudonym,
         );
         return create(DryRunResponseSchema, result);
       },

@@ -36,8 +36,11 @@ export interface RuleSetSnapshot {
 
 export interface RuleSetCache {
   current(): RuleSetSnapshot;
-  /** Reloads when the stored version differs from the one in memory. */
-  refresh(): Promise<void>;
+  /**
+   * Reloads when the stored version differs from the one in memory; true once the rule set in force
+   * is the stored one as of the call, false when PostgreSQL could not be read (the previous one stays).
+   */
+  refresh(): Promise<boolean>;
   close(): void;
 }
 
@@ -101,23 +104,25 @@ export async function createRuleSetCache(o: {
     };
   }
 
-  const reload = async () => {
+  const reload = async (): Promise<boolean> => {
     try {
       const { rows } = await o.pool.query<{ version: string }>("SELECT version FROM rule_set_version");
-      if (Number(rows[0]!.version) === snapshot.version) return;
+      if (Number(rows[0]!.version) === snapshot.version) return true;
       snapshot = await load();
       o.onReload(snapshot);
       o.log.info({ version: snapshot.version, rules: snapshot.rules.length }, "rule set reloaded");
+      return true;
     } catch (err) {
       o.log.warn({ err: (err as Error).message }, "rule set refresh failed; keeping the previous one");
+      return false;
     }
   };
   // A reload already on its way may have read the rules before the caller's change was stored: the
   // caller waits for one that starts after it asked (callers meanwhile share it). Joining the one on
   // its way answered a PUT before its rule was in force, and registrations for it were ignored.
-  let refreshing: Promise<void> | undefined;
-  let next: Promise<void> | undefined;
-  const refresh = (): Promise<void> => {
+  let refreshing: Promise<boolean> | undefined;
+  let next: Promise<boolean> | undefined;
+  const refresh = (): Promise<boolean> => {
     if (!refreshing) {
       refreshing = reload().finally(() => {
         refreshing = undefined;

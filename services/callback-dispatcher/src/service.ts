@@ -64,7 +64,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
           schema: ctx.name,
           log: ctx.log,
         })
-      : await memoryRegistry(ctx.pool, config.REGISTRY_MEMORY_MAX);
+      : await memoryRegistry(ctx.pool, config.REGISTRY_MEMORY_MAX, config.REGISTRY_RECORD_TIMEOUT_MS);
     const purge = setInterval(
       () => void registry.purgeExpired().catch((err) => ctx.log.warn({ err }, "registration purge failed")),
       60_000,
@@ -159,12 +159,15 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       registry,
       recordTimeoutMs: config.REGISTRY_RECORD_TIMEOUT_MS,
       compileScript: scripts.compile,
+      viaPseudonym: config.VIA_PSEUDONYM,
     });
     registerDecisionRoutes(ctx.app, { pool: ctx.pool, replayer });
     registerDeliveryRoutes(ctx.app, { pool: ctx.pool, audit: ctx.audit, redriven: deliveryWorker.wake });
     registerAgentRoutes(ctx.app, {
       rules,
       registry,
+      roster,
+      recordTimeoutMs: config.REGISTRY_RECORD_TIMEOUT_MS,
       hold,
       metrics,
       bindings: config.AGENT_ENVIRONMENTS,
@@ -182,6 +185,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
           asyncIntake,
           metrics,
           extractLimitBytes: config.CALLBACK_EXTRACT_LIMIT_BYTES,
+          viaPseudonym: config.VIA_PSEUDONYM,
         },
         { log: ctx.log, recordRequest: ctx.recordRequest },
       ),
@@ -191,17 +195,17 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       "callback dispatcher ready",
     );
     return {
-      rpc: [dispatcherRpc({ rules, registry, replayer, pool: ctx.pool })],
+      rpc: [dispatcherRpc({ rules, registry, replayer, pool: ctx.pool, viaPseudonym: config.VIA_PSEUDONYM })],
       checks: {
         replicas: async () => {
           if (roster.conflict) throw new Error(roster.conflict);
         },
       },
       // Callbacks are routed from memory (rules, registrations, decisions queued): a database blip
-      // shows in /readyz but keeps the dispatcher in the load balancer. A replica without Redis
-      // beside others misroutes: out of the load balancer, the others (with Redis) take its traffic;
-      // those stay in, degraded, naming it.
-      nonCriticalChecks: ["postgres", "bus", ...(registry.kind === "redis" ? ["replicas"] : [])],
+      // shows in /readyz but keeps the dispatcher in the load balancer. So does a Redis outage: lookups
+      // fall back to the PostgreSQL record. A replica without Redis beside others misroutes: out of the
+      // load balancer, the others (with Redis) take its traffic; those stay in, degraded, naming it.
+      nonCriticalChecks: ["postgres", "bus", ...(registry.kind === "redis" ? ["redis", "replicas"] : [])],
     };
   },
 };

@@ -160,7 +160,10 @@ describe("asynchronous delivery across a crash", () => {
     assert.equal(completed!.status, 200);
     assert.notEqual(interrupted!.replica, completed!.replica, "another process finished it");
     // On record when it was made (by the replica killed), not when the restarted one found it a lease later.
-    assert.ok(Date.parse(interrupted!.at) <= killedAt, `interrupted attempt at ${interrupted!.at}, killed at ${new Date(killedAt).toISOString()}`);
+    assert.ok(
+      Date.parse(interrupted!.at) <= killedAt,
+      `interrupted attempt at ${interrupted!.at}, killed at ${new Date(killedAt).toISOString()}`,
+    );
     // Delivered is final: nothing claims it again.
     const { body: pending } = await second.api("GET", `${base}/deliveries?state=pending`);
     assert.deepEqual(pending.deliveries, []);

@@ -31,6 +31,8 @@ describe("callbacks as third parties really send them", () => {
     await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: `${sit.url}/app` });
     await d.api("PUT", "/_dispatcher/v1/environments/slow", { baseUrl: hanging.url });
     await d.api("PUT", "/_dispatcher/v1/environments/gone", { baseUrl: "http://127.0.0.1:1" });
+    // A mistake an operator can make: an environment pointing back at the dispatcher.
+    await d.api("PUT", "/_dispatcher/v1/environments/self", { baseUrl: d.url });
     const rule = (pattern: string, id: Record<string, unknown>, callback: Record<string, unknown> = {}) => ({
       interface: { pattern: "/api/x", id: { kind: "json", expr: "id" } },
       callback: { pattern, id, ...callback },
@@ -43,6 +45,7 @@ describe("callbacks as third parties really send them", () => {
       "cb-xml-big": rule("/cb/xml-big", { kind: "xml", expr: "xml.out_trade_no" }, { extractLimitBytes: 262_144 }),
       "cb-slow": rule("/cb/slow", { kind: "json", expr: "id" }),
       "cb-gone": rule("/cb/gone", { kind: "json", expr: "id" }),
+      "cb-loop": rule("/cb/loop", { kind: "json", expr: "id" }),
     };
     for (const [name, spec] of Object.entries(rules)) {
       const res = await d.api("PUT", `/_dispatcher/v1/rules/${name}`, spec);
@@ -57,6 +60,7 @@ describe("callbacks as third parties really send them", () => {
     assert.equal((await d.api("POST", "/_dispatcher/v1/registrations", { env: "sit", registrations })).status, 200);
     await d.api("POST", "/_dispatcher/v1/registrations", { env: "slow", registrations: [{ rule: "cb-slow", id: "SLOW" }] });
     await d.api("POST", "/_dispatcher/v1/registrations", { env: "gone", registrations: [{ rule: "cb-gone", id: "GONE" }] });
+    await d.api("POST", "/_dispatcher/v1/registrations", { env: "self", registrations: [{ rule: "cb-loop", id: "LOOP" }] });
   });
 
   after(async () => {
@@ -247,6 +251,95 @@ describe("callbacks as third parties really send them", () => {
     assert.equal(got.headers["x-forwarded-proto"], "http");
     assert.equal(got.headers["x-forwarded-for"], "10.9.9.9, 127.0.0.1");
     assert.equal(got.headers.forwarded, 'for=10.9.9.9;proto=https;host="internal", for=127.0.0.1;host="pay.example.com";proto=http');
+  });
+
+  test("a caller's Via is kept and the dispatcher's own entry appended", async () => {
+    const r = await send("/cb/json/via", Buffer.from('{"id":"R1"}'), { "content-type": "application/json", via: "1.1 edge-proxy" });
+    assert.equal(r.status, 200);
+    assert.equal(
+      sit.received.findLast((x) => x.url === "/app/cb/json/via")?.headers.via,
+      "1.1 edge-proxy, 1.1 opsplane-callback-dispatcher",
+    );
+  });
+
+  test("an environment pointing back at the dispatcher: one callback is answered 508 at once, two decisions, no loop", async () => {
+    const started = performance.now();
+    const r = await send("/cb/loop", Buffer.from('{"id":"LOOP"}'), { "content-type": "application/json", "x-request-id": "loop-1" });
+    const tookMs = performance.now() - started;
+    assert.equal(r.status, 508, r.text);
+    assert.equal(JSON.parse(r.text).error, "loop_detected");
+    assert.match(
+      JSON.parse(r.text).message,
+      /already passed through this dispatcher \(its Via header names opsplane-callback-dispatcher\)/,
+    );
+    assert.ok(tookMs < 1_000, `answered in ${Math.round(tookMs)} ms`);
+    // The callback that came back (refused, never forwarded), and the one that went out (its environment answered 508).
+    const decisions = await eventually("both decisions", async () => {
+      const { body } = await d.api("GET", "/_dispatcher/v1/decisions?requestId=loop-1", undefined, viewerKey);
+      const found = body.decisions as Decision[];
+      return found.length >= 2 ? found : undefined;
+    });
+    assert.deepEqual(decisions.map((x) => [x.reason, x.targetEnv ?? null, x.status]).sort(), [
+      ["forwarding_loop", null, 508],
+      ["registered", "self", 508],
+    ]);
+    assert.match(String(decisions.find((x) => x.reason === "forwarding_loop")?.detail), /Via header names opsplane-callback-dispatcher/);
+  });
+
+  test("a callback with more than 2000 headers reaches its environment with every one of them, its signature included", async () => {
+    const { port } = new URL(d.url);
+    const body = '{"id":"R1"}';
+    const answer = await new Promise<string>((resolve, reject) => {
+      // Written, not ended: a half-closed connection is no longer answered once the callback is forwarded.
+      const socket = net.connect(Number(port), "127.0.0.1", () =>
+        socket.write(
+          `POST /cb/json/many HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+            `${"x-pad: 1\r\n".repeat(2_100)}X-Signature: ${sign(secret, body)}\r\nConnection: close\r\n\r\n${body}`,
+        ),
+      );
+      let text = "";
+      socket.on("data", (c) => {
+        text += c;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 200/);
+    const got = reached(sit, "/app/cb/json/many", Buffer.from(body));
+    assert.ok(got, "sit got the callback with its signature");
+    assert.equal(String(got.headers["x-pad"]).split(", ").length, 2_100);
+  });
+
+  test("no callback is routed under /_audit/: the platform's prefix is answered by the dispatcher itself", async () => {
+    const before = sit.received.length + prod.received.length;
+    const r = await send("/_audit/x", Buffer.from('{"id":"R1"}'), { "content-type": "application/json" });
+    assert.equal(r.status, 404, r.text);
+    assert.deepEqual(JSON.parse(r.text), { error: "not_found", message: "no route POST /_audit/x" });
+    assert.equal(sit.received.length + prod.received.length, before, "nothing was forwarded");
+  });
+
+  test("a dry run of a callback the live path refuses reports that refusal, not a route", async () => {
+    const path = "/cb/json/%2e%2e/x";
+    const live = await send(path, Buffer.from('{"id":"R1"}'), { "content-type": "application/json" });
+    assert.equal(live.status, 400);
+    const dry = await d.api("POST", "/_dispatcher/v1/dry-run", { method: "POST", path, body: '{"id":"R1"}' }, viewerKey);
+    assert.equal(dry.status, 200);
+    assert.deepEqual(dry.body, {
+      rule: "",
+      objectId: "",
+      targetEnv: "",
+      targetUrl: "",
+      reason: "refused",
+      detail: `answered 400 (bad_request): ${JSON.parse(live.text).message}`,
+    });
+    const looped = await d.api(
+      "POST",
+      "/_dispatcher/v1/dry-run",
+      { method: "POST", path: "/cb/json/x", headers: { Via: "1.1 opsplane-callback-dispatcher" }, body: '{"id":"R1"}' },
+      viewerKey,
+    );
+    assert.equal(looped.body.reason, "forwarding_loop");
+    assert.match(String(looped.body.detail), /^answered 508 \(loop_detected\): /);
   });
 
   test("unknown rule and environment fields are refused, naming the field, not dropped", async () => {

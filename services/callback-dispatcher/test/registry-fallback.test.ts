@@ -126,6 +126,19 @@ test("with Redis partitioned away, a registration written to PostgreSQL answers 
   assert.equal(await routeOf("MOVED"), "uat");
 });
 
+test("with Redis partitioned away, /readyz stays 200, degraded naming redis, and answers within a probe's 1 s timeout", async () => {
+  const started = performance.now();
+  const res = await fetch(`${d!.url}/readyz`, { signal: AbortSignal.timeout(5_000) });
+  const tookMs = performance.now() - started;
+  const body = (await res.json()) as { status: string; failing: string[]; degraded: string[]; checks: Record<string, string> };
+  assert.equal(res.status, 200, JSON.stringify(body));
+  assert.equal(body.status, "degraded");
+  assert.deepEqual(body.failing, []);
+  assert.deepEqual(body.degraded, ["redis"]);
+  assert.match(body.checks.redis!, /no answer within/);
+  assert.ok(tookMs < 1_000, `answered in ${Math.round(tookMs)} ms`);
+});
+
 test("once Redis is back, it catches up with what was registered during the outage", async () => {
   proxy!.heal();
   await eventually("R2 in Redis", async () => (await direct!.exists(`${shared.prefix}reg:pay:R2`)) === 1);
@@ -211,6 +224,47 @@ test("PostgreSQL stalling: reading a registration on the operator API answers 50
   assert.equal(res.status, 200);
   const body = (await res.json()) as { env: string; registeredBy: string };
   assert.deepEqual([body.env, body.registeredBy], ["sit", "key:ops"]);
+});
+
+test("PostgreSQL stalling: a registration answers 503 within the record's deadline, stores nothing, and is stored once it answers", async () => {
+  const post = (id: string) =>
+    fetch(`${d!.url}/_dispatcher/v1/registrations`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ env: "sit", registrations: [{ rule: "pay", id }] }),
+      signal: AbortSignal.timeout(answerWithinMs),
+    });
+  const locker = new pg.Client({ connectionString: d!.databaseUrl });
+  await locker.connect();
+  try {
+    await locker.query("BEGIN");
+    await locker.query('LOCK TABLE "callback_dispatcher".registrations IN ACCESS EXCLUSIVE MODE');
+    const started = performance.now();
+    const res = await post("STALLED");
+    const tookMs = performance.now() - started;
+    const body = (await res.json()) as { error: string; message: string };
+    assert.equal(res.status, 503, JSON.stringify(body));
+    assert.ok(tookMs < recordTimeoutMs + 1_000, `answered in ${Math.round(tookMs)} ms`);
+    assert.equal(res.headers.get("retry-after"), "5");
+    assert.equal(body.error, "unavailable");
+    assert.equal(
+      body.message,
+      `registrations not stored: the PostgreSQL record did not answer within ${recordTimeoutMs} ms (REGISTRY_RECORD_TIMEOUT_MS); retry later`,
+    );
+  } finally {
+    await locker.query("ROLLBACK");
+    await locker.end();
+  }
+  // All or nothing: neither the registration nor its audit row was written.
+  const { rows } = await d!.svc.ctx.pool.query(
+    `SELECT (SELECT count(*) FROM registrations WHERE object_id = 'STALLED')::int AS registered,
+            (SELECT count(*) FROM audit_log WHERE action = 'registration.create' AND after::text LIKE '%STALLED%')::int AS audited`,
+  );
+  assert.deepEqual(rows[0], { registered: 0, audited: 0 });
+  assert.equal(await routeOf("STALLED"), "prod");
+  const res = await post("STALLED");
+  assert.deepEqual([res.status, await res.json()], [200, { registered: 1, ignoredRules: [] }]);
+  assert.equal(await routeOf("STALLED"), "sit");
 });
 
 test("with Redis cut off again, the service shuts down (its Redis clients do not wait for a reconnection)", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { eventually } from "@opsplane/testing";
-import { startDispatcher } from "./helpers/dispatcher.js";
+import { operatorKey, startDispatcher } from "./helpers/dispatcher.js";
 
 type Readiness = { status: string; checks: Record<string, string> };
 
@@ -50,5 +50,63 @@ describe("replicas sharing a database say so when one of them runs without Redis
     await second.svc.close();
     started.splice(1);
     await eventually("the replica left alone is ready again", async () => (await readiness(alone.url)).code === 200);
+  });
+});
+
+// Issue 16, item 5, continued: out of the load balancer, such a replica could still be reached by an agent
+// (configured with its address): it answered 200, and the replicas with Redis never saw those registrations.
+describe("a replica without Redis beside another refuses registrations while it is not ready", () => {
+  const beat = { REPLICA_HEARTBEAT_MS: "100" };
+  let alone: Awaited<ReturnType<typeof startDispatcher>>;
+  let second: Awaited<ReturnType<typeof startDispatcher>> | undefined;
+  after(async () => {
+    await second?.svc.close();
+    await alone?.close();
+  });
+
+  const register = (d: Awaited<ReturnType<typeof startDispatcher>>, id: string) =>
+    fetch(`${d.url}/_dispatcher/v1/registrations`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ env: "sit", registrations: [{ rule: "pay", id }] }),
+    });
+
+  test("503 naming the reason /readyz gives, nothing stored; registrations taken again once alone", async () => {
+    alone = await startDispatcher(beat, { redis: false });
+    for (const [name, production] of [
+      ["prod", true],
+      ["sit", false],
+    ] as const)
+      assert.equal(
+        (await alone.api("PUT", `/_dispatcher/v1/environments/${name}`, { baseUrl: `http://${name}.invalid`, production })).status,
+        200,
+      );
+    const rule = await alone.api("PUT", "/_dispatcher/v1/rules/pay", {
+      interface: { pattern: "/api/pay", id: { kind: "json", expr: "orderNo" } },
+      callback: { pattern: "/notify/pay", id: { kind: "json", expr: "orderNo" } },
+      ttlSeconds: 600,
+    });
+    assert.equal(rule.status, 200, JSON.stringify(rule.body));
+    second = await startDispatcher(beat, { redis: false, databaseUrl: alone.databaseUrl });
+    for (const d of [second, alone]) {
+      const reason = await eventually("the memory replica is out of the load balancer", async () => {
+        const now = await readiness(d.url);
+        return now.code === 503 ? now.checks.replicas : undefined;
+      });
+      const res = await register(d, "CONFLICT-1");
+      const body = (await res.json()) as { error: string; message: string };
+      assert.equal(res.status, 503, JSON.stringify(body));
+      assert.equal(res.headers.get("retry-after"), "5");
+      assert.equal(body.error, "unavailable");
+      assert.equal(body.message, `registrations not stored on this replica: ${reason}`);
+    }
+    const stored = await alone.api("GET", "/_dispatcher/v1/registrations/pay/CONFLICT-1");
+    assert.deepEqual([stored.body.env, stored.body.registeredBy], [null, null]);
+
+    await second.svc.close();
+    second = undefined;
+    await eventually("the replica left alone is ready again", async () => (await readiness(alone.url)).code === 200);
+    const res = await register(alone, "CONFLICT-1");
+    assert.deepEqual([res.status, await res.json()], [200, { registered: 1, ignoredRules: [] }]);
   });
 });

@@ -77,3 +77,99 @@ describe("a saved rule is in force once its PUT answers", () => {
     );
   });
 });
+
+// A rule saved on replica A, then at once an agent's registration for it sent to replica B: B had not polled
+// the change yet, answered 200 with the rule in ignoredRules, and the callback went to production.
+describe("a registration sent to another replica right after a change is decided by the stored rule set", () => {
+  const recordTimeoutMs = 300;
+  let a: Awaited<ReturnType<typeof startDispatcher>>;
+  let b: Awaited<ReturnType<typeof startDispatcher>>;
+  let prod: Awaited<ReturnType<typeof startSignedStub>>;
+  let sit: Awaited<ReturnType<typeof startSignedStub>>;
+
+  before(async () => {
+    prod = await startSignedStub("prod", secret);
+    sit = await startSignedStub("sit", secret);
+    // No polling: B learns of A's changes only when it asks.
+    a = await startDispatcher({ RULES_POLL_MS: "600000" });
+    assert.equal((await a.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true })).status, 200);
+    assert.equal((await a.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url })).status, 200);
+    b = await startDispatcher(
+      {
+        RULES_POLL_MS: "600000",
+        REDIS_KEY_PREFIX: a.svc.ctx.config.REDIS_KEY_PREFIX,
+        REGISTRY_RECORD_TIMEOUT_MS: String(recordTimeoutMs),
+        // Out of reach: only the record's own deadline can end a stalled check.
+        DATABASE_QUERY_TIMEOUT_MS: "600000",
+      },
+      { databaseUrl: a.databaseUrl },
+    );
+  });
+
+  after(async () => {
+    await b?.svc.close();
+    await a?.close();
+    await Promise.all([prod?.close(), sit?.close()]);
+  });
+
+  const rule = (name: string) => ({
+    interface: { pattern: `/api/${name}`, id: { kind: "json", expr: "id" } },
+    callback: { pattern: `/cb/${name}`, id: { kind: "json", expr: "id" } },
+    ttlSeconds: 600,
+  });
+  const register = (env: string, rule: string, id: string) =>
+    b.api("POST", "/_dispatcher/v1/registrations", { env, registrations: [{ rule, id }] });
+
+  test("a rule saved on A: its id registered on B is stored and its callback reaches the test environment", async () => {
+    assert.equal((await a.api("PUT", "/_dispatcher/v1/rules/newr", rule("newr"))).status, 200);
+    const registered = await register("sit", "newr", "N1");
+    assert.deepEqual(registered.body, { registered: 1, ignoredRules: [] });
+    const body = '{"id":"N1"}';
+    const res = await fetch(`${b.url}/cb/newr`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-signature": sign(secret, body) },
+      body,
+    });
+    await res.arrayBuffer();
+    assert.equal(res.headers.get("x-served-by"), "sit");
+    // A rule no replica has is still ignored.
+    assert.deepEqual((await register("sit", "nope", "N2")).body, { registered: 0, ignoredRules: ["nope"] });
+  });
+
+  test("an environment created on A, or its id patterns widened there, is not refused for good on B", async () => {
+    assert.equal((await a.api("PUT", "/_dispatcher/v1/environments/sit2", { baseUrl: sit.url })).status, 200);
+    const created = await register("sit2", "newr", "N3");
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    // B saves the narrow patterns (and so reloads them), A widens them.
+    const narrow = await b.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url, idPatterns: { "*": "OLD-[0-9]+" } });
+    assert.equal(narrow.status, 200);
+    assert.equal(
+      (await a.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url, idPatterns: { "*": "(OLD|NEW)-[0-9]+" } })).status,
+      200,
+    );
+    const widened = await register("sit", "newr", "NEW-1");
+    assert.deepEqual([widened.status, widened.body], [200, { registered: 1, ignoredRules: [] }]);
+    assert.equal((await register("sit", "newr", "OTHER-1")).body.error, "id_not_claimable");
+  });
+
+  test("while the rule set cannot be read, a registration naming a rule B does not know is 503 within the deadline, not ignored", async () => {
+    assert.equal((await a.api("PUT", "/_dispatcher/v1/rules/late", rule("late"))).status, 200);
+    const locker = new pg.Client({ connectionString: a.databaseUrl });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE callback_dispatcher.rule_set_version IN ACCESS EXCLUSIVE MODE");
+      const started = performance.now();
+      const stalled = await register("sit", "late", "NEW-2");
+      const tookMs = performance.now() - started;
+      assert.equal(stalled.status, 503, JSON.stringify(stalled.body));
+      assert.ok(tookMs < recordTimeoutMs + 1_000, `answered in ${Math.round(tookMs)} ms`);
+      assert.match(String(stalled.body.message), /rule set could not be checked against PostgreSQL/);
+      assert.match(String(stalled.body.message), new RegExp(`within ${recordTimeoutMs} ms \\(REGISTRY_RECORD_TIMEOUT_MS\\)`));
+    } finally {
+      await locker.query("ROLLBACK");
+      await locker.end();
+    }
+    assert.deepEqual((await register("sit", "late", "NEW-2")).body, { registered: 1, ignoredRules: [] });
+  });
+});

@@ -40,7 +40,7 @@ describe("a callback whose script the sandbox cannot run", () => {
     assert.equal(registered.body.registered, 1);
 
     pool = new pg.Pool({ connectionString: d.databaseUrl, options: "-c search_path=callback_dispatcher" });
-    registry = await memoryRegistry(pool, 1000);
+    registry = await memoryRegistry(pool, 1000, 2000);
     scripts = await createSandboxScripts({ timeLimitMs: 1000 });
     const environments = new Map<string, Environment>(
       (await pool.query<Environment>(`SELECT ${environmentColumns} FROM environments`)).rows.map((e) => [e.name, e]),

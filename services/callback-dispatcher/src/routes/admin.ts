@@ -18,6 +18,8 @@ export interface AdminDeps {
   /** How long an operator's read of the registrations record may take (REGISTRY_RECORD_TIMEOUT_MS). */
   recordTimeoutMs: number;
   compileScript: ScriptCompiler;
+  /** VIA_PSEUDONYM: a dry run of a callback carrying it says it would be refused as a loop. */
+  viaPseudonym: string;
 }
 
 /** Operators' REST API: environments, rules (validated, versioned, audited), decisions, dry runs. */
@@ -110,6 +112,6 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
   );
 
   app.post(`${base}/dry-run`, { config: { access: { role: "viewer" } }, schema: { body: DryRunBody } }, async (req) =>
-    dryRun(req.body, d.rules.current(), d.registry),
+    dryRun(req.body, d.rules.current(), d.registry, d.viaPseudonym),
   );
 }

@@ -1,15 +1,19 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type Logger, type RecordRequest, requestIdFrom } from "@opsplane/platform";
-import { answerError, type DispatchDeps, dispatch } from "../dispatch.js";
-import { hasDotSegment } from "../dot-segments.js";
+import { refusalOf } from "../callback-refusal.js";
+import { answerError, type DispatchDeps, dispatch, refuseLoop } from "../dispatch.js";
+import { viaNames } from "../via.js";
 
-/** Paths the dispatcher keeps for itself (fastify serves them); a callback can never be routed there. */
-export const reservedPrefixes = ["/_dispatcher/", "/ops.v1."];
+/**
+ * Paths the dispatcher keeps for itself (fastify serves them, a 404 for one it has no route for); a
+ * callback can never be routed there. `/_audit/` is the platform's (the audit trail's query).
+ */
+export const reservedPrefixes = ["/_dispatcher/", "/ops.v1.", "/_audit/"];
 const ownPaths = new Set(["/healthz", "/readyz", "/metrics"]);
 
-/** Whether fastify serves this request target: the dispatcher's API, Connect RPCs, health and metrics. */
+/** Whether fastify serves this request target: the dispatcher's API, Connect RPCs, the audit trail, health and metrics. */
 export function isOwnPath(url: string): boolean {
-  if (url.startsWith("/_dispatcher/") || url.startsWith("/ops.v1.")) return true;
+  if (url.startsWith("/_dispatcher/") || url.startsWith("/ops.v1.") || url.startsWith("/_audit/")) return true;
   const q = url.indexOf("?");
   return ownPaths.has(q < 0 ? url : url.slice(0, q));
 }
@@ -30,13 +34,18 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
     const url = req.url ?? "/";
     if (isOwnPath(url)) return false;
     const started = performance.now();
-    const { requestId, hosts } = scanHeaders(req.rawHeaders);
+    const { requestId, hosts, via } = scanHeaders(req.rawHeaders);
     const method = req.method ?? "GET";
     const refusal = refusalOf(url, hosts);
     if (refusal) {
       req.resume();
       answerError(res, 400, requestId, "bad_request", refusal);
       o.recordRequest(method, callbackRoute, 400, (performance.now() - started) / 1000);
+      return true;
+    }
+    if (via !== undefined && viaNames(via, deps.viaPseudonym)) {
+      const status = refuseLoop(deps, req, res, requestId, started);
+      o.recordRequest(method, callbackRoute, status, (performance.now() - started) / 1000);
       return true;
     }
     void serve(deps, o, req, res, requestId, method, started);
@@ -69,27 +78,17 @@ async function serve(
 /**
  * One pass over the raw header list: the request id (the caller's `X-Request-Id` when the kit's
  * `requestIdFrom` accepts it: at most 128 characters of `A-Za-z0-9._:+=/-`, else a new UUID, as on
- * the platform's own routes) and how many `Host` headers came.
+ * the platform's own routes), how many `Host` headers came, and the `Via` entries (joined).
  */
-function scanHeaders(raw: string[]): { requestId: string; hosts: number } {
+function scanHeaders(raw: string[]): { requestId: string; hosts: number; via: string | undefined } {
   let given: string | undefined;
   let hosts = 0;
+  let via: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.length === 4 && name.toLowerCase() === "host") hosts++;
+    else if (name.length === 3 && name.toLowerCase() === "via") via = via === undefined ? raw[i + 1] : `${via}, ${raw[i + 1]}`;
     else if (given === undefined && name.length === 12 && name.toLowerCase() === "x-request-id") given = raw[i + 1];
   }
-  return { requestId: requestIdFrom(given), hosts };
-}
-
-/** Why a request cannot be a callback, if it cannot (answered 400, nothing forwarded or recorded). */
-function refusalOf(url: string, hosts: number): string | undefined {
-  // Absolute-form targets (`POST http://elsewhere/…`) are proxy requests, never platform callbacks.
-  if (!url.startsWith("/")) return "request target must be a path (origin-form)";
-  // RFC 9112 §3.2: a request with more than one Host is answered 400; which one would the upstream believe?
-  if (hosts > 1) return "request has more than one Host header";
-  const q = url.indexOf("?");
-  if (hasDotSegment(q < 0 ? url : url.slice(0, q)))
-    return "request path has a dot segment (. or .., plain or percent-encoded); it would leave the environment's path prefix";
-  return undefined;
+  return { requestId: requestIdFrom(given), hosts, via };
 }

@@ -42,6 +42,8 @@ export async function startSignedStub(name: string, secret: string, opts: { hang
       res.end(JSON.stringify({ ok: true, env: name }));
     });
   });
+  // Every header is read, as the dispatcher forwards them (by default Node keeps about the first thousand).
+  server.maxHeadersCount = 0;
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,

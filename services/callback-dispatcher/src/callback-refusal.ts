@@ -1,0 +1,16 @@
+import { hasDotSegment } from "./dot-segments.js";
+
+/**
+ * Why a request cannot be a callback, if it cannot: answered 400, nothing forwarded or recorded.
+ * The live path and the dry run ask the same question.
+ */
+export function refusalOf(url: string, hosts: number): string | undefined {
+  // Absolute-form targets (`POST http://elsewhere/…`) are proxy requests, never platform callbacks.
+  if (!url.startsWith("/")) return "request target must be a path (origin-form)";
+  // RFC 9112 §3.2: a request with more than one Host is answered 400; which one would the upstream believe?
+  if (hosts > 1) return "request has more than one Host header";
+  const q = url.indexOf("?");
+  if (hasDotSegment(q < 0 ? url : url.slice(0, q)))
+    return "request path has a dot segment (. or .., plain or percent-encoded); it would leave the environment's path prefix";
+  return undefined;
+}
