@@ -145,8 +145,33 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
       });
   };
 
+  // Missed writes of every replica, counted in the record: a replica cut off from Redis cannot delete
+  // the marker itself, so each replica that reaches Redis deletes it when the count has grown.
+  const missedCount = async () =>
+    (await o.pool.query<{ count: string }>("SELECT count::text AS count FROM registry_missed_writes")).rows[0]!.count;
+  // Unknown (PostgreSQL did not answer at start): the first count read is taken as grown.
+  let missedSeen = await missedCount().catch(() => undefined);
+  let following = false;
+  async function followMissedWrites(): Promise<void> {
+    if (following) return;
+    following = true;
+    try {
+      const count = await missedCount();
+      if (count === missedSeen) return;
+      await timed(redis.del(warmKey, warmingKey));
+      // Only once the marker is gone: a replica that cannot delete it tries again at the next check.
+      missedSeen = count;
+      startWarm();
+    } catch {
+      // PostgreSQL or Redis not answering: the next check tries again.
+    } finally {
+      following = false;
+    }
+  }
+
   // Without traffic too: Redis that lost its data is warmed again, and a missed write is caught up.
   const checkTimer = setInterval(() => {
+    void followMissedWrites();
     if (missedWrites) return startWarm();
     timed(redis.exists(warmKey)).then(
       (n) => n === 0 && startWarm(),
@@ -229,6 +254,13 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
           { err: (err as Error).message, env: batch.env, count: written.length },
           "registry: Redis missed a registration; warming again once it answers",
         );
+        // Cut off from Redis alone, this replica could not make the others distrust it: they learn it
+        // from the record at their next check (REGISTRY_WARM_CHECK_MS) and delete the marker themselves.
+        await withDeadline(
+          o.pool.query("UPDATE registry_missed_writes SET count = count + 1"),
+          o.recordTimeoutMs,
+          () => new Error(`no answer within ${o.recordTimeoutMs} ms`),
+        ).catch((e: Error) => o.log.warn({ err: e.message }, "registry: the missed write could not be counted in the record"));
         startWarm();
       }
     },
