@@ -9,6 +9,8 @@ export interface CuttableProxy {
   dropConnections(): void;
   /** Ends the partition: new connections pass, and those opened across it are reset (as after a real one). */
   heal(): void;
+  /** A slow peer: from now on every answer arrives `ms` later (0: at once again), in order while `ms` stays the same. */
+  delayAnswers(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -18,6 +20,7 @@ export interface CuttableProxy {
  */
 export async function startCuttableProxy(targetHost: string, targetPort: number): Promise<CuttableProxy> {
   let blackholed = false;
+  let answerDelayMs = 0;
   const sockets = new Set<net.Socket>();
   const track = (s: net.Socket) => {
     sockets.add(s);
@@ -35,7 +38,10 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
       if (!blackholed) upstream.write(chunk);
     });
     upstream.on("data", (chunk) => {
-      if (!blackholed) client.write(chunk);
+      if (blackholed) return;
+      // Timers of one delay fire in the order they were set: the answers keep theirs.
+      if (answerDelayMs) setTimeout(() => blackholed || client.write(chunk), answerDelayMs);
+      else client.write(chunk);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -51,6 +57,9 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
     heal: () => {
       blackholed = false;
       dropConnections();
+    },
+    delayAnswers: (ms) => {
+      answerDelayMs = ms;
     },
     close: async () => {
       dropConnections();

@@ -200,13 +200,29 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   type Pending = { rule: string; id: string; resolve(env: string | undefined): void; reject(err: unknown): void };
   let batch: Pending[] | undefined;
   let inFlight = false;
-  const answerFromRecord = (pending: Pending[]) =>
+  // Redis's values, unless its miss cannot be trusted (no warm marker, or a write this process missed).
+  const trusted = ([marker, ...values]: Array<string | null>) => (marker === null || missedWrites ? undefined : values);
+  const resolveFrom = (pending: Pending[], values: Array<string | null>) => {
+    // "<version> <env>"; a value written before versions were kept is the env alone.
+    for (let i = 0; i < pending.length; i++) {
+      const v = values[i];
+      pending[i]!.resolve(v == null ? undefined : v.slice(v.indexOf(" ") + 1));
+    }
+  };
+  /**
+   * The record answers for Redis. When it cannot and Redis was only late (`lateRedis`: the MGET given up
+   * on, still on its way), Redis's answer is taken if it comes within the record's deadline: one slow
+   * Redis call while PostgreSQL is down must not send registered callbacks to production.
+   */
+  const answerFromRecord = (pending: Pending[], lateRedis?: Promise<Array<string | null>>) =>
     fromRecord(pending).then(
       (envs) => {
         for (const x of pending) x.resolve(envs.get(key(x.rule, x.id)));
       },
-      // Neither copy answers: the callback goes to production as `registry_unavailable`.
-      (err) => {
+      async (err) => {
+        const late = lateRedis && (await withDeadline(lateRedis, o.recordTimeoutMs, () => err).then(trusted, () => undefined));
+        if (late) return resolveFrom(pending, late);
+        // Neither copy answers: the callback goes to production as `registry_unavailable`.
         for (const x of pending) x.reject(err);
       },
     );
@@ -220,22 +236,18 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
       inFlight = false;
       if (batch) setImmediate(flush);
     };
-    timed(redis.mget(warmKey, ...pending.map((x) => key(x.rule, x.id)))).then(
-      ([marker, ...values]) => {
+    const asked = redis.mget(warmKey, ...pending.map((x) => key(x.rule, x.id)));
+    timed(asked).then(
+      (answer) => {
         next();
-        if (marker === null || missedWrites) {
-          startWarm();
-          return answerFromRecord(pending);
-        }
-        // "<version> <env>"; a value written before versions were kept is the env alone.
-        for (let i = 0; i < pending.length; i++) {
-          const v = values[i];
-          pending[i]!.resolve(v == null ? undefined : v.slice(v.indexOf(" ") + 1));
-        }
+        const values = trusted(answer);
+        if (values) return resolveFrom(pending, values);
+        startWarm();
+        return answerFromRecord(pending);
       },
       () => {
         next();
-        return answerFromRecord(pending);
+        return answerFromRecord(pending, asked);
       },
     );
   };
