@@ -9,6 +9,8 @@ export function refusalOf(url: string, hosts: number): string | undefined {
   if (!url.startsWith("/")) return "request target must be a path (origin-form)";
   // RFC 9112 §3.2: a request with more than one Host is answered 400; which one would the upstream believe?
   if (hosts > 1) return "request has more than one Host header";
+  // RFC 9112 §3.2: a fragment is never sent; servers that cut the target at `#` and those that do not read different paths.
+  if (url.includes("#")) return "request target has a fragment (#), which HTTP never sends";
   const q = url.indexOf("?");
   if (hasDotSegment(q < 0 ? url : url.slice(0, q)))
     return "request path has a dot segment (. or .., plain or percent-encoded); it would leave the environment's path prefix";

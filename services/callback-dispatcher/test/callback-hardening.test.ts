@@ -175,11 +175,23 @@ describe("callbacks as third parties really send them", () => {
       "/cb/json/%252e%252e/%252e%252e/admin",
       "/cb/json/..%2f..%2fadmin",
       "/cb/json/..%5c..%5cadmin",
+      // Spellings some servers still read as "..": a NUL or a control character dropped, IIS's %u, overlong UTF-8.
+      "/cb/json/..%00/..%00/admin",
+      "/cb/json/..%00x/..%00x/admin",
+      "/cb/json/.%00./.%00./admin",
+      "/cb/json/.%09./.%09./admin",
+      "/cb/json/%u002e%u002e/%u002e%u002e/admin",
+      "/cb/json/%c0%ae%c0%ae/%c0%ae%c0%ae/admin",
+      "/cb/json/%e0%80%ae%e0%80%ae/admin",
     ]) {
       const r = await send(path, Buffer.from('{"id":"R1"}'), { "content-type": "application/json" });
       assert.equal(r.status, 400, path);
       assert.match(r.text, /dot segment/, path);
     }
+    // A fragment is never sent over HTTP; a server that cuts the target there, or not, reads another path.
+    const fragment = await send("/cb/json/x#/../../admin", Buffer.from('{"id":"R1"}'), { "content-type": "application/json" });
+    assert.equal(fragment.status, 400);
+    assert.match(fragment.text, /fragment/);
     assert.equal(sit.received.length + prod.received.length, before, "nothing was forwarded");
     // An ordinary dot in a segment is fine.
     const ok = await send("/cb/json/notify.do", Buffer.from('{"id":"R1"}'), { "content-type": "application/json" });
