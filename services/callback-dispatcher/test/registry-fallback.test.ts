@@ -61,6 +61,20 @@ async function loseRedisData(): Promise<void> {
   assert.ok(deleted > 0, "the registrations were in Redis before");
 }
 
+/** Runs `fn` while another session holds the record's table: every query on it waits on the lock (PostgreSQL stalled). */
+async function whileRegistrationsLocked(fn: () => Promise<void>): Promise<void> {
+  const locker = new pg.Client({ connectionString: d!.databaseUrl });
+  await locker.connect();
+  try {
+    await locker.query("BEGIN");
+    await locker.query('LOCK TABLE "callback_dispatcher".registrations IN ACCESS EXCLUSIVE MODE');
+    await fn();
+  } finally {
+    await locker.query("ROLLBACK");
+    await locker.end();
+  }
+}
+
 before(async () => {
   direct = new Redis(shared.url);
   proxy = await startCuttableProxy(sharedUrl.hostname, Number(sharedUrl.port || 6379));
@@ -151,11 +165,7 @@ test("once Redis is back, it catches up with what was registered during the outa
 
 test("Redis cold or cut off while PostgreSQL stalls: callbacks are answered within the record's deadline, and route again once it answers", async () => {
   // Another session holds the record's table: every lookup from the record waits on the lock.
-  const locker = new pg.Client({ connectionString: d!.databaseUrl });
-  await locker.connect();
-  try {
-    await locker.query("BEGIN");
-    await locker.query('LOCK TABLE "callback_dispatcher".registrations IN ACCESS EXCLUSIVE MODE');
+  await whileRegistrationsLocked(async () => {
     const answeredInTime = async (orderNo: string, requestId: string) => {
       const started = performance.now();
       const served = await routeOf(orderNo, requestId);
@@ -178,10 +188,7 @@ test("Redis cold or cut off while PostgreSQL stalls: callbacks are answered with
     // Redis not answering at all.
     proxy!.blackhole();
     await answeredInTime("R1", "stalled-cut-1");
-  } finally {
-    await locker.query("ROLLBACK");
-    await locker.end();
-  }
+  });
   assert.equal(await routeOf("R1"), "sit");
   assert.equal(await routeOf("NEVER-REGISTERED"), "prod");
   proxy!.heal();
@@ -195,11 +202,7 @@ test("PostgreSQL stalling: reading a registration on the operator API answers 50
       headers: { authorization: `Bearer ${viewerKey}` },
       signal: AbortSignal.timeout(answerWithinMs),
     });
-  const locker = new pg.Client({ connectionString: d!.databaseUrl });
-  await locker.connect();
-  try {
-    await locker.query("BEGIN");
-    await locker.query('LOCK TABLE "callback_dispatcher".registrations IN ACCESS EXCLUSIVE MODE');
+  await whileRegistrationsLocked(async () => {
     // Redis warm (only who registered it and when come from the record), then cold (where it routes too).
     for (const redis of ["warm", "cold"]) {
       if (redis === "cold") await loseRedisData();
@@ -216,10 +219,7 @@ test("PostgreSQL stalling: reading a registration on the operator API answers 50
         new RegExp(`PostgreSQL record did not answer within ${recordTimeoutMs} ms \\(REGISTRY_RECORD_TIMEOUT_MS\\)`),
       );
     }
-  } finally {
-    await locker.query("ROLLBACK");
-    await locker.end();
-  }
+  });
   const res = await read();
   assert.equal(res.status, 200);
   const body = (await res.json()) as { env: string; registeredBy: string };
@@ -234,11 +234,7 @@ test("PostgreSQL stalling: a registration answers 503 within the record's deadli
       body: JSON.stringify({ env: "sit", registrations: [{ rule: "pay", id }] }),
       signal: AbortSignal.timeout(answerWithinMs),
     });
-  const locker = new pg.Client({ connectionString: d!.databaseUrl });
-  await locker.connect();
-  try {
-    await locker.query("BEGIN");
-    await locker.query('LOCK TABLE "callback_dispatcher".registrations IN ACCESS EXCLUSIVE MODE');
+  await whileRegistrationsLocked(async () => {
     const started = performance.now();
     const res = await post("STALLED");
     const tookMs = performance.now() - started;
@@ -251,10 +247,7 @@ test("PostgreSQL stalling: a registration answers 503 within the record's deadli
       body.message,
       `registrations not stored: the PostgreSQL record did not answer within ${recordTimeoutMs} ms (REGISTRY_RECORD_TIMEOUT_MS); retry later`,
     );
-  } finally {
-    await locker.query("ROLLBACK");
-    await locker.end();
-  }
+  });
   // All or nothing: neither the registration nor its audit row was written.
   const { rows } = await d!.svc.ctx.pool.query(
     `SELECT (SELECT count(*) FROM registrations WHERE object_id = 'STALLED')::int AS registered,

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type CuttableProxy, createTestDatabase, proxiedUrl, testRedis } from "@opsplane/testing";
-import { Redis } from "ioredis";
 import { startDispatcher } from "./helpers/dispatcher.js";
-import { sign, startSignedStub } from "./helpers/signed-stub.js";
+import { dropPrefix, routeOf, setUpPay } from "./helpers/pay-route.js";
+import { startSignedStub } from "./helpers/signed-stub.js";
 
 // PostgreSQL cut off and Redis answering, but later than REGISTRY_REDIS_TIMEOUT_MS (a busy Redis, a GC
 // pause): each lookup gave up on Redis, found the record down too, and sent a registered callback to
@@ -18,19 +18,6 @@ let d: Awaited<ReturnType<typeof startDispatcher>> | undefined;
 let prod: Awaited<ReturnType<typeof startSignedStub>> | undefined;
 let sit: Awaited<ReturnType<typeof startSignedStub>> | undefined;
 
-async function routeOf(orderNo: string): Promise<string> {
-  const body = Buffer.from(JSON.stringify({ orderNo }));
-  const res = await fetch(`${d!.url}/notify/pay`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-signature": sign("s", body) },
-    body,
-    signal: AbortSignal.timeout(5_000),
-  });
-  assert.equal(res.status, 200);
-  await res.arrayBuffer();
-  return res.headers.get("x-served-by") ?? "";
-}
-
 before(async () => {
   db = await createTestDatabase();
   const pgVia = await proxiedUrl(db.url, 5432);
@@ -43,18 +30,8 @@ before(async () => {
     { REDIS_URL: redisVia.url, REDIS_KEY_PREFIX: shared.prefix, REGISTRY_RECORD_TIMEOUT_MS: String(recordTimeoutMs) },
     { databaseUrl: pgVia.url },
   );
-  await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
-  await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url });
-  await d.api("PUT", "/_dispatcher/v1/rules/pay", {
-    interface: { pattern: "/api/pay", id: { kind: "json", expr: "orderNo" } },
-    callback: { pattern: "/notify/pay", id: { kind: "json", expr: "orderNo" } },
-    ttlSeconds: 600,
-  });
-  assert.equal(
-    (await d.api("POST", "/_dispatcher/v1/registrations", { env: "sit", registrations: [{ rule: "pay", id: "L1" }] })).status,
-    200,
-  );
-  assert.equal(await routeOf("L1"), "sit");
+  await setUpPay(d.api, { prod: prod.url, sit: sit.url }, ["L1"]);
+  assert.equal(await routeOf(d!.url, "L1"), "sit");
 });
 
 after(async () => {
@@ -66,18 +43,15 @@ after(async () => {
   await db?.drop();
   await prod?.close();
   await sit?.close();
-  const direct = new Redis(shared.url);
-  for await (const keys of direct.scanStream({ match: `${shared.prefix}*`, count: 500 }) as AsyncIterable<string[]>)
-    if (keys.length) await direct.del(...keys);
-  direct.disconnect();
+  await dropPrefix(shared.url, shared.prefix);
 });
 
 test("PostgreSQL cut off and Redis answering late: registered callbacks still reach sit, from Redis's late answer", async () => {
   pgProxy!.blackhole();
   redisProxy!.delayAnswers(150);
   const started = performance.now();
-  assert.equal(await routeOf("L1"), "sit");
-  assert.equal(await routeOf("NEVER-REGISTERED"), "prod");
+  assert.equal(await routeOf(d!.url, "L1"), "sit");
+  assert.equal(await routeOf(d!.url, "NEVER-REGISTERED"), "prod");
   // Bounded all the same: Redis's deadline, the record's, then Redis's late answer.
   assert.ok(performance.now() - started < 2 * (50 + recordTimeoutMs + 150) + 1_000);
 });

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type CuttableProxy, eventually, startCuttableProxy, testRedis } from "@opsplane/testing";
-import { Redis } from "ioredis";
 import { startDispatcher } from "./helpers/dispatcher.js";
-import { sign, startSignedStub } from "./helpers/signed-stub.js";
+import { dropPrefix, routeOf, setUpPay } from "./helpers/pay-route.js";
+import { startSignedStub } from "./helpers/signed-stub.js";
 
 // Two replicas on one database and one Redis, the second reaching Redis through a proxy this test cuts:
 // a partition of that replica alone. What it registers meanwhile is in the record but not in Redis, and
@@ -19,19 +19,6 @@ let b: Awaited<ReturnType<typeof startDispatcher>> | undefined;
 let prod: Awaited<ReturnType<typeof startSignedStub>> | undefined;
 let sit: Awaited<ReturnType<typeof startSignedStub>> | undefined;
 
-async function routeOf(url: string, orderNo: string): Promise<string> {
-  const body = Buffer.from(JSON.stringify({ orderNo }));
-  const res = await fetch(`${url}/notify/pay`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-signature": sign("s", body) },
-    body,
-    signal: AbortSignal.timeout(5_000),
-  });
-  assert.equal(res.status, 200);
-  await res.arrayBuffer();
-  return res.headers.get("x-served-by") ?? "";
-}
-
 before(async () => {
   proxy = await startCuttableProxy(sharedUrl.hostname, Number(sharedUrl.port || 6379));
   prod = await startSignedStub("prod", "s");
@@ -39,18 +26,8 @@ before(async () => {
   const env = { REDIS_KEY_PREFIX: shared.prefix, REGISTRY_WARM_CHECK_MS: String(warmCheckMs) };
   a = await startDispatcher({ ...env, REDIS_URL: shared.url });
   b = await startDispatcher({ ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` }, { databaseUrl: a.databaseUrl });
-  await a.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
-  await a.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url });
-  await a.api("PUT", "/_dispatcher/v1/rules/pay", {
-    interface: { pattern: "/api/pay", id: { kind: "json", expr: "orderNo" } },
-    callback: { pattern: "/notify/pay", id: { kind: "json", expr: "orderNo" } },
-    ttlSeconds: 600,
-  });
   // Both warm: a miss is trusted on both.
-  assert.equal(
-    (await a.api("POST", "/_dispatcher/v1/registrations", { env: "sit", registrations: [{ rule: "pay", id: "W1" }] })).status,
-    200,
-  );
+  await setUpPay(a.api, { prod: prod.url, sit: sit.url }, ["W1"]);
   await eventually(
     "W1 routed to sit by both replicas",
     async () => (await routeOf(a!.url, "W1")) === "sit" && (await routeOf(b!.url, "W1")) === "sit",
@@ -63,10 +40,7 @@ after(async () => {
   await proxy?.close();
   await prod?.close();
   await sit?.close();
-  const direct = new Redis(shared.url);
-  for await (const keys of direct.scanStream({ match: `${shared.prefix}*`, count: 500 }) as AsyncIterable<string[]>)
-    if (keys.length) await direct.del(...keys);
-  direct.disconnect();
+  await dropPrefix(shared.url, shared.prefix);
 });
 
 test("a registration on a replica cut off from Redis reaches the other replicas' routing within the warm check", async () => {

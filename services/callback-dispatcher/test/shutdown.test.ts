@@ -4,6 +4,7 @@ import { eventually, testRedis } from "@opsplane/testing";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { startDispatcher } from "./helpers/dispatcher.js";
+import { setUpPay } from "./helpers/pay-route.js";
 import { sign, startSignedStub } from "./helpers/signed-stub.js";
 
 const shutdownTimeoutMs = 4_000;
@@ -30,17 +31,7 @@ test("a caller that left while its callback was being routed does not hold the s
     await sit.close();
     direct.disconnect();
   });
-  await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
-  await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url });
-  await d.api("PUT", "/_dispatcher/v1/rules/pay", {
-    interface: { pattern: "/api/pay", id: { kind: "json", expr: "orderNo" } },
-    callback: { pattern: "/notify/pay", id: { kind: "json", expr: "orderNo" } },
-    ttlSeconds: 600,
-  });
-  assert.equal(
-    (await d.api("POST", "/_dispatcher/v1/registrations", { env: "sit", registrations: [{ rule: "pay", id: "R1" }] })).status,
-    200,
-  );
+  await setUpPay(d.api, { prod: prod.url, sit: sit.url }, ["R1"]);
 
   // Redis cold (its data lost, the warm marker with it) and the record locked: the lookup waits.
   await locker.connect();
