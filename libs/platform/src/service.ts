@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
+import type { Duplex } from "node:stream";
 import { create } from "@bufbuild/protobuf";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
@@ -175,6 +176,13 @@ export async function startService<E extends ConfigShape>(
   // and drops the rest without a word: a signature header past them was lost. Unlimited, every header
   // is kept and the header section's size bounds them (`maxHeaderSize`, 16 KiB: larger is a 431).
   app.server.maxHeadersCount = 0;
+  // Without a listener, Node closes a CONNECT's connection without a word; the caller is told instead.
+  app.server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
+    const body = JSON.stringify({ error: "method_not_allowed", message: "CONNECT is not served here: this is not a proxy" });
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
   installRequestIdHeader(app);
   // Connections that were busy when shutdown began would otherwise stay open, idle, until the
   // keep-alive timeout (72 s), holding app.close() past SHUTDOWN_TIMEOUT_MS.

@@ -352,9 +352,12 @@ describe("request headers", () => {
   });
 
   /** A raw GET /headers with `count` headers `p: <value>` before `X-Last`: its status and body. */
-  function sendWith(count: number, value = "1"): Promise<{ status: number; body: string }> {
+  const sendWith = (count: number, value = "1") =>
+    sendRaw(`GET /headers HTTP/1.1\r\nHost: x\r\n${`p: ${value}\r\n`.repeat(count)}X-Last: kept\r\nConnection: close\r\n\r\n`);
+
+  /** `head` written as is on a new connection: the status and body answered. */
+  function sendRaw(head: string): Promise<{ status: number; body: string }> {
     const { port } = new URL(svc.url);
-    const head = `GET /headers HTTP/1.1\r\nHost: x\r\n${`p: ${value}\r\n`.repeat(count)}X-Last: kept\r\nConnection: close\r\n\r\n`;
     return new Promise((resolve) => {
       // Written, not ended: the server closes the connection once it has answered (Connection: close).
       const socket = net.connect(Number(port), "127.0.0.1", () => socket.write(head));
@@ -377,6 +380,12 @@ describe("request headers", () => {
 
   test("headers over 16 KiB are answered 431", async () => {
     assert.equal((await sendWith(2_100, "12345678")).status, 431);
+  });
+
+  test("a CONNECT (a tunnel: the platform is no proxy) is answered 405 in the error model, not dropped", async () => {
+    const res = await sendRaw("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    assert.equal(res.status, 405);
+    assert.deepEqual(JSON.parse(res.body), { error: "method_not_allowed", message: "CONNECT is not served here: this is not a proxy" });
   });
 });
 
