@@ -152,6 +152,19 @@ describe("a registration sent to another replica right after a change is decided
     assert.equal((await register("sit", "newr", "OTHER-1")).body.error, "id_not_claimable");
   });
 
+  // The claim check is what keeps a test environment from capturing production's ids: a looser rule set
+  // B had not yet reloaded approved ids the stored patterns refuse.
+  test("id patterns narrowed on A: B refuses an id they no longer allow", async () => {
+    assert.equal((await register("sit", "newr", "OLD-5")).status, 200, "allowed by the patterns both replicas hold");
+    assert.equal(
+      (await a.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url, idPatterns: { "*": "NEW-[0-9]+" } })).status,
+      200,
+    );
+    const narrowed = await register("sit", "newr", "OLD-6");
+    assert.equal(narrowed.status, 403, JSON.stringify(narrowed.body));
+    assert.equal(narrowed.body.error, "id_not_claimable");
+  });
+
   test("while the rule set cannot be read, a registration naming a rule B does not know is 503 within the deadline, not ignored", async () => {
     assert.equal((await a.api("PUT", "/_dispatcher/v1/rules/late", rule("late"))).status, 200);
     const locker = new pg.Client({ connectionString: a.databaseUrl });

@@ -173,20 +173,11 @@ export function registerAgentRoutes(app: App, d: AgentRouteDeps): void {
       // what it stored here the replicas with Redis would never see. The agent sends it again elsewhere.
       const conflict = d.registry.kind === "memory" ? d.roster.conflict : undefined;
       if (conflict) throw unavailable(`registrations not stored on this replica: ${conflict}`, outageRetryAfterSeconds);
-      const plan = () => planBatch(d.rules.current(), req.principal, env, entries, d.bindings);
-      let batch: ReturnType<typeof plan> | undefined;
-      try {
-        batch = plan();
-      } catch {
-        // Decided again below, from the stored rule set.
-      }
-      // A rule or environment saved on another replica a moment ago may not be in this one's rule set yet
-      // (polled every RULES_POLL_MS): its ids are ignored, or refused for good, only by the stored one.
-      if (!batch || batch.ignoredRules.length) {
-        await storedRuleSet();
-        batch = plan();
-      }
-      const { known, ignoredRules } = batch;
+      // Decided by the stored rule set, not this replica's copy (polled every RULES_POLL_MS): a rule or
+      // environment saved on another replica a moment ago is known, and id patterns narrowed there are
+      // applied, so a copy not yet reloaded never approves a claim the stored patterns refuse.
+      await storedRuleSet();
+      const { known, ignoredRules } = planBatch(d.rules.current(), req.principal, env, entries, d.bindings);
       if (known.length) {
         const byRule: Record<string, number> = {};
         for (const r of known) byRule[r.rule] = (byRule[r.rule] ?? 0) + 1;
