@@ -183,6 +183,18 @@ describe("callbacks as third parties really send them", () => {
       "/cb/json/%u002e%u002e/%u002e%u002e/admin",
       "/cb/json/%c0%ae%c0%ae/%c0%ae%c0%ae/admin",
       "/cb/json/%e0%80%ae%e0%80%ae/admin",
+      "/cb/json/%f0%80%80%ae%f0%80%80%ae/admin",
+      // An overlong slash or backslash after "..", upper-case %U, four layers of encoding, an encoded ? or #.
+      "/cb/json/..%c0%af..%c0%afadmin",
+      "/cb/json/..%c1%9cadmin",
+      "/cb/json/%U002E%U002E/admin",
+      "/cb/json/%2525252e%2525252e/admin",
+      "/cb/json/..%3f/admin",
+      "/cb/json/..%23/admin",
+      // Dots once Unicode is normalised (NFKC): fullwidth, as UTF-8 or as %u, and U+2025.
+      "/cb/json/%ef%bc%8e%ef%bc%8e/admin",
+      "/cb/json/%uff0e%uff0e/admin",
+      "/cb/json/%e2%80%a5/admin",
     ]) {
       const r = await send(path, Buffer.from('{"id":"R1"}'), { "content-type": "application/json" });
       assert.equal(r.status, 400, path);
