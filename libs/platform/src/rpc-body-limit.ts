@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { promisify } from "node:util";
 import { brotliDecompress, gunzip } from "node:zlib";
 import type { App } from "./app.js";
@@ -17,6 +18,10 @@ const decompressors: Record<string, (body: Buffer, o: { maxOutputLength: number 
  * Content-Length before anything is read; and a body without one (chunked) or compressed is read
  * here, decompressed within the limit, and handed to Connect as plain bytes (RPCs are unary:
  * Connect would buffer the body whole anyway).
+ *
+ * A unary JSON body (`application/json`) is always read here, for one more check: Connect decodes
+ * it leniently, so bytes that are not UTF-8 would reach the handler as U+FFFD and be stored as if
+ * the caller had sent that. They are refused, as on REST routes. Binary bodies are strict already.
  */
 export function installRpcBodyLimit(app: App, isRpcRoute: (url: string | undefined) => boolean, limit: number): void {
   app.addHook("onRequest", async (req) => {
@@ -26,7 +31,11 @@ export function installRpcBodyLimit(app: App, isRpcRoute: (url: string | undefin
     const chunked = req.headers["transfer-encoding"] !== undefined && req.headers["content-length"] === undefined;
     const encoding = req.headers["content-encoding"];
     const decompress = encoding === undefined ? undefined : decompressors[encoding];
-    if (!(chunked || decompress) || !isRpcRoute(req.routeOptions.url)) return;
+    // A body in an encoding Connect does not accept is left for Connect to refuse as such.
+    const json =
+      (encoding === undefined || decompress !== undefined) &&
+      req.headers["content-type"]?.split(";")[0]?.trim().toLowerCase() === "application/json";
+    if (!(chunked || decompress || json) || !isRpcRoute(req.routeOptions.url)) return;
     let body = await readWithin(req.raw, limit);
     if (decompress) {
       try {
@@ -39,6 +48,7 @@ export function installRpcBodyLimit(app: App, isRpcRoute: (url: string | undefin
       delete req.raw.headers["content-encoding"];
       delete req.raw.headers["content-length"];
     }
+    if (json && !isUtf8(body)) throw new AppError(400, "invalid_json", "body is not valid UTF-8");
     // connect-fastify passes `req.body` to Connect, which reads any async iterable as the request body.
     req.body = (async function* () {
       yield body;

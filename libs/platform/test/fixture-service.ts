@@ -1,10 +1,13 @@
-import { conflict, notFound, type ServiceDefinition } from "@opsplane/platform";
+import { create } from "@bufbuild/protobuf";
+import { ConfigAppService, IssueTokenResponseSchema } from "@opsplane/contracts";
+import { conflict, notFound, rpcService, type ServiceDefinition } from "@opsplane/platform";
 import { withTransaction } from "@opsplane/store";
 import { Type } from "@sinclair/typebox";
 
 /** A small service built on the kit, as a real service would be, to test the kit's behaviour. */
 /** `slow`: `/slow` calls `entered` when it starts handling, then waits for `gate`. */
-export function fixtureService(slow?: { gate: Promise<void>; entered: () => void }): ServiceDefinition {
+/** `rpcCalls`: the public RPC `ConfigAppService/IssueToken` adds each request's `secret` to it and echoes it as `token`. */
+export function fixtureService(slow?: { gate: Promise<void>; entered: () => void }, rpcCalls: string[] = []): ServiceDefinition {
   return {
     name: "fixture-svc",
     version: "0.0.1",
@@ -48,7 +51,17 @@ export function fixtureService(slow?: { gate: Promise<void>; entered: () => void
         await slow?.gate;
         return { done: true };
       });
-      return {};
+      const echo = rpcService({
+        service: ConfigAppService,
+        access: "public",
+        impl: {
+          issueToken: (req) => {
+            rpcCalls.push(req.secret);
+            return create(IssueTokenResponseSchema, { appId: req.appId, token: req.secret });
+          },
+        },
+      });
+      return { rpc: [echo] };
     },
   };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
+import { gzipSync } from "node:zlib";
 import { closeRedis, type RunningService, sha256Hex, startService } from "@opsplane/platform";
 import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
 import { Redis } from "ioredis";
@@ -23,9 +24,10 @@ const json = { "content-type": "application/json" };
 describe("a service built on the kit", () => {
   let db: TestDatabase;
   let svc: RunningService;
+  const rpcCalls: string[] = [];
   before(async () => {
     db = await createTestDatabase();
-    svc = await startService(fixtureService(), env(db));
+    svc = await startService(fixtureService(undefined, rpcCalls), env(db));
   });
   after(async () => {
     await svc.close();
@@ -202,6 +204,34 @@ describe("a service built on the kit", () => {
       code: "invalid_argument",
       message: 'cannot decode message ops.v1.GetServiceInfoRequest from JSON: key "evn" is unknown',
     });
+  });
+
+  test("a Connect JSON request that is not UTF-8 is refused before its handler, not taken with replacement characters", async () => {
+    const issue = (body: BodyInit, headers: Record<string, string> = {}) =>
+      call("/ops.v1.ConfigAppService/IssueToken", { method: "POST", headers: { ...json, ...headers }, body });
+    rpcCalls.length = 0;
+    // ED A0 80: a lone surrogate encoded as if it were UTF-8; a lenient decoder reads U+FFFD.
+    const notUtf8 = Buffer.concat([Buffer.from('{"appId":"a","secret":"s'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]);
+    for (const bad of [await issue(notUtf8), await issue(gzipSync(notUtf8), { "content-encoding": "gzip" })]) {
+      assert.equal(bad.status, 400);
+      assert.deepEqual(await bad.json(), { code: "invalid_argument", message: "body is not valid UTF-8" });
+    }
+    assert.deepEqual(rpcCalls, [], "the handler was not called");
+
+    // U+FFFD sent as UTF-8 (EF BF BD) is a character the caller meant, and non-ASCII text passes as sent.
+    for (const secret of ["s\uFFFD", "汇款"]) {
+      const ok = await issue(JSON.stringify({ appId: "a", secret }));
+      assert.equal(ok.status, 200);
+      assert.equal(((await ok.json()) as { token: string }).token, secret);
+    }
+    // An empty body is Connect's to judge, as before: it is no JSON message.
+    const empty = await issue("");
+    assert.equal(empty.status, 400);
+    assert.deepEqual(await empty.json(), {
+      code: "invalid_argument",
+      message: "cannot decode message ops.v1.IssueTokenRequest from JSON: Unexpected end of JSON input",
+    });
+    assert.deepEqual(rpcCalls, ["s\uFFFD", "汇款"]);
   });
 
   test("a refusal before the RPC runs (an unknown key) is a Connect error with its reason", async () => {
