@@ -9,7 +9,8 @@ describe("decision retention", () => {
   let sweeping: Awaited<ReturnType<typeof startDispatcher>> | undefined;
 
   before(async () => {
-    d = await startDispatcher({ DECISION_RETENTION_DAYS: "7" }, { redis: false });
+    // Its own sweeps (one at start) keep everything the tests insert: only the sweeps the tests make delete.
+    d = await startDispatcher({ DECISION_RETENTION_DAYS: "3650" }, { redis: false });
   });
   after(async () => {
     await sweeping?.svc.close();
