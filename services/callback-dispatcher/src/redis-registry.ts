@@ -3,7 +3,7 @@ import type { Logger } from "@opsplane/platform";
 import { closeRedis } from "@opsplane/platform";
 import { type Pool, tryAdvisoryXactLock, withDeadline, withTransaction } from "@opsplane/store";
 import type { Redis } from "ioredis";
-import { purge, type Registry, readRecord, record } from "./registry.js";
+import { purge, type Registry, readRecord, record, recordTransaction } from "./registry.js";
 
 /** Rows copied from the record to Redis per script call while warming: each call stays well inside the timeout. */
 const warmBatch = 500;
@@ -268,10 +268,8 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
         );
         // Cut off from Redis alone, this replica could not make the others distrust it: they learn it
         // from the record at their next check (REGISTRY_WARM_CHECK_MS) and delete the marker themselves.
-        await withDeadline(
-          o.pool.query("UPDATE registry_missed_writes SET count = count + 1"),
-          o.recordTimeoutMs,
-          () => new Error(`no answer within ${o.recordTimeoutMs} ms`),
+        await recordTransaction(o.pool, o.recordTimeoutMs, {}, (tx) =>
+          tx.query("UPDATE registry_missed_writes SET count = count + 1"),
         ).catch((e: Error) => o.log.warn({ err: e.message }, "registry: the missed write could not be counted in the record"));
         startWarm();
       }

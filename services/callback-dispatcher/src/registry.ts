@@ -89,7 +89,7 @@ export class RecordTimeoutError extends Error {
  * for the pool's query timeout (seconds). statement_timeout ends PostgreSQL's side of a lock wait at the
  * same moment, so transactions given up on do not pile up as backends waiting on the lock.
  */
-async function recordTransaction<T>(
+export async function recordTransaction<T>(
   pool: Pool,
   deadlineMs: number,
   opts: { readOnly?: boolean },
