@@ -214,18 +214,21 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
    * on, still on its way), Redis's answer is taken if it comes within the record's deadline: one slow
    * Redis call while PostgreSQL is down must not send registered callbacks to production.
    */
-  const answerFromRecord = (pending: Pending[], lateRedis?: Promise<Array<string | null>>) =>
-    fromRecord(pending).then(
+  const answerFromRecord = (pending: Pending[], lateRedis?: Promise<Array<string | null>>) => {
+    // Awaited alongside the record, within the same deadline: both copies failing ends at one deadline, not two.
+    const lateAnswer = lateRedis && withDeadline(lateRedis, o.recordTimeoutMs, () => new Error("late")).then(trusted, () => undefined);
+    return fromRecord(pending).then(
       (envs) => {
         for (const x of pending) x.resolve(envs.get(key(x.rule, x.id)));
       },
       async (err) => {
-        const late = lateRedis && (await withDeadline(lateRedis, o.recordTimeoutMs, () => err).then(trusted, () => undefined));
+        const late = await lateAnswer;
         if (late) return resolveFrom(pending, late);
         // Neither copy answers: the callback goes to production as `registry_unavailable`.
         for (const x of pending) x.reject(err);
       },
     );
+  };
   const flush = () => {
     if (inFlight || !batch) return;
     const pending = batch;

@@ -9,7 +9,7 @@ import { startSignedStub } from "./helpers/signed-stub.js";
 // pause): each lookup gave up on Redis, found the record down too, and sent a registered callback to
 // production as registry_unavailable, although Redis's answer was on its way.
 const shared = testRedis();
-const recordTimeoutMs = 300;
+const recordTimeoutMs = 1_000;
 
 let db: Awaited<ReturnType<typeof createTestDatabase>> | undefined;
 let pgProxy: CuttableProxy | undefined;
@@ -54,4 +54,14 @@ test("PostgreSQL cut off and Redis answering late: registered callbacks still re
   assert.equal(await routeOf(d!.url, "NEVER-REGISTERED"), "prod");
   // Bounded all the same: Redis's deadline, the record's, then Redis's late answer.
   assert.ok(performance.now() - started < 2 * (50 + recordTimeoutMs + 150) + 1_000);
+});
+
+test("PostgreSQL and Redis both cut off: the callback goes to production within the record's deadline, not twice it", async () => {
+  pgProxy!.blackhole();
+  redisProxy!.blackhole();
+  const started = performance.now();
+  assert.equal(await routeOf(d!.url, "L1"), "prod");
+  const tookMs = performance.now() - started;
+  // Redis's 50 ms, then the record's deadline, with Redis's late answer awaited alongside it (before: one after the other).
+  assert.ok(tookMs < 50 + recordTimeoutMs + 600, `answered after ${Math.round(tookMs)} ms`);
 });
