@@ -21,6 +21,11 @@ export const baseEnv = {
   /** `appId:sha256hex` entries, comma separated. */
   AUTH_APP_CREDENTIALS: z.string().default(""),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  /**
+   * How long a client may take to send a whole request, headers and body (a 408 past it, the connection
+   * closed): a caller trickling a body a byte at a time must not hold a connection and its buffers for ever.
+   */
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(120_000),
   /** How long SIGTERM may take before the process exits anyway. */
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),

@@ -1,4 +1,4 @@
-import type { DescService } from "@bufbuild/protobuf";
+import { type DescService, toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, createContextKey, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { type Access, authorize, type Principal } from "./auth.js";
 import { type AppError, asAppError, badRequest, internalErrorMessage, toConnectError } from "./errors.js";
@@ -19,10 +19,10 @@ export interface RpcService<S extends DescService = DescService> {
   /** Per-method access by method name (e.g. `{ getServiceInfo: "public" }`). */
   methods?: Record<string, Access>;
   /**
-   * Methods (by name) that take NUL in their input, as a REST route's `config.allowNul`: they never
-   * store it, or store it made storable themselves (e.g. as the text `\u0000`).
+   * Methods (by name) that take text PostgreSQL cannot store (NUL, lone surrogates) in their input, as a
+   * REST route's `config.allowUnstorable`: they never store it, or store it made storable themselves.
    */
-  allowNul?: string[];
+  allowUnstorable?: string[];
 }
 
 /** Declares an RPC service with its access rules, keeping the impl typed against the service. */
@@ -31,7 +31,7 @@ export function rpcService<S extends DescService>(def: RpcService<S>): RpcServic
 }
 
 /**
- * Authorises each RPC by its declared access, refuses input no handler could store (NUL unless the
+ * Authorises each RPC by its declared access, refuses input no handler could store (NUL or a lone surrogate unless the
  * method allows it, non-finite numbers: invalid_argument naming the field), and answers failures as
  * REST routes do: AppErrors, dependency outages (unavailable, with Retry-After) and values PostgreSQL
  * refused (invalid_argument) get their code; anything else is internal, with the same message as over REST.
@@ -42,12 +42,12 @@ export function rpcInterceptor(
   onInternal: (method: string, err: unknown) => void,
 ): Interceptor {
   const accessByPath = new Map<string, Access>();
-  const nulAllowed = new Set<string>();
+  const unstorableAllowed = new Set<string>();
   for (const s of services) {
     for (const m of s.service.methods) {
       const path = `/${s.service.typeName}/${m.name}`;
       accessByPath.set(path, s.methods?.[m.localName] ?? s.access);
-      if (s.allowNul?.includes(m.localName)) nulAllowed.add(path);
+      if (s.allowUnstorable?.includes(m.localName)) unstorableAllowed.add(path);
     }
   }
   return (next) => async (req) => {
@@ -55,8 +55,11 @@ export function rpcInterceptor(
     const access = accessByPath.get(path) ?? { role: "admin" };
     try {
       if (access !== "public") authorize(req.contextValues.get(principalKey), access);
-      const reason = req.stream ? undefined : unacceptableInput(req.message, "", nulAllowed.has(path));
-      if (reason) throw badRequest(reason);
+      const allowUnstorable = unstorableAllowed.has(path);
+      const reason = req.stream ? undefined : unacceptableInput(req.message, "", allowUnstorable);
+      // Named where the caller's JSON has it (`value/hosts/1`), not where the decoded message keeps it
+      // (a google.protobuf.Value's `kind/value/fields/…`): looked for again in the JSON form, only when refused.
+      if (reason && !req.stream) throw badRequest(unacceptableInput(toJson(req.method.input, req.message), "", allowUnstorable) ?? reason);
       return await next(req);
     } catch (err) {
       const known = asAppError(err);

@@ -17,12 +17,14 @@ import { type Auditor, createAuditor } from "./audit.js";
 import { auditRestPath, auditRpc, installAuditRoute } from "./audit-query.js";
 import { createAuthenticator, installAuth, type Principal } from "./auth.js";
 import { activeTraceContext, tracedBus } from "./bus-tracing.js";
+import { clientErrorAnswer } from "./client-errors.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
 import { AppError, installErrorModel } from "./errors.js";
 import { type Check, installHealth, readiness } from "./health.js";
 import { installInputGuard } from "./input-guard.js";
 import { createLogger, type Logger, redactCredentials } from "./logger.js";
 import { createMetricsRegistry, installRedMetrics, type RecordRequest } from "./metrics.js";
+import { watchRedisConnection } from "./redis-watchdog.js";
 import { installRequestIdHeader, requestIdFrom } from "./request-id.js";
 import { retry } from "./retry.js";
 import {
@@ -149,6 +151,7 @@ export async function startService<E extends ConfigShape>(
   );
   const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
   redis?.on("error", (err) => log.warn({ err: err.message }, "redis error"));
+  if (redis) watchRedisConnection(redis, "service", log);
   const metrics = createMetricsRegistry(def.name);
   const audit = createAuditor(def.name, bus, { pool, log, windowMs: config.AUDIT_DENIAL_WINDOW_SECONDS * 1000 });
 
@@ -168,7 +171,14 @@ export async function startService<E extends ConfigShape>(
         .code(400)
         .send({ error: "bad_request", message: `the URL cannot be read: ${err.message}` });
     },
+    // A request Node's parser refused is answered in the error model, with a request id (see client-errors.ts).
+    clientErrorHandler: clientErrorAnswer(log),
     forceCloseConnections: "idle",
+    // Fastify turns Node's request timeout off: a request still arriving after REQUEST_TIMEOUT_MS is
+    // answered 408 (see client-errors.ts). Node looks for them on a timer, here every tenth of the
+    // timeout (at least every second), not every 30 s.
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    http: { connectionsCheckingInterval: Math.max(1_000, config.REQUEST_TIMEOUT_MS / 10) },
     // Fastify's validator drops a field a schema closes out; ours refuses it (see errors.ts).
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -176,6 +186,12 @@ export async function startService<E extends ConfigShape>(
   // and drops the rest without a word: a signature header past them was lost. Unlimited, every header
   // is kept and the header section's size bounds them (`maxHeaderSize`, 16 KiB: larger is a 431).
   app.server.maxHeadersCount = 0;
+  // The header section has its own bound (Node's 60 s); never longer than the whole request's.
+  app.server.headersTimeout = Math.min(app.server.headersTimeout, config.REQUEST_TIMEOUT_MS);
+  // A client that sends its request and then shuts down its sending side (a FIN, as some HTTP/1.0
+  // clients and scripts do) still gets its answer: by default Node ends the connection on that FIN,
+  // before the answer is written, although the request is acted on (a callback forwarded, unanswered).
+  (app.server as typeof app.server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   // Without a listener, Node closes a CONNECT's connection without a word; the caller is told instead.
   app.server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
     const body = JSON.stringify({ error: "method_not_allowed", message: "CONNECT is not served here: this is not a proxy" });

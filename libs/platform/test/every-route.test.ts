@@ -13,7 +13,7 @@ import { definition as errcodeScanner } from "../../../services/errcode-scanner/
 import { definition as monitorCenter } from "../../../services/monitor-center/src/service.js";
 
 // Walks every route of every service (REST routes as fastify lists them, Connect methods from the
-// services registered) and sends what PostgreSQL or the parsers refuse: a NUL in each text field,
+// services registered) and sends what PostgreSQL or the parsers refuse: a NUL or a lone surrogate in each text field,
 // numbers out of range, impossible dates, garbage bodies. Each must be a 4xx with a reason.
 
 const adminKey = "every-route-admin-key-0123456789";
@@ -22,9 +22,12 @@ const uuid = "00000000-0000-4000-8000-000000000000";
 
 /** What to put in a leaf of a request instead of a valid value, by the leaf's kind. */
 type Kind = "text" | "date" | "number";
-type Poison = { name: string; kinds: Kind[]; value: string };
+/** `unstorable`: text PostgreSQL cannot store (a route that makes it storable takes it); `bodyOnly`: JSON can spell it, a URL cannot. */
+type Poison = { name: string; kinds: Kind[]; value: string; unstorable?: boolean; bodyOnly?: boolean };
 const poisons: Poison[] = [
-  { name: "NUL", kinds: ["text", "date"], value: "a\u0000b" },
+  { name: "NUL", kinds: ["text", "date"], value: "a\u0000b", unstorable: true },
+  // JSON's "\ud800": no character, and no UTF-8 spells it (a URL's %ED%A0%80 is refused as undecodable).
+  { name: "lone surrogate", kinds: ["text", "date"], value: "a\ud800b", unstorable: true, bodyOnly: true },
   { name: "invalid date", kinds: ["date"], value: "2024-99-99" },
   { name: "number out of range", kinds: ["number"], value: "1e309" },
   { name: "integer beyond bigint", kinds: ["number"], value: "99999999999999999999" },
@@ -147,8 +150,10 @@ interface Probe {
   body?: string;
   contentType?: string;
   connect?: boolean;
-  /** The route takes NUL (it stores it made storable): a NUL must then not fail it, rather than be refused. */
-  acceptsNul?: boolean;
+  /** The probe sends text PostgreSQL cannot store (NUL, a lone surrogate). */
+  unstorable?: boolean;
+  /** The route takes such text (it stores it made storable): it must then not fail it, rather than be refused. */
+  acceptsUnstorable?: boolean;
 }
 
 function restProbes(route: RouteOptions, values: Record<string, string>): Probe[] {
@@ -164,25 +169,32 @@ function restProbes(route: RouteOptions, values: Record<string, string>): Probe[
     return qs ? `${path}?${qs}` : path;
   };
   const validBody = body === undefined ? undefined : JSON.stringify(body);
-  const acceptsNul = (route.config as { allowNul?: boolean } | undefined)?.allowNul === true;
+  const acceptsUnstorable = (route.config as { allowUnstorable?: boolean } | undefined)?.allowUnstorable === true;
   const probes: Probe[] = [];
   for (const p of poisons) {
     const bad = (leaf: Leaf) => p.kinds.includes(leaf.kind);
-    for (const leaf of leaves(params, looksLikeDate).filter(bad)) {
+    const unstorable = p.unstorable;
+    for (const leaf of leaves(params, looksLikeDate).filter((l) => bad(l) && !p.bodyOnly)) {
       const n = String(leaf.path[0]);
-      probes.push({ what: `${p.name} in path parameter ${n}`, method, path: url({ ...params, [n]: p.value }, query), body: validBody });
+      probes.push({
+        what: `${p.name} in path parameter ${n}`,
+        method,
+        path: url({ ...params, [n]: p.value }, query),
+        body: validBody,
+        unstorable,
+      });
     }
-    for (const leaf of leaves(query, looksLikeDate).filter(bad)) {
+    for (const leaf of leaves(query, looksLikeDate).filter((l) => bad(l) && !p.bodyOnly)) {
       const k = String(leaf.path[0]);
-      probes.push({ what: `${p.name} in query ${k}`, method, path: url(params, { ...query, [k]: p.value }), body: validBody });
+      probes.push({ what: `${p.name} in query ${k}`, method, path: url(params, { ...query, [k]: p.value }), body: validBody, unstorable });
     }
     for (const leaf of leaves(body, looksLikeDate).filter(bad)) {
       const what = `${p.name} in body ${leaf.path.join(".")}`;
-      probes.push({ what, method, path: url(params, query), body: jsonWith(body, leaf.path, rawJson(p, leaf)) });
+      probes.push({ what, method, path: url(params, query), body: jsonWith(body, leaf.path, rawJson(p, leaf)), unstorable });
     }
   }
   if (body !== undefined) probes.push({ what: "a body that is not JSON", method, path: url(params, query), body: "{not json" });
-  return probes.map((x) => ({ ...x, acceptsNul, contentType: x.body === undefined ? undefined : "application/json" }));
+  return probes.map((x) => ({ ...x, acceptsUnstorable, contentType: x.body === undefined ? undefined : "application/json" }));
 }
 
 /** A valid JSON request for a Connect method: ids are UUIDs (as every service's ids are), other fields unset. */
@@ -207,7 +219,7 @@ const integerTypes = new Set([
 /** Proto fields carry no date type: these names hold dates or times. */
 const dateField: IsDate = (path) => /^(from|to|day|date)$|At$/.test(String(path[path.length - 1]));
 
-function connectProbes(service: DescService, nulAllowed: Set<string>): Probe[] {
+function connectProbes(service: DescService, unstorableAllowed: Set<string>): Probe[] {
   return service.methods.flatMap((m) => {
     const path = `/${service.typeName}/${m.name}`;
     const valid = connectSample(m.input);
@@ -223,8 +235,9 @@ function connectProbes(service: DescService, nulAllowed: Set<string>): Probe[] {
           path,
           body: jsonWith(valid, leaf.path, rawJson(p, leaf)),
           contentType: "application/json",
+          unstorable: p.unstorable,
         });
-    return probes.map((x) => ({ ...x, connect: true, acceptsNul: nulAllowed.has(path) }));
+    return probes.map((x) => ({ ...x, connect: true, acceptsUnstorable: unstorableAllowed.has(path) }));
   });
 }
 
@@ -240,7 +253,7 @@ async function send(base: string, p: Probe): Promise<string | undefined> {
   });
   const text = await res.text();
   const label = `${p.method} ${p.path.split("?")[0]} with ${p.what}: ${res.status} ${text.slice(0, 160)}`;
-  if (p.acceptsNul && p.what.startsWith("NUL") && res.status < 500) return undefined;
+  if (p.acceptsUnstorable && p.unstorable && res.status < 500) return undefined;
   if (res.status < 400 || res.status >= 500) return label;
   let body: Record<string, unknown>;
   try {
@@ -259,8 +272,8 @@ for (const fx of fixtures) {
     let svc: RunningService;
     const routes: RouteOptions[] = [];
     const rpc: DescService[] = [ServiceInfoService, AuditService];
-    /** Methods that take NUL (their `allowNul`), by path. */
-    const nulAllowed = new Set<string>();
+    /** Methods that take text PostgreSQL cannot store (their `allowUnstorable`), by path. */
+    const unstorableAllowed = new Set<string>();
     before(async () => {
       db = await createTestDatabase();
       svc = await startService(
@@ -271,7 +284,8 @@ for (const fx of fixtures) {
             const parts = await fx.def.setup(ctx);
             rpc.push(...(parts.rpc ?? []).map((s) => s.service));
             for (const s of parts.rpc ?? [])
-              for (const m of s.service.methods) if (s.allowNul?.includes(m.localName)) nulAllowed.add(`/${s.service.typeName}/${m.name}`);
+              for (const m of s.service.methods)
+                if (s.allowUnstorable?.includes(m.localName)) unstorableAllowed.add(`/${s.service.typeName}/${m.name}`);
             return parts;
           },
         },
@@ -291,10 +305,10 @@ for (const fx of fixtures) {
       await db?.drop();
     });
 
-    test("NUL bytes, out-of-range numbers, invalid dates and garbage bodies are 4xx with a reason", async () => {
+    test("NUL bytes, lone surrogates, out-of-range numbers, invalid dates and garbage bodies are 4xx with a reason", async () => {
       const connectPaths = new Set(rpc.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)));
       const rest = routes.filter((r) => !connectPaths.has(r.url) && !["HEAD", "OPTIONS"].includes(String(r.method)));
-      const probes = [...rest.flatMap((r) => restProbes(r, fx.values ?? {})), ...rpc.flatMap((s) => connectProbes(s, nulAllowed))];
+      const probes = [...rest.flatMap((r) => restProbes(r, fx.values ?? {})), ...rpc.flatMap((s) => connectProbes(s, unstorableAllowed))];
       assert.ok(probes.length > 0);
       const failures: string[] = [];
       for (const p of probes) {

@@ -3,7 +3,7 @@ import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { closeRedis, type RunningService, sha256Hex, startService } from "@opsplane/platform";
-import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
+import { createTestDatabase, eventually, freePort, startCuttableProxy, type TestDatabase, testRedis } from "@opsplane/testing";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { fixtureService } from "./fixture-service.js";
@@ -302,6 +302,25 @@ describe("dependencies down", () => {
     }
   });
 
+  test("a Redis connection that goes silent without a reset is replaced: /readyz is ready again within seconds", async () => {
+    const db = await createTestDatabase();
+    const redisUrl = new URL(testRedis().url);
+    const proxy = await startCuttableProxy(redisUrl.hostname, Number(redisUrl.port || 6379));
+    const svc = await startService(fixtureService(), env(db, { REDIS_URL: `redis://127.0.0.1:${proxy.port}` }));
+    const redisCheck = async () => ((await (await fetch(`${svc.url}/readyz`)).json()) as { checks: Record<string, string> }).checks.redis;
+    try {
+      assert.equal(await redisCheck(), "ok");
+      // A NAT entry gone: the open connection passes nothing and is never reset; a new one would be answered.
+      proxy.silenceOpenConnections();
+      await eventually("/readyz sees Redis not answering", async () => (await redisCheck()) !== "ok", 5_000);
+      await eventually("/readyz sees Redis again over a new connection", async () => (await redisCheck()) === "ok", 10_000);
+    } finally {
+      await svc.close();
+      await proxy.close();
+      await db.drop();
+    }
+  });
+
   test("PostgreSQL going away makes /readyz 503 naming it; it recovers when the database is back", async () => {
     const db = await createTestDatabase();
     const svc = await startService(fixtureService(), env(db));
@@ -373,7 +392,7 @@ describe("request headers", () => {
           return {};
         },
       },
-      env(db),
+      env(db, { REQUEST_TIMEOUT_MS: "1000" }),
     );
   });
   after(async () => {
@@ -385,19 +404,22 @@ describe("request headers", () => {
   const sendWith = (count: number, value = "1") =>
     sendRaw(`GET /headers HTTP/1.1\r\nHost: x\r\n${`p: ${value}\r\n`.repeat(count)}X-Last: kept\r\nConnection: close\r\n\r\n`);
 
-  /** `head` written as is on a new connection: the status and body answered. */
-  function sendRaw(head: string): Promise<{ status: number; body: string }> {
+  /** `head` written as is on a new connection: the status, header section and body answered. */
+  function sendRaw(head: string | Buffer): Promise<{ status: number; head: string; body: string }> {
     const { port } = new URL(svc.url);
     return new Promise((resolve) => {
       // Written, not ended: the server closes the connection once it has answered (Connection: close).
       const socket = net.connect(Number(port), "127.0.0.1", () => socket.write(head));
+      // A server that never answers fails the test (no status) instead of holding it.
+      socket.setTimeout(10_000, () => socket.destroy());
       const chunks: Buffer[] = [];
       socket.on("data", (c: Buffer) => chunks.push(c));
       // A server refusing the request may reset the connection before reading all of it: what it answered counts.
       socket.on("error", () => {});
       socket.on("close", () => {
         const text = Buffer.concat(chunks).toString();
-        resolve({ status: Number(text.slice(9, 12)), body: text.slice(text.indexOf("\r\n\r\n") + 4) });
+        const end = text.indexOf("\r\n\r\n");
+        resolve({ status: Number(text.slice(9, 12)), head: text.slice(0, end), body: text.slice(end + 4) });
       });
     });
   }
@@ -408,8 +430,42 @@ describe("request headers", () => {
     assert.deepEqual(JSON.parse(res.body), { count: 2_103, last: "kept" });
   });
 
-  test("headers over 16 KiB are answered 431", async () => {
-    assert.equal((await sendWith(2_100, "12345678")).status, 431);
+  /** The request id an answer carries (its header section as written). */
+  const requestIdOf = (head: string) => /^x-request-id: ([0-9a-f-]{36})$/im.exec(head)?.[1];
+
+  test("headers over 16 KiB are answered 431 in the error model, with a request id", async () => {
+    const res = await sendWith(2_100, "12345678");
+    assert.equal(res.status, 431);
+    assert.equal((JSON.parse(res.body) as { error: string }).error, "header_too_large");
+    assert.ok(requestIdOf(res.head), res.head);
+  });
+
+  test("a request Node's parser refuses is a 400 in the error model naming the reason, with a request id, not Node's bare 400", async () => {
+    const refused = [
+      Buffer.from("GET /headers HTTP/1.1\r\nHost: x\r\nX-Bad: a\u0000b\r\n\r\n"),
+      Buffer.concat([Buffer.from("GET /a"), Buffer.from([0xff]), Buffer.from(" HTTP/1.1\r\nHost: x\r\n\r\n")]),
+      Buffer.from("GET /headers HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+    ];
+    for (const raw of refused) {
+      const res = await sendRaw(raw);
+      assert.equal(res.status, 400, JSON.stringify(raw.toString("latin1")));
+      const body = JSON.parse(res.body) as { error: string; message: string };
+      assert.equal(body.error, "bad_request");
+      assert.match(body.message, /^the request cannot be read as HTTP\/1\.1: \S/);
+      assert.ok(requestIdOf(res.head), res.head);
+    }
+  });
+
+  test("a request whose body trickles in past REQUEST_TIMEOUT_MS is answered 408 and its connection closed", async () => {
+    const started = performance.now();
+    // Ten bytes announced, one sent, the rest never: the connection would otherwise stay open for ever.
+    const res = await sendRaw("POST /headers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{");
+    const tookMs = performance.now() - started;
+    assert.equal(res.status, 408, res.head);
+    assert.equal((JSON.parse(res.body) as { error: string }).error, "request_timeout");
+    assert.ok(requestIdOf(res.head), res.head);
+    // 1 s, looked for every second: answered within about two.
+    assert.ok(tookMs < 5_000, `answered after ${Math.round(tookMs)} ms`);
   });
 
   test("a CONNECT (a tunnel: the platform is no proxy) is answered 405 in the error model, not dropped", async () => {

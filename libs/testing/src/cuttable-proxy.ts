@@ -7,6 +7,11 @@ export interface CuttableProxy {
   blackhole(): void;
   /** Resets every open connection, as a failover or a restarted peer does; new ones pass unless blackholed. */
   dropConnections(): void;
+  /**
+   * The connections open now go silent for good, never reset (a NAT or firewall entry gone, a vanished
+   * host: the client's kernel retransmits for many minutes); new ones pass.
+   */
+  silenceOpenConnections(): void;
   /** Ends the partition: new connections pass, and those opened across it are reset (as after a real one). */
   heal(): void;
   /** A slow peer: from now on every answer arrives `ms` later (0: at once again), in order while `ms` stays the same. */
@@ -22,6 +27,7 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
   let blackholed = false;
   let answerDelayMs = 0;
   const sockets = new Set<net.Socket>();
+  const silenced = new WeakSet<net.Socket>();
   const track = (s: net.Socket) => {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
@@ -35,12 +41,12 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
     client.on("close", () => upstream.destroy());
     upstream.on("close", () => client.destroy());
     client.on("data", (chunk) => {
-      if (!blackholed) upstream.write(chunk);
+      if (!blackholed && !silenced.has(client)) upstream.write(chunk);
     });
     upstream.on("data", (chunk) => {
-      if (blackholed) return;
+      if (blackholed || silenced.has(client)) return;
       // Timers of one delay fire in the order they were set: the answers keep theirs.
-      if (answerDelayMs) setTimeout(() => blackholed || client.write(chunk), answerDelayMs);
+      if (answerDelayMs) setTimeout(() => blackholed || silenced.has(client) || client.write(chunk), answerDelayMs);
       else client.write(chunk);
     });
   });
@@ -54,6 +60,9 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
       blackholed = true;
     },
     dropConnections,
+    silenceOpenConnections: () => {
+      for (const s of sockets) silenced.add(s);
+    },
     heal: () => {
       blackholed = false;
       dropConnections();
@@ -62,8 +71,11 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
       answerDelayMs = ms;
     },
     close: async () => {
+      // Listening stops first: a connection a client opened between the drop and the close (a pool
+      // reconnecting) would otherwise hold server.close() for ever.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       dropConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closed;
     },
   };
 }

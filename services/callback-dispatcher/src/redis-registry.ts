@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "@opsplane/platform";
-import { closeRedis } from "@opsplane/platform";
+import { closeRedis, watchRedisConnection } from "@opsplane/platform";
 import { type Pool, tryAdvisoryXactLock, withDeadline, withTransaction } from "@opsplane/store";
 import type { Redis } from "ioredis";
 import { purge, type Registry, readRecord, record, recordTransaction } from "./registry.js";
@@ -71,6 +71,9 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   // withDeadline, not ioredis's commandTimeout: after the event loop was held (a starved CPU), that
   // timer fired before the answer already in the socket was read, and callbacks went to the record.
   const redis = o.redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  // A connection gone silent without a reset would keep every lookup on the record (and a stalled record
+  // then sends registered callbacks to production) although Redis answers a new one: it is replaced.
+  watchRedisConnection(redis, "registry", o.log);
   const timed = <T>(call: Promise<T>) =>
     withDeadline(call, o.timeoutMs, () => new Error(`Redis did not answer within ${o.timeoutMs} ms (REGISTRY_REDIS_TIMEOUT_MS)`));
   // The kit's client logs Redis errors already (same server): these would repeat them.

@@ -31,7 +31,7 @@ export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; repl
     access: { role: "viewer" },
     methods: { replayCallback: { role: "operator" } },
     // As the REST search: a callback's id may hold a NUL, and it is looked up made storable, as it was stored.
-    allowNul: ["searchDecisions"],
+    allowUnstorable: ["searchDecisions"],
     impl: {
       async replayCallback(req, ctx) {
         if (!/^[0-9]+$/.test(req.decisionId)) throw badRequest("decisionId must be a decision id (a number)");

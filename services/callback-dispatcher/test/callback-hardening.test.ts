@@ -259,6 +259,29 @@ describe("callbacks as third parties really send them", () => {
     assert.equal(sit.received.length + prod.received.length, before);
   });
 
+  test("a third party that half-closes its connection after sending the callback still gets the answer", async () => {
+    const { port } = new URL(d.url);
+    const body = '{"id":"R1"}';
+    const answer = await new Promise<string>((resolve, reject) => {
+      // Sent, then the sending side shut down (FIN), as some HTTP/1.0 clients and scripts do: the answer is still read.
+      const socket = net.connect(Number(port), "127.0.0.1", () =>
+        socket.end(
+          `POST /cb/json/half-closed HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+            `X-Signature: ${sign(secret, body)}\r\nX-Request-Id: half-closed-1\r\n\r\n${body}`,
+        ),
+      );
+      let text = "";
+      socket.on("data", (c) => {
+        text += c;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    assert.ok(reached(sit, "/app/cb/json/half-closed", Buffer.from(body)), "sit got the callback");
+    assert.match(answer, /^HTTP\/1\.1 200/, "the third party got sit's answer, not a closed connection");
+    assert.equal((await decision("half-closed-1")).status, 200);
+  });
+
   test("Forwarded, X-Real-IP and X-Forwarded-Proto are rewritten as X-Forwarded-For is, not passed on as the caller wrote them", async () => {
     const body = Buffer.from('{"id":"R1"}');
     const r = await send("/cb/json/fwd", body, {
@@ -314,7 +337,6 @@ describe("callbacks as third parties really send them", () => {
     const { port } = new URL(d.url);
     const body = '{"id":"R1"}';
     const answer = await new Promise<string>((resolve, reject) => {
-      // Written, not ended: a half-closed connection is no longer answered once the callback is forwarded.
       const socket = net.connect(Number(port), "127.0.0.1", () =>
         socket.write(
           `POST /cb/json/many HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +

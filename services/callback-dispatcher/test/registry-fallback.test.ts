@@ -260,6 +260,18 @@ test("PostgreSQL stalling: a registration answers 503 within the record's deadli
   assert.equal(await routeOf("STALLED"), "sit");
 });
 
+test("a Redis connection gone silent without a reset is replaced: with the record then stalled, registered callbacks route from Redis again", async () => {
+  await eventually("Redis warm", async () => (await direct!.exists(`${shared.prefix}registry:warm`)) === 1);
+  assert.equal(await routeOf("R1"), "sit");
+  // A NAT entry gone: the open connections pass nothing and are never reset; new ones would be answered.
+  proxy!.silenceOpenConnections();
+  await whileRegistrationsLocked(async () => {
+    // Until the registry's connection is replaced neither copy answers (the callback goes to production as
+    // registry_unavailable); a connection that stayed silent would keep it so for the kernel's quarter of an hour.
+    await eventually("R1 routed from Redis while the record is stalled", async () => (await routeOf("R1")) === "sit", 15_000, 200);
+  });
+});
+
 test("with Redis cut off again, the service shuts down (its Redis clients do not wait for a reconnection)", async () => {
   proxy!.blackhole();
   const svc = d!;

@@ -1,5 +1,3 @@
-import { badRequest } from "@opsplane/platform";
-
 // In `u` mode a surrogate pair is one character: only a surrogate without its partner is `\p{Cs}`.
 const loneSurrogate = /\p{Cs}/u;
 
@@ -29,10 +27,4 @@ export function loneSurrogateIn(value: unknown, at: string): string | undefined 
     }
   }
   return undefined;
-}
-
-/** Refuses input holding a lone surrogate with a 400 naming where: refused, not made storable, as the platform refuses a NUL. */
-export function refuseLoneSurrogates(value: unknown, at: string): void {
-  const reason = loneSurrogateIn(value, at);
-  if (reason) throw badRequest(reason);
 }

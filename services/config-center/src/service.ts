@@ -24,13 +24,11 @@ import { ResourceStore } from "./resources.js";
 import { nameBodyLimits } from "./routes/body-limits.js";
 import { installInstanceApi } from "./routes/instance-api.js";
 import { explainOversizedMessages, installInstanceSocket } from "./routes/instance-socket.js";
-import { refuseLoneSurrogatesInBodies } from "./routes/lone-surrogate-guard.js";
 import { installAppRoutes } from "./routes/manage-apps.js";
 import { importPath, installItemRoutes } from "./routes/manage-items.js";
 import { installResourceRoutes } from "./routes/manage-resources.js";
 import { appRpc } from "./rpc/app-rpc.js";
 import { centerRpc } from "./rpc/center-rpc.js";
-import { refusingLoneSurrogates } from "./rpc/lone-surrogate-guard.js";
 import { ScriptCheck } from "./script-check.js";
 import { SecretBox } from "./secret-box.js";
 import { SequenceStore } from "./sequences.js";
@@ -181,7 +179,6 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
     });
 
     nameBodyLimits(app, { body: config.BODY_LIMIT_BYTES, import: config.IMPORT_BODY_LIMIT_BYTES }, importPath);
-    refuseLoneSurrogatesInBodies(app, importPath);
     await app.register(swagger, {
       openapi: {
         openapi: "3.1.0",
@@ -247,7 +244,7 @@ export const definition: ServiceDefinition<typeof configCenterEnv> = {
       "config center ready",
     );
     return {
-      rpc: [appRpc(cc), centerRpc(cc)].map(refusingLoneSurrogates),
+      rpc: [appRpc(cc), centerRpc(cc)],
       // Redis is only the central business cache: without it instances read business values from
       // config-center, so an outage shows in /readyz ("degraded") but keeps the replica serving.
       nonCriticalChecks: ["redis"],

@@ -8,7 +8,10 @@ import { call, centerDb, Instance, type Json, keys, startCenters } from "./harne
 const loan = { appId: "loan", secret: "loan-secret-0123" };
 /** A lone UTF-16 surrogate as a client's JSON spells it: the six characters `\ud800` in the body's text. */
 const lone = "\\ud800";
-const loneReason = (where: string) => `${where} contains a lone surrogate (not valid Unicode)`;
+/** The platform's refusal of a REST body's field (the kit's input guard). */
+const loneReason = (where: string) => `body/${where} must not contain a lone surrogate (not valid Unicode)`;
+/** A dictionary import's refusal, naming the field of its entry as the file shows it. */
+const entryLoneReason = (where: string) => `${where} contains a lone surrogate (not valid Unicode)`;
 
 describe("bad input is refused with the reason and leaves nothing half-written (single node, no Redis)", () => {
   let env: Awaited<ReturnType<typeof startCenters>>;
@@ -237,9 +240,9 @@ describe("bad input is refused with the reason and leaves nothing half-written (
   test("a lone surrogate anywhere in an item's body is refused naming the field, not with PostgreSQL's json error; nothing written", async () => {
     const before = await changeCount();
     const cases: Array<[string, string, string]> = [
-      ["business/_/_/lone", `{"value":{"limits":[1,"a${lone}"]}}`, loneReason("value.limits[1]")],
-      ["business/_/_/lone", `{"value":{"a${lone}":1}}`, "value has a key containing a lone surrogate (not valid Unicode)"],
-      ["business/_/_/lone", `{"value":1,"schema":{"description":"${lone}"}}`, loneReason("schema.description")],
+      ["business/_/_/lone", `{"value":{"limits":[1,"a${lone}"]}}`, loneReason("value/limits/1")],
+      ["business/_/_/lone", `{"value":{"a${lone}":1}}`, "body/value has a key containing a lone surrogate (not valid Unicode)"],
+      ["business/_/_/lone", `{"value":1,"schema":{"description":"${lone}"}}`, loneReason("schema/description")],
       ["business/_/_/lone", `{"value":1,"description":"d${lone}"}`, loneReason("description")],
       ["technical/loan/prod/lone", `{"value":{"url":"x"},"comment":"why ${lone}"}`, loneReason("comment")],
       ["governance/loan/_/route/loan.apply", `{"value":{"enabled":true},"category":"${lone}"}`, loneReason("category")],
@@ -256,9 +259,9 @@ describe("bad input is refused with the reason and leaves nothing half-written (
   test("a lone surrogate anywhere in a resource's body is refused naming the field; nothing written, no secret sealed as U+FFFD", async () => {
     const before = await changeCount();
     const cases: Array<[string, string]> = [
-      [`{"type":"postgresql","config":{"hosts":["db1","${lone}"]}}`, loneReason("config.hosts[1]")],
-      [`{"type":"postgresql","config":{"${lone}":"x"}}`, "config has a key containing a lone surrogate (not valid Unicode)"],
-      [`{"type":"postgresql","secrets":{"password":"pw-${lone}"}}`, loneReason("secrets.password")],
+      [`{"type":"postgresql","config":{"hosts":["db1","${lone}"]}}`, loneReason("config/hosts/1")],
+      [`{"type":"postgresql","config":{"${lone}":"x"}}`, "body/config has a key containing a lone surrogate (not valid Unicode)"],
+      [`{"type":"postgresql","secrets":{"password":"pw-${lone}"}}`, loneReason("secrets/password")],
       [`{"type":"postgresql","description":"${lone}"}`, loneReason("description")],
       [`{"type":"postgresql","comment":"${lone}"}`, loneReason("comment")],
     ];
@@ -281,7 +284,7 @@ describe("bad input is refused with the reason and leaves nothing half-written (
       [`{"systemDomain":"loans ${lone}"}`, loneReason("systemDomain")],
       [`{"description":"d ${lone}"}`, loneReason("description")],
       [`{"secret":"new-secret-${lone}"}`, loneReason("secret")],
-      [`{"environments":["uat","${lone}"]}`, loneReason("environments[1]")],
+      [`{"environments":["uat","${lone}"]}`, loneReason("environments/1")],
     ];
     for (const [raw, reason] of cases) {
       const r = await call(base, "PUT", "/config/v1/apps/lone-app", { role: "admin", raw });
@@ -307,14 +310,14 @@ describe("bad input is refused with the reason and leaves nothing half-written (
         `/config/v1/gray/${item}`,
         { role: "operator" },
         `{"value":["${lone}"],"selector":{"labels":{"z":"a"}}}`,
-        loneReason("value[0]"),
+        loneReason("value/0"),
       ],
       [
         "POST",
         `/config/v1/gray/${item}`,
         { role: "operator" },
         `{"value":2,"selector":{"labels":{"z":"${lone}"}}}`,
-        loneReason("selector.labels.z"),
+        loneReason("selector/labels/z"),
       ],
       [
         "POST",
@@ -330,7 +333,7 @@ describe("bad input is refused with the reason and leaves nothing half-written (
         "/config/v1/import/_/_/dict.lone",
         { role: "operator" },
         `[{"code":"a","name":"x"},{"code":"b","name":"${lone}"}]`,
-        `JSON array entry 2 (counting from 1): ${loneReason("name")}`,
+        loneReason("1/name"),
       ],
       ["PUT", "/config/v1/locks/lone-lock", { role: "admin" }, `{"apps":["loan"],"description":"${lone}"}`, loneReason("description")],
       ["PUT", "/config/v1/sequences/lone-seq", { role: "admin" }, `{"pattern":"LN{seq:6}${lone}"}`, loneReason("pattern")],
@@ -348,14 +351,14 @@ describe("bad input is refused with the reason and leaves nothing half-written (
       assert.equal(r.status, 400, `${method} ${path} ${raw}: ${r.body.message}`);
       assert.equal(r.body.message, reason, `${method} ${path} ${raw}`);
     }
-    // The same dictionary as text (format=json) is read by the import itself, and named the same way.
+    // The same dictionary as text (format=json) is read by the import itself, which names the entry as the file shows it.
     const asText = await call(base, "POST", "/config/v1/import/_/_/dict.lone?format=json", {
       role: "operator",
       raw: `[{"code":"a","name":"${lone}"}]`,
       contentType: "text/plain",
     });
     assert.equal(asText.status, 400);
-    assert.equal(asText.body.message, `JSON array entry 1 (counting from 1): ${loneReason("name")}`);
+    assert.equal(asText.body.message, `JSON array entry 1 (counting from 1): ${entryLoneReason("name")}`);
     assert.equal(await changeCount(), before, "nothing was written");
     assert.equal((await call(base, "GET", "/config/v1/apps/lone-claim", { role: "viewer" })).status, 404, "no app claimed");
     const locks = (await call(base, "GET", "/config/v1/locks", { role: "viewer" })).body.locks as Json[];

@@ -55,7 +55,7 @@ describe("Connect RPCs, locks and sequences", () => {
     assert.equal(surrogateReport.status, 400);
     assert.deepEqual(surrogateReport.body, {
       code: "invalid_argument",
-      message: "interfaces[0].params.properties.amount.description contains a lone surrogate (not valid Unicode)",
+      message: "interfaces/0/params/properties/amount/description must not contain a lone surrogate (not valid Unicode)",
     });
     const put = await rpc(
       base,
@@ -122,21 +122,27 @@ describe("Connect RPCs, locks and sequences", () => {
   test("a lone surrogate in a Connect request is refused naming where, in free JSON (values, schemas, configs, dictionaries) too", async () => {
     const item = `"ref":{"kind":"technical","app":"loan","env":"uat","key":"lone"}`;
     const cases: Array<[string, string, "operator" | "admin", string]> = [
-      ["PutItem", `{${item},"value":{"hosts":["a","${lone}"]}}`, "operator", "value.hosts[1]"],
-      ["PutItem", `{${item},"value":1,"schema":{"title":"${lone}"}}`, "operator", "schema.title"],
-      ["StartGray", `{${item},"value":"${lone}","selector":{"labels":{"zone":"a"}}}`, "operator", "value"],
-      ["PutResource", `{"kind":"middleware","name":"lone-mq","type":"kafka","config":{"brokers":"${lone}"}}`, "admin", "config.brokers"],
+      ["PutItem", `{${item},"value":{"hosts":["a","${lone}"]}}`, "operator", "value/hosts/1 must not contain"],
+      ["PutItem", `{${item},"value":1,"schema":{"title":"${lone}"}}`, "operator", "schema/title must not contain"],
+      ["StartGray", `{${item},"value":"${lone}","selector":{"labels":{"zone":"a"}}}`, "operator", "value must not contain"],
+      [
+        "PutResource",
+        `{"kind":"middleware","name":"lone-mq","type":"kafka","config":{"brokers":"${lone}"}}`,
+        "admin",
+        "config/brokers must not contain",
+      ],
       [
         "ImportDictionary",
         `{"ref":{"kind":"business","key":"dict.lone"},"format":"json","content":${JSON.stringify(`[{"code":"a","name":"${lone}"}]`)}}`,
         "operator",
-        "JSON array entry 1 (counting from 1): name",
+        // The dictionary's content is a string holding JSON: its entries are named as the file shows them.
+        "JSON array entry 1 (counting from 1): name contains",
       ],
     ];
     for (const [method, raw, role, where] of cases) {
       const r = await rpc(base, "ConfigCenterService", method, raw, as(role));
       assert.equal(r.status, 400, `${method} ${raw}: ${r.body.message}`);
-      assert.deepEqual(r.body, { code: "invalid_argument", message: `${where} contains a lone surrogate (not valid Unicode)` }, raw);
+      assert.deepEqual(r.body, { code: "invalid_argument", message: `${where} a lone surrogate (not valid Unicode)` }, raw);
     }
     // A string field is refused by Connect's decoder itself, naming it.
     const description = await rpc(base, "ConfigCenterService", "PutApp", `{"appId":"loan","description":"${lone}"}`, as("admin"));

@@ -92,14 +92,17 @@ describe("the seed's start-up flow: token, registration, metadata, long connecti
       ],
       [{ env: "prod", hostName: "a host", ip: "10.0.0.1", servicePort: 80 }, /^hostName "a host" is not a host name/],
       // A lone UTF-16 surrogate (JSON's "\ud800") is no character: refused naming where, as a NUL is.
-      [{ env: "prod", hostName: "h\ud800", ip: "10.0.0.1", servicePort: 80 }, /^hostName contains a lone surrogate \(not valid Unicode\)$/],
+      [
+        { env: "prod", hostName: "h\ud800", ip: "10.0.0.1", servicePort: 80 },
+        /^body\/hostName must not contain a lone surrogate \(not valid Unicode\)$/,
+      ],
       [
         { env: "prod", hostName: "h", ip: "10.0.0.1", servicePort: 80, labels: { zone: "a\udc00" } },
-        /^labels\.zone contains a lone surrogate \(not valid Unicode\)$/,
+        /^body\/labels\/zone must not contain a lone surrogate \(not valid Unicode\)$/,
       ],
       [
         { env: "prod", hostName: "h", ip: "10.0.0.1", servicePort: 80, startParams: { "-Xmx": "\ud800" } },
-        /^startParams\.-Xmx contains a lone surrogate \(not valid Unicode\)$/,
+        /^body\/startParams\/-Xmx must not contain a lone surrogate \(not valid Unicode\)$/,
       ],
     ];
     for (const [body, reason] of cases) {
@@ -281,21 +284,21 @@ describe("the seed's start-up flow: token, registration, metadata, long connecti
     assert.match(dup.body.message, /interface a is reported twice/);
     // A lone UTF-16 surrogate anywhere in a report is refused naming where, as a NUL is; the report before it stays.
     const loneSurrogates: Array<[Record<string, unknown>, RegExp]> = [
-      [{ interfaces: [{ code: "a" }, { code: "b", description: "x\ud800" }] }, /^interfaces\[1\]\.description contains a lone/],
+      [{ interfaces: [{ code: "a" }, { code: "b", description: "x\ud800" }] }, /^body\/interfaces\/1\/description must not contain a lone/],
       [
         { interfaces: [{ code: "a", params: { type: "object", properties: { amount: { description: "\udfff" } } } }] },
-        /^interfaces\[0\]\.params\.properties\.amount\.description contains a lone/,
+        /^body\/interfaces\/0\/params\/properties\/amount\/description must not contain a lone/,
       ],
-      [{ interfaces: [{ code: "a", rules: [{ field: "\ud800" }] }] }, /^interfaces\[0\]\.rules\[0\]\.field contains a lone/],
-      [{ interfaces: [{ code: "a", response: { "\ud800": {} } }] }, /^interfaces\[0\]\.response has a key containing a lone/],
-      [{ queues: [{ code: "q", topic: "t\udc00" }] }, /^queues\[0\]\.topic contains a lone/],
-      [{ jobs: [{ code: "j", cron: "\ud800" }] }, /^jobs\[0\]\.cron contains a lone/],
+      [{ interfaces: [{ code: "a", rules: [{ field: "\ud800" }] }] }, /^body\/interfaces\/0\/rules\/0\/field must not contain a lone/],
+      [{ interfaces: [{ code: "a", response: { "\ud800": {} } }] }, /^body\/interfaces\/0\/response has a key containing a lone/],
+      [{ queues: [{ code: "q", topic: "t\udc00" }] }, /^body\/queues\/0\/topic must not contain a lone/],
+      [{ jobs: [{ code: "j", cron: "\ud800" }] }, /^body\/jobs\/0\/cron must not contain a lone/],
     ];
     for (const [body, reason] of loneSurrogates) {
       const r = await call(base, "PUT", `/config/v1/instances/${i.instanceId}/resources`, { token: i.token, body });
       assert.equal(r.status, 400, JSON.stringify(body));
       assert.match(r.body.message, reason);
-      assert.match(r.body.message, /contain(s|ing) a lone surrogate \(not valid Unicode\)$/);
+      assert.match(r.body.message, /contain(ing)? a lone surrogate \(not valid Unicode\)$/);
     }
     const stillThere = await call(base, "GET", "/config/v1/apps/loan/openapi.json?version=2.0.0", { role: "viewer" });
     assert.equal(stillThere.body.paths["/loans"].post.operationId, "loan.apply");

@@ -85,10 +85,13 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
     return reply.code(204).send();
   });
 
-  // allowNul: like a callback's, the id is looked up made storable, as it was registered.
+  // allowUnstorable: like a callback's, the id is looked up made storable, as it was registered.
   app.get(
     `${base}/registrations/:rule/:id`,
-    { config: { allowNul: true }, schema: { params: Type.Object({ rule: NameParam, id: Type.String({ minLength: 1, maxLength: 256 }) }) } },
+    {
+      config: { allowUnstorable: true },
+      schema: { params: Type.Object({ rule: NameParam, id: Type.String({ minLength: 1, maxLength: 256 }) }) },
+    },
     async (req) => {
       const rule = req.params.rule;
       const id = storableText(req.params.id);

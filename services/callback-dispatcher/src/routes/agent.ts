@@ -163,49 +163,53 @@ export function registerAgentRoutes(app: App, d: AgentRouteDeps): void {
 
   // All or nothing: a batch with one id its environment may not claim stores none, and the 403
   // lists the refused ones, so the agent can send the rest again without them.
-  // allowNul: ids come from business requests and may hold anything; each is made storable as the
+  // allowUnstorable: ids come from business requests and may hold anything; each is made storable as the
   // callback path looks it up, so one such id neither fails the batch nor routes its callback elsewhere.
-  app.post("/_dispatcher/v1/registrations", { config: { access, allowNul: true }, schema: { body: RegistrationsBody } }, async (req) => {
-    const env = req.body.env;
-    const entries = req.body.registrations.map((r) => ({ rule: r.rule, id: storableText(r.id), sent: r.id }));
-    return recordingRefusals(req, env, "registration.create", async () => {
-      // Unready beside other replicas (see replica-roster.ts), yet reachable by an agent given its address:
-      // what it stored here the replicas with Redis would never see. The agent sends it again elsewhere.
-      const conflict = d.registry.kind === "memory" ? d.roster.conflict : undefined;
-      if (conflict) throw unavailable(`registrations not stored on this replica: ${conflict}`, outageRetryAfterSeconds);
-      // Decided by the stored rule set, not this replica's copy (polled every RULES_POLL_MS): a rule or
-      // environment saved on another replica a moment ago is known, and id patterns narrowed there are
-      // applied, so a copy not yet reloaded never approves a claim the stored patterns refuse.
-      await storedRuleSet();
-      const { known, ignoredRules } = planBatch(d.rules.current(), req.principal, env, entries, d.bindings);
-      if (known.length) {
-        const byRule: Record<string, number> = {};
-        for (const r of known) byRule[r.rule] = (byRule[r.rule] ?? 0) + 1;
-        await d.registry
-          .register(
-            { env, registeredBy: actorOf(req.principal), items: known.map(({ rule, id, ttlSeconds }) => ({ rule, id, ttlSeconds })) },
-            // One audit row per batch, in the transaction that stores it: agents send thousands of ids a second.
-            (tx) =>
-              d.audit.record(tx, {
-                principal: req.principal,
-                action: "registration.create",
-                target: `environment/${env}`,
-                after: { count: known.length, byRule, sample: known.slice(0, auditSample).map((r) => `${r.rule}/${r.id}`) },
-                requestId: req.id,
-              }),
-          )
-          .catch((err: unknown) => {
-            // PostgreSQL stalled (a lock on `registrations`, a full pool): none of the batch was stored (or, its COMMIT
-            // cut off, all of it); the agent sends it again, which stores the same.
-            throw err instanceof RecordTimeoutError
-              ? unavailable(`registrations not stored: ${err.message}; retry later`, outageRetryAfterSeconds)
-              : err;
-          });
-      }
-      // Callbacks held on this replica for these ids go now, not at the next poll.
-      for (const r of known) d.hold.registered(env, r.rule, r.id);
-      d.metrics.registrations.inc({ env }, known.length);
-      return { registered: known.length, ignoredRules };
-    });
-  });
+  app.post(
+    "/_dispatcher/v1/registrations",
+    { config: { access, allowUnstorable: true }, schema: { body: RegistrationsBody } },
+    async (req) => {
+      const env = req.body.env;
+      const entries = req.body.registrations.map((r) => ({ rule: r.rule, id: storableText(r.id), sent: r.id }));
+      return recordingRefusals(req, env, "registration.create", async () => {
+        // Unready beside other replicas (see replica-roster.ts), yet reachable by an agent given its address:
+        // what it stored here the replicas with Redis would never see. The agent sends it again elsewhere.
+        const conflict = d.registry.kind === "memory" ? d.roster.conflict : undefined;
+        if (conflict) throw unavailable(`registrations not stored on this replica: ${conflict}`, outageRetryAfterSeconds);
+        // Decided by the stored rule set, not this replica's copy (polled every RULES_POLL_MS): a rule or
+        // environment saved on another replica a moment ago is known, and id patterns narrowed there are
+        // applied, so a copy not yet reloaded never approves a claim the stored patterns refuse.
+        await storedRuleSet();
+        const { known, ignoredRules } = planBatch(d.rules.current(), req.principal, env, entries, d.bindings);
+        if (known.length) {
+          const byRule: Record<string, number> = {};
+          for (const r of known) byRule[r.rule] = (byRule[r.rule] ?? 0) + 1;
+          await d.registry
+            .register(
+              { env, registeredBy: actorOf(req.principal), items: known.map(({ rule, id, ttlSeconds }) => ({ rule, id, ttlSeconds })) },
+              // One audit row per batch, in the transaction that stores it: agents send thousands of ids a second.
+              (tx) =>
+                d.audit.record(tx, {
+                  principal: req.principal,
+                  action: "registration.create",
+                  target: `environment/${env}`,
+                  after: { count: known.length, byRule, sample: known.slice(0, auditSample).map((r) => `${r.rule}/${r.id}`) },
+                  requestId: req.id,
+                }),
+            )
+            .catch((err: unknown) => {
+              // PostgreSQL stalled (a lock on `registrations`, a full pool): none of the batch was stored (or, its COMMIT
+              // cut off, all of it); the agent sends it again, which stores the same.
+              throw err instanceof RecordTimeoutError
+                ? unavailable(`registrations not stored: ${err.message}; retry later`, outageRetryAfterSeconds)
+                : err;
+            });
+        }
+        // Callbacks held on this replica for these ids go now, not at the next poll.
+        for (const r of known) d.hold.registered(env, r.rule, r.id);
+        d.metrics.registrations.inc({ env }, known.length);
+        return { registered: known.length, ignoredRules };
+      });
+    },
+  );
 }

@@ -26,9 +26,11 @@ function readQueryAsCallbacks(req: { raw: { url?: string }; query: unknown }, _r
 
 /** Operators' view of what happened to each callback, and the replay of a kept one. */
 export function registerDecisionRoutes(app: App, d: { pool: Pool; replayer: Replayer }): void {
-  // allowNul: a callback's id may hold a NUL, and it is looked up made storable, as it was stored.
-  app.get(base, { config: { allowNul: true }, schema: { querystring: DecisionsQuery }, preValidation: readQueryAsCallbacks }, async (req) =>
-    searchDecisions(d.pool, req.query),
+  // allowUnstorable: a callback's id may hold a NUL, and it is looked up made storable, as it was stored.
+  app.get(
+    base,
+    { config: { allowUnstorable: true }, schema: { querystring: DecisionsQuery }, preValidation: readQueryAsCallbacks },
+    async (req) => searchDecisions(d.pool, req.query),
   );
 
   // With its background delivery and attempts when it was answered from an asynchronous environment's template.
