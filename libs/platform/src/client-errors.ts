@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Logger } from "./logger.js";
+import { requestIdFrom } from "./request-id.js";
 
 /** An error Node's HTTP server reports before any route sees the request (llhttp's, or its own timeouts). */
 interface ClientError extends Error {
@@ -19,27 +21,77 @@ function answerOf(err: ClientError): [number, string, string, string] {
   return [400, "Bad Request", "bad_request", `the request cannot be read as HTTP/1.1: ${reason}`];
 }
 
+/** The answer Node is writing on a connection (pipelined answers after it wait their turn), if any. */
+const answerInProgress = (socket: Socket) => (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
+
 /**
- * Answers a request Node's HTTP parser refused (a NUL or a raw control byte in a header, a target
- * with bytes no URL holds, a header section over the limit, a request not received in time) in the
- * platform's error model, with an `x-request-id` that the log line also carries, instead of fastify's
- * `{"error":"Bad Request","message":"Client Error"}` with no id: the caller can quote the id, and the
- * SRE find it. The connection is closed after the answer: what follows on it cannot be trusted.
+ * Waits until every request read in full before the refused one has been answered (pipelining), then
+ * says whether the refusal may be written: not when an answer to the refused request itself (one whose
+ * body never came in full) has already begun, since bytes of ours would corrupt it.
  */
-export function clientErrorAnswer(log: Logger) {
-  return (err: ClientError, socket: Socket): void => {
-    // The peer went away: there is nobody to answer.
-    if (err.code === "ECONNRESET" || socket.destroyed) return;
-    const [status, statusText, error, message] = answerOf(err);
-    const requestId = randomUUID();
-    log.info({ reqId: requestId, status, error, code: err.code }, message);
-    if (socket.writable) {
+function answersWritten(socket: Socket): Promise<boolean> {
+  return new Promise((resolve) => {
+    const next = () => {
+      const res = answerInProgress(socket);
+      if (!res || socket.destroyed) return resolve(true);
+      if (!res.req.complete) return resolve(!res.headersSent);
+      // Added after Node's own listener, which hands the connection to the next pipelined answer.
+      res.once("finish", next);
+      res.once("close", next);
+    };
+    next();
+  });
+}
+
+/**
+ * Writes a refusal on a connection whose request never reaches a route, once the requests read before
+ * it (pipelined) have been answered: a callback already forwarded must not lose its answer (the third
+ * party would send it again). The connection is closed after it: what follows cannot be trusted.
+ */
+function refuseAfterPendingAnswers(socket: Socket, status: number, statusText: string, requestId: string, error: string, message: string) {
+  void answersWritten(socket).then((mayAnswer) => {
+    if (mayAnswer && socket.writable) {
       const body = JSON.stringify({ error, message });
       socket.write(
         `HTTP/1.1 ${status} ${statusText}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
           `x-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
       );
     }
-    socket.destroy();
+    socket.destroySoon();
+  });
+}
+
+/**
+ * Answers a request Node's HTTP parser refused (a NUL or a raw control byte in a header, a target
+ * with bytes no URL holds, a header section over the limit, a request not received in time) in the
+ * platform's error model, with an `x-request-id` that the log line also carries, instead of fastify's
+ * `{"error":"Bad Request","message":"Client Error"}` with no id: the caller can quote the id, and the
+ * SRE find it.
+ */
+export function clientErrorAnswer(log: Logger) {
+  // Node reports the refusal again for each later chunk on the connection: it is answered once.
+  const refused = new WeakSet<Socket>();
+  return (err: ClientError, socket: Socket): void => {
+    // The peer went away: there is nobody to answer.
+    if (err.code === "ECONNRESET" || socket.destroyed || refused.has(socket)) return;
+    refused.add(socket);
+    const [status, statusText, error, message] = answerOf(err);
+    const requestId = randomUUID();
+    log.info({ reqId: requestId, status, error, code: err.code }, message);
+    refuseAfterPendingAnswers(socket, status, statusText, requestId, error, message);
+  };
+}
+
+/**
+ * Answers a CONNECT (a tunnel: the platform is no proxy) 405 in the error model, with a request id
+ * (the caller's when acceptable) that the log line carries too; without a listener Node would close
+ * the connection without a word.
+ */
+export function connectAnswer(log: Logger) {
+  return (req: IncomingMessage, socket: Socket): void => {
+    const requestId = requestIdFrom(req.headers["x-request-id"]);
+    const message = "CONNECT is not served here: this is not a proxy";
+    log.info({ reqId: requestId, status: 405, error: "method_not_allowed", target: req.url }, message);
+    refuseAfterPendingAnswers(socket, 405, "Method Not Allowed", requestId, "method_not_allowed", message);
   };
 }

@@ -56,10 +56,15 @@ export function rpcInterceptor(
     try {
       if (access !== "public") authorize(req.contextValues.get(principalKey), access);
       const allowUnstorable = unstorableAllowed.has(path);
-      const reason = req.stream ? undefined : unacceptableInput(req.message, "", allowUnstorable);
-      // Named where the caller's JSON has it (`value/hosts/1`), not where the decoded message keeps it
-      // (a google.protobuf.Value's `kind/value/fields/…`): looked for again in the JSON form, only when refused.
-      if (reason && !req.stream) throw badRequest(unacceptableInput(toJson(req.method.input, req.message), "", allowUnstorable) ?? reason);
+      if (!req.stream) {
+        // Looked for in the request as the caller's JSON has it: named so (`value/hosts/1`, not a decoded
+        // google.protobuf.Value's `kind/value/fields/…`), and a `constructor.prototype` is seen there.
+        // The decoded message is walked too for what JSON spells as text (a float's "NaN"). Depth is
+        // Connect's to bound (its JSON reads stop at 100 levels).
+        const o = { allowUnstorable, maxDepth: Number.POSITIVE_INFINITY };
+        const reason = unacceptableInput(toJson(req.method.input, req.message), "", o) ?? unacceptableInput(req.message, "", o);
+        if (reason) throw badRequest(reason);
+      }
       return await next(req);
     } catch (err) {
       const known = asAppError(err);

@@ -1,7 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
-import type { Duplex } from "node:stream";
 import { create } from "@bufbuild/protobuf";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
@@ -12,12 +11,13 @@ import closeWithGrace from "close-with-grace";
 import Fastify, { type FastifyBaseLogger, type FastifyReply } from "fastify";
 import { Redis } from "ioredis";
 import type { Registry } from "prom-client";
+import secureJson from "secure-json-parse";
 import type { App } from "./app.js";
 import { type Auditor, createAuditor } from "./audit.js";
 import { auditRestPath, auditRpc, installAuditRoute } from "./audit-query.js";
 import { createAuthenticator, installAuth, type Principal } from "./auth.js";
 import { activeTraceContext, tracedBus } from "./bus-tracing.js";
-import { clientErrorAnswer } from "./client-errors.js";
+import { clientErrorAnswer, connectAnswer } from "./client-errors.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
 import { AppError, installErrorModel } from "./errors.js";
 import { type Check, installHealth, readiness } from "./health.js";
@@ -192,13 +192,7 @@ export async function startService<E extends ConfigShape>(
   // clients and scripts do) still gets its answer: by default Node ends the connection on that FIN,
   // before the answer is written, although the request is acted on (a callback forwarded, unanswered).
   (app.server as typeof app.server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-  // Without a listener, Node closes a CONNECT's connection without a word; the caller is told instead.
-  app.server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
-    const body = JSON.stringify({ error: "method_not_allowed", message: "CONNECT is not served here: this is not a proxy" });
-    socket.end(
-      `HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  });
+  app.server.on("connect", connectAnswer(log));
   installRequestIdHeader(app);
   // Connections that were busy when shutdown began would otherwise stay open, idle, until the
   // keep-alive timeout (72 s), holding app.close() past SHUTDOWN_TIMEOUT_MS.
@@ -331,9 +325,10 @@ export async function startService<E extends ConfigShape>(
   // Connect plugin, which sets its own parser for that type in its scope and refuses to replace a custom one.
   // Bytes that are not UTF-8 are refused too: decoded leniently they would become U+FFFD and be
   // stored as if the caller had sent that.
-  const parseJson = app.getDefaultJsonParser("error", "error");
+  // The parse error is told as it is (where the JSON breaks; a `__proto__` key refused as such), not as
+  // fastify's one "Body is not valid JSON" for every case.
   const utf8 = new TextDecoder("utf-8", { fatal: true });
-  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (req, body, done) => {
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
     if (body.length === 0) return done(null, undefined);
     let text: string;
     try {
@@ -341,7 +336,20 @@ export async function startService<E extends ConfigShape>(
     } catch {
       return done(new AppError(400, "invalid_json", "body is not valid UTF-8"));
     }
-    parseJson(req, text, done);
+    try {
+      done(null, secureJson.parse(text, undefined, { protoAction: "error", constructorAction: "error" }));
+    } catch (err) {
+      const poisoned = /forbidden prototype property/.test((err as Error).message);
+      done(
+        new AppError(
+          400,
+          "invalid_json",
+          poisoned
+            ? "body has a __proto__ key or a constructor.prototype, which are refused (they would alter objects' prototypes)"
+            : `body is not valid JSON: ${(err as Error).message}`,
+        ),
+      );
+    }
   });
   await app.listen({ port: config.PORT, host: config.HOST });
   const address = app.server.address();

@@ -41,10 +41,26 @@ describe("a service built on the kit", () => {
     assert.deepEqual(await res.json(), { error: "not_found", message: "no route GET /nope" });
   });
 
-  test("invalid JSON is a 400 that says so", async () => {
-    const res = await call("/things", { method: "POST", headers: { ...json, ...bearer(keys.operator) }, body: "{name:" });
-    assert.equal(res.status, 400);
-    assert.equal(((await res.json()) as { error: string }).error, "invalid_json");
+  test("invalid JSON is a 400 that says where it breaks; a __proto__ key is refused as such, not as invalid JSON", async () => {
+    const post = async (body: string) => {
+      const res = await call("/things", { method: "POST", headers: { ...json, ...bearer(keys.operator) }, body });
+      return [res.status, (await res.json()) as { error: string; message: string }] as const;
+    };
+    const [status, broken] = await post("{name:");
+    assert.equal(status, 400);
+    assert.equal(broken.error, "invalid_json");
+    assert.match(broken.message, /^body is not valid JSON: .*position 1/);
+    for (const poisoned of [
+      '{"name":"a","size":1,"__proto__":{"admin":true}}',
+      '{"name":"a","constructor":{"prototype":{"admin":true}}}',
+    ]) {
+      const [code, body] = await post(poisoned);
+      assert.equal(code, 400);
+      assert.deepEqual(body, {
+        error: "invalid_json",
+        message: "body has a __proto__ key or a constructor.prototype, which are refused (they would alter objects' prototypes)",
+      });
+    }
   });
 
   test("a JSON body that is not UTF-8 is refused, not stored with replacement characters", async () => {
@@ -456,6 +472,29 @@ describe("request headers", () => {
     }
   });
 
+  test("a request read before a refused one on the same connection (pipelined) still gets its answer, then the refusal", async () => {
+    const { port } = new URL(svc.url);
+    // A malformed request, and a CONNECT (answered 405 outside any route), after a valid one.
+    for (const [second, status] of [
+      ["GARBAGE /x\r\n\r\n", 400],
+      ["CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n", 405],
+    ] as const) {
+      const text = await new Promise<string>((resolve) => {
+        const socket = net.connect(Number(port), "127.0.0.1", () =>
+          socket.write(`GET /headers HTTP/1.1\r\nHost: x\r\nX-Last: first\r\n\r\n${second}`),
+        );
+        socket.setTimeout(10_000, () => socket.destroy());
+        const chunks: Buffer[] = [];
+        socket.on("data", (c: Buffer) => chunks.push(c));
+        socket.on("error", () => {});
+        socket.on("close", () => resolve(Buffer.concat(chunks).toString()));
+      });
+      const answers = [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+      assert.deepEqual(answers, [200, status], text);
+      assert.match(text, /"last":"first"/);
+    }
+  });
+
   test("a request whose body trickles in past REQUEST_TIMEOUT_MS is answered 408 and its connection closed", async () => {
     const started = performance.now();
     // Ten bytes announced, one sent, the rest never: the connection would otherwise stay open for ever.
@@ -469,8 +508,9 @@ describe("request headers", () => {
   });
 
   test("a CONNECT (a tunnel: the platform is no proxy) is answered 405 in the error model, not dropped", async () => {
-    const res = await sendRaw("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    const res = await sendRaw("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX-Request-Id: tunnel-1\r\n\r\n");
     assert.equal(res.status, 405);
+    assert.match(res.head, /^x-request-id: tunnel-1$/im);
     assert.deepEqual(JSON.parse(res.body), { error: "method_not_allowed", message: "CONNECT is not served here: this is not a proxy" });
   });
 });

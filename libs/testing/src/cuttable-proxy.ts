@@ -16,6 +16,8 @@ export interface CuttableProxy {
   heal(): void;
   /** A slow peer: from now on every answer arrives `ms` later (0: at once again), in order while `ms` stays the same. */
   delayAnswers(ms: number): void;
+  /** A peer out of step: from now on each chunk of answer bytes is passed through `rewrite` (undefined: as it came). */
+  rewriteAnswers(rewrite: ((chunk: Buffer) => Buffer) | undefined): void;
   close(): Promise<void>;
 }
 
@@ -26,6 +28,7 @@ export interface CuttableProxy {
 export async function startCuttableProxy(targetHost: string, targetPort: number): Promise<CuttableProxy> {
   let blackholed = false;
   let answerDelayMs = 0;
+  let rewriteAnswer: ((chunk: Buffer) => Buffer) | undefined;
   const sockets = new Set<net.Socket>();
   const silenced = new WeakSet<net.Socket>();
   const track = (s: net.Socket) => {
@@ -43,8 +46,9 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
     client.on("data", (chunk) => {
       if (!blackholed && !silenced.has(client)) upstream.write(chunk);
     });
-    upstream.on("data", (chunk) => {
+    upstream.on("data", (received: Buffer) => {
       if (blackholed || silenced.has(client)) return;
+      const chunk = rewriteAnswer ? rewriteAnswer(received) : received;
       // Timers of one delay fire in the order they were set: the answers keep theirs.
       if (answerDelayMs) setTimeout(() => blackholed || silenced.has(client) || client.write(chunk), answerDelayMs);
       else client.write(chunk);
@@ -69,6 +73,9 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
     },
     delayAnswers: (ms) => {
       answerDelayMs = ms;
+    },
+    rewriteAnswers: (rewrite) => {
+      rewriteAnswer = rewrite;
     },
     close: async () => {
       // Listening stops first: a connection a client opened between the drop and the close (a pool

@@ -119,7 +119,9 @@ describe("recording at shutdown", () => {
     }
   });
   test("with PostgreSQL frozen, a shutdown gives up on the recording within its bound and fails, without waiting on the rest", async () => {
-    const proxy = await startCuttableProxy("127.0.0.1", 5432);
+    // In front of the server the test databases are made on (DATABASE_URL: the machine's, or the one `make test` started).
+    const server = new URL(process.env.DATABASE_URL ?? "postgres://127.0.0.1:5432");
+    const proxy = await startCuttableProxy(server.hostname, Number(server.port || 5432));
     const shutdownTimeoutMs = 4000;
     const env = await startRelays(1, {
       redis: false,

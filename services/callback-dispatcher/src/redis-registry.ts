@@ -203,8 +203,13 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   type Pending = { rule: string; id: string; resolve(env: string | undefined): void; reject(err: unknown): void };
   let batch: Pending[] | undefined;
   let inFlight = false;
-  // Redis's values, unless its miss cannot be trusted (no warm marker, or a write this process missed).
-  const trusted = ([marker, ...values]: Array<string | null>) => (marker === null || missedWrites ? undefined : values);
+  // Redis's values, unless its miss cannot be trusted (no warm marker, or a write this process missed), or
+  // the answer is no MGET's at all (a connection out of step): never a throw, which nothing would catch.
+  const trusted = (answer: unknown, lookups: number): Array<string | null> | undefined => {
+    if (!Array.isArray(answer) || answer.length !== lookups + 1) return undefined;
+    const [marker, ...values] = answer as Array<string | null>;
+    return marker === null || missedWrites ? undefined : values;
+  };
   const resolveFrom = (pending: Pending[], values: Array<string | null>) => {
     // "<version> <env>"; a value written before versions were kept is the env alone.
     for (let i = 0; i < pending.length; i++) {
@@ -219,7 +224,12 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
    */
   const answerFromRecord = (pending: Pending[], lateRedis?: Promise<Array<string | null>>) => {
     // Awaited alongside the record, within the same deadline: both copies failing ends at one deadline, not two.
-    const lateAnswer = lateRedis && withDeadline(lateRedis, o.recordTimeoutMs, () => new Error("late")).then(trusted, () => undefined);
+    const lateAnswer =
+      lateRedis &&
+      withDeadline(lateRedis, o.recordTimeoutMs, () => new Error("late")).then(
+        (answer) => trusted(answer, pending.length),
+        () => undefined,
+      );
     return fromRecord(pending).then(
       (envs) => {
         for (const x of pending) x.resolve(envs.get(key(x.rule, x.id)));
@@ -246,7 +256,7 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
     timed(asked).then(
       (answer) => {
         next();
-        const values = trusted(answer);
+        const values = trusted(answer, pending.length);
         if (values) return resolveFrom(pending, values);
         startWarm();
         return answerFromRecord(pending);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type CuttableProxy, createTestDatabase, proxiedUrl, testRedis } from "@opsplane/testing";
+import { type CuttableProxy, createTestDatabase, eventually, proxiedUrl, testRedis } from "@opsplane/testing";
 import { startDispatcher } from "./helpers/dispatcher.js";
 import { dropPrefix, routeOf, setUpPay } from "./helpers/pay-route.js";
 import { startSignedStub } from "./helpers/signed-stub.js";
@@ -64,4 +64,30 @@ test("PostgreSQL and Redis both cut off: the callback goes to production within 
   const tookMs = performance.now() - started;
   // Redis's 50 ms, then the record's deadline, with Redis's late answer awaited alongside it (before: one after the other).
   assert.ok(tookMs < 50 + recordTimeoutMs + 600, `answered after ${Math.round(tookMs)} ms`);
+});
+
+test("a Redis answer out of step (an MGET answered with an integer) is not trusted: the record answers, and the dispatcher keeps serving", async () => {
+  pgProxy!.heal();
+  redisProxy!.heal();
+  redisProxy!.delayAnswers(0);
+  // The registry's Redis connection back (a registered callback routed with the record cut off):
+  pgProxy!.blackhole();
+  await eventually("Redis answering the registry again", async () => (await routeOf(d!.url, "L1")) === "sit");
+  pgProxy!.heal();
+  // Every array answer (an MGET's) replaced by the integer 0, as a connection out of step would deliver another command's.
+  const asInteger = (chunk: Buffer) => (chunk[0] === 0x2a ? Buffer.from(":0\r\n") : chunk);
+  try {
+    redisProxy!.rewriteAnswers(asInteger);
+    assert.equal(await routeOf(d!.url, "L1"), "sit");
+    // Late as well, with the record cut off: neither copy can be trusted, so production, within the deadline.
+    pgProxy!.blackhole();
+    redisProxy!.delayAnswers(150);
+    assert.equal(await routeOf(d!.url, "L1"), "prod");
+  } finally {
+    redisProxy!.rewriteAnswers(undefined);
+    redisProxy!.delayAnswers(0);
+    pgProxy!.heal();
+  }
+  assert.equal((await fetch(`${d!.url}/healthz`)).status, 200);
+  await eventually("the record answering again", async () => (await routeOf(d!.url, "L1")) === "sit");
 });

@@ -1,7 +1,6 @@
 import { TextDecoder } from "node:util";
-import { AppError, badRequest } from "@opsplane/platform";
+import { AppError, badRequest, unacceptableInput } from "@opsplane/platform";
 import { parse } from "csv-parse/sync";
-import { loneSurrogateIn } from "./lone-surrogates.js";
 
 /** A dictionary read for import, with where each entry stood in what was sent. */
 export interface Dictionary {
@@ -49,9 +48,11 @@ export function parseDictionary(format: string, content: unknown, maxEntries: nu
   }
   if (dictionary.entries.length === 0) throw badRequest("the dictionary has no entries");
   if (dictionary.entries.length > maxEntries) throw badRequest(`the dictionary has more than ${maxEntries} entries (IMPORT_MAX_ENTRIES)`);
-  // JSON spells lone surrogates ("\ud800"), in a REST body or in Connect's content text alike: named as the file shows the entry.
+  // What the platform refuses in a JSON body (NUL, lone surrogates, a __proto__ key, nesting past its
+  // limit), refused in the file's text too, whether it came as a REST body or as Connect's content: named
+  // as the file shows the entry.
   dictionary.entries.forEach((entry, i) => {
-    const reason = loneSurrogateIn(entry, "");
+    const reason = unacceptableInput(entry, "");
     if (reason) throw badRequest(`${placeOf(dictionary, i)}: ${reason}`);
   });
   return dictionary;

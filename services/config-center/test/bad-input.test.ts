@@ -11,7 +11,7 @@ const lone = "\\ud800";
 /** The platform's refusal of a REST body's field (the kit's input guard). */
 const loneReason = (where: string) => `body/${where} must not contain a lone surrogate (not valid Unicode)`;
 /** A dictionary import's refusal, naming the field of its entry as the file shows it. */
-const entryLoneReason = (where: string) => `${where} contains a lone surrogate (not valid Unicode)`;
+const entryLoneReason = (where: string) => `${where} must not contain a lone surrogate (not valid Unicode)`;
 
 describe("bad input is refused with the reason and leaves nothing half-written (single node, no Redis)", () => {
   let env: Awaited<ReturnType<typeof startCenters>>;
@@ -256,6 +256,37 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal((await db.query("SELECT count(*)::int AS n FROM items WHERE key IN ('lone', 'route/loan.apply')")).rows[0].n, 0);
   });
 
+  test("a value nested past 64 levels (which Connect could not read back) or with a __proto__ key is refused over REST; nothing written", async () => {
+    const before = await changeCount();
+    const nested = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
+    const cases: Array<[string, string]> = [
+      // 64 arrays inside `value` (65 levels of the body): Connect's reads stop at 100, so GetItem, ListItems
+      // and GetMetadata answered 500 for a value stored 101 deep; 10,000 deep the write itself was a 500.
+      [`{"value":${nested(64)}}`, "body/value/0/… nests deeper than 64 levels"],
+      [`{"value":${nested(10_000)}}`, "body/value/0/… nests deeper than 64 levels"],
+    ];
+    for (const [raw, reason] of cases) {
+      const r = await call(base, "PUT", "/config/v1/items/business/_/_/deep", { role: "operator", raw });
+      assert.equal(r.status, 400, `${raw.slice(0, 80)}: ${r.body.message}`);
+      assert.equal(r.body.message, reason);
+    }
+    const fine = await call(base, "PUT", "/config/v1/items/business/_/_/deep", { role: "operator", raw: `{"value":${nested(60)}}` });
+    assert.equal(fine.status, 200, fine.body.message);
+    const rpc = await fetch(`${base}/ops.v1.ConfigCenterService/GetItem`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${keys.viewer}`, "content-type": "application/json" },
+      body: JSON.stringify({ ref: { kind: "business", key: "deep" } }),
+    });
+    assert.equal(rpc.status, 200, "what REST stores, Connect reads back");
+    const proto = await call(base, "PUT", "/config/v1/items/business/_/_/proto", {
+      role: "operator",
+      raw: '{"value":{"a":{"__proto__":{"x":1}}}}',
+    });
+    assert.equal(proto.status, 400);
+    assert.equal(proto.body.error, "invalid_json");
+    assert.equal(await changeCount(), before + 1, "only the 60-level value was written");
+  });
+
   test("a lone surrogate anywhere in a resource's body is refused naming the field; nothing written, no secret sealed as U+FFFD", async () => {
     const before = await changeCount();
     const cases: Array<[string, string]> = [
@@ -359,6 +390,25 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     });
     assert.equal(asText.status, 400);
     assert.equal(asText.body.message, `JSON array entry 1 (counting from 1): ${entryLoneReason("name")}`);
+    // So are a NUL (JSON's "\u0000": PostgreSQL's own message before) and a __proto__ key (stored before).
+    for (const [raw, reason] of [
+      [
+        '[{"code":"a","name":"x"},{"code":"b","name":"\\u0000"}]',
+        "JSON array entry 2 (counting from 1): name must not contain NUL (\\u0000)",
+      ],
+      [
+        '[{"code":"a","name":"x"},{"code":"b","__proto__":{"polluted":1}}]',
+        "JSON array entry 2 (counting from 1): value has a key __proto__, which is refused (it would alter objects' prototypes)",
+      ],
+    ]) {
+      const r = await call(base, "POST", "/config/v1/import/_/_/dict.lone?format=json", {
+        role: "operator",
+        raw,
+        contentType: "text/plain",
+      });
+      assert.equal(r.status, 400, raw);
+      assert.equal(r.body.message, reason, raw);
+    }
     assert.equal(await changeCount(), before, "nothing was written");
     assert.equal((await call(base, "GET", "/config/v1/apps/lone-claim", { role: "viewer" })).status, 404, "no app claimed");
     const locks = (await call(base, "GET", "/config/v1/locks", { role: "viewer" })).body.locks as Json[];

@@ -136,7 +136,7 @@ describe("Connect RPCs, locks and sequences", () => {
         `{"ref":{"kind":"business","key":"dict.lone"},"format":"json","content":${JSON.stringify(`[{"code":"a","name":"${lone}"}]`)}}`,
         "operator",
         // The dictionary's content is a string holding JSON: its entries are named as the file shows them.
-        "JSON array entry 1 (counting from 1): name contains",
+        "JSON array entry 1 (counting from 1): name must not contain",
       ],
     ];
     for (const [method, raw, role, where] of cases) {
