@@ -35,8 +35,8 @@ function answersWritten(socket: Socket): Promise<boolean> {
       const res = answerInProgress(socket);
       if (!res || socket.destroyed) return resolve(true);
       if (!res.req.complete) return resolve(!res.headersSent);
-      // Added after Node's own listener, which hands the connection to the next pipelined answer.
-      res.once("finish", next);
+      // Emitted once the answer is written (after Node has handed the connection to the next pipelined
+      // answer) or abandoned.
       res.once("close", next);
     };
     next();
