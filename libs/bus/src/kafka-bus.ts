@@ -18,6 +18,9 @@ import { resolveSubscribeOptions } from "./subscribe-options.js";
  * down publishes into the outbox, `check()` fails naming the reason, and the relay and
  * every subscription connect once the brokers answer.
  */
+/** The start of `check()`'s reason while the relay has not joined (see start()). */
+const relayStartProblem = "relay could not start";
+
 export class KafkaBus implements Bus {
   readonly kind = "kafka" as const;
   private readonly subscriptions = new Set<KafkaSubscription>();
@@ -27,6 +30,8 @@ export class KafkaBus implements Bus {
   private readonly probe: KafkaProbe;
   private readonly relayTarget: RelayTarget;
   private relay: PostgresConsumer | undefined;
+  private relayRetry: NodeJS.Timeout | undefined;
+  private closing = false;
   private connecting: Promise<void> | undefined;
 
   constructor(
@@ -50,8 +55,25 @@ export class KafkaBus implements Bus {
     this.relayTarget = { producer: this.producer, topics: this.topics, connect: () => this.connect() };
   }
 
-  start(): void {
-    if (this.settings.relay !== false) this.relay = startRelay(this.pool, this.relayTarget, this.tuning, this.logger);
+  /**
+   * Starts the relay, and starts it again (backing off 250 ms doubling to 5 s) for as long as its first
+   * connection to PostgreSQL fails: a replica starting under load (a connection that took longer than its
+   * timeout) must not be left without a relay, its outbox never shipped, until it is restarted.
+   */
+  start(backoffMs = 250): void {
+    if (this.settings.relay === false || this.closing) return;
+    const relay = startRelay(this.pool, this.relayTarget, this.tuning, this.logger);
+    this.relay = relay;
+    relay.ready.then(
+      () => {
+        if (this.relayTarget.problem?.startsWith(relayStartProblem)) this.relayTarget.problem = undefined;
+      },
+      (err: Error) => {
+        this.relayTarget.problem = `${relayStartProblem}: ${err.message}`;
+        this.logger.warn({ err, retryInMs: backoffMs }, "bus: kafka relay could not start; retrying");
+        this.relayRetry = setTimeout(() => this.start(Math.min(backoffMs * 2, 5_000)), backoffMs);
+      },
+    );
   }
 
   /** Connects the admin client and the producer once; a failed attempt is forgotten so the next call tries again. */
@@ -99,6 +121,8 @@ export class KafkaBus implements Bus {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.relayRetry);
     this.onClose();
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     this.subscriptions.clear();

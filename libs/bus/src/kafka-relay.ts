@@ -90,7 +90,6 @@ export function startRelay(pool: pg.Pool, target: RelayTarget, tuning: ConsumerT
       return done;
     },
   });
-  relay.ready.catch((err) => logger.error({ err }, "bus: kafka relay could not start"));
   return relay;
 }
 

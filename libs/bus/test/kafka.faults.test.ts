@@ -10,6 +10,7 @@ import { type Bus, type BusEvent, createBus, type KafkaSettings, markHandledOnce
 import { createPool, type Pool, withTransaction } from "@opsplane/store";
 import { createTestDatabase, eventually, KafkaBroker, KafkaUnavailable, type TestDatabase } from "@opsplane/testing";
 import { Kafka, logLevel } from "kafkajs";
+import pg from "pg";
 import { event, memberReceived, numberOf, range, recorder, spawnMember, uniqueTopic } from "./contract.js";
 
 // Short sessions so the group notices a dead member in seconds, not the default 30.
@@ -233,5 +234,40 @@ test(
     await bus.subscribe({ group: "resume", topics: [topic], handler: r.handler });
     await wait("the group to reach event 30", () => r.handled.some((e) => numberOf(e) === 30));
     assert.deepEqual(r.handled.map(numberOf), range(11, 30), "redelivers from event 11: the two handled but uncommitted, then the rest");
+  }),
+);
+
+test(
+  "the relay's first connection to PostgreSQL refused (a replica starting under load): it starts once PostgreSQL takes connections and ships the outbox",
+  withBroker(async (b) => {
+    if (!b.running) await b.start();
+    const own = await createTestDatabase();
+    // One pooled connection, open before connections are refused: the bus's migrations and outbox use it; the relay's own cannot open.
+    const ownPool = createPool(own.url, { schema: "public", applicationName: "bus-relay-start", max: 1 });
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    const name = new URL(own.url).pathname.slice(1);
+    try {
+      await ownPool.query("SELECT 1");
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      const bus = await createBus({ kind: "kafka", pool: ownPool, source: "/test/faults", kafkaBrokers: [b.url], kafka: session });
+      buses.push(bus);
+      const topic = uniqueTopic();
+      const r = recorder();
+      await bus.subscribe({ group: "relay-start", topics: [topic], handler: r.handler });
+      await bus.publish(event(topic, 1));
+      assert.match((await wait("check() to name the relay", () => checkError(bus))) ?? "", /relay could not start/);
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      // Shipped to Kafka and consumed from it (before: the relay never started, the event stayed in the outbox).
+      await wait("the event through Kafka", () => r.handled.length >= 1);
+      assert.deepEqual(r.handled.map(numberOf), [1]);
+      await wait("check() to pass", async () => (await checkError(bus)) === undefined);
+    } finally {
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`).catch(() => {});
+      await admin.end();
+      await Promise.all(buses.splice(0).map((x) => x.close()));
+      await ownPool.end();
+      await own.drop();
+    }
   }),
 );
