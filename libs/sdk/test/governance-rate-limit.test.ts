@@ -26,45 +26,50 @@ before(async () => {
 
 after(() => app.close());
 
-/** Sends requests one after another for `ms`; answers the statuses and how long it really took. */
-async function hammer(path: string, ms: number): Promise<{ ok: number; limited: number; seconds: number }> {
+/** Sends requests one after another for `ms`; answers the statuses, how long it really took, and the last refusal. */
+async function hammer(path: string, ms: number): Promise<{ ok: number; limited: number; seconds: number; refused?: Answer }> {
   const start = performance.now();
   let ok = 0;
   let limited = 0;
+  let refused: Answer | undefined;
   while (performance.now() - start < ms) {
     const r = await call(`${url}${path}`);
     if (r.status === 200) ok++;
-    else if (r.status === 429) limited++;
-    else assert.fail(`unexpected status ${r.status}`);
+    else if (r.status === 429) {
+      limited++;
+      refused = r;
+    } else assert.fail(`unexpected status ${r.status}`);
   }
-  return { ok, limited, seconds: (performance.now() - start) / 1000 };
+  return { ok, limited, seconds: (performance.now() - start) / 1000, refused };
 }
 
-test("a TPS limit lets through the configured calls a second and answers the rest 429", async () => {
+test("a TPS limit lets through the configured calls a second and answers the rest 429", async (t) => {
   governance.apply([rule("rate-limit", "get.loans.id", { tps: 2 })]);
-  const { ok, limited, seconds } = await hammer("/loans/7", 2500);
+  // Removed however the test ends: the next test starts from a bucket of its own.
+  t.after(() => governance.apply([removal("rate-limit", "get.loans.id")]));
+  const { ok, limited, seconds, refused } = await hammer("/loans/7", 2500);
   // A full bucket (one second's worth) plus 2 a second after that.
   assert.ok(ok >= Math.floor(2 * seconds), `${ok} passed in ${seconds.toFixed(2)} s at 2 TPS`);
   assert.ok(ok <= 2 + Math.ceil(2 * seconds), `${ok} passed in ${seconds.toFixed(2)} s at 2 TPS`);
   assert.ok(limited > ok, "most requests were refused");
 
-  const refused = await call(`${url}/loans/7`);
-  assert.equal(refused.status, 429);
+  // A refusal as the caller sees it (one from the run: a call made after it could find a token refilled
+  // on a slow machine).
+  assert.ok(refused);
   assert.equal(refused.headers.get("x-opsplane-governance"), "rate-limited");
   assert.equal(refused.headers.get("retry-after"), "1");
   assert.deepEqual(refused.body, { error: "rate-limited", message: "interface get.loans.id is over its rate limit: 2 calls a second" });
-  governance.apply([removal("rate-limit", "get.loans.id")]);
 });
 
-test("a burst at a low TPS gets exactly the bucket's calls through", async () => {
+test("a burst at a low TPS gets exactly the bucket's calls through", async (t) => {
   governance.apply([rule("rate-limit", "get.loans.id", { tps: 3 })]);
+  t.after(() => governance.apply([removal("rate-limit", "get.loans.id")]));
   const start = performance.now();
   const answers = await Promise.all(Array.from({ length: 12 }, () => call(`${url}/loans/1`)));
   const seconds = (performance.now() - start) / 1000;
   const ok = answers.filter((a) => a.status === 200).length;
   assert.ok(ok >= 3 && ok <= 3 + Math.floor(3 * seconds), `${ok} of 12 passed in ${seconds.toFixed(2)} s at 3 TPS`);
   assert.equal(answers.filter((a) => a.status === 429).length, 12 - ok);
-  governance.apply([removal("rate-limit", "get.loans.id")]);
 });
 
 test("a concurrency limit refuses calls over the limit in flight, and a finished call frees its slot", async () => {
