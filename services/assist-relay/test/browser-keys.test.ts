@@ -43,14 +43,15 @@ describe("connection keys in the browser: limits per API key, the operator told 
     await page.fill("#connection-key", key);
     await page.click("#connect button");
   };
-  const shownKey = async () => {
-    await operator.waitForFunction(
-      (old) => {
-        const key = document.querySelector("#opsplane-assist [data-key]")?.textContent ?? "";
-        return /^\w{4}-\w{4}-\w{4}$/.test(key) && key !== old;
-      },
-      (await operator.textContent("#opsplane-assist [data-key]").catch(() => "")) ?? "",
-    );
+  /** Clicks, then waits for the widget to show a key other than the one it showed before the click. */
+  const keyAfterClick = async (selector: string) => {
+    // Read before clicking: read after, it may already be the new key, and no other would ever come.
+    const old = (await operator.textContent("#opsplane-assist [data-key]")) ?? "";
+    await operator.click(selector);
+    await operator.waitForFunction((old) => {
+      const key = document.querySelector("#opsplane-assist [data-key]")?.textContent ?? "";
+      return /^\w{4}-\w{4}-\w{4}$/.test(key) && key !== old;
+    }, old);
     return (await operator.textContent("#opsplane-assist [data-key]"))!;
   };
   const status = (text: string) => operator.locator("#opsplane-assist [data-status]", { hasText: text }).waitFor({ timeout: 20_000 });
@@ -69,12 +70,10 @@ describe("connection keys in the browser: limits per API key, the operator told 
 
     // The operator's key expires unused: the widget says so and a new key is one click away.
     await operator.click("#opsplane-assist [data-toggle]");
-    await operator.click("text=Request remote assistance");
-    const expiring = await shownKey();
+    const expiring = await keyAfterClick("text=Request remote assistance");
     assert.match(expiring, keyPattern);
     await status("This key has expired; get a new key");
-    await operator.click("#opsplane-assist [data-new-key]");
-    const blocked = await shownKey();
+    const blocked = await keyAfterClick("#opsplane-assist [data-new-key]");
 
     // Someone guesses at the new key until it is blocked: the widget says so too.
     for (const c of ["0", "1", "2"]) {
@@ -87,8 +86,7 @@ describe("connection keys in the browser: limits per API key, the operator told 
       });
     }
     await status("This key was blocked after too many wrong tries; get a new key");
-    await operator.click("#opsplane-assist [data-new-key]");
-    const fresh = await shownKey();
+    const fresh = await keyAfterClick("#opsplane-assist [data-new-key]");
     await status("Waiting for a developer");
 
     // A colleague, from the same address as the clumsy developer, connects with it.
