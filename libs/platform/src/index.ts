@@ -10,6 +10,7 @@ export * from "./health.js";
 export * from "./input-guard.js";
 export * from "./logger.js";
 export * from "./metrics.js";
+export * from "./redis-client.js";
 export * from "./redis-watchdog.js";
 export * from "./request-id.js";
 export * from "./rpc.js";

@@ -9,7 +9,7 @@ import { GetServiceInfoResponseSchema, ServiceInfoService } from "@opsplane/cont
 import { createPool, type Migration, migrate, type Pool, readMigrations } from "@opsplane/store";
 import closeWithGrace from "close-with-grace";
 import Fastify, { type FastifyBaseLogger, type FastifyReply } from "fastify";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import secureJson from "secure-json-parse";
 import type { App } from "./app.js";
@@ -24,7 +24,7 @@ import { type Check, installHealth, readiness } from "./health.js";
 import { installInputGuard } from "./input-guard.js";
 import { createLogger, type Logger, redactCredentials } from "./logger.js";
 import { createMetricsRegistry, installRedMetrics, type RecordRequest } from "./metrics.js";
-import { watchRedisConnection } from "./redis-watchdog.js";
+import { closeRedis, connectRedis } from "./redis-client.js";
 import { installRequestIdHeader, requestIdFrom } from "./request-id.js";
 import { retry } from "./retry.js";
 import {
@@ -149,9 +149,7 @@ export async function startService<E extends ConfigShape>(
     (err, delay) => log.warn({ err: err.message, retryInMs: delay }, "event bus could not start yet"),
     () => shuttingDown,
   );
-  const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
-  redis?.on("error", (err) => log.warn({ err: err.message }, "redis error"));
-  if (redis) watchRedisConnection(redis, "service", log);
+  const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, log) : undefined;
   const metrics = createMetricsRegistry(def.name);
   const audit = createAuditor(def.name, bus, { pool, log, windowMs: config.AUDIT_DENIAL_WINDOW_SECONDS * 1000 });
 
@@ -402,23 +400,6 @@ export async function startService<E extends ConfigShape>(
       return closing;
     },
   };
-}
-
-/**
- * Quits politely when Redis answers; a QUIT queued while it is unreachable would wait for a
- * reconnection that may never come, so after a bounded wait the connection is dropped instead.
- */
-export async function closeRedis(redis: Redis, waitMs = 1_000): Promise<void> {
-  if (redis.status !== "ready") return redis.disconnect();
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    redis.quit().catch(() => {}),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, waitMs);
-    }),
-  ]);
-  clearTimeout(timer);
-  redis.disconnect();
 }
 
 /**

@@ -23,9 +23,10 @@ export interface CuttableProxy {
 
 /**
  * A TCP proxy in front of a shared server (PostgreSQL, Redis) that a test can cut without touching
- * the server itself, which other tests are using.
+ * the server itself, which other tests are using. It listens on `listenPort` when given (a server
+ * coming up where clients have been knocking), else on a port the kernel picks.
  */
-export async function startCuttableProxy(targetHost: string, targetPort: number): Promise<CuttableProxy> {
+export async function startCuttableProxy(targetHost: string, targetPort: number, listenPort = 0): Promise<CuttableProxy> {
   let blackholed = false;
   let answerDelayMs = 0;
   let rewriteAnswer: ((chunk: Buffer) => Buffer) | undefined;
@@ -54,7 +55,7 @@ export async function startCuttableProxy(targetHost: string, targetPort: number)
       else client.write(chunk);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(listenPort, "127.0.0.1", resolve));
   const dropConnections = () => {
     for (const s of sockets) s.destroy();
   };

@@ -106,6 +106,8 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   let warming: Promise<void> | undefined;
   // Attempts are spaced: while another replica warms, every lookup batch would otherwise try too.
   let nextWarmAt = 0;
+  // Failed attempts in a row: an outage is told once at warn (it retries every check), not at every check.
+  let failedWarms = 0;
 
   const writeAll = (rows: RedisCopy[]) =>
     timed(script.setIfNewer(rows.length, ...rows.map((r) => key(r.rule, r.id)), ...rows.flatMap((r) => [r.version, r.env, r.ttlMs])));
@@ -135,14 +137,20 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
     });
     // Only a warm that began after the last missed write has copied it.
     if (warmed && missedWrites === missedBefore) missedWrites = 0;
-    if (warmed) o.log.info("registry: Redis warmed from the PostgreSQL record");
+    if (!warmed) return;
+    o.log.info(failedWarms ? { failedAttempts: failedWarms } : {}, "registry: Redis warmed from the PostgreSQL record");
+    failedWarms = 0;
   }
 
   const startWarm = () => {
     if (warming || Date.now() < nextWarmAt) return;
     nextWarmAt = Date.now() + o.warmCheckMs;
     warming = warm()
-      .catch((err) => o.log.warn({ err: (err as Error).message }, "registry: warming Redis from the record failed; will retry"))
+      .catch((err) => {
+        const fields = { err: (err as Error).message, failedAttempts: ++failedWarms };
+        if (failedWarms === 1) o.log.warn(fields, "registry: warming Redis from the record failed; retrying every REGISTRY_WARM_CHECK_MS");
+        else o.log.debug(fields, "registry: warming Redis from the record failed again");
+      })
       .finally(() => {
         warming = undefined;
       });
