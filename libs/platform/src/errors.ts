@@ -26,6 +26,13 @@ export const forbidden = (message: string) => new AppError(403, "forbidden", mes
 export const notFound = (message: string) => new AppError(404, "not_found", message);
 export const conflict = (message: string, details?: unknown) => new AppError(409, "conflict", message, details);
 export const payloadTooLarge = (limit: number) => new AppError(413, "payload_too_large", `request body exceeds ${limit} bytes`);
+/** A body of a type the route does not take: the caller is told what it sent and what to send. */
+export const unsupportedMediaType = (contentType: string | undefined) =>
+  new AppError(
+    415,
+    "unsupported_media_type",
+    `${contentType ? `content-type ${JSON.stringify(contentType)}` : "a body without content-type"} is not accepted: send the body as JSON (content-type: application/json)`,
+  );
 export const unavailable = (message: string, retryAfterSeconds?: number) =>
   new AppError(503, "unavailable", message, undefined, retryAfterSeconds);
 
@@ -103,13 +110,9 @@ function describe(err: FastifyError | AppError, bodyLimit: number, contentType: 
   switch (err.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return payloadTooLarge(bodyLimit);
-    // Fastify says only "Unsupported Media Type": the caller is told what it sent and what to send.
+    // Fastify says only "Unsupported Media Type".
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return new AppError(
-        415,
-        "unsupported_media_type",
-        `${contentType ? `content-type ${JSON.stringify(contentType)}` : "a body without content-type"} is not accepted: send the body as JSON (content-type: application/json)`,
-      );
+      return unsupportedMediaType(contentType);
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
     case "FST_ERR_CTP_INVALID_JSON_BODY":
       return new AppError(400, "invalid_json", err.message);

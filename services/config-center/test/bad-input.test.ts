@@ -153,6 +153,24 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal(viewer.status, 403);
   });
 
+  test("text (CSV or plain) sent to any route but the import is 415 naming the type and what to send, not a schema error; nothing written", async () => {
+    const before = await changeCount();
+    for (const [method, path, contentType] of [
+      ["PUT", "/config/v1/items/business/_/_/text.sent", "text/plain"],
+      ["PUT", "/config/v1/items/business/_/_/text.sent", "text/csv; charset=utf-8"],
+      ["POST", "/config/v1/apps", "text/plain"],
+    ] as const) {
+      const r = await call(base, method, path, { role: "admin", raw: '{"value":{"a":1}}', contentType });
+      assert.equal(r.status, 415, `${method} ${path} as ${contentType}: ${JSON.stringify(r.body)}`);
+      assert.deepEqual(r.body, {
+        error: "unsupported_media_type",
+        message: `content-type ${JSON.stringify(contentType)} is not accepted: send the body as JSON (content-type: application/json)`,
+      });
+    }
+    assert.equal(await changeCount(), before);
+    assert.equal((await call(base, "GET", "/config/v1/items/business/_/_/text.sent", { role: "viewer" })).status, 404);
+  });
+
   test("a dictionary in GBK (Excel's Chinese export) imports in its charset, never garbled; a header naming a column twice is refused", async () => {
     // "中国" in GBK: the bytes an Excel CSV export carries.
     const gbk = new Blob(["code,name\n102100099996,", new Uint8Array([0xd6, 0xd0, 0xb9, 0xfa]), "\n"]);

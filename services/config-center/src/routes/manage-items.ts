@@ -1,4 +1,4 @@
-import { type App, badRequest, forbidden } from "@opsplane/platform";
+import { type App, badRequest, forbidden, unsupportedMediaType } from "@opsplane/platform";
 import type { ConfigCenter } from "../config-center.js";
 import { decodeDictionaryText } from "../dictionary-import.js";
 import { checkAppId, checkItemRef, envPattern, type ItemRef } from "../identifiers.js";
@@ -33,7 +33,9 @@ export const importPath = `${base}/import/:app/:env/*`;
 export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: number): void {
   // Dictionaries arrive as CSV text in the charset the Content-Type names (JSON ones as JSON). The
   // parser keeps the server's limit: only the import route's own bodyLimit raises it, for itself.
+  // Every other route takes JSON only: text sent to one is refused as any other type it does not take (415).
   http.addContentTypeParser(["text/csv", "text/plain"], { parseAs: "buffer" }, (req, body, done) => {
+    if (req.routeOptions.url !== importPath) return done(unsupportedMediaType(req.headers["content-type"]), undefined);
     try {
       done(null, decodeDictionaryText(body as Buffer, req.headers["content-type"]));
     } catch (err) {
