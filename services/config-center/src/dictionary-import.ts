@@ -124,12 +124,13 @@ const lineAt = (text: string, index: number) => (text.slice(0, index).match(/\r\
 const privateUse = /[\uE000-\uF8FF\u{F0000}-\u{FFFFD}\u{100000}-\u{10FFFD}]/u;
 
 /**
- * The text of a CSV upload in the charset its Content-Type names (UTF-8 when none): Excel exports in
- * Chinese are usually GBK. Bytes that are not valid in that charset are refused, never replaced;
- * so are, in a charset other than UTF-8, bytes it leaves undefined (decoded to private-use code
- * points, which `fatal` lets through), naming the line they are on.
+ * The text of a dictionary upload (CSV, or JSON sent as text) in the charset its Content-Type names
+ * (UTF-8 when none): Excel exports in Chinese are usually GBK. Bytes that are not valid in that
+ * charset are refused, never replaced; so are, in a charset other than UTF-8, bytes it leaves
+ * undefined (decoded to private-use code points, which `fatal` lets through), naming the line they
+ * are on as the file's format counts it.
  */
-export function decodeDictionaryText(bytes: Buffer, contentType: string | undefined): string {
+export function decodeDictionaryText(bytes: Buffer, contentType: string | undefined, format: "csv" | "json"): string {
   const charset = (/charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? "")?.[1] ?? "utf-8").toLowerCase();
   let decoder: TextDecoder;
   try {
@@ -137,26 +138,27 @@ export function decodeDictionaryText(bytes: Buffer, contentType: string | undefi
   } catch {
     throw badRequest(`charset "${charset}" is not one config-center can read`);
   }
+  const lineOf = (text: string, index: number) =>
+    format === "csv" ? `CSV line ${lineAt(text, index)} (the header is line 1)` : `line ${lineAt(text, index)}`;
   let text: string;
   try {
     text = decoder.decode(bytes);
   } catch {
     const hint =
-      charset === "utf-8" || charset === "utf8"
+      format === "csv" && (charset === "utf-8" || charset === "utf8")
         ? " (an Excel export in Chinese is usually GBK: send Content-Type: text/csv; charset=gbk)"
         : "";
     // Where: the first replacement character a lenient decoding puts in their place.
     const lenient = new TextDecoder(charset).decode(bytes);
     const at = lenient.indexOf("\uFFFD");
-    const where = at < 0 ? "" : `: CSV line ${lineAt(lenient, at)} (the header is line 1) has bytes ${charset} does not define`;
+    const where = at < 0 ? "" : `: ${lineOf(lenient, at)} has bytes ${charset} does not define`;
     throw badRequest(`the dictionary is not valid ${charset}${where}${hint}`);
   }
   const undefinedAt = decoder.encoding === "utf-8" ? -1 : text.search(privateUse);
   if (undefinedAt >= 0) {
-    const line = lineAt(text, undefinedAt);
     const codePoint = text.codePointAt(undefinedAt)!.toString(16).toUpperCase();
     throw badRequest(
-      `the dictionary is not valid ${charset}: CSV line ${line} (the header is line 1) has bytes ${charset} does not define (read as U+${codePoint})`,
+      `the dictionary is not valid ${charset}: ${lineOf(text, undefinedAt)} has bytes ${charset} does not define (read as U+${codePoint})`,
     );
   }
   return text;

@@ -205,6 +205,19 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal(await changeCount(), before, "nothing was written");
   });
 
+  test("a JSON dictionary sent as text with bytes that are not UTF-8 (CESU-8's encoded surrogate) is refused naming its line, not a CSV line", async () => {
+    const before = await changeCount();
+    const cesu = new Blob(['[{"code":"a","name":"x"},\n{"code":"b","name":"', new Uint8Array([0xed, 0xa0, 0x80]), '"}]']);
+    const r = await call(base, "POST", "/config/v1/import/_/_/dict.cesu?format=json", {
+      role: "operator",
+      raw: cesu,
+      contentType: "text/plain",
+    });
+    assert.equal(r.status, 400);
+    assert.equal(r.body.message, "the dictionary is not valid utf-8: line 2 has bytes utf-8 does not define");
+    assert.equal(await changeCount(), before, "nothing was written");
+  });
+
   test("a dictionary naming one code twice is refused naming the code and both places; errors name lines and positions as the file shows them", async () => {
     const before = await changeCount();
     const csv = "code,name\n102100099996,ICBC\n\n103100000026,ABC\n102100099996,ICBC again\n";

@@ -37,7 +37,9 @@ export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: 
   http.addContentTypeParser(["text/csv", "text/plain"], { parseAs: "buffer" }, (req, body, done) => {
     if (req.routeOptions.url !== importPath) return done(unsupportedMediaType(req.headers["content-type"]), undefined);
     try {
-      done(null, decodeDictionaryText(body as Buffer, req.headers["content-type"]));
+      // The query is not validated yet: anything but json is read as the route reads it, CSV.
+      const format = (req.query as { format?: unknown }).format === "json" ? "json" : "csv";
+      done(null, decodeDictionaryText(body as Buffer, req.headers["content-type"], format));
     } catch (err) {
       done(err as Error, undefined);
     }
