@@ -1,21 +1,11 @@
 import assert from "node:assert/strict";
-import { Writable } from "node:stream";
 import { test } from "node:test";
 import { closeRedis, connectRedis, createLogger } from "@opsplane/platform";
-import { eventually, freePort, startCuttableProxy, testRedis } from "@opsplane/testing";
+import { eventually, freePort, logLines, startCuttableProxy, testRedis } from "@opsplane/testing";
 
 test("a Redis outage is logged once at warn however many reconnections fail, the reconnection at info, and the next outage again", async () => {
-  const lines: Array<{ level: number; msg: string; errors?: number }> = [];
-  const log = createLogger(
-    "t",
-    "debug",
-    new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(JSON.parse(String(chunk)));
-        done();
-      },
-    }),
-  );
+  const { destination, lines } = logLines<{ level: number; msg: string; errors?: number }>();
+  const log = createLogger("t", "debug", destination);
   const warnings = () => lines.filter((l) => l.level === 40);
   const shared = new URL(testRedis().url);
   // Nothing listens there yet: Redis is down when the service starts.

@@ -6,6 +6,7 @@ export * from "./embedded-postgres.js";
 export * from "./free-port.js";
 export * from "./kafka-broker.js";
 export * from "./kafka-topic-reader.js";
+export * from "./log-lines.js";
 export * from "./otlp-sink.js";
 export * from "./poll.js";
 export * from "./process-usage.js";

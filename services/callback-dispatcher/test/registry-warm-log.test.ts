@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { Writable } from "node:stream";
 import { test } from "node:test";
 import { closeRedis, createLogger } from "@opsplane/platform";
-import { eventually, proxiedUrl, testRedis } from "@opsplane/testing";
+import { eventually, logLines, proxiedUrl, testRedis } from "@opsplane/testing";
 import { Redis } from "ioredis";
 import { redisRegistry } from "../src/redis-registry.js";
 import { startDispatcher } from "./helpers/dispatcher.js";
@@ -10,17 +9,8 @@ import { dropPrefix } from "./helpers/pay-route.js";
 
 // An SRE reads this log during the outage: one warning says Redis is being warmed again and why, not one a second.
 test("Redis cut off after a missed registration: the failed warms are logged once at warn, the warm that succeeds at info with their count", async () => {
-  const lines: Array<{ level: number; msg: string; failedAttempts?: number }> = [];
-  const log = createLogger(
-    "t",
-    "debug",
-    new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(JSON.parse(String(chunk)));
-        done();
-      },
-    }),
-  );
+  const { destination, lines } = logLines<{ level: number; msg: string; failedAttempts?: number }>();
+  const log = createLogger("t", "debug", destination);
   const warmFailures = () => lines.filter((l) => l.msg.startsWith("registry: warming Redis from the record failed"));
   const shared = testRedis();
   const { proxy, url } = await proxiedUrl(shared.url, 6379);
