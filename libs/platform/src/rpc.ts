@@ -59,10 +59,13 @@ export function rpcInterceptor(
       if (!req.stream) {
         // Looked for in the request as the caller's JSON has it: named so (`value/hosts/1`, not a decoded
         // google.protobuf.Value's `kind/value/fields/…`), and a `constructor.prototype` is seen there.
-        // The decoded message is walked too for what JSON spells as text (a float's "NaN"). Depth is
-        // Connect's to bound (its JSON reads stop at 100 levels).
-        const o = { allowUnstorable, maxDepth: Number.POSITIVE_INFINITY };
-        const reason = unacceptableInput(toJson(req.method.input, req.message), "", o) ?? unacceptableInput(req.message, "", o);
+        // The decoded message is walked too for what JSON spells as text (a float's "NaN"). Nesting is
+        // bounded as on REST: Connect's own JSON reads stop at 100 levels, so a value stored at 96 could be
+        // written but never read back (GetItem, ListItems, ItemHistory answered 500).
+        // The decoded form nests several levels per JSON level (google.protobuf.Value): its depth is not the caller's.
+        const reason =
+          unacceptableInput(toJson(req.method.input, req.message), "", { allowUnstorable }) ??
+          unacceptableInput(req.message, "", { allowUnstorable, maxDepth: Number.POSITIVE_INFINITY });
         if (reason) throw badRequest(reason);
       }
       return await next(req);

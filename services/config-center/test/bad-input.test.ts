@@ -287,7 +287,7 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal((await db.query("SELECT count(*)::int AS n FROM items WHERE key IN ('lone', 'route/loan.apply')")).rows[0].n, 0);
   });
 
-  test("a value nested past 64 levels (which Connect could not read back) or with a __proto__ key is refused over REST; nothing written", async () => {
+  test("a value nested past 64 levels (which Connect could not read back) is refused over REST and Connect, and a __proto__ key over REST; nothing written", async () => {
     const before = await changeCount();
     const nested = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
     const cases: Array<[string, string]> = [
@@ -309,13 +309,30 @@ describe("bad input is refused with the reason and leaves nothing half-written (
       body: JSON.stringify({ ref: { kind: "business", key: "deep" } }),
     });
     assert.equal(rpc.status, 200, "what REST stores, Connect reads back");
+    // Over Connect the same bound: 96 levels were stored with a 500 answered, and every read of the app then failed.
+    const putOverConnect = (depth: number) =>
+      fetch(`${base}/ops.v1.ConfigCenterService/PutItem`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${keys.operator}`, "content-type": "application/json" },
+        body: `{"ref":{"kind":"business","key":"deep-rpc"},"value":${nested(depth)}}`,
+      });
+    for (const depth of [64, 96]) {
+      const refused = await putOverConnect(depth);
+      assert.equal(refused.status, 400, `${depth} deep over Connect`);
+      assert.deepEqual(await refused.json(), { code: "invalid_argument", message: "value/0/0/… nests deeper than 64 levels" });
+    }
+    // Past Connect's own bound its decoder refuses first, in its words.
+    const decoderRefused = await putOverConnect(10_000);
+    assert.equal(decoderRefused.status, 400);
+    assert.match(((await decoderRefused.json()) as { message: string }).message, /maximum recursion depth of 100 reached/);
+    assert.equal((await putOverConnect(60)).status, 200);
     const proto = await call(base, "PUT", "/config/v1/items/business/_/_/proto", {
       role: "operator",
       raw: '{"value":{"a":{"__proto__":{"x":1}}}}',
     });
     assert.equal(proto.status, 400);
     assert.equal(proto.body.error, "invalid_json");
-    assert.equal(await changeCount(), before + 1, "only the 60-level value was written");
+    assert.equal(await changeCount(), before + 2, "only the 60-level values were written");
   });
 
   test("a lone surrogate anywhere in a resource's body is refused naming the field; nothing written, no secret sealed as U+FFFD", async () => {
