@@ -92,3 +92,24 @@ export function installInputGuard(app: App, isRpcRoute: (url: string | undefined
     if (reason) throw new AppError(400, "invalid_request", reason);
   });
 }
+
+/**
+ * A REST route takes the query parameters it declares and no others: one it does not declare is
+ * refused (400 `unknown field "expectrevision"`) like an unknown body field, never ignored (a
+ * misspelt `?expectRevision=` made an optimistic-locked write unguarded). Sockets read their handshake's
+ * query themselves, and Connect routes carry the protocol's own; both are left as they are.
+ * Installed before any route: it completes each route as it is added.
+ */
+export function refuseUndeclaredQueries(app: App, isRpcRoute: (url: string | undefined) => boolean): void {
+  app.addHook("onRoute", (route) => {
+    // `websocket` is @fastify/websocket's route option.
+    if ((route as { websocket?: boolean }).websocket || isRpcRoute(route.url)) return;
+    const declared = route.schema?.querystring as { additionalProperties?: unknown } | undefined;
+    // A declared query string is closed too, unless it says otherwise: TypeBox leaves objects open by default.
+    if (declared && declared.additionalProperties !== undefined) return;
+    const querystring = declared
+      ? { ...declared, additionalProperties: false }
+      : { type: "object", properties: {}, additionalProperties: false };
+    route.schema = { ...route.schema, querystring };
+  });
+}

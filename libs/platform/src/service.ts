@@ -21,7 +21,7 @@ import { clientErrorAnswer, connectAnswer } from "./client-errors.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
 import { AppError, installErrorModel } from "./errors.js";
 import { type Check, installHealth, readiness } from "./health.js";
-import { installInputGuard } from "./input-guard.js";
+import { installInputGuard, refuseUndeclaredQueries } from "./input-guard.js";
 import { createLogger, type Logger, redactCredentials } from "./logger.js";
 import { createMetricsRegistry, installRedMetrics, type RecordRequest } from "./metrics.js";
 import { closeRedis, connectRedis } from "./redis-client.js";
@@ -179,6 +179,9 @@ export async function startService<E extends ConfigShape>(
     http: { connectionsCheckingInterval: Math.max(1_000, config.REQUEST_TIMEOUT_MS / 10) },
     // Fastify's validator drops a field a schema closes out; ours refuses it (see errors.ts).
     ajv: { customOptions: { removeAdditional: false } },
+    // Ids in paths are up to 256 characters, percent-encoded up to 12 bytes each (fastify's default, 100,
+    // refused a registration's own lookup); the header section's 16 KiB bounds the URL anyway.
+    maxParamLength: 4096,
   }).withTypeProvider<TypeBoxTypeProvider>();
   // By default Node keeps the first 2000 raw header entries of a request (about a thousand headers)
   // and drops the rest without a word: a signature header past them was lost. Unlimited, every header
@@ -238,6 +241,7 @@ export async function startService<E extends ConfigShape>(
   let rpcRoutes = new Set<string>();
   const isRpcRoute = (url: string | undefined) => url !== undefined && rpcRoutes.has(url);
   installErrorModel(app, config.BODY_LIMIT_BYTES, isRpcRoute);
+  refuseUndeclaredQueries(app, isRpcRoute);
   recordRequest = installRedMetrics(app, metrics);
   const checks = new Map<string, Check>([
     ["postgres", async () => void (await pool.query("SELECT 1"))],

@@ -14,7 +14,8 @@ import { definition as monitorCenter } from "../../../services/monitor-center/sr
 
 // Walks every route of every service (REST routes as fastify lists them, Connect methods from the
 // services registered) and sends what PostgreSQL or the parsers refuse: a NUL or a lone surrogate in each text field,
-// numbers out of range, impossible dates, garbage bodies. Each must be a 4xx with a reason.
+// numbers out of range, impossible dates, garbage bodies, a query parameter the route does not declare. Each must be
+// a 4xx with a reason.
 
 const adminKey = "every-route-admin-key-0123456789";
 const auth = { authorization: `Bearer ${adminKey}` };
@@ -80,7 +81,7 @@ type Schema = {
   properties?: Record<string, Schema>;
 };
 
-const patternCandidates = ["a", "/a", "http://127.0.0.1:9/", "image/png", "a.b"];
+const patternCandidates = ["a", "/a", "http://127.0.0.1:9/", "image/png", "a.b", "1"];
 const formatSamples: Record<string, string> = {
   uuid,
   date: "2024-01-31",
@@ -154,6 +155,8 @@ interface Probe {
   unstorable?: boolean;
   /** The route takes such text (it stores it made storable): it must then not fail it, rather than be refused. */
   acceptsUnstorable?: boolean;
+  /** The 400's message must say this (unless authentication answers first, 401/403). */
+  refusalSays?: string;
 }
 
 function restProbes(route: RouteOptions, values: Record<string, string>): Probe[] {
@@ -194,6 +197,15 @@ function restProbes(route: RouteOptions, values: Record<string, string>): Probe[
     }
   }
   if (body !== undefined) probes.push({ what: "a body that is not JSON", method, path: url(params, query), body: "{not json" });
+  // A misspelt parameter is refused naming it, never ignored (a socket reads its handshake's query itself).
+  if (!(route as { websocket?: boolean }).websocket)
+    probes.push({
+      what: "a query parameter the route does not declare",
+      method,
+      path: url(params, { ...query, "zz-undeclared": "1" }),
+      body: validBody,
+      refusalSays: 'unknown field "zz-undeclared"',
+    });
   return probes.map((x) => ({ ...x, acceptsUnstorable, contentType: x.body === undefined ? undefined : "application/json" }));
 }
 
@@ -263,6 +275,8 @@ async function send(base: string, p: Probe): Promise<string | undefined> {
   }
   const code = p.connect ? body.code : body.error;
   if (typeof code !== "string" || typeof body.message !== "string" || !body.message) return `${label} (no reason given)`;
+  if (p.refusalSays && res.status !== 401 && res.status !== 403 && !(res.status === 400 && body.message.includes(p.refusalSays)))
+    return `${label} (not "${p.refusalSays}")`;
   return undefined;
 }
 
@@ -305,7 +319,7 @@ for (const fx of fixtures) {
       await db?.drop();
     });
 
-    test("NUL bytes, lone surrogates, out-of-range numbers, invalid dates and garbage bodies are 4xx with a reason", async () => {
+    test("NUL bytes, lone surrogates, out-of-range numbers, invalid dates, garbage bodies and undeclared query parameters are 4xx with a reason", async () => {
       const connectPaths = new Set(rpc.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)));
       const rest = routes.filter((r) => !connectPaths.has(r.url) && !["HEAD", "OPTIONS"].includes(String(r.method)));
       const probes = [...rest.flatMap((r) => restProbes(r, fx.values ?? {})), ...rpc.flatMap((s) => connectProbes(s, unstorableAllowed))];

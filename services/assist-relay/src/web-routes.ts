@@ -68,9 +68,12 @@ export function installWebRoutes(app: App): void {
   const consoleHtml = asset("console.html", "text/html; charset=utf-8");
   // no-cache: revalidated on every page load, answered 304 while unchanged.
   const scriptHeaders = { "cache-control": "no-cache", "cross-origin-resource-policy": "cross-origin" };
-  app.get("/assist/widget.js", { config: { access: "public" } }, async (req, reply) => send(req, reply, widget, scriptHeaders));
-  app.get("/console/console.js", { config: { access: "public" } }, async (req, reply) => send(req, reply, consoleJs, scriptHeaders));
-  app.get("/console", { config: { access: "public" } }, async (req, reply) =>
+  // The same file whatever its query: an embedding page's cache buster (`widget.js?v=3`) and the console's
+  // `?replay=<session id>` (read by the page itself) are not the server's to refuse.
+  const page = { config: { access: "public" as const }, schema: { querystring: { type: "object", additionalProperties: true } } };
+  app.get("/assist/widget.js", page, async (req, reply) => send(req, reply, widget, scriptHeaders));
+  app.get("/console/console.js", page, async (req, reply) => send(req, reply, consoleJs, scriptHeaders));
+  app.get("/console", page, async (req, reply) =>
     send(req, reply, consoleHtml, {
       "cache-control": "no-cache",
       "content-security-policy": consolePolicy,

@@ -86,5 +86,12 @@ describe("embedding: the widget on a page with a strict Content-Security-Policy,
     const page = await rawGet(`${relay}/console`, {});
     assert.match(String(page.headers["content-security-policy"]), /frame-ancestors 'none'/);
     assert.match(String(page.headers["content-security-policy"]), /script-src 'self'(;|$)/);
+
+    // Pages embed the widget with a cache buster, and the console is linked with the recording to replay:
+    // both are the same files (routes elsewhere refuse a query parameter they do not declare).
+    const busted = await rawGet(`${relay}/assist/widget.js?v=3`, {});
+    assert.equal(busted.status, 200);
+    assert.deepEqual(busted.body, plain.body);
+    assert.equal((await rawGet(`${relay}/console?replay=00000000-0000-4000-8000-000000000000`, {})).status, 200);
   });
 });
