@@ -1,6 +1,6 @@
 import diagnostics from "node:diagnostics_channel";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type CompiledRule, flatHeaders, type HttpExchange } from "./rules/index.js";
+import { type CompiledRule, decodeBody, flatHeaders, type HttpExchange } from "./rules/index.js";
 
 export interface InterceptorOptions {
   /** The rules in force right now (swapped whole when they change). */
@@ -81,19 +81,34 @@ function observe({ request: req, response: res }: RequestStart, o: InterceptorOp
   const fromResponse = matched.filter((r) => r.interfaceIdFromResponse);
   const reqBody = new BoundedCopy(o.maxBodyBytes);
 
-  const exchange = (response?: HttpExchange["response"]): HttpExchange => ({
-    method,
-    path,
-    query: q < 0 ? "" : url.slice(q + 1),
-    headers: flatHeaders(req.headers),
-    body: reqBody.bytes(),
-    ...(response ? { response } : {}),
-  });
-  const extract = (which: CompiledRule[], x: HttpExchange, truncated: boolean | undefined) => {
+  // Bodies are read as the dispatcher reads its callbacks: compressed ones inflated (to at most
+  // maxBodyBytes), other charsets (GBK forms) in UTF-8, or the two sides would not read the same id.
+  const decoded = (headers: Record<string, string>, body: Buffer) =>
+    decodeBody(body, headers["content-type"], headers["content-encoding"], o.maxBodyBytes);
+  const exchange = (response?: HttpExchange["response"]): HttpExchange => {
+    const headers = flatHeaders(req.headers);
+    return {
+      method,
+      path,
+      query: q < 0 ? "" : url.slice(q + 1),
+      headers,
+      // A response rule reads the response alone: the request is left as it came.
+      body: response ? reqBody.bytes() : decoded(headers, reqBody.bytes()),
+      ...(response ? { response: { ...response, body: decoded(response.headers, response.body) } } : {}),
+    };
+  };
+  const extract = (which: CompiledRule[], x: () => HttpExchange, truncated: boolean | undefined) => {
+    let read: HttpExchange;
+    try {
+      if (truncated) throw new Error(`body larger than ${o.maxBodyBytes} bytes`);
+      read = x();
+    } catch (err) {
+      for (const rule of which) o.onExtractionFailure(rule.name, err as Error);
+      return;
+    }
     for (const rule of which) {
       try {
-        if (truncated) throw new Error(`body larger than ${o.maxBodyBytes} bytes`);
-        Promise.resolve(rule.interfaceId(x)).then(
+        Promise.resolve(rule.interfaceId(read)).then(
           (id) => o.onId(rule.name, id),
           (err: Error) => o.onExtractionFailure(rule.name, err),
         );
@@ -111,7 +126,7 @@ function observe({ request: req, response: res }: RequestStart, o: InterceptorOp
     if (requestRead) return;
     requestRead = true;
     try {
-      extract(fromRequest, exchange(), reqBody.truncated);
+      extract(fromRequest, () => exchange(), reqBody.truncated);
     } catch (err) {
       o.onInternalError(err as Error);
     }
@@ -134,16 +149,34 @@ function observe({ request: req, response: res }: RequestStart, o: InterceptorOp
   res.once("finish", () => {
     try {
       if (res.statusCode >= 400) return;
-      const response = { status: res.statusCode, headers: flatHeaders(res.getHeaders()), body: resBody.bytes() };
-      extract(fromResponse, exchange(response), resBody.truncated);
+      const response = { status: res.statusCode, headers: resBody.headers(), body: resBody.bytes() };
+      extract(fromResponse, () => exchange(response), resBody.truncated);
     } catch (err) {
       o.onInternalError(err as Error);
     }
   });
 }
 
-function copyResponse(res: ServerResponse, o: InterceptorOptions): BoundedCopy {
+/**
+ * The response as the app writes it: its body (bounded) and its headers, those set with setHeader and
+ * those handed to writeHead, which getHeaders() does not list (a `content-encoding: gzip` given there
+ * is what says the body must be inflated to be read).
+ */
+function copyResponse(
+  res: ServerResponse,
+  o: InterceptorOptions,
+): { bytes(): Buffer; truncated: boolean; headers(): Record<string, string> } {
   const copy = new BoundedCopy(o.maxBodyBytes);
+  let given: Record<string, string> = {};
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+    try {
+      given = headersGiven(typeof args[1] === "string" ? args[2] : args[1]);
+    } catch (err) {
+      o.onInternalError(err as Error);
+    }
+    return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+  } as typeof res.writeHead;
   const write = res.write;
   const end = res.end;
   res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
@@ -162,7 +195,27 @@ function copyResponse(res: ServerResponse, o: InterceptorOptions): BoundedCopy {
     }
     return (end as (...a: unknown[]) => ServerResponse).call(this, chunk, ...rest);
   } as typeof res.end;
-  return copy;
+  return {
+    bytes: () => copy.bytes(),
+    get truncated() {
+      return copy.truncated;
+    },
+    headers: () => ({ ...flatHeaders(res.getHeaders()), ...given }),
+  };
+}
+
+/** writeHead's headers argument, in any of its forms (an object, `[name, value]` pairs, or a flat list), as lower-case names. */
+function headersGiven(headers: unknown): Record<string, string> {
+  if (!headers || typeof headers !== "object") return {};
+  if (!Array.isArray(headers)) return flatHeaders(headers as Record<string, string | string[] | number | undefined>);
+  const pairs: unknown[][] = Array.isArray(headers[0]) ? (headers as unknown[][]) : [];
+  if (!pairs.length) for (let i = 0; i + 1 < headers.length; i += 2) pairs.push([headers[i], headers[i + 1]]);
+  const out: Record<string, string> = {};
+  for (const [name, value] of pairs) {
+    const key = String(name).toLowerCase();
+    out[key] = out[key] === undefined ? String(value) : `${out[key]}, ${String(value)}`;
+  }
+  return out;
 }
 
 /** Request targets may be absolute (`http://host/path`) in proxy-style requests. */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { gzipSync } from "node:zlib";
 import { eventually } from "@opsplane/testing";
 import { type Agent, startAgent } from "../src/agent.js";
 import { startProxy } from "../src/proxy.js";
@@ -14,6 +15,12 @@ const ruleSet: RuleSetDocument = {
       name: "pay",
       interface: { pattern: "/api/pay/**", method: "POST", id: { kind: "json", expr: "orderNo" } },
       callback: { pattern: "/notify/pay", id: { kind: "json", expr: "out_trade_no" } },
+      ttlSeconds: 60,
+    },
+    {
+      name: "alipay",
+      interface: { pattern: "/api/alipay", method: "POST", id: { kind: "form", expr: "out_trade_no" } },
+      callback: { pattern: "/notify/alipay", id: { kind: "form", expr: "out_trade_no" } },
       ttlSeconds: 60,
     },
     {
@@ -67,6 +74,10 @@ function businessApp(): http.Server {
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
         const body = Buffer.concat(chunks).toString();
+        if (req.url === "/api/orders" && req.headers["x-answer-gzip"])
+          return res
+            .writeHead(201, { "content-type": "application/json", "content-encoding": "gzip" })
+            .end(gzipSync('{"order":{"id":"ORD-GZ"}}'));
         if (req.url === "/api/orders") {
           res.writeHead(201, { "content-type": "application/json" });
           res.write('{"order":{"id":');
@@ -116,6 +127,29 @@ describe("interception agent", () => {
     const res = await fetch(`${appUrl}/api/orders`, { method: "POST", body: "{}" });
     assert.deepEqual(await res.json(), { order: { id: "ORD-9" } });
     await eventually("ORD-9 reported", () => registrations().some((r) => r.rule === "order" && r.id === "ORD-9"));
+  });
+
+  test("reads ids as the dispatcher does: compressed bodies inflated, a GBK form in its charset, a UTF-8 byte order mark skipped", async () => {
+    // Each went unread or garbled before, while the dispatcher read the callback's id right: the callback went to production.
+    const gz = gzipSync('{"orderNo":"P-GZ"}');
+    const compressed = await fetch(`${appUrl}/api/pay/x`, { method: "POST", headers: { "content-encoding": "gzip" }, body: gz });
+    assert.equal(compressed.status, 200);
+    assert.deepEqual(Buffer.from(await compressed.arrayBuffer()), Buffer.concat([Buffer.from("echo:"), Buffer.from(gz.toString())]));
+    await fetch(`${appUrl}/api/alipay`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded; charset=GBK" },
+      body: "out_trade_no=UAT-%B6%A9%B5%A5X",
+    });
+    await fetch(`${appUrl}/api/pay/x`, { method: "POST", body: '\uFEFF{"orderNo":"P-BOM"}' });
+    const answered = await fetch(`${appUrl}/api/orders`, { method: "POST", headers: { "x-answer-gzip": "1" }, body: "{}" });
+    assert.equal(answered.status, 201);
+    for (const [rule, id] of [
+      ["pay", "P-GZ"],
+      ["alipay", "UAT-订单X"],
+      ["pay", "P-BOM"],
+      ["order", "ORD-GZ"],
+    ])
+      await eventually(`${rule} ${id} reported`, () => registrations().some((r) => r.rule === rule && r.id === id));
   });
 
   test("non-matching paths, other methods and bodies without an id report nothing and pass unchanged", async () => {
@@ -272,7 +306,7 @@ describe("agent installed without the sandbox (@opsplane/sandbox is an optional 
     });
     try {
       await eventually("rules loaded", () => agent.stats().rulesVersion === 8);
-      assert.equal(agent.stats().rules, 2);
+      assert.equal(agent.stats().rules, ruleSet.rules.length, "every rule but the script one");
       await fetch(`${appUrl}/api/pay/x`, { method: "POST", body: JSON.stringify({ orderNo: "NOSB-1" }) });
       await eventually("NOSB-1 reported", () => fake.batches.some((b) => b.registrations.some((r) => r.id === "NOSB-1")));
       assert.ok(

@@ -32,6 +32,19 @@ describe("declarative extractors", () => {
     assert.equal(read("xml", "xml.out_trade_no", exchange({ body })), "W-5");
   });
 
+  test("a UTF-8 byte order mark before a JSON, form or XML body is skipped (it made the callback extraction_failed)", () => {
+    const bom = (text: string) => Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text)]);
+    assert.equal(read("json", "orderNo", exchange({ body: bom('{"orderNo":"SIT-1001"}') })), "SIT-1001");
+    assert.equal(read("form", "out_trade_no", exchange({ body: bom("out_trade_no=SIT-2001&sign=x") })), "SIT-2001");
+    assert.equal(read("xml", "xml.id", exchange({ body: bom("<xml><id>SIT-3001</id></xml>") })), "SIT-3001");
+  });
+
+  test("an id's length is counted in characters as the registrations API counts them: 256 emoji pass, 257 do not", () => {
+    const id = (n: number) => Buffer.from(JSON.stringify({ orderNo: "😀".repeat(n) }));
+    assert.equal(read("json", "orderNo", exchange({ body: id(256) })), "😀".repeat(256));
+    assert.throws(() => read("json", "orderNo", exchange({ body: id(257) })), /id longer than 256 characters/);
+  });
+
   test("the response is read when the rule says so (figure 4)", () => {
     const x = exchange({ response: { status: 201, headers: {}, body: Buffer.from('{"order":{"id":"R-1"}}') } });
     assert.equal(read("json", "order.id", x, "response"), "R-1");

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { flatHeaders } from "@opsplane/callback-agent/rules";
+import { decodeBody, ExtractionRefused, flatHeaders } from "@opsplane/callback-agent/rules";
 import type { AsyncIntake } from "./async-intake.js";
 import type { DecisionLog } from "./decision-log.js";
-import { decodeBody, type EncodedExchange, ExtractionRefused } from "./extraction-body.js";
+import type { EncodedExchange } from "./extraction-body.js";
 import { type Forwarder, outboundHeaders, UpstreamError } from "./forwarder.js";
 import type { DispatcherMetrics } from "./metrics.js";
 import { headThenRest, readBounded } from "./read-bounded.js";

@@ -1,7 +1,6 @@
-import { ExtractionError, type HttpExchange } from "@opsplane/callback-agent/rules";
+import { ExtractionError, ExtractionRefused, type HttpExchange } from "@opsplane/callback-agent/rules";
 import { storableText } from "@opsplane/store";
 import type { Environment } from "./config-store.js";
-import { ExtractionRefused } from "./extraction-body.js";
 import type { HeldId, RegistrationHold } from "./registration-hold.js";
 import type { Registry } from "./registry.js";
 import type { RuleSetSnapshot } from "./rule-set.js";

@@ -212,6 +212,21 @@ describe("who may register which ids for which environment", () => {
     }
   });
 
+  test("a 256-character id (emoji, each one character) is found by its lookup URL, and its callback sent with a byte order mark goes to its environment", async () => {
+    const id = `E${"😀".repeat(255)}`;
+    assert.equal((await d.api("POST", "/_dispatcher/v1/registrations", { env: "uat", registrations: [{ rule: "pay", id }] })).status, 200);
+    // 3,000+ characters percent-encoded: fastify's default path-parameter bound (100) answered 400 quoting the URL.
+    assert.equal(await registeredEnv("pay", id), "uat");
+    const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ out_trade_no: id }))]);
+    const callback = await fetch(`${d.url}/notify/pay`, {
+      method: "POST",
+      headers: { "content-type": "application/json; charset=utf-8", "x-signature": sign(secret, body) },
+      body,
+    });
+    assert.equal(callback.status, 200);
+    assert.equal(callback.headers.get("x-served-by"), "sit", "uat's stub, not production");
+  });
+
   test("refusals are audited with the principal and what was refused", async () => {
     const denied = await eventually("agent-sit's refusals in the audit log", async () => {
       const rows = await auditRows("app:agent-sit", "denied");

@@ -55,7 +55,7 @@ export function compileExtractor(spec: ExtractorSpec, compileScript: ScriptCompi
     }
     case "form": {
       if (!spec.expr) throw new Error("form field name is empty");
-      return (x) => idFrom(new URLSearchParams(side(x).body.toString("utf8")).get(spec.expr), `form field ${spec.expr}`);
+      return (x) => idFrom(new URLSearchParams(textOf(side(x).body)).get(spec.expr), `form field ${spec.expr}`);
     }
     case "query": {
       if (!spec.expr) throw new Error("query parameter name is empty");
@@ -91,21 +91,30 @@ export function scriptInput(x: HttpExchange): ScriptInput {
     path: x.path,
     query: Object.fromEntries(new URLSearchParams(x.query)),
     headers: x.headers,
-    body: x.body.toString("utf8"),
-    ...(x.response ? { response: { status: x.response.status, headers: x.response.headers, body: x.response.body.toString("utf8") } } : {}),
+    body: textOf(x.body),
+    ...(x.response ? { response: { status: x.response.status, headers: x.response.headers, body: textOf(x.response.body) } } : {}),
   };
+}
+
+/**
+ * A body as text, without the byte order mark some platforms put before UTF-8 (JSON.parse and a form's
+ * first field name would otherwise take it as content, and a registered id's callback went to production).
+ */
+function textOf(body: Buffer): string {
+  const text = body.toString("utf8");
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 function parseJson(body: Buffer): unknown {
   try {
-    return JSON.parse(body.toString("utf8"));
+    return JSON.parse(textOf(body));
   } catch (err) {
     throw new ExtractionError("malformed_body", `body is not JSON: ${(err as Error).message}`);
   }
 }
 
 function parseXml(body: Buffer): unknown {
-  const text = body.toString("utf8");
+  const text = textOf(body);
   if (!text.trimStart().startsWith("<")) throw new ExtractionError("malformed_body", "body is not XML");
   try {
     return xmlParser.parse(text, true);
@@ -120,6 +129,8 @@ const maxIdLength = 256;
 function idFrom(value: unknown, what: string): string {
   const id = typeof value === "number" && Number.isFinite(value) ? String(value) : typeof value === "string" ? value.trim() : undefined;
   if (!id) throw new ExtractionError("id_missing", `${what}: no id`);
-  if (id.length > maxIdLength) throw new ExtractionError("id_missing", `${what}: id longer than ${maxIdLength} characters`);
+  // Characters as the registrations API counts them (code points): an emoji is one, not two UTF-16 units.
+  if (id.length > maxIdLength && [...id].length > maxIdLength)
+    throw new ExtractionError("id_missing", `${what}: id longer than ${maxIdLength} characters`);
   return id;
 }

@@ -1,3 +1,4 @@
+export * from "./body-decoding.js";
 export * from "./compile.js";
 export * from "./dot-path.js";
 export * from "./extractors.js";
