@@ -137,7 +137,8 @@ export class BusinessParams {
   /**
    * Compares the cached keys with their source and applies what differs. Through Redis only when
    * `<prefix>biz:version` moved (and never from an empty Redis, which would look like every value
-   * deleted); gray values, and everything without Redis, through config-center.
+   * deleted; a value Redis lacks is dropped only on config-center's word); gray values, and
+   * everything without Redis, through config-center.
    */
   resync(): Promise<void> {
     this.resyncing ??= this.resyncNow().finally(() => {
@@ -166,8 +167,10 @@ export class BusinessParams {
           if (version !== this.redisVersion) {
             const plain = keys.filter((k) => !gray.has(k));
             const found = await this.readRedis(plain);
-            for (const k of plain) this.set(k, found.get(k), runs);
-            this.redisVersion = version;
+            const kept = await this.confirmLost(plain, found);
+            for (const k of plain) if (!kept.has(k)) this.set(k, found.get(k), runs);
+            // Unconfirmed keys are asked again at the next resync, not only when the version moves.
+            if (!kept.size) this.redisVersion = version;
           }
         }
       } catch (err) {
@@ -184,6 +187,32 @@ export class BusinessParams {
       }
     }
     await runHooks("business listener", this.hooks, runs, this.o.log, this.o.hookTimeoutMs);
+  }
+
+  /**
+   * Redis loses keys (eviction under maxmemory, a flush) while `biz:version` still moves, so a
+   * cached value Redis lacks, or answers from a less specific scope, is asked of config-center and
+   * its answer put in `found`. Returns the keys config-center could not confirm: they keep their value.
+   */
+  private async confirmLost(keys: string[], found: Map<string, ConfigValue | undefined>): Promise<Set<string>> {
+    const lost = keys.filter((k) => {
+      const cached = this.cache.get(k);
+      if (cached === undefined || cached === absent) return false;
+      const now = found.get(k);
+      return !now || specificity(now) < specificity(cached);
+    });
+    if (!lost.length) return new Set();
+    try {
+      for (const [k, v] of await this.readCenter(lost)) found.set(k, v);
+      this.resyncLog.resolved("business parameters in sync with config-center again");
+      return new Set();
+    } catch (err) {
+      this.resyncLog.problem(
+        "confirm",
+        `Redis business cache lacks ${lost.join(", ")} and config-center could not confirm (${(err as Error).message}); keeping the cached values`,
+      );
+      return new Set(lost);
+    }
   }
 
   private tracks(key: string): boolean {
@@ -276,6 +305,11 @@ export class BusinessParams {
     }
     return found;
   }
+}
+
+/** Which of the four scopes a value comes from: app and env (3) beats app (2) beats env (1) beats shared (0). */
+function specificity(v: ConfigValue): number {
+  return (v.app ? 2 : 0) + (v.env ? 1 : 0);
 }
 
 /** A central cache entry, `{"revision","category","value"}`, or undefined for anything else. */

@@ -2,8 +2,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eventually, freePort } from "@opsplane/testing";
 import { Redis } from "ioredis";
+import { centerDb } from "../../../services/config-center/test/harness.js";
 import { startSdk } from "../src/index.js";
 import { appOptions, type Center, call, startCenter, startFront } from "./core-harness.js";
+
+// Every key of a prefix but one (ARGV[2]) at once, as eviction loses them (never FLUSHDB: Redis is shared).
+const deleteAllOfPrefixBut =
+  "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do if k ~= ARGV[2] then redis.call('DEL', k) n = n + 1 end end return n";
 
 describe("business parameters: local cache, Redis central cache, pushes and resync", () => {
   let center: Center;
@@ -129,6 +134,48 @@ describe("business parameters: local cache, Redis central cache, pushes and resy
       assert.deepEqual(sdk.business.get("fees"), { late: 30 });
     } finally {
       await sdk.close();
+    }
+  });
+
+  test("central cache keys lost (eviction, a flush of the prefix): values stay until config-center says they are gone", async () => {
+    // A config-center of its own: its Redis prefix is emptied, which the other tests' must not be.
+    const own = await startCenter({ redis: true });
+    const { options } = appOptions(own.url, { redisUrl: process.env.REDIS_URL, redisPrefix: own.redisPrefix, businessResyncMs: 300 });
+    await own.put("business", options.appId, "", "rate-table", { base: 3.1 }, { startup: true });
+    await own.put("business", options.appId, "", "feature", "on");
+    await own.put("business", options.appId, "", "retired", "old");
+    await own.put("business", "", "", "limits", { max: 100 });
+    await own.put("business", options.appId, "", "limits", { max: 500 });
+    const sdk = await startSdk(options);
+    const db = await centerDb(own.centers.db.url);
+    try {
+      assert.equal(await sdk.business.load("feature"), "on");
+      assert.equal(await sdk.business.load("retired"), "old");
+      assert.deepEqual(await sdk.business.load("limits"), { max: 500 });
+      const told: unknown[] = [];
+      for (const key of ["rate-table", "feature", "limits"])
+        sdk.business.onChange(key, (value) => {
+          told.push([key, value]);
+        });
+
+      // biz:version survives, so no resync runs until it moves (without it they would all ask config-center).
+      const deleted = (await redis.eval(deleteAllOfPrefixBut, 0, `${own.redisPrefix}*`, `${own.redisPrefix}biz:version`)) as number;
+      assert.ok(deleted > 0, "the values were in Redis before");
+      // A deletion whose push this instance missed: only config-center knows it is gone.
+      await db.query("DELETE FROM items WHERE kind = 'business' AND key = 'retired'");
+      // Any business write moves biz:version; Redis now holds the shared limits and nothing of the app's.
+      // The resync that follows is the only way this instance can learn that `retired` is gone.
+      await own.put("business", "", "", "limits", { max: 120 });
+
+      await eventually("the resync dropping the deleted value", () => sdk.business.get("retired") === undefined);
+      assert.deepEqual(sdk.business.get("rate-table"), { base: 3.1 });
+      assert.equal(sdk.business.get("feature"), "on");
+      assert.deepEqual(sdk.business.get("limits"), { max: 500 }, "the app's own value, not the shared one left in Redis");
+      assert.deepEqual(told, []);
+    } finally {
+      await db.end();
+      await sdk.close();
+      await own.close();
     }
   });
 
