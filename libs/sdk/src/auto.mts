@@ -3,10 +3,10 @@
  * OPSPLANE_* environment (the seed's probe). Start-up (steps 1-11) completes before the app's own
  * code loads (a top-level await in this module holds it back), so the app starts on the
  * configuration config-center gives: technical values whose keys look like environment variables
- * are exported into process.env first. Its fastify instances and http servers are governed through
- * the auto hooks; the app reaches the SDK with `getSdk()` from "@opsplane/sdk". A refusal (or a
- * missing or malformed setting) is one line on stderr and exit code 1: a refused app does not start
- * (seed step 2).
+ * are exported into process.env first, except names the runtime or child processes read. Its
+ * fastify instances and http servers are governed through the auto hooks; the app reaches the SDK
+ * with `getSdk()` from "@opsplane/sdk". A refusal (or a missing or malformed setting) is one line
+ * on stderr and exit code 1: a refused app does not start (seed step 2).
  */
 import { isMainThread } from "node:worker_threads";
 import { installAutoHooks } from "./adapters/auto-hooks.js";
@@ -20,8 +20,42 @@ import { gracefulShutdown } from "./terminal/shutdown.js";
 const key = Symbol.for("@opsplane/sdk.auto");
 const host = globalThis as { [key]?: Promise<Sdk | undefined> };
 
-/** Keys exported into process.env: what an app reads its settings from when it knows nothing of the SDK. */
+/**
+ * Keys exported into process.env: what an app reads its settings from when it knows nothing of the
+ * SDK. Upper case only, so lower-case twins the runtime also reads (`http_proxy`) are never exported.
+ */
 const envLike = /^[A-Z][A-Z0-9_]*$/;
+
+/**
+ * Names configuration never exports: Node, the dynamic loader, the C library or the programs the app
+ * starts read them, so an operator (who may not read secrets) could run code in the app's child
+ * processes, which inherit OPSPLANE_APP_SECRET and resolved passwords, or redirect or unverify its
+ * traffic. These belong to whoever deploys the app. Checked in order; the reason goes in the warning.
+ */
+const reserved: Array<[RegExp, string]> = [
+  [/^OPSPLANE_/, "the SDK's own settings come from the deployment"],
+  [
+    /^NODE_/,
+    "read by Node.js itself (NODE_OPTIONS loads code into Node child processes, NODE_TLS_REJECT_UNAUTHORIZED turns certificate checks off)",
+  ],
+  [/^UV_/, "read by libuv, the runtime's thread pool and I/O"],
+  [
+    /^(LD_|DYLD_|MALLOC_)|^(GCONV_PATH|GETCONF_DIR|GLIBC_TUNABLES|HOSTALIASES|LOCALDOMAIN|LOCPATH|NIS_PATH|NLSPATH|RESOLV_HOST_CONF|RES_OPTIONS|TMPDIR|TZDIR)$/,
+    "read by the dynamic loader or the C library (LD_PRELOAD loads code into every child process)",
+  ],
+  [/^PATH$/, "chooses the programs child processes run"],
+  [/_PROXY$/, "sends HTTP traffic through another host"],
+  [/^(SSL_CERT_FILE|SSL_CERT_DIR)$|^OPENSSL_/, "chooses the certificates OpenSSL trusts or the modules it loads"],
+  [/^(BASH_ENV|ENV|SHELLOPTS|BASHOPTS|IFS|PS4)$/, "runs code in, or changes, the shells the app starts"],
+  [
+    /^(PYTHON|PERL|RUBY|GIT_|NPM_CONFIG_)|^(JAVA_TOOL_OPTIONS|JDK_JAVA_OPTIONS|CLASSPATH)$/,
+    "loads code into the interpreters and tools the app may start",
+  ],
+];
+
+function reservedBecause(key: string): string | undefined {
+  return reserved.find(([name]) => name.test(key))?.[1];
+}
 
 async function start(): Promise<Sdk | undefined> {
   if (!isMainThread) return undefined;
@@ -32,10 +66,13 @@ async function start(): Promise<Sdk | undefined> {
     process.stderr.write(`[opsplane-sdk] the app is not started: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  for (const [k, v] of Object.entries(sdk.config.entries()))
-    if (envLike.test(k) && !k.startsWith("OPSPLANE_") && v !== undefined && v !== null)
-      process.env[k] = typeof v === "string" ? v : JSON.stringify(v);
   const ctx = adapterContextOf(sdk);
+  for (const [k, v] of Object.entries(sdk.config.entries())) {
+    if (!envLike.test(k) || v === undefined || v === null) continue;
+    const why = reservedBecause(k);
+    if (why) ctx.log.warn(`technical value ${k} is not exported to process.env: ${why}`, { key: k });
+    else process.env[k] = typeof v === "string" ? v : JSON.stringify(v);
+  }
   installAutoHooks(ctx);
   setAutoSdk(sdk);
   // Kubernetes stops a pod with SIGTERM, and Node's default is to die at once: no last report, the

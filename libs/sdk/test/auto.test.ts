@@ -72,6 +72,46 @@ describe("auto mode: node --import @opsplane/sdk/auto app.js", () => {
     assert.deepEqual(app.err, [], "nothing on stderr");
   });
 
+  test("configuration never sets what Node, the loader or the app's child processes read: skipped, one warning each", async () => {
+    const { options } = appOptions(center.url);
+    const reserved: Record<string, string> = {
+      NODE_OPTIONS: `--require ${path.join(__dirname, "fixtures", "operator-code.cjs")}`,
+      NODE_TLS_REJECT_UNAUTHORIZED: "0",
+      HTTPS_PROXY: "http://proxy.invalid:3128",
+      LD_PRELOAD: "/nonexistent/preload.so",
+      PATH: "/nonexistent/bin",
+      OPSPLANE_CONFIG_URL: "http://config.invalid",
+    };
+    for (const [k, v] of Object.entries(reserved)) await center.put("technical", options.appId, "uat", k, v);
+    await center.put("technical", options.appId, "uat", "http_proxy", "http://proxy.invalid:3128");
+    await center.put("technical", options.appId, "uat", "DB_URL", "postgres://from-config-center/loans");
+    const app = runApp(envOf(options), path.join(__dirname, "fixtures", "auto-env-app.cjs"));
+    running.push(app.child);
+    const line = await eventually("the app's env line", () => app.out.find((l) => l.startsWith("env ")), 20_000);
+    const { env, child } = JSON.parse(line.slice("env ".length)) as { env: Record<string, string | null>; child: string };
+    assert.equal(child, "child ran", "the child process ran none of the operator's code");
+    assert.deepEqual(env, {
+      DB_URL: "postgres://from-config-center/loans",
+      NODE_OPTIONS: null,
+      NODE_TLS_REJECT_UNAUTHORIZED: null,
+      HTTPS_PROXY: null,
+      http_proxy: null,
+      LD_PRELOAD: null,
+      PATH: process.env.PATH,
+      OPSPLANE_CONFIG_URL: center.url,
+    });
+    // Written before the app's code ran, but stderr is another pipe: its lines may come later.
+    const warned = () => app.err.map((l) => JSON.parse(l) as { level: string; key?: string }).filter((l) => l.level === "warn");
+    await eventually("a warning per skipped key", () => warned().length >= Object.keys(reserved).length);
+    assert.deepEqual(
+      warned()
+        .map((w) => w.key)
+        .sort(),
+      Object.keys(reserved).sort(),
+      app.err.join("\n"),
+    );
+  });
+
   test("SIGTERM to an app that does not handle it: the SDK closes (instance offline at once) and the process exits 0", async () => {
     const { options } = appOptions(center.url);
     const app = runApp(envOf(options));
