@@ -251,20 +251,26 @@ describe("kept callbacks: search, show, replay", () => {
     assert.deepEqual([sit.received.length, uat.received.length], sent, "nothing sent");
   });
 
-  test("a replay posted as a form is 415 naming the content type it takes, and nothing is sent", async () => {
+  test("a replay posted as a form or as text is 415 naming the content type it takes, and nothing is sent", async () => {
     assert.equal(await callback("SIT-1", gbk, "req-form-1"), 200);
     const [decision] = await find("requestId=req-form-1");
     const sent = [sit.received.length, uat.received.length];
-    const res = await fetch(`${d.url}/_dispatcher/v1/decisions/${decision!.id}/replay`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/x-www-form-urlencoded" },
-      body: "env=uat",
-    });
-    assert.equal(res.status, 415);
-    assert.deepEqual(await res.json(), {
-      error: "unsupported_media_type",
-      message: 'content-type "application/x-www-form-urlencoded" is not accepted: send the body as JSON (content-type: application/json)',
-    });
+    // text/plain was read as a string and answered 400 "body must be object".
+    for (const [contentType, body] of [
+      ["application/x-www-form-urlencoded", "env=uat"],
+      ["text/plain", '{"env":"uat"}'],
+    ]) {
+      const res = await fetch(`${d.url}/_dispatcher/v1/decisions/${decision!.id}/replay`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${operatorKey}`, "content-type": contentType! },
+        body,
+      });
+      assert.equal(res.status, 415, contentType);
+      assert.deepEqual(await res.json(), {
+        error: "unsupported_media_type",
+        message: `content-type "${contentType}" is not accepted: send the body as JSON (content-type: application/json)`,
+      });
+    }
     assert.deepEqual([sit.received.length, uat.received.length], sent, "nothing sent");
   });
 
