@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { type Auditor, badRequest, forbidden, notFound, type Principal, unauthorized } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
-import { type Actor, type ChangeLog, checkExpectedRevision } from "./change-log.js";
+import { type Actor, type ChangeLog, checkExpectedRevision, lockTarget } from "./change-log.js";
 import { checkAppId, envPattern } from "./identifiers.js";
 
 export interface AppView {
@@ -87,6 +87,8 @@ export class AppStore {
     const given = sha256(secretIn);
     const principal: Principal = { kind: "app", id: appId };
     return withTransaction(this.pool, async (tx) => {
+      // A first registration creates the record: two at once must not both keep their secret.
+      await lockTarget(tx, `app/${appId}`);
       const app = (await tx.query<AppRow>("SELECT enabled, secret_hash FROM apps WHERE app_id = $1 FOR UPDATE", [appId])).rows[0];
       const known = app?.secret_hash ?? this.o.configuredSecrets.get(appId);
       if (known) {
@@ -216,6 +218,7 @@ export class AppStore {
       if (!envPattern.test(env)) throw badRequest(`environment ${JSON.stringify(env)} must be 1-32 of a-z 0-9 _ -`);
     const environments = input.environments && [...new Set(input.environments)].sort();
     await withTransaction(this.pool, async (tx) => {
+      await lockTarget(tx, `app/${appId}`);
       const prev = (await tx.query<AppRow>(`SELECT ${appColumns} FROM apps a WHERE a.app_id = $1 FOR UPDATE OF a`, [appId])).rows[0];
       checkExpectedRevision(`app ${appId}`, prev?.revision ?? 0, expectRevision);
       const { rows } = await tx.query<AppRow>(

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Bus } from "@opsplane/bus";
 import { ConfigChangedSchema, toEventData, topics } from "@opsplane/contracts";
 import { conflict, type Principal } from "@opsplane/platform";
-import type { Queryable } from "@opsplane/store";
+import { advisoryXactLock, type Queryable } from "@opsplane/store";
 import type { GraySelector } from "./gray.js";
 import type { ItemRef } from "./identifiers.js";
 
@@ -34,6 +34,17 @@ export function checkExpectedRevision(what: string, current: number, expected: n
     throw conflict(`${what} is at revision ${current}, not ${expected}: reload it and apply your change again`, {
       currentRevision: current,
     });
+}
+
+/**
+ * Makes the writers of one audit target (an item, resource, app, sequence or lock) run one after
+ * the other, whether or not its row exists yet: `SELECT … FOR UPDATE` locks nothing while the row
+ * is absent, so concurrent creates would each find it absent (each passing `expectRevision: 0`,
+ * each audited with no before) and the later ones overwrite the first. Taken first in the
+ * transaction, before any row lock.
+ */
+export async function lockTarget(tx: Queryable, target: string): Promise<void> {
+  await advisoryXactLock(tx, `opsplane.config-center ${target}`);
 }
 
 /**

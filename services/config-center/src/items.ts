@@ -1,7 +1,7 @@
 import { type Auditor, badRequest, conflict, notFound } from "@opsplane/platform";
 import { type Pool, type PoolClient, withTransaction } from "@opsplane/store";
 import { createPatch } from "rfc6902";
-import { type Actor, type ChangeAction, type ChangeLog, type ChangeRecord, checkExpectedRevision } from "./change-log.js";
+import { type Actor, type ChangeAction, type ChangeLog, type ChangeRecord, checkExpectedRevision, lockTarget } from "./change-log.js";
 import type { ItemRow } from "./effective.js";
 import { checkSelector, type GraySelector } from "./gray.js";
 import { type ItemKind, type ItemRef, itemTarget } from "./identifiers.js";
@@ -314,8 +314,9 @@ export class ItemStore {
   }
 
   /**
-   * One change in one transaction: lock the item, let `decide` compute its next state (undefined:
-   * deleted), take a version, write the item and its change record, audit, publish.
+   * One change in one transaction: lock the item (also while it does not exist: lockTarget), let
+   * `decide` compute its next state (undefined: deleted), take a version, write the item and its
+   * change record, audit, publish.
    */
   private async change(
     who: Actor,
@@ -328,6 +329,7 @@ export class ItemStore {
   ): Promise<{ version: number; item: ItemView }> {
     const target = itemTarget(ref);
     const { version, item, record } = await withTransaction(this.pool, async (tx) => {
+      await lockTarget(tx, target);
       const prev = (await tx.query<ItemRow>(`SELECT ${itemColumns} FROM items WHERE ${where} FOR UPDATE`, refArgs(ref))).rows[0];
       const { next, comment, graySelector } = await decide(tx, prev);
       const version = await this.changes.nextVersion(tx);

@@ -1,6 +1,6 @@
 import { type Auditor, badRequest, forbidden, notFound } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
-import { type Actor, checkExpectedRevision } from "./change-log.js";
+import { type Actor, checkExpectedRevision, lockTarget } from "./change-log.js";
 import { checkAppId, lockNamePattern } from "./identifiers.js";
 
 export interface LockView {
@@ -126,6 +126,7 @@ export class LockStore {
     const apps = [...new Set(input.apps.map((a) => checkAppId(a, "apps")))].sort();
     if ((input.description ?? "").length > 1024) throw badRequest("description must be at most 1024 characters");
     return withTransaction(this.pool, async (tx) => {
+      await lockTarget(tx, `lock/${name}`);
       const before = (await tx.query<LockRow>("SELECT * FROM locks WHERE name = $1 FOR UPDATE", [name])).rows[0];
       checkExpectedRevision(`lock ${name}`, before?.revision ?? 0, expectRevision);
       const after = (

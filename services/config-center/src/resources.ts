@@ -1,6 +1,6 @@
 import { type Auditor, badRequest, conflict, forbidden, notFound, type Principal } from "@opsplane/platform";
 import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
-import { type Actor, actorName, type ChangeLog, checkExpectedRevision } from "./change-log.js";
+import { type Actor, actorName, type ChangeLog, checkExpectedRevision, lockTarget } from "./change-log.js";
 import { type ItemRef, itemTarget, resourceNamePattern } from "./identifiers.js";
 import { findReferences, type ResolvableResource, resolveReferences, UnresolvableReference } from "./references.js";
 import type { Sealed, SecretBox } from "./secret-box.js";
@@ -118,6 +118,7 @@ export class ResourceStore {
     const refs = findReferences(config);
 
     return withTransaction(this.pool, async (tx) => {
+      await lockTarget(tx, `resource/${id}`);
       const all = await loadAll(tx, "update");
       const prev = all.get(id);
       checkExpectedRevision(`resource ${id}`, prev?.revision ?? 0, expectRevision);

@@ -1,6 +1,6 @@
 import { type Auditor, badRequest, conflict, forbidden, notFound } from "@opsplane/platform";
 import { type Pool, withTransaction } from "@opsplane/store";
-import { type Actor, checkExpectedRevision } from "./change-log.js";
+import { type Actor, checkExpectedRevision, lockTarget } from "./change-log.js";
 import { checkAppId, lockNamePattern } from "./identifiers.js";
 
 export interface SequenceView {
@@ -182,6 +182,7 @@ export class SequenceStore {
       throw badRequest("cacheSize must be 1-10000 and fit between min and max");
     const apps = s.apps && [...new Set(s.apps.map((a) => checkAppId(a, "apps")))].sort();
     return withTransaction(this.pool, async (tx) => {
+      await lockTarget(tx, `sequence/${s.name}`);
       const prev = (await tx.query<SequenceRow>("SELECT * FROM sequences WHERE name = $1 FOR UPDATE", [s.name])).rows[0];
       checkExpectedRevision(`sequence ${s.name}`, prev?.revision ?? 0, expectRevision);
       const { rows } = await tx.query<SequenceRow>(

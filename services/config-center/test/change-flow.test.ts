@@ -4,7 +4,7 @@ import { eventually } from "@opsplane/testing";
 import { Redis } from "ioredis";
 import pg from "pg";
 import WebSocket from "ws";
-import { call, centerDb, Instance, type Json, startCenters } from "./harness.js";
+import { call, centerDb, Instance, type Json, type Reply, startCenters } from "./harness.js";
 
 const loan = { appId: "loan", secret: "loan-secret-0123" };
 const put = (base: string, path: string, body: Record<string, unknown>, role: "operator" | "admin" = "operator") =>
@@ -200,6 +200,103 @@ describe("the change flow across two config-center replicas sharing one database
     assert.equal(now.body.value[0].name, "Resident ID");
     const create = await put(a, "business/_/_/dict.cert-types", { value: [], category: "dictionary", expectRevision: 0 });
     assert.equal(create.status, 409, "revision 0 means: must not exist yet");
+  });
+
+  test("concurrent creates with expectRevision 0, through both replicas: exactly one wins, the others get the 409 a later create gets", async () => {
+    const creates: Record<string, { send: (base: string, i: number) => Promise<Reply>; audit: string }> = {
+      item: {
+        send: (base, i) => put(base, "technical/loan/uat/race.item", { value: i, expectRevision: 0 }),
+        audit: "item/technical/loan/uat/race.item",
+      },
+      import: {
+        send: (base, i) =>
+          call(base, "POST", "/config/v1/import/loan/uat/dict.race?format=json&category=dictionary&expectRevision=0", {
+            role: "operator",
+            body: [{ code: `c${i}`, name: "race" }],
+          }),
+        audit: "item/business/loan/uat/dict.race",
+      },
+      resource: {
+        send: (base, i) =>
+          call(base, "PUT", "/config/v1/resources/middleware/race1", {
+            role: "admin",
+            body: { type: "redis", config: { host: `h${i}` }, expectRevision: 0 },
+          }),
+        audit: "resource/middleware/race1",
+      },
+      app: {
+        send: (base, i) =>
+          call(base, "PUT", "/config/v1/apps/raceapp", { role: "admin", body: { description: `d${i}`, expectRevision: 0 } }),
+        audit: "app/raceapp",
+      },
+      sequence: {
+        send: (base, i) =>
+          call(base, "PUT", "/config/v1/sequences/race-seq", {
+            role: "admin",
+            body: { pattern: `R${i}{seq:6}`, apps: ["loan"], expectRevision: 0 },
+          }),
+        audit: "sequence/race-seq",
+      },
+      lock: {
+        send: (base, i) =>
+          call(base, "PUT", "/config/v1/locks/race-lock", {
+            role: "admin",
+            body: { apps: ["loan"], description: `d${i}`, expectRevision: 0 },
+          }),
+        audit: "lock/race-lock",
+      },
+    };
+    for (const [what, { send, audit }] of Object.entries(creates)) {
+      const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => send(i % 2 ? b : a, i)));
+      const won = replies.filter((r) => r.status === 200);
+      const lost = replies.filter((r) => r.status !== 200);
+      assert.equal(won.length, 1, `${what}: ${won.length} of 20 creates won`);
+      const later = await send(a, 20);
+      assert.equal(later.status, 409, what);
+      assert.match(later.body.message, /is at revision \d+, not 0/, what);
+      assert.deepEqual(new Set(lost.map((r) => [r.status, r.body.message].join(" "))), new Set([`409 ${later.body.message}`]), what);
+      const trail = await call(a, "GET", `/config/v1/audit?target=${audit}`, { role: "operator" });
+      assert.equal(trail.body.entries.length, 1, `${what}: one create audited`);
+    }
+    const history = await call(a, "GET", "/config/v1/history/technical/loan/uat/race.item", { role: "viewer" });
+    assert.equal(history.body.changes.length, 1);
+  });
+
+  test("concurrent first tokens of one unknown app with different secrets: one secret is kept, the others are refused", async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        call(i % 2 ? b : a, "POST", "/config/v1/token", { body: { appId: "race-reg", secret: `race-secret-${i}0` } }),
+      ),
+    );
+    const won = replies.findIndex((r) => r.status === 200);
+    assert.deepEqual(
+      replies.map((r) => r.status === 200),
+      replies.map((_, i) => i === won),
+    );
+    const again = await call(a, "POST", "/config/v1/token", { body: { appId: "race-reg", secret: `race-secret-${won}0` } });
+    assert.equal(again.status, 200, "the winner's secret is the one kept");
+  });
+
+  test("concurrent unconditional writes of a new item all go through, each audited with the value it replaced", async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => put(i % 2 ? b : a, "technical/loan/uat/race.free", { value: i })),
+    );
+    assert.deepEqual(
+      replies.map((r) => r.status),
+      replies.map(() => 200),
+    );
+    const trail = await call(a, "GET", "/config/v1/audit?target=item/technical/loan/uat/race.free", { role: "operator" });
+    const entries = (trail.body.entries as Json[]).toReversed();
+    assert.equal(entries.length, 20);
+    assert.equal(entries.filter((e) => e.before === null).length, 1, "one creation");
+    entries.slice(1).forEach((e, i) => {
+      assert.equal(e.action, "item.set");
+      assert.deepEqual(
+        [e.before.revision, e.before.value],
+        [entries[i].after.revision, entries[i].after.value],
+        "each replaced the one before",
+      );
+    });
   });
 
   test("history, diff and rollback to Json version; the instance gets the old value back as a new version", async () => {
