@@ -3,7 +3,7 @@ import type { Pool } from "@opsplane/store";
 import type { AppResourceStore } from "./app-resources.js";
 import { type AppStore, TokenRefused } from "./apps.js";
 import type { Actor } from "./change-log.js";
-import { parseDictionary, placeOf, refuseDuplicateCodes } from "./dictionary-import.js";
+import { parseDictionary, placeOf, refuseDuplicateCodes, typeCsvCells } from "./dictionary-import.js";
 import type { ItemRef } from "./identifiers.js";
 import { checkRegistration, type InstanceStore, type RegisteredInstance, type Registration } from "./instances.js";
 import type { ItemStore, PutItemInput } from "./items.js";
@@ -14,6 +14,7 @@ import type { ResourceStore } from "./resources.js";
 import { socketPath } from "./routes/instance-socket.js";
 import type { SequenceStore } from "./sequences.js";
 import type { TokenThrottle } from "./token-throttle.js";
+import { businessCategories } from "./value-schemas.js";
 
 /**
  * Everything the REST view and the Connect RPCs call: the stores, plus the few steps that span
@@ -119,8 +120,11 @@ export class ConfigCenter {
     o: { format: string; content: unknown; expectRevision?: number; comment?: string; category?: string },
   ) {
     if (ref.kind !== "business") throw badRequest("only business parameters are imported as dictionaries");
-    const dictionary = parseDictionary(o.format, o.content, this.o.importMaxEntries);
-    const category = o.category || (await this.items.find(ref))?.category;
+    const parsed = parseDictionary(o.format, o.content, this.o.importMaxEntries);
+    const existing = await this.items.find(ref);
+    const category = o.category || existing?.category;
+    // The schema the import is validated against: the item's own, else its category's.
+    const dictionary = typeCsvCells(parsed, existing?.schema ?? businessCategories[category ?? ""]);
     refuseDuplicateCodes(dictionary, category ?? "");
     const { entries } = dictionary;
     const change = await this.items.put(

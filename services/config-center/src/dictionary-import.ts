@@ -58,6 +58,53 @@ export function parseDictionary(format: string, content: unknown, maxEntries: nu
   return dictionary;
 }
 
+type CellType = "integer" | "number" | "boolean";
+
+const decimal = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/** A cell's value as `type`, or undefined when it does not read as one. */
+function convertCell(cell: string, type: CellType): number | boolean | undefined {
+  if (type === "boolean") {
+    const word = cell.toLowerCase();
+    return word === "true" ? true : word === "false" ? false : undefined;
+  }
+  // Number() alone would also read "0x1A", "Infinity" and "" (as 0).
+  if (!decimal.test(cell)) return undefined;
+  const n = Number(cell);
+  return (type === "integer" ? Number.isSafeInteger(n) : Number.isFinite(n)) ? n : undefined;
+}
+
+const typeNames: Record<CellType, string> = { integer: "an integer", number: "a number", boolean: "a boolean (true or false)" };
+
+/**
+ * A CSV dictionary's cells as the entry schema types their columns: every CSV cell is text, so a
+ * spreadsheet's `sort` or `enabled` column could never match `integer` or `boolean`. Columns the
+ * entry schema's `properties` give the type `integer`, `number` or `boolean` are converted (a cell
+ * that does not convert is refused naming its line, column and type); an empty cell is an absent
+ * field, so a required one is reported missing. JSON dictionaries carry their own types.
+ */
+export function typeCsvCells(d: Dictionary, schema: object | undefined): Dictionary {
+  if (d.format !== "csv") return d;
+  const properties = (schema as { items?: { properties?: Record<string, { type?: unknown }> } } | undefined)?.items?.properties;
+  const typeOf = (column: string): CellType | undefined => {
+    const type = properties && Object.hasOwn(properties, column) ? properties[column]?.type : undefined;
+    return type === "integer" || type === "number" || type === "boolean" ? type : undefined;
+  };
+  const entries = d.entries.map((entry, i) =>
+    Object.fromEntries(
+      Object.entries(entry as Record<string, string>).flatMap(([column, cell]): Array<[string, unknown]> => {
+        if (cell === "") return [];
+        const type = typeOf(column);
+        if (!type) return [[column, cell]];
+        const value = convertCell(cell, type);
+        if (value === undefined) throw badRequest(`${placeOf(d, i)}: ${column} ${JSON.stringify(cell)} is not ${typeNames[type]}`);
+        return [[column, value]];
+      }),
+    ),
+  );
+  return { ...d, entries };
+}
+
 /**
  * The field that identifies an entry of a dictionary category: two entries with the same one
  * would leave readers to pick one of them at random.

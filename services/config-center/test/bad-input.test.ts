@@ -268,6 +268,62 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal(await changeCount(), before, "nothing was written");
   });
 
+  test("a CSV (a spreadsheet's export) fills integer, number and boolean fields; an empty cell is an absent field; a cell that is not its type is refused naming it", async () => {
+    const csv = (path: string, raw: string) =>
+      call(base, "POST", `/config/v1/import/_/_/${path}`, { role: "operator", raw, contentType: "text/csv" });
+    const dict = await csv(
+      "dict.typed?category=dictionary",
+      "code,name,sort,enabled\n01,ID card,1,TRUE\n02,Passport,2,false\n03,Other,,\n",
+    );
+    assert.equal(dict.status, 200, dict.body.message);
+    assert.deepEqual(dict.body.item.value, [
+      { code: "01", name: "ID card", sort: 1, enabled: true },
+      { code: "02", name: "Passport", sort: 2, enabled: false },
+      { code: "03", name: "Other" },
+    ]);
+    const bins = await csv("dict.bins?category=card-bin", "bin,bank,cardType,length\n622202,ICBC,debit,19\n");
+    assert.equal(bins.status, 200, bins.body.message);
+    assert.deepEqual(bins.body.item.value, [{ bin: "622202", bank: "ICBC", cardType: "debit", length: 19 }]);
+    const segments = await csv("dict.segments?category=phone-segment", "segment,carrier,province\n1380000,CMCC,\n");
+    assert.equal(segments.status, 200, segments.body.message);
+    assert.deepEqual(segments.body.item.value, [{ segment: "1380000", carrier: "CMCC" }]);
+    // An item's own schema types its columns too.
+    const own = await call(base, "PUT", "/config/v1/items/business/_/_/dict.rates", {
+      role: "operator",
+      body: { value: [], schema: { type: "array", items: { type: "object", properties: { rate: { type: "number" } } } } },
+    });
+    assert.equal(own.status, 200, own.body.message);
+    const rates = await csv("dict.rates", "term,rate\n12,0.35\n");
+    assert.equal(rates.status, 200, rates.body.message);
+    assert.deepEqual(rates.body.item.value, [{ term: "12", rate: 0.35 }]);
+
+    const before = await changeCount();
+    const refusals: Array<[string, string]> = [
+      ["code,name,sort\n01,A,1\n02,B,abc\n", 'CSV line 3 (the header is line 1): sort "abc" is not an integer'],
+      ["code,name,sort\n01,A,1.5\n", 'CSV line 2 (the header is line 1): sort "1.5" is not an integer'],
+      ["code,name,sort\n01,A,0x1A\n", 'CSV line 2 (the header is line 1): sort "0x1A" is not an integer'],
+      ["code,name,enabled\n01,A,yes\n", 'CSV line 2 (the header is line 1): enabled "yes" is not a boolean (true or false)'],
+    ];
+    for (const [raw, message] of refusals) {
+      const refused = await csv("dict.typed?category=dictionary", raw);
+      assert.equal(refused.status, 400);
+      assert.equal(refused.body.message, message);
+    }
+    const missing = await csv("dict.typed?category=dictionary", "code,name\n01,\n");
+    assert.equal(missing.status, 400);
+    assert.match(missing.body.message, /CSV line 2 \(the header is line 1\): \/ must have required property 'name'/);
+    const badRate = await csv("dict.rates", "term,rate\n12,35%\n");
+    assert.equal(badRate.body.message, 'CSV line 2 (the header is line 1): rate "35%" is not a number');
+    // JSON carries its own types: a string is not converted.
+    const json = await call(base, "POST", "/config/v1/import/_/_/dict.typed?format=json", {
+      role: "operator",
+      body: [{ code: "01", name: "A", sort: "1" }],
+    });
+    assert.equal(json.status, 400);
+    assert.match(json.body.message, /JSON array entry 1 \(counting from 1\): \/sort must be integer/);
+    assert.equal(await changeCount(), before, "nothing was written");
+  });
+
   test("a lone surrogate anywhere in an item's body is refused naming the field, not with PostgreSQL's json error; nothing written", async () => {
     const before = await changeCount();
     const cases: Array<[string, string, string]> = [
