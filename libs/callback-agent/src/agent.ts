@@ -58,11 +58,17 @@ export function startAgent(o: AgentOptions): Agent {
   let registered = 0;
   let extractionFailures = 0;
   let internalErrors = 0;
-  let lastProblem = "";
-  /** Logs `what` unless the last problem was of the same `kind`. */
-  const problem = (what: string, kind = what) => {
-    if (kind !== lastProblem) log(what);
-    lastProblem = kind;
+  // Per source of trouble (reporting, fetching rules, one rule's extraction, …), the kind of problem it
+  // last logged: a problem is logged when its source had none or another kind, so during a dispatcher
+  // outage the failing reports and rule fetches are each logged once, not alternately every time.
+  const failing = new Map<string, string>();
+  const problem = (source: string, what: string, kind = what) => {
+    if (failing.get(source) !== kind) log(what);
+    failing.set(source, kind);
+  };
+  /** The source works again: said once when it had been failing. */
+  const recovered = (source: string, what?: string) => {
+    if (failing.delete(source) && what) log(what);
   };
 
   const reporter = createReporter({
@@ -70,22 +76,28 @@ export function startAgent(o: AgentOptions): Agent {
     retryMs: o.retryMs ?? 1_000,
     batchSize: o.batchSize ?? 500,
     maxQueue: o.maxQueue ?? 10_000,
-    onError: (err) => problem(`cannot report registrations: ${err.message}`),
+    onError: (err) => problem("reporting", `cannot report registrations: ${err.message}`),
+    onSent: (outcome) => {
+      recovered("reporting", "registrations reported again");
+      // A batch taken whole: the next refusal is news again, even of the same kind.
+      if (!outcome.reason) recovered("refusals");
+    },
     onRefused: ({ refused, reason }) =>
-      problem(`dispatcher refused ${refused} registrations (${reason.code}), not sent again: ${reason.message}`, `refused:${reason.code}`),
+      problem("refusals", `dispatcher refused ${refused} registrations (${reason.code}), not sent again: ${reason.message}`, reason.code),
   });
 
   let compiler: Promise<ScriptCompiler | undefined> | undefined;
   const fetchAndCompileRules = async () => {
     try {
       const doc = await client.fetchRules();
+      recovered("rules", "rules fetched again");
       if (!doc) return;
       const needsScripts = doc.rules.some((r) => r.interface.id.kind === "script");
       let compileScript: ScriptCompiler | undefined;
       if (needsScripts && o.scriptCompiler) {
         // Without the sandbox (an install without @opsplane/sandbox) script rules are skipped, the others work.
         compiler ??= o.scriptCompiler().catch((err: Error) => {
-          problem(`script extractors unavailable, script rules skipped: ${err.message}`);
+          problem("scripts", `script extractors unavailable, script rules skipped: ${err.message}`);
           return undefined;
         });
         compileScript = await compiler;
@@ -94,15 +106,15 @@ export function startAgent(o: AgentOptions): Agent {
       for (const spec of doc.rules) {
         try {
           next.push(compileRule(spec, compileScript, "interface"));
+          recovered(`rule ${spec.name}`);
         } catch (err) {
-          problem(`rule ${spec.name} skipped: ${(err as Error).message}`);
+          problem(`rule ${spec.name}`, `rule ${spec.name} skipped: ${(err as Error).message}`);
         }
       }
       rules = next;
       rulesVersion = doc.version;
-      lastProblem = "";
     } catch (err) {
-      problem(`cannot fetch rules: ${(err as Error).message}`);
+      problem("rules", `cannot fetch rules: ${(err as Error).message}`);
     }
   };
   // One fetch at a time: a dispatcher slower than the refresh interval would otherwise get a pile of
@@ -120,15 +132,16 @@ export function startAgent(o: AgentOptions): Agent {
     maxBodyBytes: o.maxBodyBytes ?? 64 * 1024,
     onId: (rule, id) => {
       registered++;
+      recovered(`extraction ${rule}`);
       reporter.add({ rule, id });
     },
     onExtractionFailure: (rule, err) => {
       extractionFailures++;
-      problem(`rule ${rule}: no id: ${err.message}`);
+      problem(`extraction ${rule}`, `rule ${rule}: no id: ${err.message}`);
     },
     onInternalError: (err) => {
       internalErrors++;
-      problem(`internal error (traffic unaffected): ${err.message}`);
+      problem("internal", `internal error (traffic unaffected): ${err.message}`);
     },
   });
 

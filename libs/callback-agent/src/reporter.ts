@@ -15,6 +15,8 @@ export interface ReporterOptions {
   /** Most registrations held while the dispatcher does not answer; more are dropped and counted. */
   maxQueue: number;
   onError(err: Error): void;
+  /** A batch the dispatcher answered, with what it refused of it if anything. */
+  onSent(outcome: RegisterOutcome): void;
   onRefused(outcome: Required<RegisterOutcome>): void;
 }
 
@@ -55,6 +57,7 @@ export function createReporter(o: ReporterOptions): Reporter {
         const outcome = await o.send(batch);
         sent += batch.length - outcome.refused;
         refused += outcome.refused;
+        o.onSent(outcome);
         if (outcome.reason) o.onRefused({ refused: outcome.refused, reason: outcome.reason });
         retryAt = 0;
       } catch (err) {

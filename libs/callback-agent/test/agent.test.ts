@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { eventually } from "@opsplane/testing";
@@ -182,6 +182,65 @@ describe("agent with the dispatcher down", () => {
     } finally {
       await agent.stop();
       app.close();
+    }
+  });
+});
+
+describe("agent during a dispatcher outage", () => {
+  test("failing reports and rule fetches are logged once each, not alternately at every try; their recovery once", async () => {
+    const app = businessApp();
+    const appUrl = await listen(app);
+    const fake = await startFakeDispatcher();
+    const port = Number(new URL(fake.url).port);
+    const lines: string[] = [];
+    const agent = startAgent({
+      dispatcherUrl: fake.url,
+      env: "sit",
+      retryMs: 20,
+      rulesRefreshMs: 20,
+      timeoutMs: 500,
+      log: (l) => lines.push(l),
+    });
+    await eventually("rules loaded", () => agent.stats().rulesVersion === 7);
+    await fake.close();
+    // The dispatcher's address now takes connections and drops them: each report and each rule fetch fails.
+    let tries = 0;
+    const dropping = net.createServer((socket) => {
+      tries++;
+      socket.destroy();
+    });
+    await new Promise<void>((r) => dropping.listen(port, "127.0.0.1", r));
+    let back: http.Server | undefined;
+    try {
+      await fetch(`${appUrl}/api/pay/x`, { method: "POST", body: JSON.stringify({ orderNo: "OUT-1" }) });
+      await eventually("twenty failed tries", () => tries >= 20);
+      const failures = (what: RegExp) => lines.filter((l) => what.test(l)).length;
+      assert.equal(failures(/^cannot report registrations/), 1, lines.join("\n"));
+      assert.equal(failures(/^cannot fetch rules/), 1, lines.join("\n"));
+
+      await new Promise<void>((r) => dropping.close(() => r()));
+      const received: string[] = [];
+      back = http.createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on("data", (c: Buffer) => chunks.push(c));
+        req.on("end", () => {
+          if (req.url?.startsWith("/_dispatcher/v1/agent/rules")) return res.writeHead(304).end();
+          received.push(Buffer.concat(chunks).toString());
+          res.writeHead(200, { "content-type": "application/json" }).end("{}");
+        });
+      });
+      await new Promise<void>((r) => back!.listen(port, "127.0.0.1", r));
+      await eventually("the queued id reported", () => received.some((b) => b.includes("OUT-1")));
+      await eventually(
+        "the recovery logged",
+        () => lines.includes("registrations reported again") && lines.includes("rules fetched again"),
+      );
+      assert.equal(lines.filter((l) => l === "registrations reported again").length, 1);
+    } finally {
+      await agent.stop();
+      app.close();
+      dropping.close();
+      back?.close();
     }
   });
 });
