@@ -194,6 +194,10 @@ export async function startService<E extends ConfigShape>(
   // before the answer is written, although the request is acted on (a callback forwarded, unanswered).
   (app.server as typeof app.server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   app.server.on("connect", connectAnswer(log));
+  // Fastify also reads text/plain (as a string) on every route: a JSON route then answered 400 "body must
+  // be object" for it. A service whose route takes text adds its own parser in its setup (config-center's
+  // dictionary import), so this comes first.
+  app.removeContentTypeParser("text/plain");
   installRequestIdHeader(app);
   // Connections that were busy when shutdown began would otherwise stay open, idle, until the
   // keep-alive timeout (72 s), holding app.close() past SHUTDOWN_TIMEOUT_MS.
@@ -330,9 +334,6 @@ export async function startService<E extends ConfigShape>(
   // The parse error is told as it is (where the JSON breaks; a `__proto__` key refused as such), not as
   // fastify's one "Body is not valid JSON" for every case.
   const utf8 = new TextDecoder("utf-8", { fatal: true });
-  // Fastify also reads text/plain (as a string) on every route: a JSON route then answered 400 "body must
-  // be object" for it. A route that takes text adds its own parser (config-center's dictionary import).
-  app.removeContentTypeParser("text/plain");
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
     if (body.length === 0) return done(null, undefined);
     let text: string;

@@ -147,8 +147,8 @@ export const DecisionsQuery = Type.Object(
 
 /**
  * Hooks of a POST whose options are all optional: no body (`curl -X POST …/replay`) means the
- * defaults whatever Content-Type the request names, not a 400 "body must be object" (text/plain
- * reads as "") nor a 415 (a type nothing parses). A body that is there is still parsed and validated.
+ * defaults whatever Content-Type the request names, not a 415 (a type nothing parses, text/plain
+ * included). A body that is there is still parsed and validated.
  */
 export const noBodyIsEmpty = {
   // Before parsing: with no Content-Type fastify parses nothing (as when a request has no body).

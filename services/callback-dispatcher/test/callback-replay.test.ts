@@ -228,7 +228,7 @@ describe("kept callbacks: search, show, replay", () => {
     assert.deepEqual(uat.received.at(-1)?.body, gbk);
   });
 
-  test("a replay posted with no body is {} whatever its Content-Type; a body that is there must be JSON", async () => {
+  test("a replay posted with no body is {} whatever its Content-Type; a body that is there must be JSON (415 otherwise)", async () => {
     const [decision] = await find("requestId=req-keep-1");
     const post = (headers: Record<string, string>, body?: string) =>
       fetch(`${d.url}/_dispatcher/v1/decisions/${decision!.id}/replay`, {
@@ -246,8 +246,11 @@ describe("kept callbacks: search, show, replay", () => {
     }
     const sent = [sit.received.length, uat.received.length];
     const text = await post({ "content-type": "text/plain" }, "env=uat");
-    assert.equal(text.status, 400);
-    assert.match(((await text.json()) as { message: string }).message, /^body must be object/);
+    assert.equal(text.status, 415);
+    assert.match(
+      ((await text.json()) as { message: string }).message,
+      /^content-type "text\/plain" is not accepted: send the body as JSON/,
+    );
     assert.deepEqual([sit.received.length, uat.received.length], sent, "nothing sent");
   });
 

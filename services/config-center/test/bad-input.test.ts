@@ -158,7 +158,7 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     for (const [method, path, contentType] of [
       ["PUT", "/config/v1/items/business/_/_/text.sent", "text/plain"],
       ["PUT", "/config/v1/items/business/_/_/text.sent", "text/csv; charset=utf-8"],
-      ["POST", "/config/v1/apps", "text/plain"],
+      ["PUT", "/config/v1/apps/text-app", "text/plain"],
     ] as const) {
       const r = await call(base, method, path, { role: "admin", raw: '{"value":{"a":1}}', contentType });
       assert.equal(r.status, 415, `${method} ${path} as ${contentType}: ${JSON.stringify(r.body)}`);
