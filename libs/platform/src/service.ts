@@ -16,6 +16,7 @@ import type { App } from "./app.js";
 import { type Auditor, createAuditor } from "./audit.js";
 import { auditRestPath, auditRpc, installAuditRoute } from "./audit-query.js";
 import { createAuthenticator, installAuth, type Principal } from "./auth.js";
+import { validatorsWithoutBodyCoercion } from "./body-validation.js";
 import { activeTraceContext, tracedBus } from "./bus-tracing.js";
 import { clientErrorAnswer, connectAnswer } from "./client-errors.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
@@ -179,6 +180,7 @@ export async function startService<E extends ConfigShape>(
     http: { connectionsCheckingInterval: Math.max(1_000, config.REQUEST_TIMEOUT_MS / 10) },
     // Fastify's validator drops a field a schema closes out; ours refuses it (see errors.ts).
     ajv: { customOptions: { removeAdditional: false } },
+    schemaController: validatorsWithoutBodyCoercion,
     // Ids in paths are up to 256 characters, percent-encoded up to 12 bytes each (fastify's default, 100,
     // refused a registration's own lookup); the header section's 16 KiB bounds the URL anyway.
     maxParamLength: 4096,

@@ -324,6 +324,24 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.equal(await changeCount(), before, "nothing was written");
   });
 
+  test("a body field of the wrong type is refused naming it, never converted: a null 'enabled' does not switch an app off", async () => {
+    assert.equal((await call(base, "PUT", "/config/v1/apps/typed-app", { role: "admin", body: { description: "d" } })).status, 200);
+    for (const [body, reason] of [
+      [{ enabled: null }, "body/enabled must be boolean"],
+      [{ enabled: 0 }, "body/enabled must be boolean"],
+      [{ environments: "uat" }, "body/environments must be array"],
+      [{ description: ["d"] }, "body/description must be string"],
+    ] as const) {
+      const r = await call(base, "PUT", "/config/v1/apps/typed-app", { role: "admin", body });
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.body.message, reason, JSON.stringify(body));
+    }
+    const app = await call(base, "GET", "/config/v1/apps/typed-app", { role: "viewer" });
+    assert.equal(app.body.enabled, true, "still enabled");
+    // The query string is text on the wire: its numbers and booleans are still read as such.
+    assert.equal((await call(base, "GET", "/config/v1/apps/typed-app/instances?limit=5", { role: "viewer" })).status, 200);
+  });
+
   test("a lone surrogate anywhere in an item's body is refused naming the field, not with PostgreSQL's json error; nothing written", async () => {
     const before = await changeCount();
     const cases: Array<[string, string, string]> = [
