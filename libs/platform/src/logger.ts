@@ -7,8 +7,11 @@ const censor = "[redacted]";
 /** Names of query parameters that carry credentials (matched case-insensitively against the decoded name); `session` alone (an id) is kept. */
 const credentialParam =
   /token|secret|passw|passcode|pwd|signature|credential|jwt|assertion|saml|api[-_]?key|access[-_]?key|private[-_]?key|session[-_]?key|sess(ion)?[-_]?id|^(key|sig|sign|ticket|auth|authorization|otp|totp)$/i;
-/** Names of headers that carry credentials. */
-const credentialHeader = /authorization|cookie|token|secret|api[-_]?key|signature|credential/i;
+/** Names of headers that carry credentials (`X-Auth`, `Private-Key` and `X-Passwd` too). */
+const credentialHeader = /auth|cookie|token|secret|passw|pwd|api[-_]?key|access[-_]?key|private[-_]?key|signature|sign$|credential/i;
+
+/** Whether a header's value is a credential: censored in logs, shown masked where a service shows headers. */
+export const isCredentialHeader = (name: string): boolean => credentialHeader.test(name);
 
 // A value runs to the next `&`, `;`, `#` or whitespace, quotes and brackets included (a `?` in it is kept in it:
 // better redact too much, such as a closing quote, than leak a part).
@@ -56,7 +59,7 @@ function requestSerializer(req: {
 
 function headersSerializer(headers: Record<string, unknown>) {
   if (!headers || typeof headers !== "object") return headers;
-  return Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, credentialHeader.test(name) ? censor : value]));
+  return Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, isCredentialHeader(name) ? censor : value]));
 }
 
 /** Errors, and the plain messages some call sites log as `err`, with credentials in their text redacted. */

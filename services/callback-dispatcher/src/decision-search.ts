@@ -1,4 +1,4 @@
-import { badRequest, notFound } from "@opsplane/platform";
+import { badRequest, isCredentialHeader, notFound, redactCredentials } from "@opsplane/platform";
 import { type Queryable, storableText } from "@opsplane/store";
 
 /** Filters of a decision search; every one optional, all combined. */
@@ -128,16 +128,16 @@ export async function searchDecisions(db: Queryable, q: DecisionQuery): Promise<
   };
 }
 
-/** Header names whose values are secrets: shown masked, sent as they came when replayed. */
-const secretHeader = /^(authorization|proxy-authorization|cookie|set-cookie)$|signature|sign$|token|secret|password|api-?key|credential/i;
-
-/** A kept header list for showing: `[{name, value}]` with secret values replaced by their length. */
+/**
+ * A kept header list for showing: `[{name, value}]` with credentials (as the platform's logs censor them)
+ * replaced by their length; the replay sends them as they came.
+ */
 export function maskedHeaders(list: string[]): Array<{ name: string; value: string }> {
   const out: Array<{ name: string; value: string }> = [];
   for (let i = 0; i + 1 < list.length; i += 2) {
     const name = list[i]!;
     const value = list[i + 1]!;
-    out.push({ name, value: secretHeader.test(name) ? `[masked: ${Buffer.byteLength(value)} bytes]` : value });
+    out.push({ name, value: isCredentialHeader(name) ? `[masked: ${Buffer.byteLength(value)} bytes]` : value });
   }
   return out;
 }
@@ -191,7 +191,8 @@ export async function decisionDetail(db: Queryable, id: string) {
     decision: c.decision,
     callback: c.kept
       ? {
-          target: c.target,
+          // Credentials in the query (`?access_token=…`, `&sign=…`) as the logs redact them.
+          target: redactCredentials(c.target),
           headers: maskedHeaders(c.headers),
           bodySize: c.bodySize,
           body: c.body?.toString("base64") ?? null,

@@ -1,4 +1,4 @@
-import { type Auditor, badRequest, conflict, notFound, type Principal } from "@opsplane/platform";
+import { type Auditor, badRequest, conflict, notFound, type Principal, redactCredentials } from "@opsplane/platform";
 import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
 import { type AsyncDelivery, defaultRetryPolicy } from "./async-delivery-config.js";
 import { instant, isRowId, maskedHeaders } from "./decision-search.js";
@@ -78,7 +78,7 @@ export async function listDeliveries(db: Queryable, q: DeliveryQuery): Promise<{
     params,
   );
   const page = rows.slice(0, limit);
-  return { deliveries: page, nextPageToken: rows.length > limit ? page[page.length - 1]!.id : "" };
+  return { deliveries: page.map(shown), nextPageToken: rows.length > limit ? page[page.length - 1]!.id : "" };
 }
 
 async function attemptsOf(db: Queryable, id: string): Promise<DeliveryAttempt[]> {
@@ -89,6 +89,9 @@ async function attemptsOf(db: Queryable, id: string): Promise<DeliveryAttempt[]>
   return rows;
 }
 
+/** A delivery as shown: credentials in its target's query (`?access_token=…`) redacted as the logs do; the delivery sends them as they came. */
+const shown = (d: DeliveryRow): DeliveryRow => ({ ...d, target: redactCredentials(d.target) });
+
 /** A decision's asynchronous delivery and its attempts, or null when its callback was answered synchronously. */
 export async function deliveryOfDecision(
   db: Queryable,
@@ -96,7 +99,7 @@ export async function deliveryOfDecision(
 ): Promise<{ delivery: DeliveryRow; attempts: DeliveryAttempt[] } | null> {
   const { rows } = await db.query<DeliveryRow>(`SELECT ${columns} FROM async_deliveries WHERE id = $1`, [id]);
   if (!rows[0]) return null;
-  return { delivery: rows[0], attempts: await attemptsOf(db, id) };
+  return { delivery: shown(rows[0]), attempts: await attemptsOf(db, id) };
 }
 
 /** One delivery with its callback (secrets in headers masked, as decisions show them) and every attempt. */
@@ -108,7 +111,8 @@ export async function deliveryDetail(db: Queryable, id: string) {
   );
   const row = rows[0];
   if (!row) throw notFound(`no asynchronous delivery ${id}`);
-  const { headers, body, ...delivery } = row;
+  const { headers, body, ...kept } = row;
+  const delivery = shown(kept);
   const text = new TextDecoder("utf-8", { fatal: false }).decode(body);
   return {
     delivery,

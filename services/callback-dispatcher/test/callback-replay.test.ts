@@ -113,6 +113,38 @@ describe("kept callbacks: search, show, replay", () => {
     assert.doesNotMatch(JSON.stringify(body), /platform-token-abc|s3cr3t/);
   });
 
+  test("credentials in the query and in headers such as X-Auth, Private-Key and X-Passwd are shown masked; a replay sends them as they came", async () => {
+    const body = Buffer.from("order=SIT-5");
+    const res = await fetch(`${d.url}/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-signature": sign(secret, body),
+        "x-auth": "XAUTHVALUE",
+        "private-key": "PRIVATEKEYVALUE",
+        "x-passwd": "PASSWDVALUE",
+        "x-request-id": "req-creds-1",
+      },
+      body,
+    });
+    assert.equal(res.status, 200);
+    const [decision] = await find("requestId=req-creds-1");
+    const shown = await d.api("GET", `/_dispatcher/v1/decisions/${decision!.id}`, undefined, viewerKey);
+    const kept = shown.body.callback as { target: string; headers: Array<{ name: string; value: string }> };
+    // Before, a viewer read every one of them.
+    assert.doesNotMatch(JSON.stringify(shown.body), /QTOKEN|QSIGN|XAUTHVALUE|PRIVATEKEYVALUE|PASSWDVALUE/);
+    assert.equal(kept.target, "/notify/pay?order=SIT-5&access_token=[redacted]&sign=[redacted]");
+    assert.equal(kept.headers.find((h) => h.name === "private-key")?.value, "[masked: 15 bytes]");
+    const replayed = await replay(decision!.id, { env: "sit" });
+    assert.equal(replayed.status, 200, JSON.stringify(replayed.body));
+    const got = sit.received.at(-1)!;
+    assert.equal(got.url, "/app/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN");
+    assert.deepEqual(
+      [got.headers["x-auth"], got.headers["private-key"], got.headers["x-passwd"]],
+      ["XAUTHVALUE", "PRIVATEKEYVALUE", "PASSWDVALUE"],
+    );
+  });
+
   test("a replay re-sends it byte for byte to the environment it was routed to, audited", async () => {
     const [decision] = await find("requestId=req-keep-1");
     const before = sit.received.length;
