@@ -7,6 +7,7 @@ export * from "./config.js";
 export * from "./dependency-errors.js";
 export * from "./errors.js";
 export * from "./health.js";
+export * from "./host-header.js";
 export * from "./input-guard.js";
 export * from "./logger.js";
 export * from "./metrics.js";

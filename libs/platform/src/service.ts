@@ -22,6 +22,7 @@ import { clientErrorAnswer, connectAnswer } from "./client-errors.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
 import { AppError, installErrorModel } from "./errors.js";
 import { type Check, installHealth, readiness } from "./health.js";
+import { installHostRequirement } from "./host-header.js";
 import { installInputGuard, refuseUndeclaredQueries } from "./input-guard.js";
 import { createLogger, type Logger, redactCredentials } from "./logger.js";
 import { createMetricsRegistry, installRedMetrics, type RecordRequest } from "./metrics.js";
@@ -177,7 +178,8 @@ export async function startService<E extends ConfigShape>(
     // answered 408 (see client-errors.ts). Node looks for them on a timer, here every tenth of the
     // timeout (at least every second), not every 30 s.
     requestTimeout: config.REQUEST_TIMEOUT_MS,
-    http: { connectionsCheckingInterval: Math.max(1_000, config.REQUEST_TIMEOUT_MS / 10) },
+    // A request without Host is refused by the kit (host-header.ts), in the error model, not by Node.
+    http: { connectionsCheckingInterval: Math.max(1_000, config.REQUEST_TIMEOUT_MS / 10), requireHostHeader: false },
     // Fastify's validator drops a field a schema closes out; ours refuses it (see errors.ts).
     ajv: { customOptions: { removeAdditional: false } },
     schemaController: validatorsWithoutBodyCoercion,
@@ -201,6 +203,7 @@ export async function startService<E extends ConfigShape>(
   // dictionary import), so this comes first.
   app.removeContentTypeParser("text/plain");
   installRequestIdHeader(app);
+  installHostRequirement(app);
   // Connections that were busy when shutdown began would otherwise stay open, idle, until the
   // keep-alive timeout (72 s), holding app.close() past SHUTDOWN_TIMEOUT_MS.
   app.addHook("onSend", async (_req, reply) => {

@@ -472,6 +472,14 @@ describe("request headers", () => {
     }
   });
 
+  test("an HTTP/1.1 request without Host is a 400 in the error model with a request id, not Node's bare 400; HTTP/1.0 needs none", async () => {
+    const res = await sendRaw("GET /headers HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert.equal(res.status, 400);
+    assert.deepEqual(JSON.parse(res.body), { error: "bad_request", message: "an HTTP/1.1 request must carry a Host header" });
+    assert.ok(requestIdOf(res.head), res.head);
+    assert.equal((await sendRaw("GET /headers HTTP/1.0\r\n\r\n")).status, 200);
+  });
+
   test("a request read before a refused one on the same connection (pipelined) still gets its answer, then the refusal", async () => {
     const { port } = new URL(svc.url);
     // A malformed request, and a CONNECT (answered 405 outside any route), after a valid one.

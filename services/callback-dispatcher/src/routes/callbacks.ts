@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type Logger, type RecordRequest, requestIdFrom } from "@opsplane/platform";
+import { type Logger, missingHost, type RecordRequest, requestIdFrom } from "@opsplane/platform";
 import { refusalOf } from "../callback-refusal.js";
 import { answerError, type DispatchDeps, dispatch, refuseLoop } from "../dispatch.js";
 import { viaNames } from "../via.js";
@@ -36,7 +36,7 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
     const started = performance.now();
     const { requestId, hosts, via } = scanHeaders(req.rawHeaders);
     const method = req.method ?? "GET";
-    const refusal = refusalOf(url, hosts);
+    const refusal = missingHost(req) ?? refusalOf(url, hosts);
     if (refusal) {
       req.resume();
       answerError(res, 400, requestId, "bad_request", refusal);
