@@ -14,7 +14,7 @@ import { dryRun } from "./dry-run.js";
 import type { Registry } from "./registry.js";
 import type { Replayer } from "./replay.js";
 import type { RuleSetCache } from "./rule-set.js";
-import { envNamePattern } from "./schemas.js";
+import { envNamePattern, httpMethod } from "./schemas.js";
 
 /**
  * A replay's 409 (production needs its name, the callback is no longer kept, its environment is gone)
@@ -93,6 +93,9 @@ export function dispatcherRpc(d: { rules: RuleSetCache; registry: Registry; repl
       },
       async dryRun(req) {
         if (!req.path.startsWith("/")) throw badRequest("path must start with /");
+        // As the REST dry run's schema has it: a method no request could carry ("PO ST") is no dry run.
+        if (req.method && !httpMethod.test(req.method))
+          throw badRequest(`method must be an HTTP method such as POST, not ${JSON.stringify(req.method)}`);
         const result = await dryRun(
           { method: (req.method || "POST").toUpperCase(), path: req.path, headers: req.headers, body: req.body },
           d.rules.current(),

@@ -24,9 +24,12 @@ const Extractor = Type.Object(
 
 const Headers = Type.Record(Type.String(), Type.String({ maxLength: 8192 }));
 
+/** An HTTP method as a request line carries it (the dry run's over Connect is checked against it too). */
+export const httpMethod = /^[A-Za-z]{1,16}$/;
+
 const Sample = Type.Object(
   {
-    method: Type.Optional(Type.String({ pattern: "^[A-Za-z]{1,16}$" })),
+    method: Type.Optional(Type.String({ pattern: httpMethod.source })),
     path: Type.String({ pattern: "^/", maxLength: 2048 }),
     query: Type.Optional(Type.String({ maxLength: 8192 })),
     headers: Type.Optional(Headers),
@@ -50,7 +53,7 @@ const Sample = Type.Object(
 export const maxHoldMs = 3_000;
 
 const Pattern = Type.String({ pattern: "^/", maxLength: 1024 });
-const Method = Type.String({ pattern: "^[A-Za-z]{1,16}$" });
+const Method = Type.String({ pattern: httpMethod.source });
 
 /** A rule as operators write it; the name comes from the URL. */
 export const RuleBody = Type.Object(
@@ -121,7 +124,7 @@ export type RegistrationsBody = Static<typeof RegistrationsBody>;
 
 export const DryRunBody = Type.Object(
   {
-    method: Type.String({ pattern: "^[A-Za-z]{1,16}$" }),
+    method: Type.String({ pattern: httpMethod.source }),
     path: Type.String({ pattern: "^/", maxLength: 8192 }),
     headers: Type.Optional(Headers),
     body: Type.Optional(Type.String({ maxLength: 1_048_576 })),

@@ -368,6 +368,14 @@ describe("rules, environments and registrations API", () => {
     const body = (await res.json()) as Record<string, string>;
     assert.equal(body.targetEnv, "sit");
     assert.equal(body.reason, "registered");
+    // A method no request line could carry is refused, as the REST dry run's schema refuses it (it answered no_rule).
+    const spaced = await fetch(`${d.url}/ops.v1.CallbackDispatcherService/DryRun`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${viewerKey}` },
+      body: JSON.stringify({ method: "PO ST", path: "/notify/v9/pay", body: "out_trade_no=A1" }),
+    });
+    assert.equal(spaced.status, 400);
+    assert.deepEqual(await spaced.json(), { code: "invalid_argument", message: 'method must be an HTTP method such as POST, not "PO ST"' });
   });
 
   test("registration needs credentials, a configured test environment and known rules", async () => {

@@ -3,6 +3,7 @@ import type { LookupAddress } from "node:dns";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { eventually } from "@opsplane/testing";
 import { Pool } from "undici";
 import { createUrlPolicy, parseUrlAllowList, type UrlAllowList } from "../src/environment-url-policy.js";
 import { startDispatcher } from "./helpers/dispatcher.js";
@@ -58,6 +59,28 @@ describe("production is never left without an environment", () => {
         baseUrl: string;
       }>
     ).find((e) => e.production);
+
+  test("a registration whose environment was deleted says so in its lookup: its callbacks go to production", async () => {
+    assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/gone", { baseUrl: stubs[2]!.url })).status, 200);
+    const rule = {
+      interface: { pattern: "/api/gone", id: { kind: "json", expr: "orderNo" } },
+      callback: { pattern: "/notify/gone", id: { kind: "json", expr: "orderNo" } },
+      ttlSeconds: 600,
+    };
+    const saved = await d.api("PUT", "/_dispatcher/v1/rules/gone", rule);
+    assert.equal(saved.status, 200, JSON.stringify(saved.body));
+    assert.equal(
+      (await d.api("POST", "/_dispatcher/v1/registrations", { env: "gone", registrations: [{ rule: "gone", id: "GONE-1" }] })).status,
+      200,
+    );
+    const lookup = async () => (await d.api("GET", "/_dispatcher/v1/registrations/gone/GONE-1")).body;
+    assert.deepEqual([(await lookup()).env, (await lookup()).environmentConfigured], ["gone", true]);
+    assert.equal((await d.api("DELETE", "/_dispatcher/v1/environments/gone")).status, 204);
+    // Before, it still read "gone" as if callbacks went there.
+    await eventually("the deletion seen", async () => (await lookup()).environmentConfigured === false);
+    assert.equal((await lookup()).env, "gone");
+    assert.equal((await d.api("GET", "/_dispatcher/v1/registrations/gone/NEVER")).body.environmentConfigured, null);
+  });
 
   test("deleting production is refused with 409 naming why, and callbacks keep reaching it", async () => {
     const res = await d.api("DELETE", "/_dispatcher/v1/environments/prod");

@@ -107,6 +107,8 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
         rule,
         id,
         env: env ?? null,
+        // A registration outlives a deleted environment: its callbacks then go to production (unknown_environment).
+        environmentConfigured: env === undefined ? null : d.rules.current().environments.has(env),
         registeredBy: record?.registeredBy ?? null,
         registeredAt: record?.registeredAt ?? null,
         expiresAt: record?.expiresAt ?? null,
