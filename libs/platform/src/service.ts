@@ -185,7 +185,7 @@ export async function startService<E extends ConfigShape>(
     schemaController: validatorsWithoutBodyCoercion,
     // Ids in paths are up to 256 characters, percent-encoded up to 12 bytes each (fastify's default, 100,
     // refused a registration's own lookup); the header section's 16 KiB bounds the URL anyway.
-    maxParamLength: 4096,
+    routerOptions: { maxParamLength: 4096 },
   }).withTypeProvider<TypeBoxTypeProvider>();
   // By default Node keeps the first 2000 raw header entries of a request (about a thousand headers)
   // and drops the rest without a word: a signature header past them was lost. Unlimited, every header

@@ -197,8 +197,10 @@ function restProbes(route: RouteOptions, values: Record<string, string>): Probe[
     }
   }
   if (body !== undefined) probes.push({ what: "a body that is not JSON", method, path: url(params, query), body: "{not json" });
-  // A misspelt parameter is refused naming it, never ignored (a socket reads its handshake's query itself).
-  if (!(route as { websocket?: boolean }).websocket)
+  // A misspelt parameter is refused naming it, never ignored (a socket reads its handshake's query itself, and a
+  // page served as a file says it takes any: an embedding page's cache buster).
+  const anyQuery = (schema.querystring as { additionalProperties?: unknown } | undefined)?.additionalProperties === true;
+  if (!(route as { websocket?: boolean }).websocket && !anyQuery)
     probes.push({
       what: "a query parameter the route does not declare",
       method,
