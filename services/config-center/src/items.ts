@@ -467,7 +467,8 @@ function checkCategory(ref: ItemRef, given: string | undefined): string {
   switch (ref.kind) {
     case "business": {
       const c = given || "custom";
-      if (!(c in businessCategories))
+      // Own keys only: `in` also finds Object.prototype's ("constructor", "toString"), whose "schema" is a function.
+      if (!Object.hasOwn(businessCategories, c))
         throw badRequest(`business category ${JSON.stringify(c)} must be one of ${Object.keys(businessCategories).join(", ")}`);
       return c;
     }
@@ -479,7 +480,7 @@ function checkCategory(ref: ItemRef, given: string | undefined): string {
     }
     case "governance": {
       const type = ref.key.slice(0, ref.key.indexOf("/"));
-      if (!(type in governanceSchemas) || ref.key.length <= type.length + 1)
+      if (!Object.hasOwn(governanceSchemas, type) || ref.key.length <= type.length + 1)
         throw badRequest(
           `a governance rule's key is "<type>/<interface or queue code>" with type one of ${Object.keys(governanceSchemas).join(", ")}`,
         );

@@ -87,7 +87,8 @@ export function resolveReferences(value: unknown, lookup: (resource: string) => 
       const ref = parseReference(text);
       const whole = wholeResource(ref.resource);
       if (ref.field === undefined) return whole;
-      if (!(ref.field in whole)) throw new UnresolvableReference(`reference ${text}: ${ref.resource} has no field "${ref.field}"`);
+      if (!Object.hasOwn(whole, ref.field))
+        throw new UnresolvableReference(`reference ${text}: ${ref.resource} has no field "${ref.field}"`);
       return whole[ref.field];
     }
     if (Array.isArray(v)) return v.map(walk);

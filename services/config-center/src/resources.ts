@@ -110,7 +110,7 @@ export class ResourceStore {
     const secrets = input.secrets ?? {};
     for (const [field, v] of Object.entries(secrets)) {
       if (!fieldName.test(field)) throw badRequest(`secret field ${JSON.stringify(field)} must be 1-64 of A-Z a-z 0-9 _ . -`);
-      if (field in config) throw badRequest(`${field} is both a config field and a secret field`);
+      if (Object.hasOwn(config, field)) throw badRequest(`${field} is both a config field and a secret field`);
       if (typeof v !== "string" || v.length > 65_536) throw badRequest(`secret ${field} must be a string of at most 65536 characters`);
     }
     if (Object.keys(secrets).length && !this.box) throw badRequest("secret fields need SECRET_KEYS configured on config-center");
@@ -293,7 +293,7 @@ export class ResourceStore {
 }
 
 function checkId(kind: string, name: string): { kind: string; name: string } {
-  if (!(kind in resourceTypes))
+  if (!Object.hasOwn(resourceTypes, kind))
     throw badRequest(`resource kind ${JSON.stringify(kind)} must be one of ${Object.keys(resourceTypes).join(", ")}`);
   if (!resourceNamePattern.test(name)) throw badRequest(`resource name ${JSON.stringify(name)} must be 1-63 of a-z 0-9 _ . -`);
   return { kind, name };

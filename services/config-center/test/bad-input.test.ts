@@ -39,6 +39,11 @@ describe("bad input is refused with the reason and leaves nothing half-written (
         /\/0\/cardType must be equal to one of the allowed values \(debit, credit, prepaid, semi-credit\)/,
       ],
       ["business/_/_/x", { value: "text", category: "no-such-category" }, /business category "no-such-category" must be one of/],
+      // Names every object has (Object.prototype's) are no category nor rule type: they answered 500.
+      ["business/_/_/x", { value: "text", category: "constructor" }, /business category "constructor" must be one of/],
+      ["business/_/_/x", { value: "text", category: "toString" }, /business category "toString" must be one of/],
+      ["governance/loan/_/constructor/loan.apply", { value: {} }, /a governance rule's key is "<type>\/<interface or queue code>"/],
+      ["governance/loan/_/hasOwnProperty/loan.apply", { value: {} }, /a governance rule's key is "<type>\/<interface or queue code>"/],
       [
         "business/_/_/own",
         { value: { limit: -1 }, schema: { type: "object", properties: { limit: { type: "integer", minimum: 0 } } } },
@@ -98,6 +103,16 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     });
     assert.equal(field.status, 400);
     assert.match(field.body.message, /service\/auth has no field "token"/);
+    // A field every object has (Object.prototype's) is not one of the resource's.
+    const inherited = await call(base, "PUT", "/config/v1/items/technical/loan/prod/auth", {
+      role: "operator",
+      body: { value: { $ref: "service/auth#constructor" } },
+    });
+    assert.equal(inherited.status, 400, JSON.stringify(inherited.body));
+    assert.match(inherited.body.message, /service\/auth has no field "constructor"/);
+    const kind = await call(base, "PUT", "/config/v1/resources/constructor/x", { role: "admin", body: { type: "http" } });
+    assert.equal(kind.status, 400, JSON.stringify(kind.body));
+    assert.match(kind.body.message, /resource kind "constructor" must be one of/);
     await call(base, "PUT", "/config/v1/items/technical/loan/prod/auth", {
       role: "operator",
       body: { value: { $ref: "service/auth#upstream" } },
