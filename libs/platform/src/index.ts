@@ -11,6 +11,7 @@ export * from "./host-header.js";
 export * from "./input-guard.js";
 export * from "./logger.js";
 export * from "./metrics.js";
+export * from "./optional-body.js";
 export * from "./redis-client.js";
 export * from "./redis-watchdog.js";
 export * from "./request-id.js";

@@ -177,4 +177,12 @@ export function checkOptions(o: SdkOptions): void {
   if (!Number.isInteger(o.servicePort) || o.servicePort < 0 || o.servicePort > 65535)
     throw new SdkOptionsError(`startSdk: servicePort must be a port number (0-65535), not ${JSON.stringify(o.servicePort)}`);
   if (o.terminalKeys) checkTerminalKeys("startSdk: terminalKeys", o.terminalKeys);
+  // config-center takes these as text and refuses anything else: a JavaScript caller's `{replica: 2}`
+  // would otherwise start the app degraded, registration refused, instead of failing here.
+  for (const k of ["hostName", "ip", "podName", "podNamespace", "appVersion", "systemDomain"] as const)
+    if (o[k] !== undefined && typeof o[k] !== "string")
+      throw new SdkOptionsError(`startSdk: ${k} must be a string, not ${JSON.stringify(o[k])}`);
+  for (const k of ["labels", "startParams"] as const)
+    for (const [name, v] of Object.entries(o[k] ?? {}))
+      if (typeof v !== "string") throw new SdkOptionsError(`startSdk: ${k}.${name} must be a string, not ${JSON.stringify(v)}`);
 }

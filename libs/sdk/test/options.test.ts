@@ -61,6 +61,19 @@ describe("options from OPSPLANE_* variables", () => {
     );
   });
 
+  test("labels, start parameters and instance fields given in code must be text: a number is named at startSdk, not a degraded start", async () => {
+    // config-center refuses them (it no longer converts body types): the app started degraded, its registration refused.
+    for (const [extra, message] of [
+      [{ labels: { replica: 2 } }, "startSdk: labels.replica must be a string, not 2"],
+      [{ startParams: { workers: 4 } }, "startSdk: startParams.workers must be a string, not 4"],
+      [{ appVersion: 3 }, "startSdk: appVersion must be a string, not 3"],
+    ] as const)
+      await assert.rejects(
+        startSdk({ ...optionsFromEnv(complete), ...(extra as object) }),
+        (err: Error) => err instanceof SdkOptionsError && err.message === message,
+      );
+  });
+
   test("reads every variable", () => {
     const o = optionsFromEnv({
       ...complete,

@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from "node:http";
 import { type Static, Type } from "@sinclair/typebox";
 import { AsyncDeliveryBody } from "./async-delivery-config.js";
 
@@ -147,24 +146,6 @@ export const DecisionsQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-
-/**
- * Hooks of a POST whose options are all optional: no body (`curl -X POST …/replay`) means the
- * defaults whatever Content-Type the request names, not a 415 (a type nothing parses, text/plain
- * included). A body that is there is still parsed and validated.
- */
-export const noBodyIsEmpty = {
-  // Before parsing: with no Content-Type fastify parses nothing (as when a request has no body).
-  onRequest(req: { headers: IncomingHttpHeaders }, _reply: unknown, done: () => void): void {
-    const { "content-length": length, "transfer-encoding": chunked } = req.headers;
-    if (chunked === undefined && (length === undefined || length === "0")) delete req.headers["content-type"];
-    done();
-  },
-  preValidation(req: { body: unknown }, _reply: unknown, done: () => void): void {
-    req.body ??= {};
-    done();
-  },
-};
 
 // Any number: one past PostgreSQL's bigint names no decision (404), as an unknown one does.
 export const DecisionIdParam = Type.Object({ id: Type.String({ pattern: "^[0-9]+$" }) });

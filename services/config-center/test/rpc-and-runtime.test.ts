@@ -158,7 +158,7 @@ describe("Connect RPCs, locks and sequences", () => {
     assert.equal(r.status, 400);
   });
 
-  test("a DELETE, gray release or gray abandon without a body, or with an empty JSON one, means {}", async () => {
+  test("a DELETE, gray release or gray abandon without a body, or with an empty one whatever its Content-Type, means {}", async () => {
     const item = "/config/v1/items/business/_/_/no-body";
     const put = async () => assert.equal((await call(base, "PUT", item, { role: "operator", body: { value: 1 } })).status, 200);
     const emptyJson = { role: "operator" as const, raw: "", contentType: "application/json" };
@@ -170,6 +170,12 @@ describe("Connect RPCs, locks and sequences", () => {
     const empty = await call(base, "DELETE", item, emptyJson);
     assert.equal(empty.status, 200, empty.body.message);
     assert.equal((await call(base, "GET", item, { role: "viewer" })).status, 404);
+    // Whatever Content-Type an empty body is labelled with (curl -H 'content-type: text/plain' -X DELETE): 415 before.
+    for (const contentType of ["text/plain", "application/x-www-form-urlencoded"]) {
+      await put();
+      const labelled = await call(base, "DELETE", item, { role: "operator", raw: "", contentType });
+      assert.equal(labelled.status, 200, `${contentType}: ${labelled.body.message}`);
+    }
 
     await put();
     const gray = (value: number) =>

@@ -1,9 +1,9 @@
-import type { App } from "@opsplane/platform";
+import { type App, optionalBody } from "@opsplane/platform";
 import type { Pool } from "@opsplane/store";
 import { decisionDetail, searchDecisions } from "../decision-search.js";
 import { deliveryOfDecision } from "../deliveries.js";
 import type { Replayer } from "../replay.js";
-import { DecisionIdParam, DecisionsQuery, noBodyIsEmpty, ReplayBody } from "../schemas.js";
+import { DecisionIdParam, DecisionsQuery, ReplayBody } from "../schemas.js";
 
 const base = "/_dispatcher/v1/decisions";
 
@@ -41,7 +41,7 @@ export function registerDecisionRoutes(app: App, d: { pool: Pool; replayer: Repl
 
   app.post(
     `${base}/:id/replay`,
-    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: ReplayBody }, ...noBodyIsEmpty },
+    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: ReplayBody }, ...optionalBody },
     async (req) => ({
       replay: await d.replayer.replay({ decisionId: req.params.id, env: req.body.env, principal: req.principal, requestId: req.id }),
     }),

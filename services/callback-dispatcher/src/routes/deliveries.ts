@@ -1,8 +1,8 @@
-import type { App, Auditor } from "@opsplane/platform";
+import { type App, type Auditor, optionalBody } from "@opsplane/platform";
 import type { Pool } from "@opsplane/store";
 import { Type } from "@sinclair/typebox";
 import { deliveryDetail, listDeliveries, redrive } from "../deliveries.js";
-import { DecisionIdParam, EnvName, noBodyIsEmpty } from "../schemas.js";
+import { DecisionIdParam, EnvName } from "../schemas.js";
 
 const base = "/_dispatcher/v1/deliveries";
 
@@ -38,7 +38,7 @@ export function registerDeliveryRoutes(app: App, d: { pool: Pool; audit: Auditor
 
   app.post(
     `${base}/:id/redrive`,
-    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: RedriveBody }, ...noBodyIsEmpty },
+    { config: { access: { role: "operator" } }, schema: { params: DecisionIdParam, body: RedriveBody }, ...optionalBody },
     async (req, reply) => {
       const delivery = await redrive(d.pool, d.audit, {
         id: req.params.id,

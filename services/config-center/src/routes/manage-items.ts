@@ -1,9 +1,8 @@
-import { type App, badRequest, forbidden, unsupportedMediaType } from "@opsplane/platform";
+import { type App, badRequest, forbidden, optionalBody, unsupportedMediaType } from "@opsplane/platform";
 import type { ConfigCenter } from "../config-center.js";
 import { decodeDictionaryText } from "../dictionary-import.js";
 import { checkAppId, checkItemRef, envPattern, type ItemRef } from "../identifiers.js";
 import { changeView, type PutItemInput } from "../items.js";
-import { absentBodyIsEmpty } from "./absent-body.js";
 import { who } from "./manage-apps.js";
 import {
   ChangeBody,
@@ -69,10 +68,8 @@ export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: 
     },
   );
 
-  http.delete(
-    itemPath("items"),
-    { preValidation: absentBodyIsEmpty, schema: { tags, params: ItemParams, body: ChangeBody } },
-    async (req) => cc.items.delete(who(req), refOf(req.params), req.body.expectRevision, req.body.comment),
+  http.delete(itemPath("items"), { ...optionalBody, schema: { tags, params: ItemParams, body: ChangeBody } }, async (req) =>
+    cc.items.delete(who(req), refOf(req.params), req.body.expectRevision, req.body.comment),
   );
 
   http.get(
@@ -125,7 +122,7 @@ export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: 
   http.post(
     itemPath("gray-release"),
     {
-      preValidation: absentBodyIsEmpty,
+      ...optionalBody,
       schema: { tags, summary: "Release the gray value to every instance", params: ItemParams, body: ChangeBody },
     },
     async (req) => cc.items.releaseGray(who(req), refOf(req.params), req.body.expectRevision, req.body.comment),
@@ -134,7 +131,7 @@ export function installItemRoutes(http: App, cc: ConfigCenter, importBodyLimit: 
   http.post(
     itemPath("gray-abandon"),
     {
-      preValidation: absentBodyIsEmpty,
+      ...optionalBody,
       schema: { tags, summary: "Abandon a gray release: its instances go back to the main value", params: ItemParams, body: ChangeBody },
     },
     async (req) => cc.items.abandonGray(who(req), refOf(req.params), req.body.expectRevision, req.body.comment),
