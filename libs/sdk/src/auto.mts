@@ -45,10 +45,14 @@ const reserved: Array<[RegExp, string]> = [
   ],
   [/^PATH$/, "chooses the programs child processes run"],
   [/_PROXY$/, "sends HTTP traffic through another host"],
-  [/^(SSL_CERT_FILE|SSL_CERT_DIR)$|^OPENSSL_/, "chooses the certificates OpenSSL trusts or the modules it loads"],
+  [
+    /^(SSL_CERT_FILE|SSL_CERT_DIR|CURL_CA_BUNDLE|REQUESTS_CA_BUNDLE|SSLKEYLOGFILE)$|^OPENSSL_/,
+    "chooses the certificates TLS clients trust, the modules OpenSSL loads, or where TLS keys are written",
+  ],
+  [/^(HOME|XDG_CONFIG_HOME|XDG_DATA_HOME)$/, "chooses where the programs the app starts read their configuration"],
   [/^(BASH_ENV|ENV|SHELLOPTS|BASHOPTS|IFS|PS4)$/, "runs code in, or changes, the shells the app starts"],
   [
-    /^(PYTHON|PERL|RUBY|GIT_|NPM_CONFIG_)|^(JAVA_TOOL_OPTIONS|JDK_JAVA_OPTIONS|CLASSPATH)$/,
+    /^(PYTHON|PERL|RUBY|GEM_|GIT_|NPM_CONFIG_|LUA_)|^(JAVA_TOOL_OPTIONS|JDK_JAVA_OPTIONS|CLASSPATH|PHPRC|LESSOPEN|LESSCLOSE)$/,
     "loads code into the interpreters and tools the app may start",
   ],
 ];

@@ -81,6 +81,8 @@ describe("auto mode: node --import @opsplane/sdk/auto app.js", () => {
       LD_PRELOAD: "/nonexistent/preload.so",
       PATH: "/nonexistent/bin",
       OPSPLANE_CONFIG_URL: "http://config.invalid",
+      CURL_CA_BUNDLE: "/tmp/operator-ca.pem",
+      HOME: "/tmp/operator-home",
     };
     for (const [k, v] of Object.entries(reserved)) await center.put("technical", options.appId, "uat", k, v);
     await center.put("technical", options.appId, "uat", "http_proxy", "http://proxy.invalid:3128");
@@ -99,6 +101,8 @@ describe("auto mode: node --import @opsplane/sdk/auto app.js", () => {
       LD_PRELOAD: null,
       PATH: process.env.PATH,
       OPSPLANE_CONFIG_URL: center.url,
+      CURL_CA_BUNDLE: null,
+      HOME: null,
     });
     // Written before the app's code ran, but stderr is another pipe: its lines may come later.
     const warned = () => app.err.map((l) => JSON.parse(l) as { level: string; key?: string }).filter((l) => l.level === "warn");
