@@ -77,10 +77,13 @@ class CallbackExchange implements EncodedExchange {
       let contentType: string | undefined;
       let contentEncoding: string | undefined;
       const list = this.raw.rawHeaders;
+      // Repeated lines are read as Node's `headers` (and so the agent) reads them: the first Content-Type,
+      // every Content-Encoding joined. Taking the last of each, the two sides read different ids.
       for (let i = 0; i < list.length; i += 2) {
         const name = list[i]!;
-        if (name.length === 12 && name.toLowerCase() === "content-type") contentType = list[i + 1];
-        else if (name.length === 16 && name.toLowerCase() === "content-encoding") contentEncoding = list[i + 1];
+        if (name.length === 12 && contentType === undefined && name.toLowerCase() === "content-type") contentType = list[i + 1];
+        else if (name.length === 16 && name.toLowerCase() === "content-encoding")
+          contentEncoding = contentEncoding === undefined ? list[i + 1] : `${contentEncoding}, ${list[i + 1]}`;
       }
       try {
         this.decoded = decodeBody(this.body, contentType, contentEncoding, limit);

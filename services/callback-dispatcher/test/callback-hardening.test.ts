@@ -69,7 +69,7 @@ describe("callbacks as third parties really send them", () => {
   });
 
   /** A raw HTTP request: the path goes out exactly as written (fetch would normalise dot segments). */
-  function send(path: string, body: Buffer, headers: Record<string, string> = {}) {
+  function send(path: string, body: Buffer, headers: Record<string, string | string[]> = {}) {
     const { port } = new URL(d.url);
     return new Promise<{ status: number; text: string; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
       const req = http.request(
@@ -119,6 +119,19 @@ describe("callbacks as third parties really send them", () => {
     const dec = await decision(String(r.headers["x-request-id"]));
     assert.equal(dec.reason, "body_too_large");
     assert.match(String(dec.detail), /decoded/);
+  });
+
+  test("repeated Content-Encoding lines are all undone and the first of two Content-Types counts, as the agent reads them", async () => {
+    // The dispatcher took the last line of each: a registered id's callback went to production.
+    const twice = gzipSync(gzipSync(Buffer.from('{"id":"R1"}')));
+    const g = await send("/cb/json/twice", twice, { "content-type": "application/json", "content-encoding": ["gzip", "gzip"] });
+    assert.equal(g.status, 200, g.text);
+    assert.ok(reached(sit, "/app/cb/json/twice", twice), "sit got it, bytes as sent");
+    const form = Buffer.concat([Buffer.from("out_trade_no="), gbkOrder, Buffer.from("-7")]);
+    const types = ["application/x-www-form-urlencoded; charset=GBK", "application/x-www-form-urlencoded; charset=utf-8"];
+    const f = await send("/cb/form", form, { "content-type": types });
+    assert.equal(f.status, 200, f.text);
+    assert.equal((await decision(String(f.headers["x-request-id"]))).objectId, gbkId);
   });
 
   test("a form or XML body in the charset its Content-Type declares (GBK) yields the id as registered", async () => {
