@@ -82,6 +82,9 @@ export function clientErrorAnswer(log: Logger) {
   };
 }
 
+/** Why a CONNECT is answered 405 (a service's dry run of a request says the same). */
+export const connectRefusal = "CONNECT is not served here: this is not a proxy";
+
 /**
  * Answers a CONNECT (a tunnel: the platform is no proxy) 405 in the error model, with a request id
  * (the caller's when acceptable) that the log line carries too; without a listener Node would close
@@ -90,7 +93,7 @@ export function clientErrorAnswer(log: Logger) {
 export function connectAnswer(log: Logger) {
   return (req: IncomingMessage, socket: Socket): void => {
     const requestId = requestIdFrom(req.headers["x-request-id"]);
-    const message = "CONNECT is not served here: this is not a proxy";
+    const message = connectRefusal;
     log.info({ reqId: requestId, status: 405, error: "method_not_allowed", target: req.url }, message);
     refuseAfterPendingAnswers(socket, 405, "Method Not Allowed", requestId, "method_not_allowed", message);
   };

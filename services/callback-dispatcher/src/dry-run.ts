@@ -1,4 +1,5 @@
 import { sampleExchange } from "@opsplane/callback-agent/rules";
+import { connectRefusal } from "@opsplane/platform";
 import { refusalOf } from "./callback-refusal.js";
 import type { Registry } from "./registry.js";
 import { decide } from "./router.js";
@@ -37,6 +38,7 @@ const unrouted = (reason: string, detail: string): DryRunResult => ({
  */
 export async function dryRun(input: DryRunInput, rules: RuleSetSnapshot, registry: Registry, viaPseudonym: string): Promise<DryRunResult> {
   // Header names as the live path reads them: in any case, `Host` given twice ("Host" and "host") is two.
+  if (input.method.toUpperCase() === "CONNECT") return unrouted("refused", `answered 405 (method_not_allowed): ${connectRefusal}`);
   const named = (name: string) => Object.entries(input.headers ?? {}).filter(([k]) => k.toLowerCase() === name);
   const refusal = refusalOf(input.path, named("host").length);
   if (refusal) return unrouted("refused", `answered 400 (bad_request): ${refusal}`);

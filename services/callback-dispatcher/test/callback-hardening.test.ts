@@ -156,6 +156,9 @@ describe("callbacks as third parties really send them", () => {
     ]);
     const dx = await send("/cb/xml", declared, { "content-type": "text/xml" });
     assert.equal((await decision(String(dx.headers["x-request-id"]))).objectId, gbkId);
+    // So does one sent without any Content-Type (read as UTF-8 before: two GBK ids became one U+FFFD id).
+    const untyped = await send("/cb/xml", declared);
+    assert.equal((await decision(String(untyped.headers["x-request-id"]))).objectId, gbkId);
     // A charset no decoder knows: production, and the decision says why.
     const unknown = await send("/cb/form", form, { "content-type": "application/x-www-form-urlencoded; charset=x-klingon" });
     assert.ok(reached(prod, "/cb/form", form));
@@ -404,6 +407,12 @@ describe("callbacks as third parties really send them", () => {
     );
     assert.equal(looped.body.reason, "forwarding_loop");
     assert.match(String(looped.body.detail), /^answered 508 \(loop_detected\): /);
+    // A CONNECT is answered 405 by the live path (it said not_registered, production).
+    const connect = await d.api("POST", "/_dispatcher/v1/dry-run", { method: "CONNECT", path: "/cb/json/x" }, viewerKey);
+    assert.deepEqual(
+      [connect.body.reason, connect.body.detail],
+      ["refused", "answered 405 (method_not_allowed): CONNECT is not served here: this is not a proxy"],
+    );
   });
 
   test("unknown rule and environment fields are refused, naming the field, not dropped", async () => {

@@ -15,13 +15,14 @@ export class ExtractionRefused extends Error {
  * Decodes a body for extraction (the dispatcher's callbacks, the agent's requests and responses alike,
  * so both sides read the same id from the same bytes): undoes `Content-Encoding` (gzip, x-gzip, deflate, also
  * several in a row) with at most `limit` bytes of output, then converts the charset named by
- * `Content-Type` (or, for XML without one, by the XML declaration) to UTF-8. A form body's
+ * `Content-Type` (or, for XML without one or a body without any Content-Type, by the XML declaration) to UTF-8. A form body's
  * percent-escapes are decoded in that charset too (`%D6%D0` is one GBK character) and written back
  * as a UTF-8 form. Returns `body` itself when there is nothing to decode (the common case).
  */
 export function decodeBody(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined, limit: number): Buffer {
   const out = contentEncoding ? decodeContent(body, contentEncoding, limit) : body;
-  const label = charsetOf(contentType) ?? (isXml(contentType) ? xmlDeclaredEncoding(out) : undefined);
+  // A body with no Content-Type at all goes by an XML declaration too, when it starts with one.
+  const label = charsetOf(contentType) ?? (contentType === undefined || isXml(contentType) ? xmlDeclaredEncoding(out) : undefined);
   if (label === undefined) return out;
   const decoder = decoderFor(label);
   if (decoder.encoding === "utf-8") return out;
