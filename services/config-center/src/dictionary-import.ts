@@ -62,19 +62,25 @@ type CellType = "integer" | "number" | "boolean";
 
 const decimal = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
-/** A cell's value as `type`, or undefined when it does not read as one. */
-function convertCell(cell: string, type: CellType): number | boolean | undefined {
+/**
+ * A cell's value as `type`, or why it does not read as one. Spaces around it are not part of
+ * it (quoted or not). A number must be one a JSON reader gets back as written: beyond 2^53 digits would
+ * be lost (12345678901234567890 stored as 12345678901234567000) and `1e-400` would become 0.
+ */
+function convertCell(raw: string, type: CellType): number | boolean | string {
+  const cell = raw.trim();
   if (type === "boolean") {
     const word = cell.toLowerCase();
-    return word === "true" ? true : word === "false" ? false : undefined;
+    return word === "true" ? true : word === "false" ? false : "is not a boolean (true or false)";
   }
+  const not = type === "integer" ? "is not an integer" : "is not a number";
   // Number() alone would also read "0x1A", "Infinity" and "" (as 0).
-  if (!decimal.test(cell)) return undefined;
+  if (!decimal.test(cell)) return not;
   const n = Number(cell);
-  return (type === "integer" ? Number.isSafeInteger(n) : Number.isFinite(n)) ? n : undefined;
+  if (!Number.isFinite(n) || Math.abs(n) > Number.MAX_SAFE_INTEGER) return "is beyond ±2^53, past which digits would be lost";
+  if (n === 0 && /[1-9]/.test(cell.split(/e/i)[0]!)) return "is too small to be kept (it would become 0)";
+  return type === "integer" && !Number.isInteger(n) ? not : n;
 }
-
-const typeNames: Record<CellType, string> = { integer: "an integer", number: "a number", boolean: "a boolean (true or false)" };
 
 /**
  * A CSV dictionary's cells as the entry schema types their columns: every CSV cell is text, so a
@@ -87,7 +93,10 @@ export function typeCsvCells(d: Dictionary, schema: object | undefined): Diction
   if (d.format !== "csv") return d;
   const properties = (schema as { items?: { properties?: Record<string, { type?: unknown }> } } | undefined)?.items?.properties;
   const typeOf = (column: string): CellType | undefined => {
-    const type = properties && Object.hasOwn(properties, column) ? properties[column]?.type : undefined;
+    const declared = properties && Object.hasOwn(properties, column) ? properties[column]?.type : undefined;
+    // `["integer", "null"]`: a cell is text, never null, so the one other type is what it converts to.
+    const types = (Array.isArray(declared) ? declared : [declared]).filter((t) => t !== "null");
+    const type = types.length === 1 ? types[0] : undefined;
     return type === "integer" || type === "number" || type === "boolean" ? type : undefined;
   };
   const entries = d.entries.map((entry, i) =>
@@ -97,7 +106,7 @@ export function typeCsvCells(d: Dictionary, schema: object | undefined): Diction
         const type = typeOf(column);
         if (!type) return [[column, cell]];
         const value = convertCell(cell, type);
-        if (value === undefined) throw badRequest(`${placeOf(d, i)}: ${column} ${JSON.stringify(cell)} is not ${typeNames[type]}`);
+        if (typeof value === "string") throw badRequest(`${placeOf(d, i)}: ${column} ${JSON.stringify(cell)} ${value}`);
         return [[column, value]];
       }),
     ),

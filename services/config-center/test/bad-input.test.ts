@@ -311,6 +311,18 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     const rates = await csv("dict.rates", "term,rate\n12,0.35\n");
     assert.equal(rates.status, 200, rates.body.message);
     assert.deepEqual(rates.body.item.value, [{ term: "12", rate: 0.35 }]);
+    // Quoted or not, spaces around a number are not part of it; a column that may also be null converts too.
+    const nullable = await call(base, "PUT", "/config/v1/items/business/_/_/dict.nullable", {
+      role: "operator",
+      body: { value: [], schema: { type: "array", items: { type: "object", properties: { n: { type: ["integer", "null"] } } } } },
+    });
+    assert.equal(nullable.status, 200, nullable.body.message);
+    const spaced = await csv("dict.nullable", 'k,n\na," 12 "\nb, 7\n');
+    assert.equal(spaced.status, 200, spaced.body.message);
+    assert.deepEqual(spaced.body.item.value, [
+      { k: "a", n: 12 },
+      { k: "b", n: 7 },
+    ]);
 
     const before = await changeCount();
     const refusals: Array<[string, string]> = [
@@ -329,6 +341,15 @@ describe("bad input is refused with the reason and leaves nothing half-written (
     assert.match(missing.body.message, /CSV line 2 \(the header is line 1\): \/ must have required property 'name'/);
     const badRate = await csv("dict.rates", "term,rate\n12,35%\n");
     assert.equal(badRate.body.message, 'CSV line 2 (the header is line 1): rate "35%" is not a number');
+    // A number JSON could not give back as written is refused, not stored rounded (12345678901234567000 before).
+    for (const [rate, why] of [
+      ["12345678901234567890", "is beyond ±2^53, past which digits would be lost"],
+      ["1.0e-400", "is too small to be kept (it would become 0)"],
+    ])
+      assert.equal(
+        (await csv("dict.rates", `term,rate\n12,${rate}\n`)).body.message,
+        `CSV line 2 (the header is line 1): rate "${rate}" ${why}`,
+      );
     // JSON carries its own types: a string is not converted.
     const json = await call(base, "POST", "/config/v1/import/_/_/dict.typed?format=json", {
       role: "operator",
