@@ -6,9 +6,10 @@ const censor = "[redacted]";
 
 /** Names of query parameters that carry credentials (matched case-insensitively against the decoded name); `session` alone (an id) is kept. */
 const credentialParam =
-  /token|secret|passw|passcode|pwd|signature|credential|jwt|assertion|saml|api[-_]?key|access[-_]?key|private[-_]?key|session[-_]?key|sess(ion)?[-_]?id|^(key|sig|sign|ticket|auth|authorization|otp|totp)$/i;
-/** Names of headers that carry credentials (`X-Auth`, `Private-Key` and `X-Passwd` too). */
-const credentialHeader = /auth|cookie|token|secret|passw|pwd|api[-_]?key|access[-_]?key|private[-_]?key|signature|sign$|credential/i;
+  /token|secret|passw|passphrase|passcode|pwd|signature|credential|jwt|assertion|saml|(api|access|app|client|mch|merchant|private|session|sign)[-_]?key|sess(ion)?[-_]?id|^(key|sig|sign|ticket|auth|authorization|otp|totp)$/i;
+/** Names of headers that carry credentials (`X-Auth`, `Private-Key`, `X-Mch-Key`, `X-Passwd`, `X-Session` too). */
+const credentialHeader =
+  /auth|cookie|session|token|secret|passw|passphrase|pwd|(api|access|app|client|mch|merchant|private|sign)[-_]?key|^key$|signature|sign$|credential/i;
 
 /** Whether a header's value is a credential: censored in logs, shown masked where a service shows headers. */
 export const isCredentialHeader = (name: string): boolean => credentialHeader.test(name);

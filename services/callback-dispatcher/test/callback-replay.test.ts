@@ -115,7 +115,7 @@ describe("kept callbacks: search, show, replay", () => {
 
   test("credentials in the query and in headers such as X-Auth, Private-Key and X-Passwd are shown masked; a replay sends them as they came", async () => {
     const body = Buffer.from("order=SIT-5");
-    const res = await fetch(`${d.url}/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN`, {
+    const res = await fetch(`${d.url}/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN&mch_key=QMCH&appkey=QAPP`, {
       method: "POST",
       headers: {
         "content-type": "application/x-www-form-urlencoded",
@@ -123,6 +123,9 @@ describe("kept callbacks: search, show, replay", () => {
         "x-auth": "XAUTHVALUE",
         "private-key": "PRIVATEKEYVALUE",
         "x-passwd": "PASSWDVALUE",
+        "x-mch-key": "MCHKEYVALUE",
+        "x-passphrase": "PHRASEVALUE",
+        "x-session": "SESSIONVALUE",
         "x-request-id": "req-creds-1",
       },
       body,
@@ -132,13 +135,16 @@ describe("kept callbacks: search, show, replay", () => {
     const shown = await d.api("GET", `/_dispatcher/v1/decisions/${decision!.id}`, undefined, viewerKey);
     const kept = shown.body.callback as { target: string; headers: Array<{ name: string; value: string }> };
     // Before, a viewer read every one of them.
-    assert.doesNotMatch(JSON.stringify(shown.body), /QTOKEN|QSIGN|XAUTHVALUE|PRIVATEKEYVALUE|PASSWDVALUE/);
-    assert.equal(kept.target, "/notify/pay?order=SIT-5&access_token=[redacted]&sign=[redacted]");
+    assert.doesNotMatch(
+      JSON.stringify(shown.body),
+      /QTOKEN|QSIGN|QMCH|QAPP|XAUTHVALUE|PRIVATEKEYVALUE|PASSWDVALUE|MCHKEYVALUE|PHRASEVALUE|SESSIONVALUE/,
+    );
+    assert.equal(kept.target, "/notify/pay?order=SIT-5&access_token=[redacted]&sign=[redacted]&mch_key=[redacted]&appkey=[redacted]");
     assert.equal(kept.headers.find((h) => h.name === "private-key")?.value, "[masked: 15 bytes]");
     const replayed = await replay(decision!.id, { env: "sit" });
     assert.equal(replayed.status, 200, JSON.stringify(replayed.body));
     const got = sit.received.at(-1)!;
-    assert.equal(got.url, "/app/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN");
+    assert.equal(got.url, "/app/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN&mch_key=QMCH&appkey=QAPP");
     assert.deepEqual(
       [got.headers["x-auth"], got.headers["private-key"], got.headers["x-passwd"]],
       ["XAUTHVALUE", "PRIVATEKEYVALUE", "PASSWDVALUE"],
