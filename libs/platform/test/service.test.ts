@@ -472,11 +472,16 @@ describe("request headers", () => {
     }
   });
 
-  test("an HTTP/1.1 request without Host is a 400 in the error model with a request id, not Node's bare 400; HTTP/1.0 needs none", async () => {
-    const res = await sendRaw("GET /headers HTTP/1.1\r\nConnection: close\r\n\r\n");
+  test("an HTTP/1.1 request without Host, or with two, is a 400 in the error model with a request id and its connection closed; HTTP/1.0 needs none", async () => {
+    // Pipelined after it, a valid request: not answered (the connection closes), as after the parser's refusals.
+    const res = await sendRaw("GET /headers HTTP/1.1\r\n\r\nGET /headers HTTP/1.1\r\nHost: x\r\n\r\n");
     assert.equal(res.status, 400);
     assert.deepEqual(JSON.parse(res.body), { error: "bad_request", message: "an HTTP/1.1 request must carry a Host header" });
     assert.ok(requestIdOf(res.head), res.head);
+    assert.match(res.head, /^connection: close$/im);
+    const two = await sendRaw("GET /headers HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert.equal(two.status, 400, "two Host headers got 200 before");
+    assert.deepEqual(JSON.parse(two.body), { error: "bad_request", message: "request has more than one Host header" });
     assert.equal((await sendRaw("GET /headers HTTP/1.0\r\n\r\n")).status, 200);
   });
 

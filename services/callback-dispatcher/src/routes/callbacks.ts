@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type Logger, missingHost, type RecordRequest, requestIdFrom } from "@opsplane/platform";
+import { hostRefusal, type Logger, type RecordRequest, requestIdFrom } from "@opsplane/platform";
 import { refusalOf } from "../callback-refusal.js";
 import { answerError, type DispatchDeps, dispatch, refuseLoop } from "../dispatch.js";
 import { viaNames } from "../via.js";
@@ -36,9 +36,12 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
     const started = performance.now();
     const { requestId, hosts, via } = scanHeaders(req.rawHeaders);
     const method = req.method ?? "GET";
-    const refusal = missingHost(req) ?? refusalOf(url, hosts);
+    const hostRefused = hostRefusal(req, hosts);
+    const refusal = hostRefused ?? refusalOf(url, hosts);
     if (refusal) {
       req.resume();
+      // As the kit's routes do: what follows on the connection was framed by a client that does not speak HTTP/1.1.
+      if (hostRefused) res.shouldKeepAlive = false;
       answerError(res, 400, requestId, "bad_request", refusal);
       o.recordRequest(method, callbackRoute, 400, (performance.now() - started) / 1000);
       return true;
