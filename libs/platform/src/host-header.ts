@@ -14,11 +14,11 @@ function hostLines(req: IncomingMessage): number {
  * Why a request cannot be taken for its Host header (RFC 9112 §3.2): more than one (which would the
  * upstream believe?), or none on HTTP/1.1. Node refuses a missing one itself with a bare 400 (no body,
  * no request id) unless its server is told not to (`requireHostHeader: false`, as the kit's is): the
- * refusal is then the kit's own. `hosts`: the count, when the caller has it already.
+ * refusal is then the kit's own.
  */
-export function hostRefusal(req: IncomingMessage, hosts = hostLines(req)): string | undefined {
+export function hostRefusal(hosts: number, httpVersion: string): string | undefined {
   if (hosts > 1) return "request has more than one Host header";
-  return hosts === 0 && req.httpVersion === "1.1" ? "an HTTP/1.1 request must carry a Host header" : undefined;
+  return hosts === 0 && httpVersion === "1.1" ? "an HTTP/1.1 request must carry a Host header" : undefined;
 }
 
 /**
@@ -27,7 +27,7 @@ export function hostRefusal(req: IncomingMessage, hosts = hostLines(req)): strin
  */
 export function installHostRequirement(app: App): void {
   app.addHook("onRequest", async (req, reply) => {
-    const reason = hostRefusal(req.raw);
+    const reason = hostRefusal(hostLines(req.raw), req.raw.httpVersion);
     if (!reason) return;
     reply.header("connection", "close");
     throw new AppError(400, "bad_request", reason);

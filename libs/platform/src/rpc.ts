@@ -58,11 +58,9 @@ export function rpcInterceptor(
       const allowUnstorable = unstorableAllowed.has(path);
       if (!req.stream) {
         // Looked for in the request as the caller's JSON has it: named so (`value/hosts/1`, not a decoded
-        // google.protobuf.Value's `kind/value/fields/…`), and a `constructor.prototype` is seen there.
-        // The decoded message is walked too for what JSON spells as text (a float's "NaN"). Nesting is
-        // bounded as on REST: Connect's own JSON reads stop at 100 levels, so a value stored at 96 could be
-        // written but never read back (GetItem, ListItems, ItemHistory answered 500).
-        // The decoded form nests several levels per JSON level (google.protobuf.Value): its depth is not the caller's.
+        // google.protobuf.Value's `kind/value/fields/…`), a `constructor.prototype` seen, nesting bounded
+        // as on REST (Connect's own reads stop at 100 levels). The decoded message is walked too, for what
+        // JSON spells as text (a float's "NaN"); it nests several levels per JSON level, so not for depth.
         const reason =
           unacceptableInput(toJson(req.method.input, req.message), "", { allowUnstorable }) ??
           unacceptableInput(req.message, "", { allowUnstorable, maxDepth: Number.POSITIVE_INFINITY });

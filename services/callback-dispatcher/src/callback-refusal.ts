@@ -1,14 +1,12 @@
 import { hasDotSegment } from "./dot-segments.js";
 
 /**
- * Why a request cannot be a callback, if it cannot: answered 400, nothing forwarded or recorded.
- * The live path and the dry run ask the same question.
+ * Why a request's target cannot be a callback's, if it cannot: answered 400, nothing forwarded or
+ * recorded. The live path and the dry run ask the same question (its Host lines: the kit's `hostRefusal`).
  */
-export function refusalOf(url: string, hosts: number): string | undefined {
+export function refusalOf(url: string): string | undefined {
   // Absolute-form targets (`POST http://elsewhere/…`) are proxy requests, never platform callbacks.
   if (!url.startsWith("/")) return "request target must be a path (origin-form)";
-  // RFC 9112 §3.2: a request with more than one Host is answered 400; which one would the upstream believe?
-  if (hosts > 1) return "request has more than one Host header";
   // RFC 9112 §3.2: a fragment is never sent; servers that cut the target at `#` and those that do not read different paths.
   if (url.includes("#")) return "request target has a fragment (#), which HTTP never sends";
   const q = url.indexOf("?");

@@ -1,5 +1,5 @@
 import { sampleExchange } from "@opsplane/callback-agent/rules";
-import { connectRefusal } from "@opsplane/platform";
+import { connectRefusal, hostRefusal } from "@opsplane/platform";
 import { refusalOf } from "./callback-refusal.js";
 import type { Registry } from "./registry.js";
 import { decide } from "./router.js";
@@ -40,7 +40,8 @@ export async function dryRun(input: DryRunInput, rules: RuleSetSnapshot, registr
   // Header names as the live path reads them: in any case, `Host` given twice ("Host" and "host") is two.
   if (input.method.toUpperCase() === "CONNECT") return unrouted("refused", `answered 405 (method_not_allowed): ${connectRefusal}`);
   const named = (name: string) => Object.entries(input.headers ?? {}).filter(([k]) => k.toLowerCase() === name);
-  const refusal = refusalOf(input.path, named("host").length);
+  // A dry run's headers seldom name Host at all: only a second one is refused (as on HTTP/1.0).
+  const refusal = hostRefusal(named("host").length, "1.0") ?? refusalOf(input.path);
   if (refusal) return unrouted("refused", `answered 400 (bad_request): ${refusal}`);
   const via = named("via").map(([, v]) => v);
   if (via.length && viaNames(via.join(", "), viaPseudonym))

@@ -36,8 +36,8 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
     const started = performance.now();
     const { requestId, hosts, via } = scanHeaders(req.rawHeaders);
     const method = req.method ?? "GET";
-    const hostRefused = hostRefusal(req, hosts);
-    const refusal = hostRefused ?? refusalOf(url, hosts);
+    const hostRefused = hostRefusal(hosts, req.httpVersion);
+    const refusal = hostRefused ?? refusalOf(url);
     if (refusal) {
       req.resume();
       // As the kit's routes do: what follows on the connection was framed by a client that does not speak HTTP/1.1.
