@@ -6,7 +6,7 @@ const censor = "[redacted]";
 
 /** Names of query parameters that carry credentials (matched case-insensitively against the decoded name); `session` alone (an id) is kept. */
 const credentialParam =
-  /token|secret|passw|passphrase|passcode|pwd|signature|credential|jwt|assertion|saml|(api|access|app|client|mch|merchant|private|session|sign)[-_]?key|sess(ion)?[-_]?id|^(key|sig|sign|ticket|auth|authorization|otp|totp)$/i;
+  /token|secret|passw|passphrase|passcode|pwd|signature|credential|jwt|assertion|saml|(api|access|app|client|mch|merchant|private|session|sign)[-_]?key|sess(ion)?[-_]?id|sign$|^(key|sig|ticket|auth|authorization|otp|totp)$/i;
 /** Names of headers that carry credentials (`X-Auth`, `Private-Key`, `X-Mch-Key`, `X-Passwd`, `X-Session` too). */
 const credentialHeader =
   /auth|cookie|session|token|secret|passw|passphrase|pwd|(api|access|app|client|mch|merchant|private|sign)[-_]?key|^key$|signature|sign$|credential/i;

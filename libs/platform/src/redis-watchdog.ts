@@ -19,7 +19,21 @@ const misses = 3;
 export function watchRedisConnection(redis: Redis, name: string, log: Logger): void {
   let missed = 0;
   let asking = false;
+  // Seconds a connection has been open but not ready: ioredis's ready check has no deadline, so a peer
+  // that accepts and never answers (a hung proxy or load balancer) would hold it there for good.
+  let unready = 0;
   const timer = setInterval(() => {
+    if (redis.status === "connect") {
+      if (++unready < misses) return;
+      unready = 0;
+      log.warn(
+        { connection: name, unansweredMs: misses * intervalMs },
+        "redis: a new connection was accepted but never answered; reconnecting",
+      );
+      redis.disconnect(true);
+      return;
+    }
+    unready = 0;
     if (asking || redis.status !== "ready") return;
     asking = true;
     const silence = new Error("no answer");

@@ -337,6 +337,29 @@ describe("dependencies down", () => {
     }
   });
 
+  test("a Redis that accepts connections and never answers them, then answers new ones, is used again within seconds", async () => {
+    const db = await createTestDatabase();
+    const redisUrl = new URL(testRedis().url);
+    const proxy = await startCuttableProxy(redisUrl.hostname, Number(redisUrl.port || 6379));
+    const svc = await startService(fixtureService(), env(db, { REDIS_URL: `redis://127.0.0.1:${proxy.port}` }));
+    const redisCheck = async () => ((await (await fetch(`${svc.url}/readyz`)).json()) as { checks: Record<string, string> }).checks.redis;
+    try {
+      assert.equal(await redisCheck(), "ok");
+      // A hung proxy: open connections and the new one the watchdog opens are accepted and never answered.
+      proxy.blackhole();
+      await eventually("/readyz sees Redis not answering", async () => (await redisCheck()) !== "ok", 5_000);
+      await eventually("the replacement connection accepted", () => proxy.accepted() >= 2, 10_000);
+      // New connections are answered again; the ones already open stay silent. Before, the replacement stayed
+      // stuck before its ready check for good, and /readyz degraded until a restart.
+      proxy.admitNewConnections();
+      await eventually("/readyz sees Redis again over a new connection", async () => (await redisCheck()) === "ok", 15_000);
+    } finally {
+      await svc.close();
+      await proxy.close();
+      await db.drop();
+    }
+  });
+
   test("PostgreSQL going away makes /readyz 503 naming it; it recovers when the database is back", async () => {
     const db = await createTestDatabase();
     const svc = await startService(fixtureService(), env(db));

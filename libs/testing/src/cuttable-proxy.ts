@@ -14,6 +14,10 @@ export interface CuttableProxy {
   silenceOpenConnections(): void;
   /** Ends the partition: new connections pass, and those opened across it are reset (as after a real one). */
   heal(): void;
+  /** New connections pass again; those open now stay silent for good, never reset (a hung middlebox's). */
+  admitNewConnections(): void;
+  /** How many client connections it has accepted so far. */
+  accepted(): number;
   /** A slow peer: from now on every answer arrives `ms` later (0: at once again), in order while `ms` stays the same. */
   delayAnswers(ms: number): void;
   /** A peer out of step: from now on each chunk of answer bytes is passed through `rewrite` (undefined: as it came). */
@@ -37,7 +41,9 @@ export async function startCuttableProxy(targetHost: string, targetPort: number,
     s.on("close", () => sockets.delete(s));
     s.on("error", () => {});
   };
+  let accepted = 0;
   const server = net.createServer((client) => {
+    accepted++;
     track(client);
     if (blackholed) return; // accepted and silent
     const upstream = net.connect(targetPort, targetHost);
@@ -71,6 +77,11 @@ export async function startCuttableProxy(targetHost: string, targetPort: number,
     heal: () => {
       blackholed = false;
       dropConnections();
+    },
+    accepted: () => accepted,
+    admitNewConnections: () => {
+      for (const s of sockets) silenced.add(s);
+      blackholed = false;
     },
     delayAnswers: (ms) => {
       answerDelayMs = ms;

@@ -115,7 +115,7 @@ describe("kept callbacks: search, show, replay", () => {
 
   test("credentials in the query and in headers such as X-Auth, Private-Key and X-Passwd are shown masked; a replay sends them as they came", async () => {
     const body = Buffer.from("order=SIT-5");
-    const res = await fetch(`${d.url}/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN&mch_key=QMCH&appkey=QAPP`, {
+    const res = await fetch(`${d.url}/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN&mch_key=QMCH&appkey=QAPP&paySign=QPAY`, {
       method: "POST",
       headers: {
         "content-type": "application/x-www-form-urlencoded",
@@ -137,14 +137,17 @@ describe("kept callbacks: search, show, replay", () => {
     // Before, a viewer read every one of them.
     assert.doesNotMatch(
       JSON.stringify(shown.body),
-      /QTOKEN|QSIGN|QMCH|QAPP|XAUTHVALUE|PRIVATEKEYVALUE|PASSWDVALUE|MCHKEYVALUE|PHRASEVALUE|SESSIONVALUE/,
+      /QTOKEN|QSIGN|QMCH|QAPP|QPAY|XAUTHVALUE|PRIVATEKEYVALUE|PASSWDVALUE|MCHKEYVALUE|PHRASEVALUE|SESSIONVALUE/,
     );
-    assert.equal(kept.target, "/notify/pay?order=SIT-5&access_token=[redacted]&sign=[redacted]&mch_key=[redacted]&appkey=[redacted]");
+    assert.equal(
+      kept.target,
+      "/notify/pay?order=SIT-5&access_token=[redacted]&sign=[redacted]&mch_key=[redacted]&appkey=[redacted]&paySign=[redacted]",
+    );
     assert.equal(kept.headers.find((h) => h.name === "private-key")?.value, "[masked: 15 bytes]");
     const replayed = await replay(decision!.id, { env: "sit" });
     assert.equal(replayed.status, 200, JSON.stringify(replayed.body));
     const got = sit.received.at(-1)!;
-    assert.equal(got.url, "/app/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN&mch_key=QMCH&appkey=QAPP");
+    assert.equal(got.url, "/app/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN&mch_key=QMCH&appkey=QAPP&paySign=QPAY");
     assert.deepEqual(
       [got.headers["x-auth"], got.headers["private-key"], got.headers["x-passwd"]],
       ["XAUTHVALUE", "PRIVATEKEYVALUE", "PASSWDVALUE"],
