@@ -81,6 +81,16 @@ export function toConnectError(err: AppError): ConnectError {
   return new ConnectError(err.message, connectCodeByStatus[err.status] ?? Code.Internal, metadata);
 }
 
+/** Longest name or path quoted whole in an error: a caller's 15,000-character one is not echoed back whole. */
+const maxQuoted = 200;
+export const shortened = (text: string) => (text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} characters)`);
+
+/** The router's reason for a URL it cannot read (`'<url>' is exceeding the max param length`), its URL shortened. */
+export const urlRefusal = (message: string) => {
+  const quoted = /^'(.*)' ([^']+)$/s.exec(message);
+  return `the URL cannot be read: ${quoted ? `'${shortened(quoted[1]!)}' ${quoted[2]}` : shortened(message)}`;
+};
+
 /**
  * Maps every error fastify sees to the one JSON error model; unknown errors become 500 without
  * internals. On Connect routes (refusals before Connect reads the RPC: credentials, body size) the
@@ -88,7 +98,10 @@ export function toConnectError(err: AppError): ConnectError {
  */
 export function installErrorModel(app: App, bodyLimit: number, isRpcRoute: (url: string | undefined) => boolean): void {
   app.setNotFoundHandler((req, reply) => {
-    reply.code(404).send({ error: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` } satisfies ErrorBody);
+    // A path segment past the router's 4096 characters finds no route either: its path is not echoed back whole.
+    reply
+      .code(404)
+      .send({ error: "not_found", message: `no route ${req.method} ${shortened(req.url.split("?")[0]!)}` } satisfies ErrorBody);
   });
   app.setErrorHandler((err: FastifyError | AppError, req, reply) => {
     const e = describe(err, bodyLimit, req.headers["content-type"]);
@@ -140,7 +153,7 @@ function unknownField(err: FastifyError): AppError | undefined {
   if (first?.keyword !== "additionalProperties") return undefined;
   const extra = (first.params as { additionalProperty?: unknown }).additionalProperty;
   if (typeof extra !== "string") return undefined;
-  const field = [...fieldPath(first.instancePath), extra].join(".");
+  const field = shortened([...fieldPath(first.instancePath), extra].join("."));
   return badRequest(`unknown field "${field}": not part of this request (a typo?)`, { field, in: err.validationContext });
 }
 

@@ -20,7 +20,7 @@ import { validatorsWithoutBodyCoercion } from "./body-validation.js";
 import { activeTraceContext, tracedBus } from "./bus-tracing.js";
 import { clientErrorAnswer, connectAnswer } from "./client-errors.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
-import { AppError, installErrorModel } from "./errors.js";
+import { AppError, installErrorModel, urlRefusal } from "./errors.js";
 import { type Check, installHealth, readiness } from "./health.js";
 import { installHostRequirement } from "./host-header.js";
 import { installInputGuard, refuseUndeclaredQueries } from "./input-guard.js";
@@ -164,12 +164,10 @@ export async function startService<E extends ConfigShape>(
     // A URL fastify cannot decode (invalid UTF-8, a broken escape) never reaches the router or its
     // hooks: answered here in the same error model, with its request id.
     frameworkErrors: (err, req, reply) => {
-      req.log.info({ status: 400, error: "bad_request" }, err.message);
+      const message = urlRefusal(err.message);
+      req.log.info({ status: 400, error: "bad_request" }, message);
       // Typed for any route's generics; this reply belongs to no route.
-      void (reply as unknown as FastifyReply)
-        .header("x-request-id", req.id)
-        .code(400)
-        .send({ error: "bad_request", message: `the URL cannot be read: ${err.message}` });
+      void (reply as unknown as FastifyReply).header("x-request-id", req.id).code(400).send({ error: "bad_request", message });
     },
     // A request Node's parser refused is answered in the error model, with a request id (see client-errors.ts).
     clientErrorHandler: clientErrorAnswer(log),

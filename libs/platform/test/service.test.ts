@@ -39,6 +39,17 @@ describe("a service built on the kit", () => {
     const res = await call("/nope");
     assert.equal(res.status, 404);
     assert.deepEqual(await res.json(), { error: "not_found", message: "no route GET /nope" });
+    // A path parameter past the router's 4096 characters is refused, and a route that does not exist
+    // unknown, each naming the path shortened rather than echoing it whole.
+    const long = await call(`/things/${"9".repeat(5_000)}`);
+    assert.equal(long.status, 400);
+    assert.deepEqual(await long.json(), {
+      error: "bad_request",
+      message: `the URL cannot be read: '/things/${"9".repeat(192)}… (5008 characters)' is exceeding the max param length`,
+    });
+    const unknown = await call(`/${"n".repeat(5_000)}`);
+    assert.equal(unknown.status, 404);
+    assert.deepEqual(await unknown.json(), { error: "not_found", message: `no route GET /${"n".repeat(199)}… (5001 characters)` });
   });
 
   test("invalid JSON is a 400 that says where it breaks; a __proto__ key is refused as such, not as invalid JSON", async () => {
@@ -104,6 +115,31 @@ describe("a service built on the kit", () => {
     assert.match(body.message, /unknown field "szie"/);
     const list = await svc.ctx.pool.query("SELECT 1 FROM things WHERE name = 'typo'");
     assert.equal(list.rowCount, 0);
+  });
+
+  test("an unknown field or query parameter with a very long name is named shortened, not echoed back whole", async () => {
+    // The body's name stays inside this service's 4 KiB body limit; the query's is 15,000 characters.
+    for (const [length, path, init] of [
+      [
+        3_000,
+        "/things",
+        {
+          method: "POST",
+          headers: { ...json, ...bearer(keys.operator) },
+          body: JSON.stringify({ name: "long", size: 1, ["x".repeat(3_000)]: 2 }),
+        },
+      ],
+      [15_000, `/things/1?${"x".repeat(15_000)}=1`, { headers: bearer(keys.operator) }],
+    ] as const) {
+      const res = await call(path, init);
+      assert.equal(res.status, 400);
+      const text = await res.text();
+      assert.ok(text.length < 1_000, `a ${text.length}-character answer`);
+      const body = JSON.parse(text) as { message: string; details: { field: string } };
+      const shown = `${"x".repeat(200)}… (${length} characters)`;
+      assert.equal(body.message, `unknown field "${shown}": not part of this request (a typo?)`);
+      assert.equal(body.details.field, shown);
+    }
   });
 
   test("an oversize body is refused with 413", async () => {

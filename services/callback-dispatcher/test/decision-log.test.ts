@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { sha256Hex } from "@opsplane/platform";
@@ -271,6 +272,48 @@ async function terminate(child: ReturnType<typeof spawn>): Promise<number | null
   child.kill("SIGTERM");
   const [code] = await exit;
   return code as number | null;
+}
+
+describe("callbacks refused before routing", () => {
+  test("a callback refused before any rule is looked at (a dot segment, two Host lines) is logged with its request id and reason", async () => {
+    const db = await createTestDatabase();
+    const prod = await startSignedStub("prod", secret);
+    let child: ReturnType<typeof spawn> | undefined;
+    try {
+      const proc = await startDispatcherProcess(db.url, prod.url);
+      child = proc.child;
+      const port = Number(new URL(proc.base).port);
+      // Raw requests: fetch would normalise the dot segments and refuses a second Host.
+      for (const [requestId, head] of [
+        ["refused-dots", "POST /cb/%2e%2e/admin?access_token=s3cret HTTP/1.1\r\nHost: x\r\n"],
+        ["refused-hosts", "POST /cb/any HTTP/1.1\r\nHost: x\r\nHost: y\r\n"],
+      ] as const) {
+        const answer = await rawExchange(port, `${head}X-Request-Id: ${requestId}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`);
+        assert.match(answer, /^HTTP\/1\.1 400/);
+        await eventually(`${requestId} logged`, async () => proc.output.includes(`"requestId":"${requestId}"`));
+      }
+      const lines = proc.output.split("\n").filter((l) => l.includes('"requestId":"refused-'));
+      assert.match(lines.find((l) => l.includes("refused-dots"))!, /callback refused before routing: request path has a dot segment/);
+      assert.match(lines.find((l) => l.includes("refused-hosts"))!, /callback refused before routing: .*Host/);
+      assert.ok(!proc.output.includes("s3cret"), "the query is not logged");
+      assert.equal(prod.received.length, 0, "nothing forwarded");
+    } finally {
+      child?.kill("SIGKILL");
+      await prod.close();
+      await db.drop();
+    }
+  });
+});
+
+/** Writes `request` on a fresh connection and resolves with everything the server sent until it closed. */
+function rawExchange(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.end(request));
+    let answer = "";
+    socket.on("data", (c) => (answer += c));
+    socket.on("end", () => resolve(answer));
+    socket.on("error", reject);
+  });
 }
 
 describe("shutdown", () => {

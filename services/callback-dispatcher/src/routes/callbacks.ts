@@ -44,6 +44,9 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
       if (hostRefused) res.shouldKeepAlive = false;
       answerError(res, 400, requestId, "bad_request", refusal);
       o.recordRequest(method, callbackRoute, 400, (performance.now() - started) / 1000);
+      // No decision is recorded for it (no rule was looked at): this line is what an operator finds by its id.
+      // The path only (a query may carry credentials), cut short.
+      o.log.info({ requestId, method, path: url.split("?")[0]!.slice(0, 200), status: 400 }, `callback refused before routing: ${refusal}`);
       return true;
     }
     if (via !== undefined && viaNames(via, deps.viaPseudonym)) {
