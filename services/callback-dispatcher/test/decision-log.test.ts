@@ -275,13 +275,8 @@ async function terminate(child: ReturnType<typeof spawn>): Promise<number | null
 }
 
 describe("callbacks refused before routing", () => {
-  test("a callback refused before any rule is looked at (a dot segment, two Host lines) is logged with its request id and reason", async () => {
-    const db = await createTestDatabase();
-    const prod = await startSignedStub("prod", secret);
-    let child: ReturnType<typeof spawn> | undefined;
-    try {
-      const proc = await startDispatcherProcess(db.url, prod.url);
-      child = proc.child;
+  test("a callback refused before any rule is looked at (a dot segment, two Host lines) is logged with its request id and reason", () =>
+    withDispatcherProcess(async (proc, prod) => {
       const port = Number(new URL(proc.base).port);
       // Raw requests: fetch would normalise the dot segments and refuses a second Host.
       for (const [requestId, head] of [
@@ -297,13 +292,30 @@ describe("callbacks refused before routing", () => {
       assert.match(lines.find((l) => l.includes("refused-hosts"))!, /callback refused before routing: .*Host/);
       assert.ok(!proc.output.includes("s3cret"), "the query is not logged");
       assert.equal(prod.received.length, 0, "nothing forwarded");
-    } finally {
-      child?.kill("SIGKILL");
-      await prod.close();
-      await db.drop();
-    }
-  });
+    }));
 });
+
+/** Runs `fn` with the dispatcher as a real process on a fresh database, production a signed stub; all stopped and dropped after. */
+async function withDispatcherProcess(
+  fn: (
+    proc: Awaited<ReturnType<typeof startDispatcherProcess>>,
+    prod: Awaited<ReturnType<typeof startSignedStub>>,
+    databaseUrl: string,
+  ) => Promise<void>,
+): Promise<void> {
+  const db = await createTestDatabase();
+  const prod = await startSignedStub("prod", secret);
+  let child: ReturnType<typeof spawn> | undefined;
+  try {
+    const proc = await startDispatcherProcess(db.url, prod.url);
+    child = proc.child;
+    await fn(proc, prod, db.url);
+  } finally {
+    child?.kill("SIGKILL");
+    await prod.close();
+    await db.drop();
+  }
+}
 
 /** Writes `request` on a fresh connection and resolves with everything the server sent until it closed. */
 function rawExchange(port: number, request: string): Promise<string> {
@@ -317,24 +329,17 @@ function rawExchange(port: number, request: string): Promise<string> {
 }
 
 describe("shutdown", () => {
-  test("decisions that cannot be written when the process stops are reported, and it exits 1", async () => {
-    const db = await createTestDatabase();
-    const prod = await startSignedStub("prod", secret);
-    let child: ReturnType<typeof spawn> | undefined;
-    try {
-      const proc = await startDispatcherProcess(db.url, prod.url);
-      child = proc.child;
-      await setDatabaseOutage(db.url, true);
-      await callback(proc.base);
-      assert.equal(await terminate(child), 1, proc.output);
-      assert.match(proc.output, /decisions lost at shutdown: 1 could not be written/);
-    } finally {
-      child?.kill("SIGKILL");
-      await setDatabaseOutage(db.url, false);
-      await prod.close();
-      await db.drop();
-    }
-  });
+  test("decisions that cannot be written when the process stops are reported, and it exits 1", () =>
+    withDispatcherProcess(async (proc, _prod, databaseUrl) => {
+      await setDatabaseOutage(databaseUrl, true);
+      try {
+        await callback(proc.base);
+        assert.equal(await terminate(proc.child), 1, proc.output);
+        assert.match(proc.output, /decisions lost at shutdown: 1 could not be written/);
+      } finally {
+        await setDatabaseOutage(databaseUrl, false);
+      }
+    }));
 
   test("a hung PostgreSQL at shutdown: the decisions not confirmed written are counted in the log before the process is killed, and it exits 1", async () => {
     const db = await createTestDatabase();
