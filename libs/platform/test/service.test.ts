@@ -286,6 +286,31 @@ describe("a service built on the kit", () => {
     assert.deepEqual(rpcCalls, ["s\uFFFD", "汇款"]);
   });
 
+  test("a gRPC-Web JSON message that is not UTF-8 is refused before its handler, as a Connect one is", async () => {
+    /** One gRPC-Web frame: a flag byte (1: compressed), the message's length, the message. */
+    const frame = (message: Buffer, flags = 0) => {
+      const head = Buffer.alloc(5);
+      head[0] = flags;
+      head.writeUInt32BE(message.length, 1);
+      return Buffer.concat([head, message]);
+    };
+    const issue = (body: Buffer, contentType: string, headers: Record<string, string> = {}) =>
+      call("/ops.v1.ConfigAppService/IssueToken", { method: "POST", headers: { "content-type": contentType, ...headers }, body });
+    rpcCalls.length = 0;
+    const notUtf8 = Buffer.concat([Buffer.from('{"appId":"a","secret":"s'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]);
+    for (const bad of [
+      await issue(frame(notUtf8), "application/grpc-web+json"),
+      await issue(frame(gzipSync(notUtf8), 1), "application/grpc-web+json", { "grpc-encoding": "gzip" }),
+    ]) {
+      assert.equal(bad.status, 400, await bad.clone().text());
+      assert.deepEqual(await bad.json(), { code: "invalid_argument", message: "body is not valid UTF-8" });
+    }
+    assert.deepEqual(rpcCalls, [], "the handler was not called");
+    const ok = await issue(frame(Buffer.from(JSON.stringify({ appId: "a", secret: "汇款" }))), "application/grpc-web+json");
+    assert.equal(ok.status, 200);
+    assert.deepEqual(rpcCalls, ["汇款"]);
+  });
+
   test("a refusal before the RPC runs (an unknown key) is a Connect error with its reason", async () => {
     const res = await call("/ops.v1.AuditService/ListAuditEntries", {
       method: "POST",
