@@ -295,7 +295,11 @@ describe("a service built on the kit", () => {
       return Buffer.concat([head, message]);
     };
     const issue = (body: Buffer, contentType: string, headers: Record<string, string> = {}) =>
-      call("/ops.v1.ConfigAppService/IssueToken", { method: "POST", headers: { "content-type": contentType, ...headers }, body });
+      call("/ops.v1.ConfigAppService/IssueToken", {
+        method: "POST",
+        headers: { "content-type": contentType, ...headers },
+        body: new Uint8Array(body),
+      });
     rpcCalls.length = 0;
     const notUtf8 = Buffer.concat([Buffer.from('{"appId":"a","secret":"s'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]);
     for (const bad of [
