@@ -9,7 +9,7 @@ import { maskedSelectValue, type Sanitiser } from "./sanitiser.js";
 export function isSensitive(el: Element, sanitiser: Sanitiser): boolean {
   if (el.closest("[data-assist-mask]")) return true;
   if (el instanceof HTMLInputElement) {
-    if (el.type === "password") return true;
+    if (el.type === "password" || el.type === "hidden") return true;
     if (/^cc-/.test(el.autocomplete)) return true;
   }
   return [el.getAttribute("name"), el.id].some((name) => name && sanitiser.sensitiveKey(name));

@@ -76,6 +76,8 @@ export function applyControl(action: ControlAction, widgetRoot: Element): string
   if (node.disabled || node.readOnly) return "the field is read-only on the operator's page";
   // The operator sees every other field's real value as it is edited for them, but not a password's: what goes there they type themselves.
   if (node instanceof HTMLInputElement && node.type === "password") return "password fields are typed by the operator only";
+  // Nor a hidden field's, which the operator never sees at all (a recipient account behind a visible name).
+  if (node instanceof HTMLInputElement && node.type === "hidden") return "hidden fields are not edited remotely";
   const value = node.value;
   const leftByWidening = viewOffByWidening.get(node);
   viewOffByWidening.delete(node);

@@ -49,6 +49,15 @@ export interface Sanitiser {
 export const maskedSelectValue = "***";
 
 export const masked = "***";
+
+/** Nesting past which a frame is refused: rrweb nests two levels per DOM level, and pages stay far under 250 DOM levels. */
+export const maxNesting = 500;
+/** A frame nested past `maxNesting` (walking it would exhaust the stack: 20,000 levels in 40 KB stopped the relay). */
+export class NestedTooDeep extends Error {
+  constructor() {
+    super(`nested deeper than ${maxNesting} levels`);
+  }
+}
 const truncatedMark = "…[truncated]";
 
 const luhnValid = (digits: string) => {
@@ -92,7 +101,10 @@ const cardPattern = /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g;
 /** A mainland mobile number, with or without the country code (`+86`, `0086`, `86`), spaces or dashes between its groups. */
 const mobilePattern = /(?<!\d)(?:(?:\+|00)86[ -]?|86)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)/g;
 const imageFile = /\.(png|jpe?g|gif|svg|webp|avif|ico)$/i;
-const emailPattern = /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g;
+// A match starts only where a local part can start (not inside a run of its characters) and each part is bounded,
+// so the search stays linear: unbounded, 32,000 letters and an "@" took 1.5 s and 96 KB of "b.1" 10 s.
+const emailPattern =
+  /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![A-Za-z])/g;
 /** `?name=value` / `&name=value` (URLs, form bodies, text quoting either); a form body's first field starts the string. */
 const paramPattern = /(^|[?&;#])([^=&#\s"'<>?]{1,64})=([^&#\s"'<>]*)/g;
 /** A value after a key: a quoted string (`"…"`, `'…'`, or escaped inside another string, `\"…\"`), or a bare word or number. */
@@ -203,7 +215,9 @@ const decodeName = (name: string) => {
 export function createSanitiser(config: SanitiserConfig): Sanitiser {
   const keyPattern = new RegExp(config.maskedKeys, "i");
   const bodyUrls = config.networkBodyUrls.map((source) => new RegExp(source));
-  const sensitiveKey = (name: string) => config.maskedKeys !== "" && keyPattern.test(name);
+  // `ID-NO`, `Account_Number` and `accountNumber` are one name: tried as written and without separators.
+  const sensitiveKey = (name: string) =>
+    config.maskedKeys !== "" && (keyPattern.test(name) || keyPattern.test(name.replace(/[-_.\s]/g, "")));
 
   /** A value masked by its key keeps its quotes: `"***"`, `\"***\"`, `'***'`; a bare one after a quoted key becomes `"***"`, as JSON would have it. */
   const maskedValue = (value: string, keyQuote: string) => {
@@ -239,7 +253,8 @@ export function createSanitiser(config: SanitiserConfig): Sanitiser {
     if (typeof value === "string") return text(value);
     if (Array.isArray(value)) return value.map(maskJson);
     if (value && typeof value === "object")
-      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, sensitiveKey(k) && v !== null ? masked : maskJson(v)]));
+      // A key is text too (`{"6222…": {…}}`, an account number used as a map key).
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [text(k), sensitiveKey(k) && v !== null ? masked : maskJson(v)]));
     return value;
   };
 
@@ -277,16 +292,18 @@ export function createSanitiser(config: SanitiserConfig): Sanitiser {
   };
 
   // What needs no masking comes back as the very same object, so the relay can tell and forward the frame as it came.
-  const walk = (value: unknown): unknown => {
+  const walk = (value: unknown, depth = 0): unknown => {
     if (typeof value === "string") return text(value);
+    if (depth >= maxNesting && value && typeof value === "object") throw new NestedTooDeep();
     if (Array.isArray(value)) {
-      const out = value.map(walk);
+      const out = value.map((v) => walk(v, depth + 1));
       return out.some((v, i) => v !== value[i]) ? out : value;
     }
     if (value && typeof value === "object") {
       const entries = Object.entries(value);
-      const out = entries.map(([k, v]) => [k, walk(v)] as const);
-      return out.some(([, v], i) => v !== entries[i]![1]) ? Object.fromEntries(out) : value;
+      // Keys are text too: an object keyed by a card number carries it as a key.
+      const out = entries.map(([k, v]) => [text(k), walk(v, depth + 1)] as const);
+      return out.some(([k, v], i) => k !== entries[i]![0] || v !== entries[i]![1]) ? Object.fromEntries(out) : value;
     }
     return value;
   };
@@ -297,8 +314,9 @@ export function createSanitiser(config: SanitiserConfig): Sanitiser {
       : after;
 
   /** A field the widget masks even when allow-listed, as `masking.ts` decides from the DOM. */
+  // A hidden input's value is never on screen, and rrweb's input masking does not cover it.
   const sensitiveField = (attributes: Record<string, unknown>) =>
-    String(attributes.type ?? "").toLowerCase() === "password" ||
+    ["password", "hidden"].includes(String(attributes.type ?? "").toLowerCase()) ||
     /^cc-/.test(String(attributes.autocomplete ?? "")) ||
     [attributes.name, attributes.id].some((name) => typeof name === "string" && name !== "" && sensitiveKey(name));
 

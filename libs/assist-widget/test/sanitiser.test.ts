@@ -4,7 +4,7 @@ import { createSanitiser, maskedSelectValue } from "../src/sanitiser.js";
 
 // The relay's default masked keys (services/assist-relay/src/config.ts).
 const maskedKeys =
-  "pass(word|wd)?|pwd|^pin$|pin_?code|cvv|cvc|card|passport|ssn|acct|account_?no|id_?no|id_?number|id_?card|cert|token|secret|otp|mobile|phone|^tel$|e_?mail|name$|^xm$|sfzh|zjhm|sjhm?|yhkh|authorization|cookie";
+  "pass(word|wd)?|pwd|^pin$|pin_?code|cvv|cvc|card|passport|ssn|acct|account_?(no|num)|security_?code|session_?id|ticket|^sign$|api_?key|id_?no|id_?number|id_?card|cert|token|secret|otp|mobile|phone|^tel$|e_?mail|name$|^xm$|sfzh|zjhm|sjhm?|yhkh|authorization|cookie";
 const sanitiser = createSanitiser({ maskedKeys, networkBodyUrls: [], networkBodyMaxBytes: 4096 });
 
 /** Masks `input` and checks that masking again changes nothing (the widget and the relay both apply it). */
@@ -118,4 +118,42 @@ test("a page's stream: sensitive fields' values are masked in snapshots, later i
   assert.ok(after.includes('"text":"still shown"'));
   const clean = [input(5, "again")];
   assert.equal(stream(clean), clean, "a frame with nothing to mask comes back as it was");
+});
+
+test("text built to make the address rule backtrack is masked in time linear in its length", () => {
+  // Unbounded, 32,000 letters and an "@" took 1.5 s, and "a@" with 32,000 "b.1" 10.5 s: each start inside a run scanned it again.
+  const started = performance.now();
+  const hostile = [`${"a".repeat(32_000)}@`, `a@${"b.1".repeat(32_000)}`, `${"x.".repeat(30_000)}@y`];
+  for (const text of hostile) assert.equal(sanitiser.text(text), text, "no address in it");
+  assert.ok(performance.now() - started < 1_000, `took ${Math.round(performance.now() - started)} ms`);
+  assert.equal(masked("write to zhang.san@example.com today"), "write to z********@example.com today");
+});
+
+test("a frame nested past the limit is refused as such, not walked until the stack runs out", () => {
+  let deep: unknown = "x";
+  for (let i = 0; i < 20_000; i++) deep = [deep];
+  assert.throws(() => sanitiser.rrweb([{ type: 5, timestamp: 1, data: deep }]), {
+    name: "Error",
+    message: "nested deeper than 500 levels",
+  });
+  // A real page nests far less: 200 DOM levels pass.
+  let page: Record<string, unknown> = { type: 3, id: 9999, textContent: "leaf" };
+  for (let i = 0; i < 200; i++) page = { type: 2, id: i, tagName: "div", attributes: {}, childNodes: [page] };
+  assert.equal(sanitiser.rrweb([{ type: 2, timestamp: 1, data: { node: page } }]).length, 1);
+});
+
+test("keys are text too, names match without their separators, and a hidden input's value is masked", () => {
+  const body = sanitiser.body('{"items":{"6222077780189012":{"qty":1}},"Account_Number":"622207","ID-NO":"11010519491231002X"}');
+  assert.ok(!body.includes("6222077780189012") && !body.includes('622207"') && !body.includes("1231002X"), body);
+  assert.deepEqual(JSON.parse(body).items, { "************9012": { qty: 1 } });
+  const [snapshot] = sanitiser.rrweb([
+    {
+      type: 2,
+      timestamp: 1,
+      data: {
+        node: { type: 2, id: 1, tagName: "input", attributes: { type: "hidden", name: "ref", value: "HIDDENSECRET17" }, childNodes: [] },
+      },
+    },
+  ]);
+  assert.ok(!JSON.stringify(snapshot).includes("HIDDENSECRET17"));
 });

@@ -1,4 +1,4 @@
-import type { Queryable } from "@opsplane/store";
+import { mayNeedStorableJson, type Queryable, storableJson, storableText } from "@opsplane/store";
 import type { BusEvent, Handler } from "./bus.js";
 import type { BusLogger } from "./logger.js";
 import type { Wakeup } from "./wakeup.js";
@@ -47,11 +47,16 @@ export async function deliver(event: BusEvent, o: DeliveryOptions): Promise<bool
   }
 }
 
+/**
+ * Sets an event aside. Text PostgreSQL cannot store (a NUL, a lone surrogate: what made the handler fail, often) is
+ * escaped as the platform does elsewhere; refused, the dead letter itself failed and the event was retried for ever.
+ */
 export async function deadLetter(q: Queryable, group: string, event: BusEvent, err: unknown): Promise<void> {
-  const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  const error = storableText(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  const json = JSON.stringify(event);
   await q.query(
     `INSERT INTO bus.dead_letters (group_name, topic, event_id, event, error, attempts)
      VALUES ($1, $2, $3, $4, $5, $6)`,
-    [group, event.topic, event.id, JSON.stringify(event), error, event.attempt],
+    [group, event.topic, event.id, mayNeedStorableJson(json) ? JSON.stringify(storableJson(event)) : json, error, event.attempt],
   );
 }

@@ -213,6 +213,22 @@ export function runContract(adapter: Adapter): ContractContext {
       assert.match(rows[0].error, /refusing event 2/);
     });
 
+    test("an event holding text PostgreSQL cannot store (a NUL, a lone surrogate) is dead-lettered escaped, and the group moves on", async () => {
+      const bus = await ctx.newBus();
+      const topic = uniqueTopic();
+      const r = recorder((e) => numberOf(e) === 2);
+      await bus.subscribe({ group: "poison-text", topics: [topic], handler: r.handler, maxAttempts: 2, retryBackoffMs: 10 });
+      // Before: the dead letter's own insert failed (jsonb refuses \u0000), so the event was retried for ever and the group stopped.
+      await bus.publish([event(topic, 1), event(topic, 2, { data: { n: 2, name: "nul\u0000name.jar", half: "\ud800" } }), event(topic, 3)]);
+      await ctx.wait("the event after the poison one", () => r.handled.some((e) => numberOf(e) === 3));
+      const { rows } = await ctx.pool.query(
+        "SELECT event->'data' AS data, error FROM bus.dead_letters WHERE group_name = 'poison-text' AND topic = $1",
+        [topic],
+      );
+      assert.equal(rows.length, 1);
+      assert.deepEqual(rows[0].data, { n: 2, name: "nul\\u0000name.jar", half: "\uFFFD" });
+    });
+
     test("an event from a transaction that wrote first but committed last is still delivered (no outbox gap)", async () => {
       const bus = await ctx.newBus();
       const topic = uniqueTopic();

@@ -14,9 +14,11 @@ const credentialHeader =
 /** Whether a header's value is a credential: censored in logs, shown masked where a service shows headers. */
 export const isCredentialHeader = (name: string): boolean => credentialHeader.test(name);
 
-// A value runs to the next `&`, `;`, `#` or whitespace, quotes and brackets included (a `?` in it is kept in it:
-// better redact too much, such as a closing quote, than leak a part).
-const queryParam = /([?&;#])([^=&;#\s]+)=([^&;#\s]*)/g;
+// A parameter starts after `?`, `&`, `;` (matrix parameters such as `;jsessionid=`) or `#`. A credential's value runs
+// to the next `&`, `#` or whitespace, a `;` included (URLSearchParams reads `sign=abc;def` as one value), quotes and
+// brackets too (a `?` in it is kept in it: better redact too much, such as a closing quote, than leak a part).
+const paramName = /[?&;#]([^=&;#\s]+)=/g;
+const valueEnd = /[&#\s]/g;
 const userinfoPassword = /(\b[a-z][a-z\d+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
 
 const decoded = (name: string) => {
@@ -34,9 +36,18 @@ const decoded = (name: string) => {
  * as it was, so the log still shows which route and which parameters were used.
  */
 export function redactCredentials(text: string): string {
-  return text
-    .replace(queryParam, (whole, sep: string, name: string) => (credentialParam.test(decoded(name)) ? `${sep}${name}=${censor}` : whole))
-    .replace(userinfoPassword, `$1${censor}@`);
+  let out = "";
+  let last = 0;
+  for (const m of text.matchAll(paramName)) {
+    // A name inside a value already redacted is part of that value.
+    if (m.index < last || !credentialParam.test(decoded(m[1]!))) continue;
+    const start = m.index + m[0].length;
+    valueEnd.lastIndex = start;
+    const end = valueEnd.exec(text)?.index ?? text.length;
+    out += `${text.slice(last, start)}${censor}`;
+    last = end;
+  }
+  return (out + text.slice(last)).replace(userinfoPassword, `$1${censor}@`);
 }
 
 /** The request as logged by fastify ("incoming request", WebSocket upgrades included), its URL redacted. */

@@ -107,6 +107,8 @@ describe("credentials never reach a service's log", () => {
     );
     assert.equal(redactCredentials("/pay?PHPSESSID=d&session=e;jsessionid=f"), "/pay?PHPSESSID=[redacted]&session=e;jsessionid=[redacted]");
     assert.equal(redactCredentials("/things?keyword=x&monkey=y"), "/things?keyword=x&monkey=y");
+    // A `;` does not end a credential's value: URLSearchParams (and so the receiver) reads `sign=abc;defSECRET` whole.
+    assert.equal(redactCredentials("/cb?sign=abc;defSECRET&access_token=TOK1&n=1"), "/cb?sign=[redacted]&access_token=[redacted]&n=1");
   });
 
   test("a credential's whole value is redacted, whatever characters it starts with or holds", () => {

@@ -80,7 +80,7 @@ export const assistEnv = {
   ASSIST_MASKED_KEYS: z
     .string()
     .default(
-      "pass(word|wd)?|pwd|^pin$|pin_?code|cvv|cvc|card|passport|ssn|acct|account_?no|id_?no|id_?number|id_?card|cert|token|secret|otp|mobile|phone|^tel$|e_?mail|name$|^xm$|sfzh|zjhm|sjhm?|yhkh|authorization|cookie",
+      "pass(word|wd)?|pwd|^pin$|pin_?code|cvv|cvc|card|passport|ssn|acct|account_?(no|num)|security_?code|session_?id|ticket|^sign$|api_?key|id_?no|id_?number|id_?card|cert|token|secret|otp|mobile|phone|^tel$|e_?mail|name$|^xm$|sfzh|zjhm|sjhm?|yhkh|authorization|cookie",
     )
     .refine((source) => {
       try {

@@ -29,14 +29,20 @@ export class FailureLimiter {
     return [`key-failures:principal:${c.principal}`, `key-failures:address:${c.address}`];
   }
 
-  async blocked(c: KeyClient): Promise<Blocked | undefined> {
-    const [principal, address] = await this.counter.read(this.names(c));
-    if (principal!.count >= this.maxPerPrincipal) return { by: "API key", retryAfterSeconds: principal!.resetsIn };
-    if (address!.count >= this.maxPerAddress) return { by: "address", retryAfterSeconds: address!.resetsIn };
+  /**
+   * Counts an attempt as failed before it is tried, so attempts made at once cannot all pass a check
+   * none of them has counted yet (40 concurrent wrong keys all got 403 against a limit of 10): it is
+   * blocked when the count with it is over the allowance. `succeeded` takes an attempt back.
+   */
+  async attempt(c: KeyClient): Promise<Blocked | undefined> {
+    const [principal, address] = await this.counter.add(this.names(c));
+    if (principal!.count > this.maxPerPrincipal) return { by: "API key", retryAfterSeconds: principal!.resetsIn };
+    if (address!.count > this.maxPerAddress) return { by: "address", retryAfterSeconds: address!.resetsIn };
     return undefined;
   }
 
-  async fail(c: KeyClient): Promise<void> {
-    await this.counter.add(this.names(c));
+  /** The attempt was not a wrong key (it worked, or failed for another reason): it does not count. */
+  async succeeded(c: KeyClient): Promise<void> {
+    await this.counter.remove(this.names(c));
   }
 }

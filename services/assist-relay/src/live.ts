@@ -1,4 +1,4 @@
-import type { Sanitiser } from "@opsplane/assist-widget/sanitiser";
+import { NestedTooDeep, type Sanitiser } from "@opsplane/assist-widget/sanitiser";
 import { type App, type Auditor, type Logger, type Role, unauthorized } from "@opsplane/platform";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { FastifyRequest } from "fastify";
@@ -36,6 +36,20 @@ export interface LiveDeps {
 
 type Side = "widget" | "developer";
 
+/** A frame whose handling throws closes its own socket (1011), logged: it never reaches the process's fatal handler. */
+const handled =
+  (socket: WebSocket, log: Logger, handle: (data: unknown, isBinary: boolean) => void) => (data: unknown, isBinary: boolean) => {
+    try {
+      handle(data, isBinary);
+    } catch (err) {
+      log.error({ err }, "assist frame could not be handled; its socket is closed");
+      socket.close(1011, "internal error");
+    }
+  };
+
+/** How often one watcher may ask the page for a full snapshot (100 asks made 144 snapshots, 500 KB recorded, on a tiny page). */
+const snapshotRequestEveryMs = 2_000;
+
 /**
  * Checks one incoming frame: size, rate, JSON and schema. Refusals are sent
  * back with their reason and recorded (at most once per reason every 10 s per
@@ -62,7 +76,11 @@ function guard<M>(
   };
   return {
     refuse,
-    read(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): { message: M; raw: string } | undefined {
+    /**
+     * The message as validated. Only it is passed on, re-encoded, never the frame's text: JSON with a key twice
+     * (`{"t":"control-request","t":"panel"}`) reads as its last value here and as its first to a prefix test.
+     */
+    read(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): M | undefined {
       const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
       if (size > deps.maxMessageBytes) return void refuse("message-too-large", `${size} bytes; the limit is ${deps.maxMessageBytes}`);
       if (!bucket.take()) return void refuse("rate-limited", `more than ${deps.maxMessagesPerSecond} messages per second`);
@@ -83,7 +101,7 @@ function guard<M>(
         );
       }
       deps.metrics.messages.inc({ side, type: (parsed as { t: string }).t });
-      return { message: parsed, raw };
+      return parsed;
     },
   };
 }
@@ -185,70 +203,79 @@ export function installLiveSockets(deps: LiveDeps): void {
       });
       joined.then(() => toDeveloper(sessionId, { t: "operator", connected: true })).catch(failed);
 
-      socket.on("message", (data, isBinary) => {
-        const frame = frames.read(data as Buffer, isBinary);
-        if (!frame) return;
-        idle.heard(sessionId);
-        const m = frame.message;
-        switch (m.t) {
-          case "rrweb":
-          case "console":
-          case "network": {
-            // Re-encoded only when the sanitiser masked something; a clean frame goes on as it came.
-            const masked = sanitised(deps.sanitiser, pageStream, m);
-            const clean = masked === m ? frame.raw : JSON.stringify(masked);
-            recorder.add(sessionId, m.t, clean);
-            hub.publish(sessionId, "developer", clean).catch(failed);
-            return;
-          }
-          case "panel":
-            hub.publish(sessionId, "developer", frame.raw).catch(failed);
-            return;
-          case "control-refused":
-            // The page refused the controlling developer's action: their console shows it, the others' do not.
-            toDeveloper(sessionId, { t: "control-refused", reason: m.reason, ...(grantedTo ? { developer: grantedTo } : {}) }).catch(
-              failed,
-            );
-            return;
-          case "control-response": {
-            const developer = pendingRequestFrom;
-            if (!developer) return frames.refuse("no-control-request", "no developer has asked for control");
-            pendingRequestFrom = undefined;
-            if (!m.granted) {
-              toDeveloper(sessionId, { t: "control-refused", reason: "the operator refused remote control", developer }).catch(failed);
+      socket.on(
+        "message",
+        handled(socket, log, (data, isBinary) => {
+          const m = frames.read(data as Buffer, isBinary);
+          if (!m) return;
+          idle.heard(sessionId);
+          switch (m.t) {
+            case "rrweb":
+            case "console":
+            case "network": {
+              let masked: WidgetMessage;
+              try {
+                masked = sanitised(deps.sanitiser, pageStream, m);
+              } catch (err) {
+                if (err instanceof NestedTooDeep) return frames.refuse("malformed", `message "${m.t}" is ${err.message}`);
+                throw err;
+              }
+              const clean = JSON.stringify(masked);
+              recorder.add(sessionId, m.t, clean);
+              hub.publish(sessionId, "developer", clean).catch(failed);
               return;
             }
-            grantedTo = developer;
-            store
-              .grantControl(sessionId, developer)
-              .then(() => toDeveloper(sessionId, { t: "control-state", granted: true, developer, by: "operator" }))
-              .catch(failed);
-            return;
+            case "panel":
+              toDeveloper(sessionId, { t: "panel", open: m.open }).catch(failed);
+              return;
+            case "control-refused":
+              // The page refused the controlling developer's action: their console shows it, the others' do not.
+              toDeveloper(sessionId, {
+                t: "control-refused",
+                reason: deps.sanitiser.text(m.reason),
+                ...(grantedTo ? { developer: grantedTo } : {}),
+              }).catch(failed);
+              return;
+            case "control-response": {
+              const developer = pendingRequestFrom;
+              if (!developer) return frames.refuse("no-control-request", "no developer has asked for control");
+              pendingRequestFrom = undefined;
+              if (!m.granted) {
+                toDeveloper(sessionId, { t: "control-refused", reason: "the operator refused remote control", developer }).catch(failed);
+                return;
+              }
+              grantedTo = developer;
+              store
+                .grantControl(sessionId, developer)
+                .then(() => toDeveloper(sessionId, { t: "control-state", granted: true, developer, by: "operator" }))
+                .catch(failed);
+              return;
+            }
+            case "control-revoke": {
+              const developer = grantedTo ?? "";
+              grantedTo = undefined;
+              // Tell the developer's replica first: from then on it refuses control events, even before the DB write.
+              toDeveloper(sessionId, {
+                t: "control-state",
+                granted: false,
+                developer,
+                by: "operator",
+                ...(m.reason ? { reason: deps.sanitiser.text(m.reason) } : {}),
+              })
+                .then(() => store.revokeControl(sessionId, "operator"))
+                .catch(failed);
+              return;
+            }
+            case "end":
+              store
+                .end(sessionId, "operator")
+                .then(() => toDeveloper(sessionId, { t: "session-ended", by: "operator" }))
+                .then(() => socket.close(1000, "session ended"))
+                .catch(failed);
+              return;
           }
-          case "control-revoke": {
-            const developer = grantedTo ?? "";
-            grantedTo = undefined;
-            // Tell the developer's replica first: from then on it refuses control events, even before the DB write.
-            toDeveloper(sessionId, {
-              t: "control-state",
-              granted: false,
-              developer,
-              by: "operator",
-              ...(m.reason ? { reason: m.reason } : {}),
-            })
-              .then(() => store.revokeControl(sessionId, "operator"))
-              .catch(failed);
-            return;
-          }
-          case "end":
-            store
-              .end(sessionId, "operator")
-              .then(() => toDeveloper(sessionId, { t: "session-ended", by: "operator" }))
-              .then(() => socket.close(1000, "session ended"))
-              .catch(failed);
-            return;
-        }
-      });
+        }),
+      );
       socket.on("close", () => {
         metrics.sockets.dec({ side: "widget" });
         // First, so the page's reconnection finds its session free.
@@ -287,6 +314,7 @@ export function installLiveSockets(deps: LiveDeps): void {
       const frames = guard(deps, "developer", socket, sessionId, developer, developerMessage);
       let granted = false;
       let watchId: number | undefined;
+      let lastSnapshotRequest = 0;
       keepAlive(socket, deps.heartbeatSeconds);
       metrics.sockets.inc({ side: "developer" });
       const joined = hub.join(sessionId, "developer", (raw) => {
@@ -307,51 +335,61 @@ export function installLiveSockets(deps: LiveDeps): void {
         })
         .catch(failed);
 
-      socket.on("message", (data, isBinary) => {
-        const frame = frames.read(data as Buffer, isBinary);
-        if (!frame) return;
-        const m = frame.message;
-        switch (m.t) {
-          case "control-request":
-            toWidget(sessionId, { t: "control-request", developer }).catch(failed);
-            return;
-          case "control-release":
-            if (!granted) return;
-            granted = false;
-            toWidget(sessionId, { t: "control-release", developer })
-              .then(() => store.revokeControl(sessionId, "developer"))
-              .then(() => toDeveloper(sessionId, { t: "control-state", granted: false, developer, by: "developer" }))
-              .catch(failed);
-            return;
-          case "control":
-            if (!granted) {
-              const reason = "remote control has not been granted by the operator";
-              metrics.refusals.inc({ reason: "control-without-grant" });
-              socket.send(JSON.stringify({ t: "control-refused", reason } satisfies ToDeveloper));
-              store.refusal(sessionId, developer, "control-without-grant", JSON.stringify(m.action)).catch(failed);
-              deps.audit
-                .record(deps.store.pool, {
-                  principal: { kind: "key", id: developer.replace(/^key:/, ""), role: role as Role },
-                  action: "control.send",
-                  target: `session/${sessionId}`,
-                  after: { reason },
-                  outcome: "denied",
-                })
+      socket.on(
+        "message",
+        handled(socket, log, (data, isBinary) => {
+          const m = frames.read(data as Buffer, isBinary);
+          if (!m) return;
+          switch (m.t) {
+            case "control-request":
+              toWidget(sessionId, { t: "control-request", developer }).catch(failed);
+              return;
+            case "control-release":
+              if (!granted) return;
+              granted = false;
+              toWidget(sessionId, { t: "control-release", developer })
+                .then(() => store.revokeControl(sessionId, "developer"))
+                .then(() => toDeveloper(sessionId, { t: "control-state", granted: false, developer, by: "developer" }))
                 .catch(failed);
               return;
+            case "control":
+              if (!granted) {
+                const reason = "remote control has not been granted by the operator";
+                metrics.refusals.inc({ reason: "control-without-grant" });
+                socket.send(JSON.stringify({ t: "control-refused", reason } satisfies ToDeveloper));
+                store.refusal(sessionId, developer, "control-without-grant", JSON.stringify(m.action)).catch(failed);
+                deps.audit
+                  .record(deps.store.pool, {
+                    principal: { kind: "key", id: developer.replace(/^key:/, ""), role: role as Role },
+                    action: "control.send",
+                    target: `session/${sessionId}`,
+                    after: { reason },
+                    outcome: "denied",
+                  })
+                  .catch(failed);
+                return;
+              }
+              toWidget(sessionId, { t: "control", action: m.action }).catch(failed);
+              return;
+            case "panel":
+              toWidget(sessionId, { t: "panel", open: m.open }).catch(failed);
+              return;
+            case "snapshot-request": {
+              // Each costs the operator's page a full snapshot (and the recording its size): one every few seconds per watcher.
+              const now = Date.now();
+              if (now - lastSnapshotRequest < snapshotRequestEveryMs)
+                return frames.refuse("rate-limited", `at most one snapshot request every ${snapshotRequestEveryMs / 1000} s`);
+              lastSnapshotRequest = now;
+              toWidget(sessionId, { t: "snapshot-request" }).catch(failed);
+              return;
             }
-            hub.publish(sessionId, "widget", frame.raw).catch(failed);
-            return;
-          case "panel":
-          case "snapshot-request":
-            hub.publish(sessionId, "widget", frame.raw).catch(failed);
-            return;
-          case "pointer":
-            // Shown, not recorded: the page learns who points, from the relay, not from the console.
-            toWidget(sessionId, { t: "pointer", developer, x: m.x, y: m.y }).catch(failed);
-            return;
-        }
-      });
+            case "pointer":
+              // Shown, not recorded: the page learns who points, from the relay, not from the console.
+              toWidget(sessionId, { t: "pointer", developer, x: m.x, y: m.y }).catch(failed);
+              return;
+          }
+        }),
+      );
       socket.on("close", () => {
         metrics.sockets.dec({ side: "developer" });
         joined

@@ -1,5 +1,5 @@
 import type * as Page from "@opsplane/assist-widget/protocol";
-import { type Static, Type } from "@sinclair/typebox";
+import { type ObjectOptions, type Static, type TProperties, Type } from "@sinclair/typebox";
 
 /**
  * Messages on the two WebSockets, as JSON text frames. The page's side is declared by the widget
@@ -9,6 +9,13 @@ import { type Static, Type } from "@sinclair/typebox";
  */
 
 export type { CapturePolicy, OpenedSession, ToWidget } from "@opsplane/assist-widget/protocol";
+
+/**
+ * A message or control action with only the fields it declares: the relay forwards what it validated, and a
+ * field it does not know (a tampered page's `note`, a developer's `developer`) is refused, not passed on.
+ */
+const closed: typeof Type.Object = ((properties: TProperties, options?: ObjectOptions) =>
+  Type.Object(properties, { additionalProperties: false, ...options })) as typeof Type.Object;
 
 export const ConsoleEntry = Type.Object({
   level: Type.Union([Type.Literal("log"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error"), Type.Literal("debug")]),
@@ -38,8 +45,8 @@ export type NetworkEntry = Static<typeof NetworkEntry>;
  * developer's view are offsets in the operator's real value.
  */
 export const ControlAction = Type.Union([
-  Type.Object({ kind: Type.Literal("click"), id: Type.Integer({ minimum: 0 }) }),
-  Type.Object({
+  closed({ kind: Type.Literal("click"), id: Type.Integer({ minimum: 0 }) }),
+  closed({
     kind: Type.Literal("edit"),
     id: Type.Integer({ minimum: 0 }),
     /** Replaces the value's UTF-16 units [start, end) with `text` (typing, paste, deletion, typing over a selection). */
@@ -50,18 +57,18 @@ export const ControlAction = Type.Union([
     length: Type.Integer({ minimum: 0 }),
   }),
   /** Chooses options of a <select> by index (the option list is streamed unmasked; which one is selected may not be). */
-  Type.Object({
+  closed({
     kind: Type.Literal("select"),
     id: Type.Integer({ minimum: 0 }),
     selected: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 10000 }),
   }),
-  Type.Object({ kind: Type.Literal("scroll"), dx: Type.Number(), dy: Type.Number() }),
+  closed({ kind: Type.Literal("scroll"), dx: Type.Number(), dy: Type.Number() }),
   /**
    * A key that is not text, pressed in the field `id` (the element focused in the developer's view; absent: the
    * page's focused element). Enter submits a field's form or clicks a button, Tab moves the focus, and the page's
    * own key handlers see each of them.
    */
-  Type.Object({
+  closed({
     kind: Type.Literal("key"),
     id: Type.Optional(Type.Integer({ minimum: 0 })),
     key: Type.Union(["Enter", "Tab", "Escape", "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight"].map((k) => Type.Literal(k))),
@@ -74,28 +81,28 @@ const RrwebEvents = Type.Array(Type.Object({ type: Type.Integer(), timestamp: Ty
 
 /** Widget → relay. */
 export const WidgetMessage = Type.Union([
-  Type.Object({ t: Type.Literal("rrweb"), events: RrwebEvents }),
-  Type.Object({ t: Type.Literal("console"), entries: Type.Array(ConsoleEntry, { minItems: 1, maxItems: 1000 }) }),
-  Type.Object({ t: Type.Literal("network"), entries: Type.Array(NetworkEntry, { minItems: 1, maxItems: 1000 }) }),
-  Type.Object({ t: Type.Literal("panel"), open: Type.Boolean() }),
-  Type.Object({ t: Type.Literal("control-response"), granted: Type.Boolean() }),
+  closed({ t: Type.Literal("rrweb"), events: RrwebEvents }),
+  closed({ t: Type.Literal("console"), entries: Type.Array(ConsoleEntry, { minItems: 1, maxItems: 1000 }) }),
+  closed({ t: Type.Literal("network"), entries: Type.Array(NetworkEntry, { minItems: 1, maxItems: 1000 }) }),
+  closed({ t: Type.Literal("panel"), open: Type.Boolean() }),
+  closed({ t: Type.Literal("control-response"), granted: Type.Boolean() }),
   /** The operator took control back (`reason`: why, when the page did it by itself, e.g. its tab was hidden). */
-  Type.Object({ t: Type.Literal("control-revoke"), reason: Type.Optional(Type.String({ maxLength: 200 })) }),
+  closed({ t: Type.Literal("control-revoke"), reason: Type.Optional(Type.String({ maxLength: 200 })) }),
   /** The page did not apply a control action (e.g. an edit made on a stale view of the field); passed on to the developer. */
-  Type.Object({ t: Type.Literal("control-refused"), reason: Type.String({ maxLength: 500 }) }),
-  Type.Object({ t: Type.Literal("end") }),
+  closed({ t: Type.Literal("control-refused"), reason: Type.String({ maxLength: 500 }) }),
+  closed({ t: Type.Literal("end") }),
 ]);
 export type WidgetMessage = Static<typeof WidgetMessage>;
 
 /** Developer console → relay. */
 export const DeveloperMessage = Type.Union([
-  Type.Object({ t: Type.Literal("control-request") }),
-  Type.Object({ t: Type.Literal("control-release") }),
-  Type.Object({ t: Type.Literal("control"), action: ControlAction }),
-  Type.Object({ t: Type.Literal("panel"), open: Type.Boolean() }),
-  Type.Object({ t: Type.Literal("snapshot-request") }),
+  closed({ t: Type.Literal("control-request") }),
+  closed({ t: Type.Literal("control-release") }),
+  closed({ t: Type.Literal("control"), action: ControlAction }),
+  closed({ t: Type.Literal("panel"), open: Type.Boolean() }),
+  closed({ t: Type.Literal("snapshot-request") }),
   /** Where the developer points in the live view (page coordinates of the operator's viewport); shown on the operator's page. */
-  Type.Object({ t: Type.Literal("pointer"), x: Type.Number(), y: Type.Number() }),
+  closed({ t: Type.Literal("pointer"), x: Type.Number(), y: Type.Number() }),
 ]);
 export type DeveloperMessage = Static<typeof DeveloperMessage>;
 

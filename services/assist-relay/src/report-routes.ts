@@ -1,4 +1,4 @@
-import type { Sanitiser } from "@opsplane/assist-widget/sanitiser";
+import { NestedTooDeep, type Sanitiser } from "@opsplane/assist-widget/sanitiser";
 import { type App, badRequest, forbidden, type Principal, payloadTooLarge } from "@opsplane/platform";
 import { Type } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
@@ -38,14 +38,27 @@ type Attachment = { kind: "snapshot" | "image"; name: string; contentType: strin
 
 /** A page snapshot is page content like the live stream: the sanitiser masks it the same way before it is stored. */
 function maskedSnapshot(a: Attachment, sanitiser: Sanitiser): Attachment {
-  if (a.kind !== "snapshot") return a;
+  // An image is only ever an image: JSON under an image's kind would be stored without masking.
+  if (a.kind === "image") {
+    if (!a.contentType.startsWith("image/"))
+      throw badRequest(`the image ${a.name} must have an image/* content type, not ${a.contentType}`);
+    return a;
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(a.dataBase64, "base64").toString("utf8"));
   } catch {
     throw badRequest(`the snapshot ${a.name} is not JSON`);
   }
-  const masked = sanitiser.rrweb([parsed])[0];
+  // The widget's snapshot is a list of rrweb events (a Meta and a full snapshot), masked as the live stream is;
+  // anything else is masked as one event would be.
+  let masked: unknown;
+  try {
+    masked = Array.isArray(parsed) ? sanitiser.rrweb(parsed) : sanitiser.rrweb([parsed])[0];
+  } catch (err) {
+    if (err instanceof NestedTooDeep) throw badRequest(`the snapshot ${a.name} is ${err.message}`);
+    throw err;
+  }
   return { ...a, dataBase64: Buffer.from(JSON.stringify(masked)).toString("base64") };
 }
 

@@ -103,7 +103,7 @@ export function installSessionRoutes(deps: SessionRouteDeps): void {
     async (req, reply) => {
       const principal = req.principal as Principal;
       const client = { principal: `${principal.kind}:${principal.id}`, address: clientAddress(req) };
-      const blocked = await limiter.blocked(client);
+      const blocked = await limiter.attempt(client);
       if (blocked) {
         metrics.refusals.inc({ reason: "key-attempts" });
         await store.refusal(undefined, client.principal, "key-attempts", `${blocked.by}; address ${client.address}`);
@@ -114,13 +114,14 @@ export function installSessionRoutes(deps: SessionRouteDeps): void {
           `too many wrong connection keys from this ${blocked.by}; try again in ${blocked.retryAfterSeconds} s`,
         );
       }
+      let refused = false;
       try {
         const { sessionId } = await store.redeem(req.body.key, principal, req.id);
         return { sessionId, ...(await store.issueTicket(sessionId, principal, req.id)) };
       } catch (err) {
         if (!(err instanceof KeyRefused)) throw err;
+        refused = true;
         metrics.refusals.inc({ reason: `key-${err.reason}` });
-        await limiter.fail(client);
         await store.refusal(err.sessionId, client.principal, `key-${err.reason}`, `address ${client.address}`);
         await audit.record(store.pool, {
           principal,
@@ -138,6 +139,9 @@ export function installSessionRoutes(deps: SessionRouteDeps): void {
         if (err.reason === "unknown" || err.reason === "wrong")
           throw new AppError(403, "key_wrong", "wrong connection key; check it with the operator");
         throw new AppError(403, `key_${err.reason}`, err.message);
+      } finally {
+        // Counted as failed before it was tried: only a refused key stays counted.
+        if (!refused) await limiter.succeeded(client);
       }
     },
   );

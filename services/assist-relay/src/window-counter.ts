@@ -14,6 +14,8 @@ export interface WindowCounter {
   read(names: string[]): Promise<WindowCount[]>;
   /** Counts one event for each name; returns the counts including it. */
   add(names: string[]): Promise<WindowCount[]>;
+  /** Takes back one event counted by `add` (one that turned out not to count). */
+  remove(names: string[]): Promise<void>;
 }
 
 export function createWindowCounter(redis: Redis | undefined, prefix: string, windowSeconds: number): WindowCounter {
@@ -38,6 +40,13 @@ export function createWindowCounter(redis: Redis | undefined, prefix: string, wi
         for (const n of names) tx.incr(keyOf(n)).expire(keyOf(n), windowSeconds, "NX").ttl(keyOf(n));
         return counts(await tx.exec(), 3, 0, 2);
       },
+      async remove(names) {
+        // Never below 0: a window that ended meanwhile starts again from nothing.
+        const tx = redis.multi();
+        for (const n of names)
+          tx.eval("if (tonumber(redis.call('GET', KEYS[1]) or '0') > 0) then redis.call('DECR', KEYS[1]) end", 1, keyOf(n));
+        await tx.exec();
+      },
     };
   }
   const windows = new Map<string, { count: number; until: number }>();
@@ -60,6 +69,12 @@ export function createWindowCounter(redis: Redis | undefined, prefix: string, wi
         windows.set(n, w);
         return shown(w);
       });
+    },
+    async remove(names) {
+      for (const n of names) {
+        const w = current(n);
+        if (w && w.count > 0) w.count--;
+      }
     },
   };
 }

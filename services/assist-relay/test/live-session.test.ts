@@ -231,7 +231,7 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
     });
     const { sessionId, widgetToken } = opened.body as { sessionId: string; widgetToken: string };
     const session = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
-    assert.equal(session.body.pageUrl, `${operatorOrigin}/orders?order=7&sessionid=[redacted]`);
+    assert.equal(session.body.pageUrl, `${operatorOrigin}/orders?order=7&sessionid=***`);
     await assert.rejects(
       Client.open(`${a.replace("http", "ws")}/assist/ws/widget?session=${sessionId}&token=${widgetToken}`, operatorOrigin),
       /401/,

@@ -51,25 +51,49 @@ describe("recording: a frame PostgreSQL cannot store as sent never costs another
     second.widget.close();
   });
 
+  test("a number past JSON's range from the page is passed on and recorded re-encoded (null), as the relay validated it", async () => {
+    const { sessionId, widget } = await openWidget(relay);
+    // Valid JSON and protocol; read as Infinity, which JSON writes as null. Before the relay re-encoded what it
+    // validated, PostgreSQL refused the frame as written (numeric out of range) and it was dropped.
+    widget.send('{"t":"rrweb","events":[{"type":3,"timestamp":2,"data":{"x":1e1000000}}]}');
+    widget.send(line("after it", 3));
+    await recordedTexts(sessionId, ["after it"]);
+    const events = await recording(sessionId);
+    assert.deepEqual(events[0]!.payload.events, [{ type: 3, timestamp: 2, data: { x: null } }]);
+    widget.close();
+  });
+
   test("a frame PostgreSQL still refuses is dropped alone and counted; the frames around it, from both sessions, are recorded", async () => {
     const first = await openWidget(relay);
     const second = await openWidget(relay);
-    second.widget.send(line("beside, before", 1));
-    // Valid JSON and protocol, but past the range of PostgreSQL's numeric type.
-    first.widget.send('{"t":"rrweb","events":[{"type":3,"timestamp":2,"data":{"x":1e1000000}}]}');
-    first.widget.send(line("after the refused frame", 3));
-    second.widget.send(line("beside, after", 4));
-
-    await recordedTexts(second.sessionId, ["beside, before", "beside, after"]);
-    await recordedTexts(first.sessionId, ["after the refused frame"]);
+    first.widget.close();
+    second.widget.close();
+    const drops: Array<{ reason: string; count: number }> = [];
+    const quiet = () => {};
+    const recorder = new Recorder(
+      env.relays[0]!.ctx.pool,
+      { debug: quiet, info: quiet, warn: quiet, error: quiet },
+      (reason, count) => void drops.push({ reason, count }),
+      5_000,
+      500,
+      10,
+    );
+    try {
+      recorder.add(second.sessionId, "console", JSON.stringify(line("beside, before", 1)));
+      // Text no relay path writes any more (it re-encodes what it validated), past the range of PostgreSQL's numeric type.
+      recorder.add(first.sessionId, "rrweb", '{"t":"rrweb","events":[{"type":3,"timestamp":2,"data":{"x":1e1000000}}]}');
+      recorder.add(first.sessionId, "console", JSON.stringify(line("after the refused frame", 3)));
+      recorder.add(second.sessionId, "console", JSON.stringify(line("beside, after", 4)));
+      await recordedTexts(second.sessionId, ["beside, before", "beside, after"]);
+      await recordedTexts(first.sessionId, ["after the refused frame"]);
+    } finally {
+      await recorder.close();
+    }
     assert.deepEqual(
       (await recording(first.sessionId)).map((e) => e.kind),
       ["console"],
     );
-    const metrics = await (await fetch(`${relay}/metrics`)).text();
-    assert.match(metrics, /assist_recording_events_dropped_total\{reason="unstorable"[^}]*\} 1\n/);
-    first.widget.close();
-    second.widget.close();
+    assert.deepEqual(drops, [{ reason: "unstorable", count: 1 }]);
   });
 
   test("events added while PostgreSQL is down are kept and written once it is back, with one warning", async () => {

@@ -44,10 +44,13 @@ export function createDecisionRetention(o: {
     for (;;) {
       const n = await withTransaction(o.pool, async (tx) => {
         if (!(await tryAdvisoryXactLock(tx, lockName))) return -1;
+        const condition = `${t.state ? "state = $3 AND " : ""}${t.at} < now() - make_interval(secs => $1 * 86400)`;
         const res = await tx.query(
+          // The conditions again outside the subquery: a row changed while the DELETE waited for its lock (a dead
+          // letter redriven, so pending again) is checked anew there, and kept; the subquery's are not re-checked.
           `DELETE FROM ${t.table} WHERE ${t.key} IN (
-             SELECT ${t.key} FROM ${t.table} WHERE ${t.state ? "state = $3 AND " : ""}${t.at} < now() - make_interval(secs => $1 * 86400)
-             ORDER BY ${t.at} LIMIT $2)`,
+             SELECT ${t.key} FROM ${t.table} WHERE ${condition}
+             ORDER BY ${t.at} LIMIT $2) AND ${condition}`,
           t.state ? [t.days, deleteBatch, t.state] : [t.days, deleteBatch],
         );
         return res.rowCount ?? 0;

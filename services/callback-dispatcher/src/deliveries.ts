@@ -177,6 +177,6 @@ export async function redrive(
       after: { env: envName, state: "pending", maxAttempts: updated[0]!.maxAttempts, giveUpAt: updated[0]!.giveUpAt },
       requestId: r.requestId,
     });
-    return updated[0]!;
+    return shown(updated[0]!);
   });
 }

@@ -52,6 +52,10 @@ const replacedOnRequest = new Set([
   "forwarded",
   "via",
   "x-request-id",
+  // Set only on asynchronous deliveries and replays: a third party's copy would pass for one (receivers dedupe on the id).
+  "x-delivery-id",
+  "x-delivery-attempt",
+  "x-replay-of",
 ]);
 
 /**

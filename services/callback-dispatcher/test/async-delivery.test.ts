@@ -13,6 +13,7 @@ const base = "/_dispatcher/v1";
 interface Delivery {
   id: string;
   env: string;
+  target: string;
   state: "pending" | "delivered" | "dead";
   attempts: number;
   deadReason: string | null;
@@ -56,9 +57,9 @@ async function register(d: Dispatcher, env: string, ...ids: string[]) {
 }
 
 /** A signed payment notification for `order`, as a platform sends it; the dispatcher's answer as the platform reads it. */
-async function notify(url: string, order: string, opts: { contentType?: string; body?: string; requestId?: string } = {}) {
+async function notify(url: string, order: string, opts: { contentType?: string; body?: string; requestId?: string; query?: string } = {}) {
   const body = opts.body ?? `out_trade_no=${order}&trade_status=TRADE_SUCCESS`;
-  const res = await fetch(`${url}/notify/pay?order=${order}`, {
+  const res = await fetch(`${url}/notify/pay?order=${order}${opts.query ?? ""}`, {
     method: "POST",
     headers: {
       "content-type": opts.contentType ?? "application/x-www-form-urlencoded",
@@ -326,7 +327,7 @@ describe("asynchronous delivery: answering, retrying, dead letters", () => {
       200,
     );
     await register(d, "uat", "UAT-1");
-    const answered = await notify(d.url, "UAT-1", { requestId: "async-down-1" });
+    const answered = await notify(d.url, "UAT-1", { requestId: "async-down-1", query: "&access_token=QTOKEN" });
     assert.deepEqual([answered.status, answered.text], [200, "success"]);
     const { id } = await decisionOf(d, "async-down-1");
     const dead = await deliveryWhen(d, id, "dead", (x) => x.state === "dead");
@@ -362,6 +363,8 @@ describe("asynchronous delivery: answering, retrying, dead letters", () => {
       // No body at all, as `curl -X POST …/redrive` sends: to the environment it was owed to.
       const redriven = await d.api("POST", `${base}/deliveries/${id}/redrive`);
       assert.equal(redriven.status, 202, JSON.stringify(redriven.body));
+      // Shown as every other view shows it: the credential in its query redacted (the delivery sends it as it came).
+      assert.equal((redriven.body.delivery as Delivery).target, "/notify/pay?order=UAT-1&access_token=[redacted]");
       const delivered = await deliveryWhen(d, id, "delivered after the re-drive", (x) => x.state === "delivered");
       assert.deepEqual(delivered.attempts.at(-1) && [delivered.attempts.at(-1)!.attempt, delivered.attempts.at(-1)!.status], [4, 200]);
       assert.equal(uat.received.filter((r) => r.headers["x-delivery-id"] === id).length, 1);

@@ -321,6 +321,19 @@ describe("callbacks as third parties really send them", () => {
     assert.equal(got.headers.forwarded, 'for=10.9.9.9;proto=https;host="internal", for=127.0.0.1;host="pay.example.com";proto=http');
   });
 
+  test("a caller's X-Delivery-Id, X-Delivery-Attempt and X-Replay-Of are not passed on: only the dispatcher sets them", async () => {
+    // Receivers dedupe on X-Delivery-Id: a forged one (ids are sequential) would make them drop a later real delivery.
+    const r = await send("/cb/json/forged-delivery", Buffer.from('{"id":"R1"}'), {
+      "content-type": "application/json",
+      "x-delivery-id": "600",
+      "x-delivery-attempt": "1",
+      "x-replay-of": "somebody",
+    });
+    assert.equal(r.status, 200);
+    const got = sit.received.findLast((x) => x.url === "/app/cb/json/forged-delivery")!;
+    for (const name of ["x-delivery-id", "x-delivery-attempt", "x-replay-of"]) assert.equal(got.headers[name], undefined, name);
+  });
+
   test("a caller's Via is kept and the dispatcher's own entry appended", async () => {
     const r = await send("/cb/json/via", Buffer.from('{"id":"R1"}'), { "content-type": "application/json", via: "1.1 edge-proxy" });
     assert.equal(r.status, 200);

@@ -69,4 +69,43 @@ describe("decision retention", () => {
     const ids = (body.decisions as Array<{ requestId: string }>).map((x) => x.requestId);
     assert.ok(ids.includes("recent-2") && !ids.includes("old-2"));
   });
+  test("a dead letter redriven while the sweep waits for its row is kept: the sweep checks the row again once it has it", async () => {
+    const pool = d.svc.ctx.pool;
+    await pool.query(
+      `INSERT INTO async_deliveries (id, env, state, request_id, method, target, headers, body, received_at, max_attempts, give_up_at,
+         initial_backoff_ms, max_backoff_ms, next_attempt_at, dead_reason, finished_at)
+       VALUES (987654, 'sit', 'dead', 'redriven-1', 'POST', '/notify', '[]', '\\x7b7d', now() - interval '41 days', 3,
+         now() - interval '40 days', 100, 1000, now() - interval '40 days', 'max_attempts', now() - interval '40 days')`,
+    );
+    const retention = createDecisionRetention({
+      pool,
+      schema: "callback-dispatcher",
+      retentionDays: 7,
+      sweepMs: 3_600_000,
+      log: d.svc.ctx.log,
+    });
+    // An operator's redrive has made the row pending, and its transaction is still writing its audit row, when the sweep starts.
+    const redrive = await pool.connect();
+    try {
+      await redrive.query("BEGIN");
+      await redrive.query(
+        "UPDATE async_deliveries SET state = 'pending', finished_at = NULL, dead_reason = NULL, next_attempt_at = now() WHERE id = 987654",
+      );
+      const sweep = retention.sweep();
+      await eventually("the sweep waiting for the row", async () => {
+        const { rows } = await pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM async_deliveries%'",
+        );
+        return rows.length > 0;
+      });
+      await redrive.query("COMMIT");
+      await sweep;
+    } finally {
+      redrive.release();
+      await retention.close();
+    }
+    const { rows } = await pool.query("SELECT state FROM async_deliveries WHERE id = 987654");
+    assert.deepEqual(rows, [{ state: "pending" }], "the redriven delivery is still there, pending");
+    await pool.query("DELETE FROM async_deliveries WHERE id = 987654");
+  });
 });

@@ -23,6 +23,7 @@ import { ArtifactSourceError, allowedUrl, checkSha256, saveUpload } from "./arti
 import type { ScanRunner } from "./runner.js";
 import type { DynamicSite, ErrorCodeEntry } from "./scan/engine.js";
 import type { Location } from "./scan/extract.js";
+import { textPattern } from "./scan/rules.js";
 import type { Violation } from "./scan/validate.js";
 import type { ScanRow, ScanStore } from "./store.js";
 
@@ -115,9 +116,9 @@ export function errcodeRpc(d: RpcDeps) {
         const codePattern = req.settings?.codePattern ?? "";
         if (codePattern) {
           try {
-            new RegExp(codePattern);
-          } catch {
-            throw badRequest("settings.code_pattern is not a valid regular expression");
+            textPattern(codePattern, "settings.code_pattern");
+          } catch (err) {
+            throw badRequest((err as Error).message);
           }
         }
         let sha256: string | undefined;

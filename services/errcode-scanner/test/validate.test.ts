@@ -35,6 +35,19 @@ describe("validation rules", () => {
     );
   });
 
+  test("a code pattern that backtracks catastrophically in JavaScript is matched in linear time; one RE2 cannot read is refused naming why", async () => {
+    // `^(A+)+$` against 40 A's and a digit: a JavaScript RegExp runs for hours (it froze the service, then each replica taking the scan over).
+    const started = performance.now();
+    assert.deepEqual(await broken([entry(`${"A".repeat(40)}1`, "Generic failure")], { codePattern: "^(A+)+$" }), [
+      [`${"A".repeat(40)}1`, "code-pattern"],
+    ]);
+    assert.ok(performance.now() - started < 2_000, `took ${Math.round(performance.now() - started)} ms`);
+    assert.throws(
+      () => rulesOf({ codePattern: "^(?=PAY)\\w+$" }),
+      /code pattern is not a valid regular expression \(RE2 syntax: no lookarounds or backreferences\)/,
+    );
+  });
+
   test("message required, length bounds and leaks of internals", async () => {
     assert.deepEqual(
       await broken(
