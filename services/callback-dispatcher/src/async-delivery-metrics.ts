@@ -1,9 +1,12 @@
 import type { Logger } from "@opsplane/platform";
 import type { Pool } from "@opsplane/store";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { readRecord } from "./registry.js";
 
 /** Scrapes within this long of each other share one count of the table (two gauges read it per scrape). */
 const countReuseMs = 1_000;
+/** Longest a scrape waits for the count; past it, the last counts are shown. */
+const countDeadlineMs = 1_000;
 
 /**
  * Asynchronous delivery's metrics. The two gauges are counted in PostgreSQL at scrape time, so every
@@ -19,24 +22,26 @@ export function createAsyncDeliveryMetrics(registry: Registry, pool: Pool, log: 
     if (!counted || Date.now() - counted.at > countReuseMs)
       counted = {
         at: Date.now(),
-        rows: pool
-          .query<{ env: string; pending: number; dead: number }>(
+        // Within a deadline: a database that stops answering held every scrape for the pool's query timeout (30 s),
+        // past Prometheus's scrape timeout, so the replica's every metric went missing during the outage.
+        rows: readRecord(pool, countDeadlineMs, (tx) =>
+          tx.query<{ env: string; pending: number; dead: number }>(
             `SELECT e.env, count(d.id) FILTER (WHERE d.state = 'pending')::int AS pending, count(d.id) FILTER (WHERE d.state = 'dead')::int AS dead
              FROM (SELECT name AS env FROM environments UNION SELECT DISTINCT env FROM async_deliveries WHERE state <> 'delivered') e
              LEFT JOIN async_deliveries d ON d.env = e.env AND d.state <> 'delivered'
              GROUP BY e.env`,
-          )
-          .then(
-            (r) => {
-              last = r.rows;
-              return r.rows;
-            },
-            (err: Error) => {
-              // A scrape during a PostgreSQL outage shows the last counts rather than failing the whole page.
-              log.debug({ err: err.message }, "asynchronous delivery counts unavailable");
-              return last;
-            },
           ),
+        ).then(
+          (r) => {
+            last = r.rows;
+            return r.rows;
+          },
+          (err: Error) => {
+            // A scrape during a PostgreSQL outage shows the last counts rather than failing the whole page.
+            log.debug({ err: err.message }, "asynchronous delivery counts unavailable");
+            return last;
+          },
+        ),
       };
     return counted.rows;
   };

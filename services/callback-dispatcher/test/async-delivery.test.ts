@@ -511,6 +511,26 @@ describe("asynchronous delivery: a database that stops answering", () => {
       /not queued for asynchronous delivery \(transaction did not finish within 1000 ms\); forwarded synchronously/,
     );
   });
+
+  test("/metrics answers within its deadline while the database does not answer, with the last counts", async () => {
+    assert.equal((await fetch(`${d.url}/metrics`)).status, 200);
+    proxy.blackhole();
+    try {
+      // Scrapes within a second share one count; until one has to count again (and so meets the stalled database).
+      await eventually("a scrape that counted again", async () => {
+        const started = performance.now();
+        // Before: held for the pool's query timeout, past any scrape timeout (Prometheus's default is 10 s).
+        const res = await fetch(`${d.url}/metrics`, { signal: AbortSignal.timeout(8_000) });
+        assert.equal(res.status, 200);
+        assert.match(await res.text(), /^callback_dispatcher_async_pending\{env="sit"/m, "the last counts");
+        const tookMs = performance.now() - started;
+        assert.ok(tookMs < 5_000, `answered after ${Math.round(tookMs)} ms`);
+        return tookMs >= 900;
+      });
+    } finally {
+      proxy.heal();
+    }
+  });
 });
 
 describe("asynchronous delivery: two replicas on one database", () => {
