@@ -114,7 +114,7 @@ export function createScanRunner(d: RunnerDeps) {
   async function takeOverExpired(): Promise<void> {
     const room = d.concurrency - running.size - queue.length;
     if (closed || room <= 0) return;
-    for (const s of await d.store.claimExpired(room)) {
+    for (const s of await d.store.claimExpired(room, held())) {
       d.log.info({ scanId: s.id, previousOwner: s.previous_owner }, "took over a scan whose replica stopped renewing its lease");
       d.metrics.takenOver.inc();
       const job: ScanJob = {

@@ -328,18 +328,21 @@ export function createScanStore(pool: Pool, lease: ScanLease) {
      * Takes over, oldest first, up to `limit` queued or running scans whose lease expired or was
      * released (their replica died, stopped, or lost the database for longer than the lease), and
      * removes the tables a dead run left half-written. Replicas claiming at once each get other scans.
+     * This replica's own are taken back too unless it still holds them (`heldHere`): one whose outcome
+     * could not be recorded in a database outage stayed `running` until the replica restarted.
      */
-    async claimExpired(limit: number): Promise<ClaimedScan[]> {
+    async claimExpired(limit: number, heldHere: string[] = []): Promise<ClaimedScan[]> {
       return withTransaction(pool, async (tx) => {
         const r = await tx.query<ClaimedScan>(
           `WITH expired AS (
              SELECT id, owner AS previous_owner FROM scans
-             WHERE ${unfinished} AND (lease_expires_at IS NULL OR lease_expires_at < now()) AND owner IS DISTINCT FROM $1
+             WHERE ${unfinished} AND (lease_expires_at IS NULL OR lease_expires_at < now())
+               AND NOT (owner IS NOT DISTINCT FROM $1 AND id = ANY($4::uuid[]))
              ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
            UPDATE scans s SET owner = $1, lease_expires_at = ${leaseFromNow(3)}, status = 'queued'
            FROM expired WHERE s.id = expired.id
            RETURNING s.*, expired.previous_owner`,
-          [lease.owner, limit, lease.ms],
+          [lease.owner, limit, lease.ms, heldHere],
         );
         const ids = r.rows.map((x) => x.id);
         if (ids.length) for (const table of partialTables) await tx.query(`DELETE FROM ${table} WHERE scan_id = ANY($1::uuid[])`, [ids]);

@@ -7,6 +7,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
+import { createPool } from "@opsplane/store";
 import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
 import { definition } from "../src/service.js";
 import { createScanStore } from "../src/store.js";
@@ -111,4 +112,33 @@ test("a replica leaves another's live scan alone and takes it over once that rep
   assert.equal(downloads, 2);
   const metrics = await (await fetch(`${replicaB.url}/metrics`)).text();
   assert.match(metrics, /^errcode_scans_taken_over_total\{service="errcode-scanner"\} 1$/m);
+});
+
+test("a replica takes back its own scan whose lease expired while it no longer runs it (its outcome lost in a database outage), never one it still holds", async () => {
+  // No replica running beside it: they would take the scan over first.
+  await replicaB?.close();
+  replicaB = undefined;
+  const pool = createPool(db.url, { schema: "errcode_scanner", applicationName: "scan-lease-test", max: 2 });
+  const store = createScanStore(pool, { owner: "replica-d", ms: leaseMs });
+  const id = "6f1c1b52-3b8e-4f6e-9a7d-3c2f1e0d9b11";
+  assert.ok(
+    await store.insert({
+      id,
+      source: "url",
+      artifactName: "lost.jar",
+      url: `${repoUrl}/releases/lost.jar`,
+      bases: ["com.acme.BizException"],
+    }),
+  );
+  // Its run gave up (the outcome could not be recorded) and the lease ran out: the row still says running.
+  await pool.query("UPDATE scans SET status = 'running', lease_expires_at = now() - interval '1 second' WHERE id = $1", [id]);
+  assert.deepEqual(await store.claimExpired(10, [id]), [], "held here (still running): left alone");
+  // Before: `owner IS DISTINCT FROM` this replica, so only another replica or a restart ever took it back.
+  const taken = await store.claimExpired(10, []);
+  assert.deepEqual(
+    taken.map((x) => [x.id, x.previous_owner]),
+    [[id, "replica-d"]],
+  );
+  await pool.query("DELETE FROM scans WHERE id = $1", [id]);
+  await pool.end();
 });
