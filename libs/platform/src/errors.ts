@@ -83,7 +83,7 @@ export function toConnectError(err: AppError): ConnectError {
 
 /** Longest name or path quoted whole in an error: a caller's 15,000-character one is not echoed back whole. */
 const maxQuoted = 200;
-export const shortened = (text: string) => (text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} characters)`);
+const shortened = (text: string) => (text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} characters)`);
 
 /** The router's reason for a URL it cannot read (`'<url>' is exceeding the max param length`), its URL shortened. */
 export const urlRefusal = (message: string) => {

@@ -3,7 +3,15 @@ import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { closeRedis, type RunningService, sha256Hex, startService } from "@opsplane/platform";
-import { createTestDatabase, eventually, freePort, startCuttableProxy, type TestDatabase, testRedis } from "@opsplane/testing";
+import {
+  type CuttableProxy,
+  createTestDatabase,
+  eventually,
+  freePort,
+  startCuttableProxy,
+  type TestDatabase,
+  testRedis,
+} from "@opsplane/testing";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { fixtureService } from "./fixture-service.js";
@@ -383,32 +391,33 @@ describe("dependencies down", () => {
     }
   });
 
-  test("a Redis connection that goes silent without a reset is replaced: /readyz is ready again within seconds", async () => {
+  /** The fixture service reaching Redis through a proxy the test cuts; `redisCheck` reads /readyz's Redis check. */
+  async function withRedisBehindProxy(fn: (proxy: CuttableProxy, redisCheck: () => Promise<string>) => Promise<void>): Promise<void> {
     const db = await createTestDatabase();
     const redisUrl = new URL(testRedis().url);
     const proxy = await startCuttableProxy(redisUrl.hostname, Number(redisUrl.port || 6379));
     const svc = await startService(fixtureService(), env(db, { REDIS_URL: `redis://127.0.0.1:${proxy.port}` }));
     const redisCheck = async () => ((await (await fetch(`${svc.url}/readyz`)).json()) as { checks: Record<string, string> }).checks.redis;
     try {
-      assert.equal(await redisCheck(), "ok");
-      // A NAT entry gone: the open connection passes nothing and is never reset; a new one would be answered.
-      proxy.silenceOpenConnections();
-      await eventually("/readyz sees Redis not answering", async () => (await redisCheck()) !== "ok", 5_000);
-      await eventually("/readyz sees Redis again over a new connection", async () => (await redisCheck()) === "ok", 10_000);
+      await fn(proxy, redisCheck);
     } finally {
       await svc.close();
       await proxy.close();
       await db.drop();
     }
-  });
+  }
 
-  test("a Redis that accepts connections and never answers them, then answers new ones, is used again within seconds", async () => {
-    const db = await createTestDatabase();
-    const redisUrl = new URL(testRedis().url);
-    const proxy = await startCuttableProxy(redisUrl.hostname, Number(redisUrl.port || 6379));
-    const svc = await startService(fixtureService(), env(db, { REDIS_URL: `redis://127.0.0.1:${proxy.port}` }));
-    const redisCheck = async () => ((await (await fetch(`${svc.url}/readyz`)).json()) as { checks: Record<string, string> }).checks.redis;
-    try {
+  test("a Redis connection that goes silent without a reset is replaced: /readyz is ready again within seconds", () =>
+    withRedisBehindProxy(async (proxy, redisCheck) => {
+      assert.equal(await redisCheck(), "ok");
+      // A NAT entry gone: the open connection passes nothing and is never reset; a new one would be answered.
+      proxy.silenceOpenConnections();
+      await eventually("/readyz sees Redis not answering", async () => (await redisCheck()) !== "ok", 5_000);
+      await eventually("/readyz sees Redis again over a new connection", async () => (await redisCheck()) === "ok", 10_000);
+    }));
+
+  test("a Redis that accepts connections and never answers them, then answers new ones, is used again within seconds", () =>
+    withRedisBehindProxy(async (proxy, redisCheck) => {
       assert.equal(await redisCheck(), "ok");
       // A hung proxy: open connections and the new one the watchdog opens are accepted and never answered.
       proxy.blackhole();
@@ -418,12 +427,7 @@ describe("dependencies down", () => {
       // stuck before its ready check for good, and /readyz degraded until a restart.
       proxy.admitNewConnections();
       await eventually("/readyz sees Redis again over a new connection", async () => (await redisCheck()) === "ok", 15_000);
-    } finally {
-      await svc.close();
-      await proxy.close();
-      await db.drop();
-    }
-  });
+    }));
 
   test("PostgreSQL going away makes /readyz 503 naming it; it recovers when the database is back", async () => {
     const db = await createTestDatabase();
