@@ -97,7 +97,10 @@ const keepLast4 = (s: string) => {
 
 // Numbers are found with digits on neither side, so "acct6222…" is caught and a longer digit run is not cut into a card.
 const residentIdPattern = /(?<!\d)\d{17}[\dXx](?![\dA-Za-z])/g;
-const cardPattern = /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g;
+// Between digits: a space, a dash, or a character that shows as nothing (NUL, soft hyphen, zero-width ones), which
+// would otherwise hide a whole card number from the rule while the developer reads it unbroken.
+const cardPattern = /(?<!\d)\d(?:[ \-\0\u00ad\u200b-\u200d\u2060\ufeff]?\d){12,18}(?!\d)/g;
+const cardSeparators = /[ \-\0\u00ad\u200b-\u200d\u2060\ufeff]/g;
 /** A mainland mobile number, with or without the country code (`+86`, `0086`, `86`), spaces or dashes between its groups. */
 const mobilePattern = /(?<!\d)(?:(?:\+|00)86[ -]?|86)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)/g;
 const imageFile = /\.(png|jpe?g|gif|svg|webp|avif|ico)$/i;
@@ -173,7 +176,7 @@ const maskMobile = (m: string) => {
 
 function maskNumbersFolded(t: Folded): Folded {
   let out = replaceFolded(t, residentIdPattern, ([id]) => (isResidentId(id!) ? keepLast4(id!) : id!));
-  out = replaceFolded(out, cardPattern, ([run]) => (isCardNumber(run!.replace(/[ -]/g, "")) ? keepLast4(run!) : run!));
+  out = replaceFolded(out, cardPattern, ([run]) => (isCardNumber(run!.replace(cardSeparators, "")) ? keepLast4(run!) : run!));
   out = replaceFolded(out, mobilePattern, ([m]) => maskMobile(m!));
   return replaceFolded(out, emailPattern, ([e]) => {
     // `logo@2x.png` is an image, not an address.

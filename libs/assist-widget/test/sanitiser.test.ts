@@ -157,3 +157,9 @@ test("keys are text too, names match without their separators, and a hidden inpu
   ]);
   assert.ok(!JSON.stringify(snapshot).includes("HIDDENSECRET17"));
 });
+
+test("a card number with characters that show as nothing between its digits (NUL, zero-width space, soft hyphen) is masked", () => {
+  for (const sep of ["\0", "\u200b", "\u00ad", "\ufeff"])
+    assert.ok(!masked(`6222${sep}0777${sep}8018${sep}9012`).replaceAll(sep, "").includes("62220777"), JSON.stringify(sep));
+  assert.equal(masked("62220777\u000080189012"), "********\u0000****9012");
+});
