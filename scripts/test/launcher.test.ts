@@ -32,9 +32,17 @@ const { REDIS_URL: _sharedRedis, ...launcherEnv } = process.env;
 
 /**
  * Where this run's ports go: below Linux's ephemeral range (32768 and up), where the kernel hands out
- * the local ports of outgoing connections and any of them could already be taken.
+ * the local ports of outgoing connections, and on none that something here already holds (CI's
+ * RabbitMQ keeps 25672; a demo's SDK terminal there ran without one and the Ctrl-C check saw it open).
  */
-const portOffset = () => 10_000 + Math.floor(Math.random() * 14_000);
+async function portOffset(): Promise<number> {
+  const bases = [...services.map((s) => s.port), ...Object.values(demoPorts)];
+  for (;;) {
+    const offset = 10_000 + Math.floor(Math.random() * 14_000);
+    const held = await Promise.all(bases.map((p) => listening(p + offset)));
+    if (!held.includes(true)) return offset;
+  }
+}
 
 async function runLauncher(pgPort: number, offset: number, env: Record<string, string> = {}) {
   const child = spawn(process.execPath, ["--import", "tsx", "scripts/run.ts"], {
@@ -62,8 +70,8 @@ async function runLauncher(pgPort: number, offset: number, env: Record<string, s
 }
 
 describe("make run: the six services, the README's walkthrough of the demo, and supervision", () => {
-  const offset = portOffset();
-  const ports = services.map((s) => s.port + offset);
+  let offset: number;
+  let ports: number[];
   const at = (port: number) => `http://127.0.0.1:${port + offset}`;
   const serviceAt = (name: string) => at(services.find((s) => s.name === name)!.port);
   // As the README has it: VIEWER=$(cat .data/viewer-key) OPERATOR=$(cat .data/operator-key).
@@ -80,6 +88,8 @@ describe("make run: the six services, the README's walkthrough of the demo, and 
   let launcher: Awaited<ReturnType<typeof runLauncher>>;
 
   before(async () => {
+    offset = await portOffset();
+    ports = services.map((s) => s.port + offset);
     pgPort = await freePort();
     launcher = await runLauncher(pgPort, offset);
   });
@@ -306,8 +316,11 @@ test("make run BUS=kafka runs the six services on the kafka bus beside a local b
     if (err instanceof KafkaUnavailable) return t.skip(err.message);
     throw err;
   }
-  const [pgPort, kafkaPort] = [await freePort(), await freePort()];
-  const offset = portOffset();
+  const pgPort = await freePort();
+  // The broker's controller listens on the next port up.
+  let kafkaPort = await freePort();
+  while (await listening(kafkaPort + 1)) kafkaPort = await freePort();
+  const offset = await portOffset();
   const ports = services.map((s) => s.port + offset);
   const { child, output } = await runLauncher(pgPort, offset, { BUS: "kafka", OPSPLANE_KAFKA_PORT: String(kafkaPort) });
   // A failed assertion must not leave the launcher and its processes holding this file open.
