@@ -37,8 +37,21 @@ export interface DecisionRow {
 
 const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
 
+/**
+ * A search's `from` and `to` (absent: unbounded), or a 400 naming the field and what is wrong with it;
+ * `from` after `to` too (that range finds nothing, and an empty page would read as "no such callbacks").
+ */
+export function timeRange(q: { from?: string; to?: string }): { from: string | undefined; to: string | undefined } {
+  const from = instant("from", q.from);
+  const to = instant("to", q.to);
+  // To the millisecond (Date's resolution): a range narrower than that is let through, and finds what it finds.
+  const epochMs = (v: string) => Date.parse(v.toUpperCase().replace(" ", "T"));
+  if (from && to && epochMs(from) > epochMs(to)) throw badRequest(`from (${from}) is after to (${to}): swap them`);
+  return { from, to };
+}
+
 /** `value` (absent: unbounded), or a 400 naming `field` and what is wrong with it. */
-export function instant(field: string, value: string | undefined): string | undefined {
+function instant(field: string, value: string | undefined): string | undefined {
   if (!value) return undefined;
   const refuse = (why: string) =>
     badRequest(`${field} must be an RFC 3339 date-time with a zone, e.g. 2026-05-01T00:00:00Z (got ${JSON.stringify(value)}${why})`);
@@ -103,8 +116,7 @@ export async function searchDecisions(db: Queryable, q: DecisionQuery): Promise<
   if (q.target) add("d.target_env = ?", storableText(q.target));
   if (q.reason) add("d.reason = ?", storableText(q.reason));
   if (q.requestId) add("d.request_id = ?", storableText(q.requestId));
-  const from = instant("from", q.from);
-  const to = instant("to", q.to);
+  const { from, to } = timeRange(q);
   if (from) add("d.at >= ?::timestamptz", from);
   if (to) add("d.at < ?::timestamptz", to);
   if (q.pageToken) {

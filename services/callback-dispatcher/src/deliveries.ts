@@ -1,7 +1,7 @@
 import { type Auditor, badRequest, conflict, notFound, type Principal, redactCredentials } from "@opsplane/platform";
 import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
 import { type AsyncDelivery, defaultRetryPolicy } from "./async-delivery-config.js";
-import { instant, isRowId, maskedHeaders } from "./decision-search.js";
+import { isRowId, maskedHeaders, timeRange } from "./decision-search.js";
 
 export type DeliveryState = "pending" | "delivered" | "dead";
 
@@ -64,8 +64,7 @@ export async function listDeliveries(db: Queryable, q: DeliveryQuery): Promise<{
   };
   if (q.state) add("state = ?", q.state);
   if (q.env) add("env = ?", q.env);
-  const from = instant("from", q.from);
-  const to = instant("to", q.to);
+  const { from, to } = timeRange(q);
   if (from) add("received_at >= ?::timestamptz", from);
   if (to) add("received_at < ?::timestamptz", to);
   if (q.pageToken) {

@@ -105,11 +105,11 @@ const upstreamFailure = (status: number, requestId: string) =>
 
 /**
  * What a third party reads when no environment takes its callback (503): that it may retry. A script
- * the sandbox could not run is described in the decision, not to the caller (its reason may name the
- * replica's internals).
+ * the sandbox could not run, or a registry that could not answer, is described in the decision, not to
+ * the caller (its reason may name the replica's internals).
  */
 export const unroutedMessage = (decision: Decision, requestId: string) =>
-  decision.reason === "script_unavailable"
+  decision.reason === "script_unavailable" || decision.reason === "registry_unavailable"
     ? `the callback could not be routed yet; retry later (request id ${requestId})`
     : (decision.detail ?? "no production environment configured");
 

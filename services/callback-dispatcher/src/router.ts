@@ -20,7 +20,10 @@ export type Reason =
 export interface Decision {
   rule: string | undefined;
   objectId: string | undefined;
-  /** Undefined when no production environment is configured, or a script that could route it could not run (answered 503). */
+  /**
+   * Undefined (answered 503) when no production environment is configured, a script that could route it
+   * could not run, or the registry could not answer for an id a test environment may claim.
+   */
   target: Environment | undefined;
   reason: Reason;
   detail: string | undefined;
@@ -46,8 +49,9 @@ function claimable(rules: RuleSetSnapshot, rule: string, id: string): boolean {
  * once more (a registry failing then is `registry_unavailable`). Anything else — no
  * rule, no id, a failing script, an unknown environment — goes to production,
  * with the reason. Except a script the sandbox could not run (closed, no worker
- * could start): that says nothing about the id, which may be a test environment's,
- * so the callback is answered 503 for the platform to retry.
+ * could start), or a registry that cannot answer for an id a test environment may
+ * claim: that says nothing about the id, which may be a test environment's, so the
+ * callback is answered 503 for the platform to retry.
  */
 export async function decide(
   x: HttpExchange,
@@ -101,7 +105,7 @@ export async function decide(
     try {
       envName = await registry.lookup(rule.name, id);
     } catch (err) {
-      return toProduction(rules, "registry_unavailable", rule.name, id, `registry lookup failed: ${(err as Error).message}`);
+      return registryUnavailable(rules, rule.name, id, `registry lookup failed: ${(err as Error).message}`);
     }
     if (envName === undefined) {
       if (!firstMiss || firstMiss.reason === "extraction_failed") firstMiss = toProduction(rules, "not_registered", rule.name, id);
@@ -124,19 +128,30 @@ export async function decide(
     for (const [i, x] of awaited.entries()) {
       const got = last[i]!;
       if (got.status === "rejected")
-        return toProduction(
-          rules,
-          "registry_unavailable",
-          x.rule,
-          x.id,
-          `registry lookup failed: ${(got.reason as Error).message}; held ${held.heldMs} ms`,
-        );
+        return registryUnavailable(rules, x.rule, x.id, `registry lookup failed: ${(got.reason as Error).message}; held ${held.heldMs} ms`);
       if (got.value !== undefined) return routeTo(rules, x.rule, x.id, got.value, `held ${held.heldMs} ms until its registration came`);
     }
   }
   if (scriptUnavailable) return scriptUnavailable;
   const why = held.full ? "not held: too many callbacks held already" : `held ${held.heldMs} ms; no registration came`;
   return { ...firstMiss!, detail: firstMiss!.detail ? `${firstMiss!.detail}; ${why}` : why };
+}
+
+/**
+ * Neither Redis nor the PostgreSQL record could say who registered `id`. An id no test environment may
+ * claim is production's; any other may be a test environment's, so it is answered 503 for the platform
+ * to retry rather than handed to production (a test payment's notification there is the defect the
+ * registry exists to prevent).
+ */
+function registryUnavailable(rules: RuleSetSnapshot, rule: string, id: string, detail: string): Decision {
+  if (!claimable(rules, rule, id)) return toProduction(rules, "registry_unavailable", rule, id, detail);
+  return {
+    rule,
+    objectId: id,
+    target: undefined,
+    reason: "registry_unavailable",
+    detail: `${detail}; a test environment may claim this id, so it was answered 503 (retry later)`,
+  };
 }
 
 /** The callback to production for `reason`; with none configured, nowhere (`no_production`, answered 503). */

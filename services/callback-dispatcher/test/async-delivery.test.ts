@@ -642,6 +642,10 @@ describe("asynchronous delivery: what operators may do", () => {
     const badFrom = await d.api("GET", `${base}/deliveries?from=monday`, undefined, viewerKey);
     assert.equal(badFrom.status, 400);
     assert.match(String(badFrom.body.message), /from must be an RFC 3339 date-time/);
+    // Swapped, a range finds nothing: refused rather than answered with an empty page.
+    const swapped = await d.api("GET", `${base}/deliveries?from=2026-05-02T00:00:00Z&to=2026-05-01T00:00:00Z`, undefined, viewerKey);
+    assert.equal(swapped.status, 400);
+    assert.equal(swapped.body.message, "from (2026-05-02T00:00:00Z) is after to (2026-05-01T00:00:00Z): swap them");
     const unknown = await d.api("GET", `${base}/deliveries?status=dead`, undefined, viewerKey);
     assert.equal(unknown.status, 400);
     assert.match(String(unknown.body.message), /unknown field "status"/);

@@ -400,6 +400,13 @@ describe("kept callbacks: search, show, replay", () => {
     const bad = await d.api("GET", "/_dispatcher/v1/decisions?from=yesterday", undefined, viewerKey);
     assert.equal(bad.status, 400);
     assert.match(String(bad.body.message), /from must be an RFC 3339 date-time/);
+    // Swapped (the same instant in another zone is not): refused rather than answered with an empty page.
+    const range = (from: string, to: string) =>
+      d.api("GET", `/_dispatcher/v1/decisions?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`, undefined, viewerKey);
+    const swapped = await range("2026-05-01T08:00:01+08:00", "2026-05-01T00:00:00Z");
+    assert.equal(swapped.status, 400);
+    assert.match(String(swapped.body.message), /^from \(2026-05-01T08:00:01\+08:00\) is after to \(2026-05-01T00:00:00Z\)/);
+    assert.equal((await range("2026-05-01T07:59:59+08:00", "2026-05-01T00:00:00Z")).status, 200);
   });
 
   test("a search PostgreSQL could not take is a 400 naming the field, or finds nothing: never a 500", async () => {

@@ -130,6 +130,9 @@ describe("Connect SearchDecisions", () => {
     const badFrom = await refusal(rpc.searchDecisions({ from: "yesterday" }));
     assert.equal(badFrom.code, Code.InvalidArgument);
     assert.match(badFrom.rawMessage, /from must be an RFC 3339 date-time/);
+    const swapped = await refusal(rpc.searchDecisions({ from: "2026-05-02T00:00:00Z", to: "2026-05-01T00:00:00Z" }));
+    assert.equal(swapped.code, Code.InvalidArgument);
+    assert.match(swapped.rawMessage, /from \(2026-05-02T00:00:00Z\) is after to/);
     const badToken = await refusal(rpc.searchDecisions({ pageToken: "page-2" }));
     assert.equal(badToken.code, Code.InvalidArgument);
     assert.match(badToken.rawMessage, /pageToken must be a nextPageToken/);

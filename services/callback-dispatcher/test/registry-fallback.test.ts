@@ -22,10 +22,10 @@ let sit: Awaited<ReturnType<typeof startSignedStub>> | undefined;
 let uat: Awaited<ReturnType<typeof startSignedStub>> | undefined;
 let direct: Redis | undefined;
 
-/** Where the callback for `orderNo` went, by the environment that answered it. */
-async function routeOf(orderNo: string, requestId?: string): Promise<string> {
+/** The third party's callback for `orderNo`. */
+function callBack(orderNo: string, requestId?: string): Promise<Response> {
   const body = Buffer.from(JSON.stringify({ orderNo }));
-  const res = await fetch(`${d!.url}/notify/pay`, {
+  return fetch(`${d!.url}/notify/pay`, {
     method: "POST",
     headers: {
       "content-type": "application/json",
@@ -35,6 +35,11 @@ async function routeOf(orderNo: string, requestId?: string): Promise<string> {
     body,
     signal: AbortSignal.timeout(answerWithinMs),
   });
+}
+
+/** Where the callback for `orderNo` went, by the environment that answered it. */
+async function routeOf(orderNo: string, requestId?: string): Promise<string> {
+  const res = await callBack(orderNo, requestId);
   assert.equal(res.status, 200);
   await res.arrayBuffer();
   return res.headers.get("x-served-by") ?? "";
@@ -88,8 +93,10 @@ before(async () => {
     DATABASE_QUERY_TIMEOUT_MS: "600000",
   });
   await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: prod.url, production: true });
-  await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url });
-  await d.api("PUT", "/_dispatcher/v1/environments/uat", { baseUrl: uat.url });
+  // The ids the test environments may claim: any other is production's, registry or not.
+  const idPatterns = { "*": "R[0-9]+|MOVED|STALLED" };
+  await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: sit.url, idPatterns });
+  await d.api("PUT", "/_dispatcher/v1/environments/uat", { baseUrl: uat.url, idPatterns });
   await d.api("PUT", "/_dispatcher/v1/rules/pay", {
     interface: { pattern: "/api/pay", id: { kind: "json", expr: "orderNo" } },
     callback: { pattern: "/notify/pay", id: { kind: "json", expr: "orderNo" } },
@@ -163,31 +170,46 @@ test("once Redis is back, it catches up with what was registered during the outa
   assert.equal(await routeOf("R1"), "sit");
 });
 
-test("Redis cold or cut off while PostgreSQL stalls: callbacks are answered within the record's deadline, and route again once it answers", async () => {
+test("Redis cold or cut off while PostgreSQL stalls: callbacks are answered within the record's deadline, a test environment's id never by production, and route again once it answers", async () => {
   // Another session holds the record's table: every lookup from the record waits on the lock.
   await whileRegistrationsLocked(async () => {
     const answeredInTime = async (orderNo: string, requestId: string) => {
       const started = performance.now();
-      const served = await routeOf(orderNo, requestId);
+      const res = await callBack(orderNo, requestId);
       const tookMs = performance.now() - started;
+      const body = await res.text();
       assert.ok(tookMs < recordTimeoutMs + 1_000, `answered in ${Math.round(tookMs)} ms`);
-      assert.notEqual(served, "sit", "not routed by a registration nobody could read");
       const decision = await eventually(`the decision of ${requestId}`, async () => {
         const { body } = await d!.api("GET", `/_dispatcher/v1/decisions?requestId=${requestId}`, undefined, viewerKey);
-        return (body.decisions as Array<{ reason: string; detail: string }>)[0];
+        return (body.decisions as Array<{ reason: string; detail: string; targetEnv: string | null }>)[0];
       });
       assert.equal(decision.reason, "registry_unavailable");
       assert.match(
         decision.detail,
         new RegExp(`PostgreSQL record did not answer within ${recordTimeoutMs} ms \\(REGISTRY_RECORD_TIMEOUT_MS\\)`),
       );
+      return { status: res.status, servedBy: res.headers.get("x-served-by"), body, targetEnv: decision.targetEnv };
+    };
+    const claimable = async (requestId: string) => {
+      // R1 may be sit's (it is): production must not get it; the platform retries it later.
+      const r = await answeredInTime("R1", requestId);
+      assert.deepEqual([r.status, r.servedBy, r.targetEnv ?? ""], [503, null, ""]);
+      assert.match(r.body, /could not be routed yet; retry later/);
+      assert.doesNotMatch(r.body, /PostgreSQL|REGISTRY_RECORD/, "the third party is not told the registry's internals");
+    };
+    const productions = async (requestId: string) => {
+      // An id no test environment may claim is production's whatever the registry says.
+      const r = await answeredInTime("PRD-1", requestId);
+      assert.deepEqual([r.status, r.servedBy], [200, "prod"]);
     };
     // Redis cold: its data lost (the warm that starts waits on the lock too).
     await loseRedisData();
-    await answeredInTime("R1", "stalled-cold-1");
+    await claimable("stalled-cold-1");
+    await productions("stalled-cold-2");
     // Redis not answering at all.
     proxy!.blackhole();
-    await answeredInTime("R1", "stalled-cut-1");
+    await claimable("stalled-cut-1");
+    await productions("stalled-cut-2");
   });
   assert.equal(await routeOf("R1"), "sit");
   assert.equal(await routeOf("NEVER-REGISTERED"), "prod");
@@ -266,7 +288,7 @@ test("a Redis connection gone silent without a reset is replaced: with the recor
   // A NAT entry gone: the open connections pass nothing and are never reset; new ones would be answered.
   proxy!.silenceOpenConnections();
   await whileRegistrationsLocked(async () => {
-    // Until the registry's connection is replaced neither copy answers (the callback goes to production as
+    // Until the registry's connection is replaced neither copy answers (the callback is answered 503 as
     // registry_unavailable); a connection that stayed silent would keep it so for the kernel's quarter of an hour.
     await eventually("R1 routed from Redis while the record is stalled", async () => (await routeOf("R1")) === "sit", 15_000, 200);
   });

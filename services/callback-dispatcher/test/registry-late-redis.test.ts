@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type CuttableProxy, createTestDatabase, eventually, proxiedUrl, testRedis } from "@opsplane/testing";
 import { startDispatcher } from "./helpers/dispatcher.js";
-import { dropPrefix, routeOf, setUpPay } from "./helpers/pay-route.js";
+import { answerOf, dropPrefix, routeOf, setUpPay } from "./helpers/pay-route.js";
 import { startSignedStub } from "./helpers/signed-stub.js";
 
 // PostgreSQL cut off and Redis answering, but later than REGISTRY_REDIS_TIMEOUT_MS (a busy Redis, a GC
 // pause): each lookup gave up on Redis, found the record down too, and sent a registered callback to
-// production as registry_unavailable, although Redis's answer was on its way.
+// production as registry_unavailable (now: answered 503), although Redis's answer was on its way.
 const shared = testRedis();
 // The default (2 s): with 1 s, a suite run beside other tests on this 2-CPU machine let the late answer miss it.
 const recordTimeoutMs = 2_000;
@@ -57,11 +57,11 @@ test("PostgreSQL cut off and Redis answering late: registered callbacks still re
   assert.ok(performance.now() - started < 2 * (50 + recordTimeoutMs + 150) + 1_000);
 });
 
-test("PostgreSQL and Redis both cut off: the callback goes to production within the record's deadline, not twice it", async () => {
+test("PostgreSQL and Redis both cut off: the callback is answered 503 (not production's: sit may claim it) within the record's deadline, not twice it", async () => {
   pgProxy!.blackhole();
   redisProxy!.blackhole();
   const started = performance.now();
-  assert.equal(await routeOf(d!.url, "L1"), "prod");
+  assert.deepEqual(await answerOf(d!.url, "L1"), { status: 503, servedBy: "" });
   const tookMs = performance.now() - started;
   // Redis's 50 ms, then the record's deadline, with Redis's late answer awaited alongside it (before: one after the other).
   assert.ok(tookMs < 50 + recordTimeoutMs + 600, `answered after ${Math.round(tookMs)} ms`);
@@ -82,12 +82,12 @@ test("a Redis answer out of step (an MGET answered with an integer) is not trust
   try {
     redisProxy!.rewriteAnswers(asInteger);
     // The record answers once its pool has replaced the connections the healed proxy dropped (at once, or after
-    // a lookup met a dropped one: then that callback went to production as registry_unavailable).
+    // a lookup met a dropped one: then that callback was answered 503 as registry_unavailable).
     await eventually("the record answering for Redis's untrusted answers", async () => (await routeOf(d!.url, "L1")) === "sit");
-    // Late as well, with the record cut off: neither copy can be trusted, so production, within the deadline.
+    // Late as well, with the record cut off: neither copy can be trusted, so 503 for the platform to retry.
     pgProxy!.blackhole();
     redisProxy!.delayAnswers(150);
-    assert.equal(await routeOf(d!.url, "L1"), "prod");
+    assert.deepEqual(await answerOf(d!.url, "L1"), { status: 503, servedBy: "" });
   } finally {
     redisProxy!.rewriteAnswers(undefined);
     redisProxy!.delayAnswers(0);

@@ -20,8 +20,8 @@ export async function setUpPay(api: Api, urls: { prod: string; sit: string }, id
   assert.equal(registered.status, 200, JSON.stringify(registered.body));
 }
 
-/** Which environment answered the `pay` callback for `orderNo` sent to the dispatcher at `url`. */
-export async function routeOf(url: string, orderNo: string): Promise<string> {
+/** The third party's status for the `pay` callback for `orderNo` sent to the dispatcher at `url`, and which environment answered it. */
+export async function answerOf(url: string, orderNo: string): Promise<{ status: number; servedBy: string }> {
   const body = Buffer.from(JSON.stringify({ orderNo }));
   const res = await fetch(`${url}/notify/pay`, {
     method: "POST",
@@ -29,9 +29,15 @@ export async function routeOf(url: string, orderNo: string): Promise<string> {
     body,
     signal: AbortSignal.timeout(5_000),
   });
-  assert.equal(res.status, 200);
   await res.arrayBuffer();
-  return res.headers.get("x-served-by") ?? "";
+  return { status: res.status, servedBy: res.headers.get("x-served-by") ?? "" };
+}
+
+/** Which environment answered the `pay` callback for `orderNo` sent to the dispatcher at `url` (200 expected). */
+export async function routeOf(url: string, orderNo: string): Promise<string> {
+  const { status, servedBy } = await answerOf(url, orderNo);
+  assert.equal(status, 200);
+  return servedBy;
 }
 
 /** Deletes a test's keys from the shared Redis (its prefix only). */
