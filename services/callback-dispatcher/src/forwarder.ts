@@ -36,8 +36,14 @@ export class UpstreamError extends Error {
   }
 }
 
+/** `UPSTREAM_TIMEOUT_MS` passed before the answer was in. */
+class AnswerDeadlinePassed extends Error {}
+
 const isTimeout = (err: unknown) =>
-  err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError || err instanceof errors.ConnectTimeoutError;
+  err instanceof AnswerDeadlinePassed ||
+  err instanceof errors.HeadersTimeoutError ||
+  err instanceof errors.BodyTimeoutError ||
+  err instanceof errors.ConnectTimeoutError;
 
 /**
  * Header names the dispatcher sets itself on forwarded requests, so the caller's copies are dropped
@@ -160,6 +166,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private size = 0;
   private streaming = false;
   private abort: ((err?: Error) => void) | undefined;
+  private settled = false;
+  private deadline: NodeJS.Timeout | undefined;
+  /** Set when the deadline passed while the request still waited for a connection: it is never sent. */
+  private expired: Error | undefined;
 
   // Plain fields rather than per-callback closures: one object per forwarded callback.
   constructor(
@@ -174,8 +184,29 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     private readonly reject: (err: UpstreamError) => void,
   ) {}
 
+  /**
+   * The answer is due within `ms` of the dispatch, waiting for one of the pool's connections included.
+   * undici's own header and body timeouts fire up to half a second late (a coarse shared clock) and start
+   * only once a connection takes the request, so a callback queued behind a hung environment waited for
+   * several of them in turn; they stay as the backstop between chunks of a streamed answer.
+   */
+  startDeadline(ms: number): void {
+    this.deadline = setTimeout(() => {
+      if (this.settled || this.streaming) return;
+      const err = new AnswerDeadlinePassed(
+        `no answer within ${ms} ms (UPSTREAM_TIMEOUT_MS)${this.abort ? "" : "; it was still waiting for one of the environment's UPSTREAM_CONNECTIONS"}`,
+      );
+      if (this.abort) this.abort(err);
+      else {
+        this.expired = err;
+        this.onError(err);
+      }
+    }, ms);
+  }
+
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
+    if (this.expired) abort(this.expired);
   }
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
@@ -197,8 +228,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.chunks.push(chunk);
     this.size += chunk.length;
     if (this.size <= bufferedResponseMax) return true;
-    // Large answer: pass on what we have and stream the rest as it comes.
+    // Large answer: pass on what we have and stream the rest as it comes (the status is out: no 504 any more).
     this.streaming = true;
+    clearTimeout(this.deadline);
     this.res.writeHead(this.status, this.headers);
     this.res.once("close", () => {
       if (!this.res.writableFinished) this.abort?.(new Error("caller went away"));
@@ -225,10 +257,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.res.writeHead(this.status, this.headers);
       this.res.end(body);
     }
+    this.settle();
     this.resolve({ status: this.status });
   }
 
   onError(err: Error): void {
+    // Already answered 504 by the deadline: this is undici dropping the request it then reached.
+    if (this.settled) return;
+    this.settle();
     const message = `${this.env.name} (${this.origin}): ${err.message}`;
     if (!this.streaming) {
       this.reject(new UpstreamError(isTimeout(err) ? 504 : 502, message));
@@ -236,6 +272,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     this.res.destroy(err);
     this.resolve({ status: this.status, error: message });
+  }
+
+  private settle(): void {
+    this.settled = true;
+    clearTimeout(this.deadline);
   }
 }
 
@@ -286,6 +327,7 @@ export function createForwarder(o: {
       const started = performance.now();
       return new Promise<Forwarded>((resolve, reject) => {
         const handler = new ForwardHandler(res, cb.method, requestId, env, target.origin, started, o.onResponseHeaders, resolve, reject);
+        handler.startDeadline(o.timeoutMs);
         target.pool.dispatch(
           {
             method: cb.method as Dispatcher.HttpMethod,
