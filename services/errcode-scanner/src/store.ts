@@ -1,4 +1,4 @@
-import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
+import { type Pool, type Queryable, storableText, withTransaction } from "@opsplane/store";
 import type { Container } from "./scan/archive.js";
 import type { ErrorCodeEntry } from "./scan/engine.js";
 import type { Location } from "./scan/extract.js";
@@ -300,7 +300,8 @@ export function createScanStore(pool: Pool, lease: ScanLease) {
       const held = await tx.query(
         `UPDATE scans SET status = 'failed', error = $2, finished_at = now(), owner = NULL, lease_expires_at = NULL
          WHERE id = $1 AND owner = $3 AND ${unfinished}`,
-        [id, error, lease.owner],
+        // The reason may quote an entry's name or a class's strings.
+        [id, storableText(error), lease.owner],
       );
       if (held.rowCount !== 1) return false;
       for (const table of partialTables) await tx.query(`DELETE FROM ${table} WHERE scan_id = $1`, [id]);

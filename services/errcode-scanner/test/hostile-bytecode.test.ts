@@ -82,6 +82,35 @@ describe("hostile bytecode", () => {
     assert.deepEqual(callers("PNG0002"), new Set(["Failure.ping", "Failure.pong", "Caller.pinged", "Caller.ponged"]));
   });
 
+  test("a string constant that is not modified UTF-8 (a raw NUL, a byte from F0 up, a cut sequence) makes a malformed class, as the JVM has it", async () => {
+    const good = readFileSync(path.join(java.dir, "poison/Caller.class"));
+    // The UTF8 entry "many" (length 4): its bytes tampered with, its length kept.
+    const many = Buffer.from([0, 4, ...Buffer.from("many")]);
+    const at = good.indexOf(many) + 2;
+    assert.ok(at > 2 && good.indexOf(many, at) < 0, 'one "many" in Caller.class');
+    const tampered = (bytes: number[]) => {
+      const b = Buffer.from(good);
+      Buffer.from(bytes).copy(b, at);
+      return b;
+    };
+    const jar = jarOfEntries("utf8.jar", [
+      ...entriesOf(java.dir),
+      { name: "poison/RawNul.class", data: tampered([0x6d, 0x00, 0x6e, 0x79]) },
+      { name: "poison/HighByte.class", data: tampered([0x6d, 0xff, 0x6e, 0x79]) },
+      { name: "poison/Cut.class", data: tampered([0x6d, 0x61, 0x6e, 0xe4]) },
+    ]);
+    const r = await extractBounded(jar, { bases: [BASE] }, {}, bounds);
+    assert.deepEqual(r.problems.map((p) => [p.entry, p.message.replace(/entry \d+/, "entry N")]).sort(), [
+      ["utf8.jar!/poison/Cut.class", "malformed class file (constant pool entry N is not modified UTF-8 (byte 0xe4 at 3))"],
+      ["utf8.jar!/poison/HighByte.class", "malformed class file (constant pool entry N is not modified UTF-8 (byte 0xff at 1))"],
+      ["utf8.jar!/poison/RawNul.class", "malformed class file (constant pool entry N is not modified UTF-8 (byte 0x00 at 1))"],
+    ]);
+    assert.ok(
+      r.errorCodes.some((e) => e.code === "WRP0001"),
+      "the other classes are still scanned",
+    );
+  });
+
   test("a tampered tableswitch range is reported as a malformed class, by entry and reason, and the scan goes on", async () => {
     const good = readFileSync(path.join(java.dir, "poison/Caller.class"));
     // javac compiles name(int) to a tableswitch over 1..3: find its low/high words and tamper with them.

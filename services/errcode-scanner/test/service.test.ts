@@ -263,6 +263,43 @@ describe("errcode-scanner service", () => {
     }
   });
 
+  test("a NUL in a class's strings or in an entry's name is kept as the text \\u0000: the scan succeeds, each site listed where it was found", async () => {
+    const java = compileJava({
+      "nul/Failure.java":
+        "package nul; public class Failure extends RuntimeException { private final String code; public Failure(String code, String message) { super(message); this.code = code; } }",
+      "nul/Gate.java":
+        'package nul; public class Gate { void a() { throw new Failure("NUL0001", "bad\\0message"); } void b() { throw new Failure("NUL\\0002", "Code with a NUL"); } }',
+    });
+    try {
+      // Before: "internal error: unsupported Unicode escape sequence", nothing kept.
+      const entries = entriesOf(java.dir).map((e) => (e.name === "nul/Gate.class" ? { ...e, name: "nul/Ga\0te.class" } : e));
+      const r = await rpc("SubmitScan", {
+        artifactName: "nul-1.0.jar",
+        content: writeZip(entries).toString("base64"),
+        settings: { bases: ["nul.Failure"] },
+      });
+      const done = await finished(r.body.scan?.id as string);
+      const scan = done.scan as Record<string, unknown>;
+      assert.equal(scan.status, "succeeded", String(scan.error));
+      const codes = done.errorCodes as Array<{ code: string; message: string; locations: Array<{ artifact: string }> }>;
+      assert.deepEqual(
+        codes.map((c) => [c.code, c.message, c.locations[0]!.artifact]),
+        [["NUL0001", "bad\\u0000message", "nul-1.0.jar!/nul/Ga\\u0000te.class"]],
+      );
+      // Not shaped like a code, so not taken for one: listed as a site whose code is not known, with the text it had.
+      assert.deepEqual(
+        (done.dynamicSites as Array<{ reason: string; message: string; location: { method: string } }>).map((x) => [
+          x.reason,
+          x.message,
+          x.location.method,
+        ]),
+        [["no code argument", "NUL\\u00002", "b()V"]],
+      );
+    } finally {
+      java.cleanup();
+    }
+  });
+
   test("bad requests are refused with a reason; viewers cannot submit", async () => {
     const outside = await rpc("SubmitScan", { url: "https://example.org/app.jar" });
     assert.equal(outside.status, 400);

@@ -3,6 +3,7 @@ import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { crc32, inflateRawSync } from "node:zlib";
+import { storableText } from "@opsplane/store/storable";
 import yauzl from "yauzl";
 import { type ByteRange, openZipFile } from "./block-reader.js";
 import { ArtifactError, type ScanLimits } from "./limits.js";
@@ -129,10 +130,12 @@ class Walker {
       refuseOverlaps(entries, name);
       let inflatedHere = 0;
       for (const entry of entries) {
-        const where = `${name}!/${entry.fileName}`;
-        if (entry.fileName.endsWith("/")) continue;
-        const isClass = entry.fileName.endsWith(".class") && !entry.fileName.endsWith("module-info.class");
-        const isNested = nestedArchive.test(entry.fileName);
+        // A zip's names are whatever bytes it holds: a NUL in one failed the scan when its rows were stored.
+        const entryName = storableText(entry.fileName);
+        const where = `${name}!/${entryName}`;
+        if (entryName.endsWith("/")) continue;
+        const isClass = entryName.endsWith(".class") && !entryName.endsWith("module-info.class");
+        const isNested = nestedArchive.test(entryName);
         if (!isClass && !isNested) continue;
         this.checkRatio(entry, where);
         if (isNested && depth + 1 > this.limits.maxNestingDepth)
@@ -149,7 +152,7 @@ class Walker {
             `zip bomb: ${size} bytes inflate to more than ${inflatedHere} (ratio over ${this.limits.maxCompressionRatio})`,
             name,
           );
-        if (isClass) await this.emitClass(container, entry.fileName, where, data);
+        if (isClass) await this.emitClass(container, entryName, where, data);
         else {
           const inner = await yauzl.fromBufferPromise(data, zipOptions).catch((err: Error) => {
             throw new ArtifactError(`nested archive is not a readable zip (${err.message})`, where);

@@ -1,3 +1,5 @@
+// The text functions alone: the extraction worker does not load the PostgreSQL client.
+import { storableText } from "@opsplane/store/storable";
 import type { Val } from "./values.js";
 import { UNKNOWN } from "./values.js";
 
@@ -88,6 +90,13 @@ export class ConstantPool {
       }
       at += 1 + size;
       if (at > data.length) throw new ClassFormatError(`truncated in constant pool entry ${i}`);
+      if (tag === CP.UTF8) {
+        const bad = illegalModifiedUtf8(data, offsets[i] + 2, at);
+        if (bad !== undefined)
+          throw new ClassFormatError(
+            `constant pool entry ${i} is not modified UTF-8 (byte 0x${hex(data[bad]!)} at ${bad - offsets[i] - 2})`,
+          );
+      }
       // Longs and doubles take two entries.
       if (tag === CP.LONG || tag === CP.DOUBLE) i++;
     }
@@ -207,8 +216,32 @@ export class ConstantPool {
   }
 }
 
-/** The JVM's "modified UTF-8": NUL as C0 80, supplementary characters as surrogate pairs. */
-export function decodeModifiedUtf8(bytes: Buffer, start: number, end: number): string {
+const hex = (b: number) => b.toString(16).padStart(2, "0");
+const continues = (b: number | undefined) => b !== undefined && (b & 0xc0) === 0x80;
+
+/**
+ * Where bytes `start`..`end` stop being modified UTF-8 (JVMS 4.4.7: no byte 0, none from F0 up,
+ * every lead byte followed by its continuation bytes), or undefined when they do not. The JVM refuses
+ * such a class; read as it came, a raw NUL or a cut sequence became text that was never in the class.
+ */
+function illegalModifiedUtf8(bytes: Buffer, start: number, end: number): number | undefined {
+  for (let i = start; i < end; ) {
+    const a = bytes[i]!;
+    if (a !== 0 && a < 0x80) i++;
+    else if ((a & 0xe0) === 0xc0 && i + 1 < end && continues(bytes[i + 1])) i += 2;
+    else if ((a & 0xf0) === 0xe0 && i + 2 < end && continues(bytes[i + 1]) && continues(bytes[i + 2])) i += 3;
+    else return i;
+  }
+  return undefined;
+}
+
+/**
+ * The JVM's "modified UTF-8" (checked when the pool was read): NUL as C0 80, supplementary characters
+ * as surrogate pairs. Made storable as the rest of the platform's text is (a NUL as the text \u0000, a
+ * lone surrogate as U+FFFD): PostgreSQL takes neither, and one such string failed the whole scan.
+ * ASCII cannot hold either, so only other strings pay for it.
+ */
+function decodeModifiedUtf8(bytes: Buffer, start: number, end: number): string {
   let ascii = true;
   for (let i = start; i < end; i++)
     if (bytes[i] >= 0x80) {
@@ -227,5 +260,5 @@ export function decodeModifiedUtf8(bytes: Buffer, start: number, end: number): s
       out += String.fromCharCode(((a & 0x0f) << 12) | ((b & 0x3f) << 6) | (c & 0x3f));
     }
   }
-  return out;
+  return storableText(out);
 }
