@@ -135,6 +135,22 @@ describe("errcode-scan CLI", () => {
     }
   });
 
+  test("exit 3 when no base is found in the artifact (a misspelt name): before, exit 0 with nothing checked", () => {
+    const r = run(jar, "--base", "com.bank.core.BizExcepton");
+    assert.deepEqual(
+      [r.status, r.stderr],
+      [
+        3,
+        "errcode-scan: not checked: no error code was found under base com.bank.core.BizExcepton, and no class in the artifact extends it: check the base's name\n",
+      ],
+    );
+    const two = run(jar, "--base", "com.bank.core.BizExcepton", "--base", "com.bank.core.Nope");
+    assert.equal(two.status, 3);
+    assert.match(two.stderr, /under any of the bases com\.bank\.core\.BizExcepton, com\.bank\.core\.Nope, and no class/);
+    // One base found is enough: a list shared by several systems names bases one artifact does not use.
+    assert.equal(run(jar, "--base", "com.bank.core.PaymentException", "--base", "com.bank.core.Nope").status, 0);
+  });
+
   test("an overlapping-entry zip bomb is refused with one line and exit 2, not a line per entry", () => {
     const bomb = path.join(fx.root, "bomb.jar");
     const kernel = Buffer.alloc(60 * 1024);

@@ -97,6 +97,15 @@ function notChecked(x: ExtractionResult): string[] {
         ? `none of the ${x.problems.length} class files could be read (all malformed or unsupported)`
         : "the artifact holds no class files",
     ];
+  // No base found anywhere (a misspelt name, a jar of another system): a gate would pass on nothing.
+  if (x.coverage.every((b) => b.subclasses === 0 && b.errorCodes === 0 && b.dynamicSites === 0)) {
+    const names = x.coverage.map((b) => b.base).join(", ");
+    return [
+      x.coverage.length === 1
+        ? `no error code was found under base ${names}, and no class in the artifact extends it: check the base's name`
+        : `no error code was found under any of the bases ${names}, and no class in the artifact extends them: check their names`,
+    ];
+  }
   return x.coverage
     .filter((b) => b.subclasses > 0 && b.errorCodes === 0)
     .map(
