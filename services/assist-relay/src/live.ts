@@ -175,6 +175,21 @@ export function installLiveSockets(deps: LiveDeps): void {
       const pageStream = deps.sanitiser.rrwebStream();
       let pendingRequestFrom: string | undefined;
       let grantedTo: string | undefined;
+      // A page drops control when its socket closes, so a grant still open here was made on a socket whose
+      // close was never handled (its relay died): it ends now, and its developer stops sending control.
+      const staleGrantEnded = store
+        .revokeControl(sessionId, "page-reconnected")
+        .then(async (developer) => {
+          if (developer)
+            await toDeveloper(sessionId, {
+              t: "control-state",
+              granted: false,
+              developer,
+              by: "relay",
+              reason: "the operator's page reconnected; ask for control again",
+            });
+        })
+        .catch(failed);
       metrics.sockets.inc({ side: "widget" });
       idle.heard(sessionId);
       const joined = hub.join(sessionId, "widget", (raw) => {
@@ -245,8 +260,8 @@ export function installLiveSockets(deps: LiveDeps): void {
                 return;
               }
               grantedTo = developer;
-              store
-                .grantControl(sessionId, developer)
+              staleGrantEnded
+                .then(() => store.grantControl(sessionId, developer))
                 .then(() => toDeveloper(sessionId, { t: "control-state", granted: true, developer, by: "operator" }))
                 .catch(failed);
               return;

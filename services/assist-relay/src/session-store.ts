@@ -343,8 +343,11 @@ export class SessionStore {
     });
   }
 
-  /** Ends any open grant; true when there was one. */
-  async revokeControl(sessionId: string, by: "operator" | "developer" | "developer-left" | "session-ended"): Promise<boolean> {
+  /** Ends any open grant; the developer who held it, or undefined when there was none. */
+  async revokeControl(
+    sessionId: string,
+    by: "operator" | "developer" | "developer-left" | "session-ended" | "page-reconnected",
+  ): Promise<string | undefined> {
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<{ developer: string }>(
         "UPDATE control_grants SET revoked_at = now(), revoked_by = $2 WHERE session_id = $1 AND revoked_at IS NULL RETURNING developer",
@@ -357,7 +360,7 @@ export class SessionStore {
           target: `session/${sessionId}`,
           after: { developer: rows[0].developer, by },
         });
-      return rows.length > 0;
+      return rows[0]?.developer;
     });
   }
 

@@ -1,5 +1,7 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
 import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
-import { createTestDatabase, eventually, testRedis } from "@opsplane/testing";
+import { createTestDatabase, eventually, freePort, testRedis } from "@opsplane/testing";
 import WebSocket from "ws";
 import type { AssistEnv } from "../src/config.js";
 import { definition } from "../src/service.js";
@@ -38,6 +40,7 @@ export async function startRelays(
     ...opts.env,
   };
   const relays: Array<RunningService<AssistEnv>> = [];
+  const spawned: ChildProcess[] = [];
   for (let i = 0; i < count; i++) relays.push(await startService(definition, env));
   return {
     relays,
@@ -48,7 +51,18 @@ export async function startRelays(
       await relays[i]!.close();
       relays[i] = await startService(definition, { ...env, PORT: port });
     },
+    /** One more replica as a process of its own, to be killed as a crash kills it (no close handler runs). */
+    async spawn(): Promise<{ url: string; process: ChildProcess }> {
+      const port = await freePort();
+      const main = path.join(__dirname, "..", "dist", "main.js");
+      const child = spawn(process.execPath, [main], { env: { PATH: process.env.PATH, ...env, PORT: String(port) }, stdio: "ignore" });
+      spawned.push(child);
+      const url = `http://127.0.0.1:${port}`;
+      await eventually("the spawned relay ready", async () => (await fetch(`${url}/readyz`).catch(() => undefined))?.ok, 30_000, 100);
+      return { url, process: child };
+    },
     async close() {
+      for (const child of spawned) child.kill("SIGKILL");
       for (const r of relays) await r.close();
       await db.drop();
     },

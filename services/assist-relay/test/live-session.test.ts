@@ -188,6 +188,50 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
     widget.close();
   });
 
+  test("a relay killed while control is granted: once the page reconnects elsewhere, the grant is recorded as ended and its developer must ask again", async () => {
+    const c = await env.spawn();
+    const { key, sessionId, widgetToken, widget } = await openWidget(c.url);
+    const developer = await connectDeveloper(b, key);
+    await widget.next("developer-joined", (m) => m.t === "developer-joined");
+    developer.send({ t: "control-request" });
+    await widget.next("the operator is asked", (m) => m.t === "control-request");
+    widget.send({ t: "control-response", granted: true });
+    await developer.next("grant", (m) => m.t === "control-state" && m.granted === true);
+
+    // No close handler runs: the grant row stays open and replica b still lets the developer send control.
+    c.process.kill("SIGKILL");
+    await eventually("the page's socket cut", () => widget.closed);
+    // The page reconnects, on another replica, once the dead one's lease on the session has run out.
+    const page = await eventually(
+      "the page connected again",
+      async () => {
+        const socket = await widgetSocket(a, sessionId, widgetToken);
+        await eventually("refused, or kept", () => socket.closed || socket.inbox.some((m) => m.t === "developer-joined"));
+        return socket.closed ? undefined : socket;
+      },
+      20_000,
+      200,
+    );
+    const ended = await developer.next("control taken back", (m) => m.t === "control-state" && m.granted === false);
+    assert.deepEqual(ended, {
+      t: "control-state",
+      granted: false,
+      developer: "key:dev",
+      by: "relay",
+      reason: "the operator's page reconnected; ask for control again",
+    });
+    developer.send({ t: "control", action: { kind: "click", id: 1 } });
+    await developer.next("control refused by the relay", (m) => m.t === "control-refused" && /not been granted/.test(String(m.reason)));
+    const trail = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
+    assert.deepEqual(
+      (trail.body.controlGrants as Array<{ developer: string; revokedBy: string | null }>).map((g) => [g.developer, g.revokedBy]),
+      [["key:dev", "page-reconnected"]],
+    );
+    assert.ok(!page.inbox.some((m) => m.t === "control"), "no control reached the reconnected page");
+    developer.close();
+    page.close();
+  });
+
   test("a session token read from a log cannot open a second widget socket: no fake page reaches the developer, no control grant is recorded", async () => {
     const { key, sessionId, widgetToken, widget } = await openWidget(a);
     const developer = await connectDeveloper(b, key);
