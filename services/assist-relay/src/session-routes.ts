@@ -212,7 +212,12 @@ export function installSessionRoutes(deps: SessionRouteDeps): void {
       },
     },
     async (req) => {
-      await store.get(req.params.id);
+      const session = await store.get(req.params.id);
+      // While it runs, the recording is the live view a few hundred milliseconds late: only for those the operator let
+      // watch (they entered the key). Once it has ended, any viewer may replay it.
+      const principal = req.principal as Principal;
+      if (session.status !== "ended" && (principal.kind !== "key" || !(await store.joined(session.id, `key:${principal.id}`))))
+        throw forbidden("this session is still running: until it ends, its recording is only for the developers who entered its key");
       await recorder.flush();
       const events = await recorder.read(req.params.id, req.query.after, req.query.limit);
       return { events, next: events.length === req.query.limit ? events[events.length - 1]!.id : null };

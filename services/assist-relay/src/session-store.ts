@@ -208,11 +208,7 @@ export class SessionStore {
     const actor = `key:${developer.id}`;
     const session = await this.get(sessionId);
     if (session.status === "ended") throw conflict("the session has ended");
-    const { rowCount } = await this.pool.query("SELECT 1 FROM session_developers WHERE session_id = $1 AND developer = $2", [
-      sessionId,
-      actor,
-    ]);
-    if (rowCount !== 1) throw forbidden("you have not joined this session; enter the operator's key to connect");
+    if (!(await this.joined(sessionId, actor))) throw forbidden("you have not joined this session; enter the operator's key to connect");
     const t = newToken();
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<{ expires_at: Date }>(
@@ -230,6 +226,15 @@ export class SessionStore {
       });
       return { ticket: t.token, expiresAt, developer: actor };
     });
+  }
+
+  /** Whether `developer` (`key:<id>`) has entered the session's key: the operator let them watch. */
+  async joined(sessionId: string, developer: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query("SELECT 1 FROM session_developers WHERE session_id = $1 AND developer = $2", [
+      sessionId,
+      developer,
+    ]);
+    return rowCount === 1;
   }
 
   /** Uses up a ticket; undefined when unknown, used or expired. */

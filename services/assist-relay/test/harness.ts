@@ -118,15 +118,20 @@ export class Client {
   }
 }
 
-/** Opens a session as the widget would and connects its socket. */
-export async function openWidget(base: string) {
+/**
+ * Opens a session as the widget would and connects its socket; with `join`, the default developer
+ * enters its key too (and may then read its recording while it runs).
+ */
+export async function openWidget(base: string, opts: { join?: boolean } = {}) {
   const opened = await call(base, "POST", "/assist/sessions", {
     body: { pageUrl: `${operatorOrigin}/orders` },
     headers: { origin: operatorOrigin },
   });
   if (opened.status !== 201) throw new Error(`session not opened: ${opened.status} ${opened.body.message}`);
   const { sessionId, widgetToken, key } = opened.body as { sessionId: string; widgetToken: string; key: string };
-  return { sessionId, widgetToken, key, widget: await widgetSocket(base, sessionId, widgetToken) };
+  const widget = await widgetSocket(base, sessionId, widgetToken);
+  if (opts.join) await join(base, key);
+  return { sessionId, widgetToken, key, widget };
 }
 
 /** Opens a widget socket for a session as the page does: a single-use ticket bought with the session token, then the socket. */
@@ -144,9 +149,14 @@ export async function widgetSocket(
   return Client.open(`${base.replace("http", "ws")}/assist/ws/widget?ticket=${ticket.body.ticket}`, origin, { autoPong: opts.autoPong });
 }
 
-/** Redeems the key as a developer and connects the developer socket. */
-export async function connectDeveloper(base: string, key: string, apiKey = developerKey) {
+/** Redeems the key as a developer: they have joined the session; returns the ticket for its developer socket. */
+async function join(base: string, key: string, apiKey = developerKey): Promise<string> {
   const connected = await call(base, "POST", "/assist/connect", { body: { key }, headers: asDeveloper(apiKey) });
   if (connected.status !== 200) throw new Error(`not connected: ${connected.status} ${connected.body.message}`);
-  return Client.open(`${base.replace("http", "ws")}/assist/ws/developer?ticket=${connected.body.ticket}`);
+  return String(connected.body.ticket);
+}
+
+/** Redeems the key as a developer and connects the developer socket. */
+export async function connectDeveloper(base: string, key: string, apiKey = developerKey) {
+  return Client.open(`${base.replace("http", "ws")}/assist/ws/developer?ticket=${await join(base, key, apiKey)}`);
 }

@@ -144,9 +144,24 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
       (recording.body.events as Array<{ kind: string }>).map((e) => e.kind),
       ["rrweb", "console", "network"],
     );
+    // Another viewer, without the key, reads neither the live view nor, while the session runs, its recording.
+    const unjoined = await call(a, "GET", `/assist/sessions/${sessionId}/recording`, { headers: asDeveloper(otherDeveloperKey) });
+    assert.deepEqual(
+      [unjoined.status, unjoined.body.message],
+      [403, "this session is still running: until it ends, its recording is only for the developers who entered its key"],
+    );
     const trail = await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() });
     assert.equal((trail.body.watches as unknown[]).length, 2);
     rejoined.close();
+    widget.send({ t: "end" });
+    await eventually(
+      "the session ended",
+      async () => (await call(a, "GET", `/assist/sessions/${sessionId}`, { headers: asDeveloper() })).body.status === "ended",
+    );
+    // Ended, it is for review: any viewer replays it.
+    const replayed = await call(a, "GET", `/assist/sessions/${sessionId}/recording`, { headers: asDeveloper(otherDeveloperKey) });
+    assert.equal(replayed.status, 200);
+    assert.equal((replayed.body.events as unknown[]).length, 3);
     widget.close();
   });
 

@@ -31,8 +31,8 @@ describe("recording: a frame PostgreSQL cannot store as sent never costs another
     });
 
   test("a NUL or a lone surrogate in one session's frame is recorded escaped, and the other session's frames beside it are recorded", async () => {
-    const first = await openWidget(relay);
-    const second = await openWidget(relay);
+    const first = await openWidget(relay, { join: true });
+    const second = await openWidget(relay, { join: true });
     second.widget.send(line("second, before", 1));
     first.widget.send(line("card\u0000number", 2));
     first.widget.send(line("half \ud800 pair", 3));
@@ -52,7 +52,7 @@ describe("recording: a frame PostgreSQL cannot store as sent never costs another
   });
 
   test("a number past JSON's range from the page is passed on and recorded re-encoded (null), as the relay validated it", async () => {
-    const { sessionId, widget } = await openWidget(relay);
+    const { sessionId, widget } = await openWidget(relay, { join: true });
     // Valid JSON and protocol; read as Infinity, which JSON writes as null. Before the relay re-encoded what it
     // validated, PostgreSQL refused the frame as written (numeric out of range) and it was dropped.
     widget.send('{"t":"rrweb","events":[{"type":3,"timestamp":2,"data":{"x":1e1000000}}]}');
@@ -64,8 +64,8 @@ describe("recording: a frame PostgreSQL cannot store as sent never costs another
   });
 
   test("a frame PostgreSQL still refuses is dropped alone and counted; the frames around it, from both sessions, are recorded", async () => {
-    const first = await openWidget(relay);
-    const second = await openWidget(relay);
+    const first = await openWidget(relay, { join: true });
+    const second = await openWidget(relay, { join: true });
     first.widget.close();
     second.widget.close();
     const drops: Array<{ reason: string; count: number }> = [];
@@ -97,7 +97,7 @@ describe("recording: a frame PostgreSQL cannot store as sent never costs another
   });
 
   test("events added while PostgreSQL is down are kept and written once it is back, with one warning", async () => {
-    const { sessionId, widget } = await openWidget(relay);
+    const { sessionId, widget } = await openWidget(relay, { join: true });
     widget.close();
     const lines: Array<{ level: string; msg: string }> = [];
     const log =

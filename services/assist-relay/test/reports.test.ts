@@ -144,7 +144,7 @@ describe("problem reports and retention on a single relay without Redis", () => 
   });
 
   test("recordings older than the retention are swept", async () => {
-    const { sessionId, widget } = await openWidget(base);
+    const { sessionId, widget } = await openWidget(base, { join: true });
     widget.send({ t: "console", entries: [{ level: "log", text: "old line", at: 1 }] });
     const read = () => call(base, "GET", `/assist/sessions/${sessionId}/recording`, { headers: asDeveloper() });
     await eventually("the recorded line", async () => ((await read()).body.events as unknown[]).length === 1);
