@@ -28,11 +28,29 @@ interface Claimed {
  * Due deliveries, claimed for this replica: `FOR UPDATE SKIP LOCKED` lets replicas claiming at the
  * same moment take different rows, and moving `next_attempt_at` past the lease keeps the row from
  * every other claim until this replica records the outcome (or dies and the lease runs out).
+ * Each environment gets at most `$4` in flight across the replicas (a soft cap: replicas claiming at
+ * the same instant may pass it), its oldest first: ordered by due time alone, an environment that never
+ * answers filled every slot with its backlog while the others' deliveries waited out its timeouts.
  */
-const claimSql = `WITH due AS (
-    SELECT id, leased_by, leased_at FROM async_deliveries
-    WHERE state = 'pending' AND next_attempt_at <= now()
-    ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED
+const claimSql = `WITH RECURSIVE pending_envs(env) AS (
+    (SELECT env FROM async_deliveries WHERE state = 'pending' ORDER BY env LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.env FROM async_deliveries d WHERE d.state = 'pending' AND d.env > e.env ORDER BY d.env LIMIT 1)
+    FROM pending_envs e WHERE e.env IS NOT NULL
+  ), picked AS (
+    SELECT p.id, p.next_attempt_at FROM pending_envs e
+    CROSS JOIN LATERAL (
+      SELECT d.id, d.next_attempt_at FROM async_deliveries d
+      WHERE d.env = e.env AND d.state = 'pending' AND d.next_attempt_at <= now()
+      ORDER BY d.next_attempt_at
+      LIMIT greatest(0, $4 - (SELECT count(*) FROM async_deliveries b
+        WHERE b.env = e.env AND b.state = 'pending' AND b.leased_by IS NOT NULL AND b.next_attempt_at > now()))
+    ) p
+    WHERE e.env IS NOT NULL
+  ), due AS (
+    SELECT d.id, d.leased_by, d.leased_at FROM async_deliveries d JOIN picked p ON p.id = d.id
+    WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+    ORDER BY p.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED
   )
   UPDATE async_deliveries d SET attempts = d.attempts + 1, leased_by = $1, leased_at = now(), next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
   FROM due WHERE d.id = due.id
@@ -88,6 +106,8 @@ export function createAsyncDeliveryWorker(o: {
   log: Logger;
   metrics: AsyncDeliveryMetrics;
   concurrency: number;
+  /** Deliveries of one environment in flight at once, across the replicas. */
+  perEnvironment: number;
   pollMs: number;
   leaseMs: number;
   /** How long close() lets attempts in flight finish before abandoning them. */
@@ -211,7 +231,7 @@ export function createAsyncDeliveryWorker(o: {
     if (room <= 0) return;
     claiming = (async () => {
       try {
-        const { rows } = await o.pool.query<Claimed>(claimSql, [replica, o.leaseMs, room]);
+        const { rows } = await o.pool.query<Claimed>(claimSql, [replica, o.leaseMs, room, o.perEnvironment]);
         if (failing) o.log.info("asynchronous deliveries claimed again");
         failing = false;
         for (const c of rows) start(c);

@@ -94,6 +94,11 @@ export const dispatcherEnv = {
   HOLD_MAX_CALLBACKS: z.coerce.number().int().min(0).default(1_000),
   /** Asynchronous environments: deliveries in flight at once on each replica. */
   ASYNC_DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  /**
+   * Deliveries of one environment in flight at once, across the replicas (default: half of
+   * ASYNC_DELIVERY_CONCURRENCY, rounded up), so one that never answers leaves room for the others.
+   */
+  ASYNC_DELIVERY_PER_ENVIRONMENT: z.coerce.number().int().min(1).max(256).optional(),
   /** How often each replica looks for due deliveries (a callback queued on this replica is claimed at once). */
   ASYNC_DELIVERY_POLL_MS: z.coerce.number().int().min(20).max(60_000).default(1_000),
   /**

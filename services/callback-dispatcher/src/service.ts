@@ -134,6 +134,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       log: ctx.log,
       metrics: asyncMetrics,
       concurrency: config.ASYNC_DELIVERY_CONCURRENCY,
+      perEnvironment: config.ASYNC_DELIVERY_PER_ENVIRONMENT ?? Math.ceil(config.ASYNC_DELIVERY_CONCURRENCY / 2),
       pollMs: config.ASYNC_DELIVERY_POLL_MS,
       leaseMs: config.ASYNC_DELIVERY_LEASE_MS,
       closeTimeoutMs: config.SHUTDOWN_TIMEOUT_MS / 2,

@@ -533,6 +533,49 @@ describe("asynchronous delivery: a database that stops answering", () => {
   });
 });
 
+describe("asynchronous delivery: an environment that never answers", () => {
+  const timeoutMs = 2_000;
+  let d: Dispatcher;
+  let prod: Awaited<ReturnType<typeof startSignedStub>>;
+  let sit: Awaited<ReturnType<typeof startSignedStub>>;
+  let hung: Awaited<ReturnType<typeof startSignedStub>>;
+
+  before(async () => {
+    prod = await startSignedStub("prod", secret);
+    sit = await startSignedStub("sit", secret);
+    hung = await startSignedStub("hung", secret, { hang: true });
+    // Four slots, so at most two for one environment.
+    d = await startDispatcher({ ASYNC_DELIVERY_POLL_MS: "50", ASYNC_DELIVERY_CONCURRENCY: "4", UPSTREAM_TIMEOUT_MS: String(timeoutMs) });
+    await setUp(d, prod.url);
+    for (const [name, url] of [
+      ["hung", hung.url],
+      ["sit", sit.url],
+    ])
+      assert.equal(
+        (await d.api("PUT", `${base}/environments/${name}`, { baseUrl: url, asyncDelivery: { answer: alipayAnswer } })).status,
+        200,
+      );
+    await register(d, "hung", ...Array.from({ length: 12 }, (_, i) => `HUNG-${i}`));
+    await register(d, "sit", "SIT-A", "SIT-B", "SIT-C");
+  });
+  after(async () => {
+    await d?.close();
+    await Promise.all([prod?.close(), sit?.close(), hung?.close()]);
+  });
+
+  test("its backlog takes at most its share of the slots: another environment's deliveries go out at once", async () => {
+    for (let i = 0; i < 12; i++) assert.equal((await notify(d.url, `HUNG-${i}`)).status, 200);
+    const queued = performance.now();
+    for (const id of ["SIT-A", "SIT-B", "SIT-C"]) assert.equal((await notify(d.url, id)).status, 200);
+    await eventually("sit's three deliveries", () => sit.received.length === 3, 15_000);
+    const tookMs = performance.now() - queued;
+    // Before, the backlog's twelve took every slot, each held for the upstream timeout: sit waited three of them.
+    assert.ok(tookMs < timeoutMs, `sit's deliveries went out ${Math.round(tookMs)} ms after they were queued`);
+    const { body } = await d.api("GET", `${base}/deliveries?env=hung&state=pending`, undefined, viewerKey);
+    assert.equal((body.deliveries as unknown[]).length, 12, "the hung environment's deliveries are still owed");
+  });
+});
+
 describe("asynchronous delivery: two replicas on one database", () => {
   let a: Dispatcher;
   let b: Dispatcher;

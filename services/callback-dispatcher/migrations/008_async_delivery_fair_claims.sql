@@ -1,0 +1,6 @@
+-- Claims take due deliveries environment by environment, so one environment that never answers cannot
+-- hold every slot while the others' deliveries wait: the environments with something pending are found
+-- by skipping through this index (one seek each), and each one's oldest due deliveries are read from it.
+CREATE INDEX async_deliveries_env_due ON async_deliveries (env, next_attempt_at) WHERE state = 'pending';
+-- The deliveries in flight (leased), counted per environment against its share of the slots.
+CREATE INDEX async_deliveries_env_leased ON async_deliveries (env) WHERE state = 'pending' AND leased_by IS NOT NULL;
