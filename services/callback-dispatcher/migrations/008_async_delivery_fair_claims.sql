@@ -4,3 +4,6 @@
 CREATE INDEX async_deliveries_env_due ON async_deliveries (env, next_attempt_at) WHERE state = 'pending';
 -- The deliveries in flight (leased), counted per environment against its share of the slots.
 CREATE INDEX async_deliveries_env_leased ON async_deliveries (env) WHERE state = 'pending' AND leased_by IS NOT NULL;
+-- Claims no longer read due deliveries across environments in one order; left, this index drew the
+-- planner into scanning a whole backlog for another environment's few rows.
+DROP INDEX async_deliveries_due;

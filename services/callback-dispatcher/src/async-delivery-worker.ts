@@ -38,19 +38,19 @@ const claimSql = `WITH RECURSIVE pending_envs(env) AS (
     SELECT (SELECT d.env FROM async_deliveries d WHERE d.state = 'pending' AND d.env > e.env ORDER BY d.env LIMIT 1)
     FROM pending_envs e WHERE e.env IS NOT NULL
   ), picked AS (
-    SELECT p.id, p.next_attempt_at FROM pending_envs e
+    SELECT p.*, busy.n + row_number() OVER (PARTITION BY e.env ORDER BY p.next_attempt_at) AS nth
+    FROM pending_envs e
+    CROSS JOIN LATERAL (SELECT count(*) AS n FROM async_deliveries b
+      WHERE b.env = e.env AND b.state = 'pending' AND b.leased_by IS NOT NULL AND b.next_attempt_at > now()) busy
+    -- A constant LIMIT: one computed from the count left the planner costing the whole backlog (and compiling the query).
     CROSS JOIN LATERAL (
-      SELECT d.id, d.next_attempt_at FROM async_deliveries d
+      SELECT d.id, d.leased_by, d.leased_at, d.next_attempt_at FROM async_deliveries d
       WHERE d.env = e.env AND d.state = 'pending' AND d.next_attempt_at <= now()
-      ORDER BY d.next_attempt_at
-      LIMIT greatest(0, $4 - (SELECT count(*) FROM async_deliveries b
-        WHERE b.env = e.env AND b.state = 'pending' AND b.leased_by IS NOT NULL AND b.next_attempt_at > now()))
+      ORDER BY d.next_attempt_at LIMIT $4 FOR UPDATE OF d SKIP LOCKED
     ) p
     WHERE e.env IS NOT NULL
   ), due AS (
-    SELECT d.id, d.leased_by, d.leased_at FROM async_deliveries d JOIN picked p ON p.id = d.id
-    WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-    ORDER BY p.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED
+    SELECT id, leased_by, leased_at FROM picked WHERE nth <= $4 ORDER BY next_attempt_at LIMIT $3
   )
   UPDATE async_deliveries d SET attempts = d.attempts + 1, leased_by = $1, leased_at = now(), next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
   FROM due WHERE d.id = due.id
