@@ -163,3 +163,10 @@ test("a card number with characters that show as nothing between its digits (NUL
     assert.ok(!masked(`6222${sep}0777${sep}8018${sep}9012`).replaceAll(sep, "").includes("62220777"), JSON.stringify(sep));
   assert.equal(masked("62220777\u000080189012"), "********\u0000****9012");
 });
+
+test("a mobile number with characters that show as nothing between its digits keeps only its first three and last four", () => {
+  for (const sep of ["\0", "\u200b", "\u00ad", "\ufeff"]) {
+    assert.equal(masked(`call 138${sep}1234${sep}5678`), `call 138${sep}****${sep}5678`, JSON.stringify(sep));
+    assert.equal(masked(`call ${[..."13812345678"].join(sep)}`).replaceAll(sep, ""), "call 138****5678", JSON.stringify(sep));
+  }
+});
