@@ -95,13 +95,14 @@ const keepLast4 = (s: string) => {
     .join("");
 };
 
-// Numbers are found with digits on neither side, so "acct6222…" is caught and a longer digit run is not cut into a card.
-const residentIdPattern = /(?<!\d)\d{17}[\dXx](?![\dA-Za-z])/g;
 /**
  * Characters that show as nothing (NUL, soft hyphen, zero-width ones): between a number's digits they would hide it
  * from the rules while the developer reads it unbroken, so they may sit between any two.
  */
 const invisible = String.raw`\0\u00ad\u200b-\u200d\u2060\ufeff`;
+// Numbers are found with digits on neither side, so "acct6222…" is caught and a longer digit run is not cut into a card.
+const residentIdPattern = new RegExp(String.raw`(?<!\d)\d(?:[${invisible}]?\d){16}[${invisible}]?[\dXx](?![\dA-Za-z])`, "g");
+const invisibleChars = new RegExp(`[${invisible}]`, "g");
 // Between digits: a space, a dash or an invisible character.
 const cardPattern = new RegExp(String.raw`(?<!\d)\d(?:[ \-${invisible}]?\d){12,18}(?!\d)`, "g");
 const cardSeparators = new RegExp(String.raw`[ \-${invisible}]`, "g");
@@ -182,7 +183,7 @@ const maskMobile = (m: string) => {
 };
 
 function maskNumbersFolded(t: Folded): Folded {
-  let out = replaceFolded(t, residentIdPattern, ([id]) => (isResidentId(id!) ? keepLast4(id!) : id!));
+  let out = replaceFolded(t, residentIdPattern, ([id]) => (isResidentId(id!.replace(invisibleChars, "")) ? keepLast4(id!) : id!));
   out = replaceFolded(out, cardPattern, ([run]) => (isCardNumber(run!.replace(cardSeparators, "")) ? keepLast4(run!) : run!));
   out = replaceFolded(out, mobilePattern, ([m]) => maskMobile(m!));
   return replaceFolded(out, emailPattern, ([e]) => {

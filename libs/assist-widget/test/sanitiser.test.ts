@@ -164,6 +164,11 @@ test("a card number with characters that show as nothing between its digits (NUL
   assert.equal(masked("62220777\u000080189012"), "********\u0000****9012");
 });
 
+test("a resident ID number with characters that show as nothing between its characters keeps only its last four", () => {
+  for (const sep of ["\0", "\u200b", "\u00ad", "\ufeff"])
+    assert.equal(masked(`ID ${[..."11010519491231002X"].join(sep)}`).replaceAll(sep, ""), "ID **************002X", JSON.stringify(sep));
+});
+
 test("a mobile number with characters that show as nothing between its digits keeps only its first three and last four", () => {
   for (const sep of ["\0", "\u200b", "\u00ad", "\ufeff"]) {
     assert.equal(masked(`call 138${sep}1234${sep}5678`), `call 138${sep}****${sep}5678`, JSON.stringify(sep));
