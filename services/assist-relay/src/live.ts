@@ -199,6 +199,9 @@ export function installLiveSockets(deps: LiveDeps): void {
           socket.close(1000, "session ended");
           return;
         }
+        // Control reaches the page only while this page socket has granted it: the developer's replica may not know
+        // yet that control ended (taken back, or a grant made on a socket that died is being ended as this one joins).
+        if (raw.startsWith('{"t":"control",') && !grantedTo) return;
         // The relay remembers what the operator is asked, so a consent can only answer a real request.
         if (raw.startsWith('{"t":"control-request"')) {
           const from = (JSON.parse(raw) as { developer: string }).developer;

@@ -216,6 +216,12 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
     // No close handler runs: the grant row stays open and replica b still lets the developer send control.
     c.process.kill("SIGKILL");
     await eventually("the page's socket cut", () => widget.closed);
+    // The developer keeps clicking, as a console would, while the page reconnects and the grant is ended.
+    const clicking = setInterval(() => {
+      if (developer.ws.readyState === developer.ws.OPEN) developer.send({ t: "control", action: { kind: "click", id: 1 } });
+    }, 10);
+    // Left running by a failed assertion, it would hold the test process open.
+    clicking.unref();
     // The page reconnects, on another replica, once the dead one's lease on the session has run out.
     const page = await eventually(
       "the page connected again",
@@ -228,6 +234,7 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
       200,
     );
     const ended = await developer.next("control taken back", (m) => m.t === "control-state" && m.granted === false);
+    clearInterval(clicking);
     assert.deepEqual(ended, {
       t: "control-state",
       granted: false,

@@ -150,7 +150,7 @@ function registryUnavailable(rules: RuleSetSnapshot, rule: string, id: string, d
     objectId: id,
     target: undefined,
     reason: "registry_unavailable",
-    detail: `${detail}; a test environment may claim this id, so it was answered 503 (retry later)`,
+    detail: `${detail}; a test environment may claim this id: 503 for the platform to retry, not production`,
   };
 }
 

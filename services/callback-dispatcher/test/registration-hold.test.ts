@@ -238,7 +238,7 @@ describe("callbacks held while the registry cannot answer", () => {
       proxy.heal();
     }
     const failed = `registry lookup failed: the PostgreSQL record did not answer within ${recordTimeoutMs} ms (REGISTRY_RECORD_TIMEOUT_MS)`;
-    const retried = "; a test environment may claim this id, so it was answered 503 (retry later)";
+    const retried = "; a test environment may claim this id: 503 for the platform to retry, not production";
     const unheld = await decision("unheld-registry-down");
     assert.deepEqual([unheld.reason, unheld.detail], ["registry_unavailable", `${failed}${retried}`]);
     const row = await decision("held-registry-down");

@@ -102,6 +102,8 @@ export async function main(argv: string[]): Promise<number> {
         `errcode-scan: skipped ${report.problems.length - MAX_PROBLEM_LINES} more class files (all in the report's problems)\n`,
       );
     if (report.notChecked.length) process.stderr.write(`errcode-scan: not checked: ${report.notChecked.join("; ")}\n`);
+    for (const base of report.basesNotFound)
+      process.stderr.write(`errcode-scan: warning: nothing in the artifact is or extends base ${base}: check its name\n`);
     if (values["write-registry"] && values.registry && report.registryAdditions.length)
       await writeFile(values.registry, `${JSON.stringify([...registry, ...report.registryAdditions], null, 2)}\n`);
     return report.violations.length ? 1 : report.notChecked.length ? 3 : 0;

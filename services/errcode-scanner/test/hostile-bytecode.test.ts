@@ -82,7 +82,7 @@ describe("hostile bytecode", () => {
     assert.deepEqual(callers("PNG0002"), new Set(["Failure.ping", "Failure.pong", "Caller.pinged", "Caller.ponged"]));
   });
 
-  test("a string constant that is not modified UTF-8 (a raw NUL, a byte from F0 up, a cut sequence) makes a malformed class, as the JVM has it", async () => {
+  test("a string constant that is not modified UTF-8 (a raw NUL, a byte from F0 up, a cut sequence, an overlong form) makes a malformed class, as the JVM has it", async () => {
     const good = readFileSync(path.join(java.dir, "poison/Caller.class"));
     // The UTF8 entry "many" (length 4): its bytes tampered with, its length kept.
     const many = Buffer.from([0, 4, ...Buffer.from("many")]);
@@ -98,11 +98,19 @@ describe("hostile bytecode", () => {
       { name: "poison/RawNul.class", data: tampered([0x6d, 0x00, 0x6e, 0x79]) },
       { name: "poison/HighByte.class", data: tampered([0x6d, 0xff, 0x6e, 0x79]) },
       { name: "poison/Cut.class", data: tampered([0x6d, 0x61, 0x6e, 0xe4]) },
+      // "A" written long: the JVM takes only NUL's C0 80 so.
+      { name: "poison/Overlong2.class", data: tampered([0x6d, 0xc1, 0x81, 0x79]) },
+      { name: "poison/Overlong3.class", data: tampered([0xe0, 0x81, 0x81, 0x79]) },
+      // A real NUL (C0 80) and a character in three bytes are fine.
+      { name: "poison/Fine.class", data: tampered([0xc0, 0x80, 0x6e, 0x79]) },
+      { name: "poison/Fine3.class", data: tampered([0xe2, 0x82, 0xac, 0x79]) },
     ]);
     const r = await extractBounded(jar, { bases: [BASE] }, {}, bounds);
     assert.deepEqual(r.problems.map((p) => [p.entry, p.message.replace(/entry \d+/, "entry N")]).sort(), [
       ["utf8.jar!/poison/Cut.class", "malformed class file (constant pool entry N is not modified UTF-8 (byte 0xe4 at 3))"],
       ["utf8.jar!/poison/HighByte.class", "malformed class file (constant pool entry N is not modified UTF-8 (byte 0xff at 1))"],
+      ["utf8.jar!/poison/Overlong2.class", "malformed class file (constant pool entry N is not modified UTF-8 (byte 0xc1 at 1))"],
+      ["utf8.jar!/poison/Overlong3.class", "malformed class file (constant pool entry N is not modified UTF-8 (byte 0xe0 at 0))"],
       ["utf8.jar!/poison/RawNul.class", "malformed class file (constant pool entry N is not modified UTF-8 (byte 0x00 at 1))"],
     ]);
     assert.ok(

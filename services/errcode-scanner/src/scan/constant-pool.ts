@@ -221,15 +221,17 @@ const continues = (b: number | undefined) => b !== undefined && (b & 0xc0) === 0
 
 /**
  * Where bytes `start`..`end` stop being modified UTF-8 (JVMS 4.4.7: no byte 0, none from F0 up,
- * every lead byte followed by its continuation bytes), or undefined when they do not. The JVM refuses
- * such a class; read as it came, a raw NUL or a cut sequence became text that was never in the class.
+ * every lead byte followed by its continuation bytes, each character in its shortest form but NUL's
+ * `C0 80`), or undefined when they do not. The JVM refuses such a class; read as it came, a raw NUL,
+ * a cut sequence or an overlong `C1 81` became text that was never in the class.
  */
 function illegalModifiedUtf8(bytes: Buffer, start: number, end: number): number | undefined {
   for (let i = start; i < end; ) {
     const a = bytes[i]!;
+    const b = bytes[i + 1];
     if (a !== 0 && a < 0x80) i++;
-    else if ((a & 0xe0) === 0xc0 && i + 1 < end && continues(bytes[i + 1])) i += 2;
-    else if ((a & 0xf0) === 0xe0 && i + 2 < end && continues(bytes[i + 1]) && continues(bytes[i + 2])) i += 3;
+    else if ((a & 0xe0) === 0xc0 && i + 1 < end && continues(b) && (a >= 0xc2 || (a === 0xc0 && b === 0x80))) i += 2;
+    else if ((a & 0xf0) === 0xe0 && i + 2 < end && continues(b) && continues(bytes[i + 2]) && (a !== 0xe0 || b! >= 0xa0)) i += 3;
     else return i;
   }
   return undefined;

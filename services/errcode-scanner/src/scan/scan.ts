@@ -17,6 +17,12 @@ export interface ScanReport {
    * has subclasses but no code was found under it (the CLI's exit status 3). Empty otherwise.
    */
   notChecked: string[];
+  /**
+   * Bases nothing in the artifact is or extends, while another base was found (none found is in
+   * `notChecked`): a list shared by several systems names some one artifact does not use, but a
+   * misspelt name looks the same, so the CLI warns about each.
+   */
+  basesNotFound: string[];
   /** Codes that passed every rule, to be added to the compliant registry. */
   registryAdditions: RegistryEntry[];
   stats: {
@@ -73,6 +79,7 @@ export async function scan(
     exceptionClasses: extraction.exceptionClasses,
     problems: extraction.problems,
     notChecked: notChecked(extraction),
+    basesNotFound: basesNotFound(extraction),
     registryAdditions: validation.newlyCompliant,
     stats: {
       ...extraction.stats,
@@ -89,6 +96,13 @@ export async function scan(
   };
 }
 
+const notFound = (b: ExtractionResult["coverage"][number]) => b.subclasses === 0 && b.errorCodes === 0 && b.dynamicSites === 0;
+
+/** See {@link ScanReport.basesNotFound}. */
+function basesNotFound(x: ExtractionResult): string[] {
+  return x.coverage.every(notFound) ? [] : x.coverage.filter(notFound).map((b) => b.base);
+}
+
 /** Reasons a green result would mean nothing: see {@link ScanReport.notChecked}. */
 function notChecked(x: ExtractionResult): string[] {
   if (x.stats.classes === 0)
@@ -98,7 +112,7 @@ function notChecked(x: ExtractionResult): string[] {
         : "the artifact holds no class files",
     ];
   // No base found anywhere (a misspelt name, a jar of another system): a gate would pass on nothing.
-  if (x.coverage.every((b) => b.subclasses === 0 && b.errorCodes === 0 && b.dynamicSites === 0)) {
+  if (x.coverage.every(notFound)) {
     const names = x.coverage.map((b) => b.base).join(", ");
     return [
       x.coverage.length === 1
