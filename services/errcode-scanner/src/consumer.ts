@@ -2,8 +2,10 @@ import { randomUUID } from "node:crypto";
 import type { Bus } from "@opsplane/bus";
 import { fromEventData, topics } from "@opsplane/contracts";
 import type { Logger } from "@opsplane/platform";
+import { storableText } from "@opsplane/store";
 import { allowedUrl, checkSha256 } from "./artifact-source.js";
 import type { ScanRunner } from "./runner.js";
+import { artifactNameProblem, basesProblem } from "./scan-request.js";
 import type { ScanStore } from "./store.js";
 
 export const CONSUMER_GROUP = "errcode-scanner";
@@ -30,17 +32,22 @@ export function subscribeArtifacts(d: { bus: Bus; store: ScanStore; runner: Scan
         refusal = (err as Error).message;
       }
       if (!url) refusal = `${msg.url} is not under an allowed artifact repository`;
-      const artifactName = msg.artifactName || (url ? url.pathname.split("/").pop() : "") || "artifact.jar";
+      const named = msg.artifactName || (url ? url.pathname.split("/").pop() : "") || "artifact.jar";
+      // Checked as a request's are: one NUL in a name failed every redelivery of the event, and no scan said why.
+      refusal ??= basesProblem(msg.bases) ?? artifactNameProblem(named);
+      const artifactName = storableText(named);
+      const bases = msg.bases.map(storableText);
+      const system = msg.system ? storableText(msg.system) : undefined;
       const inserted = await d.store.insert({
         id,
         source: "event",
         artifactName,
-        url: url?.href ?? msg.url,
+        url: storableText(url?.href ?? msg.url),
         sha256,
-        bases: msg.bases,
-        system: msg.system || undefined,
-        eventId: event.id,
-        createdBy: `event:${event.source}`,
+        bases,
+        system,
+        eventId: storableText(event.id),
+        createdBy: storableText(`event:${event.source}`),
       });
       if (!inserted) return; // redelivery: the scan exists already
       d.log.info({ scanId: id, eventId: event.id, url: msg.url }, "artifact published: scan queued");
@@ -52,8 +59,8 @@ export function subscribeArtifacts(d: { bus: Bus; store: ScanStore; runner: Scan
         url: refusal ? undefined : url?.href,
         refusal,
         sha256,
-        bases: msg.bases,
-        system: msg.system || undefined,
+        bases,
+        system,
       });
     },
   });

@@ -25,11 +25,10 @@ import type { DynamicSite, ErrorCodeEntry } from "./scan/engine.js";
 import type { Location } from "./scan/extract.js";
 import { textPattern } from "./scan/rules.js";
 import type { Violation } from "./scan/validate.js";
+import { artifactNameProblem, basesProblem, className } from "./scan-request.js";
 import type { ScanRow, ScanStore } from "./store.js";
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const fqn = /^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/;
-const artifactName = /^[\w.+-]{1,200}\.(jar|war|ear|zip)$/i;
 
 function scanId(id: string): string {
   if (!uuid.test(id)) throw badRequest("id must be a scan id (UUID)");
@@ -37,8 +36,15 @@ function scanId(id: string): string {
 }
 
 function checkBases(bases: string[]): string[] {
-  for (const b of bases) if (!fqn.test(b)) throw badRequest(`bases: ${JSON.stringify(b)} is not a fully-qualified class name`);
+  const problem = basesProblem(bases);
+  if (problem) throw badRequest(problem);
   return bases;
+}
+
+function checkArtifactName(name: string): string {
+  const problem = artifactNameProblem(name);
+  if (problem) throw badRequest(problem);
+  return name;
 }
 
 export function toScan(s: ScanRow) {
@@ -135,13 +141,11 @@ export function errcodeRpc(d: RpcDeps) {
         if (req.url) {
           const url = allowedUrl(req.url, d.urlPrefixes);
           if (!url) throw badRequest(`url must be under an allowed artifact repository (${d.urlPrefixes.join(", ") || "none configured"})`);
-          const name = req.artifactName || path.posix.basename(url.pathname);
-          if (!artifactName.test(name)) throw badRequest("artifact_name must be a file name ending in .jar, .war, .ear or .zip");
+          const name = checkArtifactName(req.artifactName || path.posix.basename(url.pathname));
           await d.store.insert({ id, source: "url", artifactName: name, url: url.href, sha256, bases, codePattern, createdBy });
           d.runner.enqueue({ scanId: id, source: "url", artifactName: name, url: url.href, sha256, bases, codePattern });
         } else {
-          if (!artifactName.test(req.artifactName))
-            throw badRequest("artifact_name must be a file name ending in .jar, .war, .ear or .zip");
+          checkArtifactName(req.artifactName);
           if (req.content.length > d.maxArtifactBytes) throw badRequest(`content exceeds ${d.maxArtifactBytes} bytes`);
           const file = path.join(await d.runner.uploadDir(id), req.artifactName);
           let actual: string;
@@ -189,7 +193,7 @@ export function errcodeRpc(d: RpcDeps) {
       },
 
       async findConstructors(req) {
-        if (!fqn.test(req.className)) throw badRequest("class_name must be a fully-qualified class name");
+        if (!className.test(req.className)) throw badRequest("class_name must be a fully-qualified class name");
         const rows = await d.store.constructors(scanId(req.scanId), req.className);
         return create(FindConstructorsResponseSchema, {
           constructors: rows.map((r) =>

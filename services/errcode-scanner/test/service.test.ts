@@ -178,7 +178,7 @@ describe("errcode-scanner service", () => {
 
   test("artifact.published events: the sha256 is verified before scanning, and the URL must be allow-listed", async () => {
     const sha = createHash("sha256").update(jar).digest("hex");
-    const publish = async (url: string, sha256: string) => {
+    const publish = async (url: string, sha256: string, fields: { artifactName?: string; bases?: string[] } = {}) => {
       const id = crypto.randomUUID();
       await svc.ctx.bus.publish({
         id,
@@ -186,7 +186,7 @@ describe("errcode-scanner service", () => {
         type: topics.artifactPublished.type,
         data: toEventData(
           topics.artifactPublished,
-          create(ArtifactPublishedSchema, { url, sha256, artifactName: "app-1.0.jar", system: "accounts" }),
+          create(ArtifactPublishedSchema, { url, sha256, artifactName: "app-1.0.jar", system: "accounts", ...fields }),
         ),
       });
       return eventually(
@@ -213,6 +213,17 @@ describe("errcode-scanner service", () => {
       [outside.status, outside.error],
       ["failed", `${repoUrl}/elsewhere/app-1.0.jar is not under an allowed artifact repository`],
     );
+
+    // Checked as a request is. Before, the NUL failed every delivery of the event and no scan said why.
+    const badName = await publish(`${repoUrl}/releases/app-1.0.jar`, sha, { artifactName: "app\u0000-1.0.jar" });
+    assert.deepEqual([badName.status, badName.error], ["failed", "artifact_name must be a file name ending in .jar, .war, .ear or .zip"]);
+    const badBase = await publish(`${repoUrl}/releases/app-1.0.jar`, sha, { bases: ["com.acme.Biz\u0000Exception"] });
+    assert.deepEqual(
+      [badBase.status, badBase.error],
+      ["failed", 'bases: "com.acme.Biz\\u0000Exception" is not a fully-qualified class name'],
+    );
+    const after = await publish(`${repoUrl}/releases/app-1.0.jar`, sha);
+    assert.equal(after.status, "succeeded", "the events behind them are scanned");
   });
 
   test("a hostile artifact fails with the entry named and leaves no table rows", async () => {
