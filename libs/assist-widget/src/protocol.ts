@@ -57,7 +57,8 @@ export type ToWidget =
   | { t: "snapshot-request" }
   | { t: "control-request"; developer: string }
   | { t: "control-release"; developer: string }
-  | { t: "control"; action: ControlAction }
+  /** `developer`: who sent it; the relay passes it on only while that developer holds this page's grant. */
+  | { t: "control"; action: ControlAction; developer: string }
   | { t: "pointer"; developer: string; x: number; y: number }
   | { t: "panel"; open: boolean }
   | { t: "session-ended"; by: string }

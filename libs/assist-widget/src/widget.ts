@@ -429,7 +429,10 @@ export class AssistWidget {
         return;
       case "control": {
         // The relay only forwards control while granted; the widget checks again, as it is the operator's word.
-        const refused = this.controlledBy ? applyControl(m.action, this.root) : "the operator has not granted control";
+        const refused =
+          this.controlledBy && m.developer === this.controlledBy
+            ? applyControl(m.action, this.root)
+            : "the operator has not granted control";
         if (!refused) return;
         // The page's changes so far go first: the developer's view shows them again on the refusal.
         this.flush();

@@ -199,9 +199,9 @@ export function installLiveSockets(deps: LiveDeps): void {
           socket.close(1000, "session ended");
           return;
         }
-        // Control reaches the page only while this page socket has granted it: the developer's replica may not know
-        // yet that control ended (taken back, or a grant made on a socket that died is being ended as this one joins).
-        if (raw.startsWith('{"t":"control",') && !grantedTo) return;
+        // Control reaches the page only from the developer this page socket granted it to: a developer's replica may
+        // not know yet that control ended (taken back, given to another, or a grant made on a socket that died).
+        if (raw.startsWith('{"t":"control",') && (JSON.parse(raw) as { developer: string }).developer !== grantedTo) return;
         // The relay remembers what the operator is asked, so a consent can only answer a real request.
         if (raw.startsWith('{"t":"control-request"')) {
           const from = (JSON.parse(raw) as { developer: string }).developer;
@@ -387,7 +387,7 @@ export function installLiveSockets(deps: LiveDeps): void {
                   .catch(failed);
                 return;
               }
-              toWidget(sessionId, { t: "control", action: m.action }).catch(failed);
+              toWidget(sessionId, { t: "control", action: m.action, developer }).catch(failed);
               return;
             case "panel":
               toWidget(sessionId, { t: "panel", open: m.open }).catch(failed);

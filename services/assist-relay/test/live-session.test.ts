@@ -203,6 +203,58 @@ describe("assist sessions across two relay replicas sharing PostgreSQL and Redis
     widget.close();
   });
 
+  test("control taken back and given to another developer: the first one's clicks still in flight from the other replica never reach the page", async () => {
+    const { key, widget } = await openWidget(a);
+    const first = await connectDeveloper(b, key);
+    const second = await connectDeveloper(a, key, otherDeveloperKey);
+    await eventually("both announced", () => widget.inbox.filter((m) => m.t === "developer-joined").length >= 2);
+    first.send({ t: "control-request" });
+    await widget.next("the operator is asked", (m) => m.t === "control-request" && m.developer === "key:dev");
+    widget.send({ t: "control-response", granted: true });
+    await first.next("grant", (m) => m.t === "control-state" && m.granted === true);
+    const clicking = setInterval(() => {
+      if (first.ws.readyState === first.ws.OPEN) first.send({ t: "control", action: { kind: "click", id: 111 } });
+    }, 1);
+    clicking.unref();
+    // The relay reads a page's frames in order and answers a malformed one at once: what reaches the page between
+    // the answers to two such markers was sent after the relay had read everything the page sent before the first.
+    const marker = async () => {
+      const errors = widget.inbox.filter((m) => m.t === "error").length;
+      widget.send("marker");
+      await eventually("the relay's answer to the marker", () => widget.inbox.filter((m) => m.t === "error").length > errors);
+      return widget.inbox.length;
+    };
+    try {
+      await widget.next("the first developer's clicks", (m) => m.t === "control");
+      // The second developer keeps asking, and the operator grants them the moment the page is asked: replica b
+      // learns of the revocation through Redis, a moment after the page's replica, so the first one's clicks keep
+      // coming meanwhile.
+      const asking = setInterval(() => {
+        if (second.ws.readyState === second.ws.OPEN) second.send({ t: "control-request" });
+      }, 1);
+      asking.unref();
+      let granted = false;
+      widget.ws.on("message", (data) => {
+        if (granted || !String(data).startsWith('{"t":"control-request","developer":"key:dev2"')) return;
+        granted = true;
+        widget.send({ t: "control-response", granted: true });
+      });
+      widget.send({ t: "control-revoke" });
+      const revoked = await marker();
+      await second.next("the second grant", (m) => m.t === "control-state" && m.granted === true && m.developer === "key:dev2");
+      clearInterval(asking);
+      await first.next("the first developer told", (m) => m.t === "control-state" && m.granted === false);
+      const checked = await marker();
+      const late = widget.inbox.slice(revoked, checked).filter((m) => m.t === "control");
+      assert.deepEqual(late, [], "no control reached the page once it had taken control back");
+    } finally {
+      clearInterval(clicking);
+    }
+    first.close();
+    second.close();
+    widget.close();
+  });
+
   test("a relay killed while control is granted: once the page reconnects elsewhere, the grant is recorded as ended and its developer must ask again", async () => {
     const c = await env.spawn();
     const { key, sessionId, widgetToken, widget } = await openWidget(c.url);
