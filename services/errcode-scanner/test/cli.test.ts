@@ -155,6 +155,12 @@ describe("errcode-scan CLI", () => {
       [0, "errcode-scan: warning: nothing in the artifact is or extends base com.bank.core.Nope: check its name\n"],
     );
     assert.deepEqual(JSON.parse(one.stdout).basesNotFound, ["com.bank.core.Nope"]);
+    // A base above another base (each class goes to the nearer one) is in the artifact all the same.
+    for (const above of ["java.lang.RuntimeException", "java.lang.Exception"]) {
+      const both = run(jar, "--base", "com.bank.core.BizException", "--base", above);
+      assert.deepEqual(JSON.parse(both.stdout).basesNotFound, [], above);
+      assert.doesNotMatch(both.stderr, /warning/, above);
+    }
   });
 
   test("an overlapping-entry zip bomb is refused with one line and exit 2, not a line per entry", () => {

@@ -48,6 +48,8 @@ export interface BaseCoverage {
   errorCodes: number;
   /** Sites under it whose code is not statically known. */
   dynamicSites: number;
+  /** Whether the artifact holds the class or a class whose superclass it is (a base above another base counts none of the above). */
+  named: boolean;
 }
 
 export interface ExtractionResult {
@@ -99,11 +101,13 @@ export async function extractErrorCodes(artifact: string, options: ScanOptions):
   }
   const exceptionClasses = hierarchy.exceptionClasses();
   const under = (base: string) => (cls: string) => hierarchy.baseOf(cls) === base;
+  const superclasses = new Set(classes.map((c) => c.superName));
   const coverage = options.bases.map((base) => ({
     base,
     subclasses: exceptionClasses.filter((c) => c !== base && under(base)(c)).length,
     errorCodes: errorCodes.filter((e) => under(base)(e.exceptionClass)).length,
     dynamicSites: dynamicSites.filter((d) => under(base)(d.exceptionClass)).length,
+    named: hierarchy.byName.has(base) || superclasses.has(base),
   }));
   return {
     errorCodes,

@@ -98,9 +98,15 @@ export async function scan(
 
 const notFound = (b: ExtractionResult["coverage"][number]) => b.subclasses === 0 && b.errorCodes === 0 && b.dynamicSites === 0;
 
-/** See {@link ScanReport.basesNotFound}. */
+/**
+ * See {@link ScanReport.basesNotFound}. A base the artifact names (it holds the class, or a class extends it
+ * directly) is there even with nothing counted under it: a base above another base counts nothing, each class
+ * going to the nearer one. Ancestors of those outside the artifact (the JDK's `java.lang.Exception` above
+ * `RuntimeException`) cannot be seen, so `java.` and `javax.` bases are not listed.
+ */
 function basesNotFound(x: ExtractionResult): string[] {
-  return x.coverage.every(notFound) ? [] : x.coverage.filter(notFound).map((b) => b.base);
+  if (x.coverage.every(notFound)) return [];
+  return x.coverage.filter((b) => notFound(b) && !b.named && !/^javax?\./.test(b.base)).map((b) => b.base);
 }
 
 /** Reasons a green result would mean nothing: see {@link ScanReport.notChecked}. */
