@@ -140,6 +140,8 @@ describe("the config socket against a real config-center", () => {
     const { options, log } = appOptions(`http://127.0.0.1:${proxy.port}`);
     const sdk = await startSdk(options);
     try {
+      // Silenced once it is up: cut while still connecting (a loaded CI machine), it never went silent, it never came.
+      await eventually("connected", () => sdk.connected);
       proxy.blackhole();
       await eventually("the silence noticed", () => log.matching(/nothing from config-center for 1000 ms/).length === 1, 5_000);
       proxy.heal();
