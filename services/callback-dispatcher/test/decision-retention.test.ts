@@ -68,6 +68,9 @@ describe("decision retention", () => {
     const { body } = await d.api("GET", "/_dispatcher/v1/decisions?limit=1000");
     const ids = (body.decisions as Array<{ requestId: string }>).map((x) => x.requestId);
     assert.ok(ids.includes("recent-2") && !ids.includes("old-2"));
+    // Its 200 ms sweeps would otherwise delete the next test's 41-day-old dead letter before that test redrives it.
+    await sweeping.svc.close();
+    sweeping = undefined;
   });
   test("a dead letter redriven while the sweep waits for its row is kept: the sweep checks the row again once it has it", async () => {
     const pool = d.svc.ctx.pool;
