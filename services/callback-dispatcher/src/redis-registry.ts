@@ -3,7 +3,7 @@ import type { Logger } from "@opsplane/platform";
 import { closeRedis, watchRedisConnection } from "@opsplane/platform";
 import { type Pool, tryAdvisoryXactLock, withDeadline, withTransaction } from "@opsplane/store";
 import type { Redis } from "ioredis";
-import { purge, type Registry, readRecord, record, recordTransaction } from "./registry.js";
+import { purge, type Registered, type Registry, readRecord, record, recordTransaction } from "./registry.js";
 
 /** Rows copied from the record to Redis per script call while warming: each call stays well inside the timeout. */
 const warmBatch = 500;
@@ -192,23 +192,23 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
   checkTimer.unref();
 
   // Callbacks wait for this answer: it fails within the record's own deadline, not the pool's query timeout.
-  async function fromRecord(items: Array<{ rule: string; id: string }>): Promise<Map<string, string>> {
+  async function fromRecord(items: Array<{ rule: string; id: string }>): Promise<Map<string, Registered>> {
     const { rows } = await readRecord(o.pool, o.recordTimeoutMs, (tx) =>
-      tx.query<{ rule: string; id: string; env: string }>(
-        `SELECT r.rule, r.object_id AS id, r.env FROM registrations r
+      tx.query<{ rule: string; id: string; env: string; version: string }>(
+        `SELECT r.rule, r.object_id AS id, r.env, (extract(epoch FROM r.registered_at) * 1000000)::bigint AS version FROM registrations r
          JOIN unnest($1::text[], $2::text[]) AS x(rule, object_id) USING (rule, object_id)
          WHERE r.expires_at > now()`,
         [items.map((x) => x.rule), items.map((x) => x.id)],
       ),
     );
-    return new Map(rows.map((r) => [key(r.rule, r.id), r.env]));
+    return new Map(rows.map((r) => [key(r.rule, r.id), { env: r.env, version: Number(r.version) }]));
   }
 
   // Lookups go to Redis as one MGET at a time (the marker first): those made while one is on its way
   // wait for its answer and leave together in the next, at the end of the event-loop turn that
   // received the answer (so the callbacks read in that turn join them), so under load one command,
   // one write and one wake-up of Redis serve many callbacks; without load a lookup leaves at the end of its turn.
-  type Pending = { rule: string; id: string; resolve(env: string | undefined): void; reject(err: unknown): void };
+  type Pending = { rule: string; id: string; resolve(registered: Registered | undefined): void; reject(err: unknown): void };
   let batch: Pending[] | undefined;
   let inFlight = false;
   // Redis's values, unless its miss cannot be trusted (no warm marker, or a write this process missed), or
@@ -222,7 +222,8 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
     // "<version> <env>"; a value written before versions were kept is the env alone.
     for (let i = 0; i < pending.length; i++) {
       const v = values[i];
-      pending[i]!.resolve(v == null ? undefined : v.slice(v.indexOf(" ") + 1));
+      const space = v == null ? -1 : v.indexOf(" ");
+      pending[i]!.resolve(v == null ? undefined : space < 0 ? { env: v } : { env: v.slice(space + 1), version: Number(v.slice(0, space)) });
     }
   };
   /**
@@ -299,7 +300,7 @@ export async function redisRegistry(o: RedisRegistryOptions): Promise<Registry> 
       }
     },
     lookup(rule, id) {
-      return new Promise<string | undefined>((resolve, reject) => {
+      return new Promise<Registered | undefined>((resolve, reject) => {
         if (!batch) {
           batch = [];
           if (!inFlight) setImmediate(flush);

@@ -1,4 +1,4 @@
-import type { Registry } from "./registry.js";
+import type { Registered, Registry } from "./registry.js";
 
 /** One (rule, id) a held callback waits for. */
 export interface HeldId {
@@ -7,7 +7,9 @@ export interface HeldId {
 }
 
 /** What a hold ended with: the registration that came (and which of the awaited ids it was), or none. */
-export type HoldOutcome = { env: string; rule: string; id: string; heldMs: number } | { env: undefined; heldMs: number; full?: true };
+export type HoldOutcome =
+  | { registered: Registered; rule: string; id: string; heldMs: number }
+  | { registered: undefined; heldMs: number; full?: true };
 
 export interface RegistrationHold {
   /**
@@ -17,7 +19,7 @@ export interface RegistrationHold {
    */
   wait(ids: HeldId[], ms: number): Promise<HoldOutcome>;
   /** Called for every registration this replica stores. */
-  registered(env: string, rule: string, id: string): void;
+  registered(registered: Registered, rule: string, id: string): void;
   /** How many callbacks are held right now. */
   readonly held: number;
   /** Ends every hold (as expired), so callbacks are answered before shutdown. */
@@ -63,14 +65,14 @@ export function createRegistrationHold(o: {
       poller = undefined;
     }
     o.onHeld(waiters.size);
-    o.onOutcome(outcome.env === undefined ? "expired" : "registered");
+    o.onOutcome(outcome.registered === undefined ? "expired" : "registered");
     w.done(outcome);
   };
 
-  const registered = (env: string, rule: string, id: string) => {
+  const registered = (found: Registered, rule: string, id: string) => {
     const set = byKey.get(keyOf(rule, id));
     if (!set) return;
-    for (const w of [...set]) finish(w, { env, rule, id, heldMs: Date.now() - w.started });
+    for (const w of [...set]) finish(w, { registered: found, rule, id, heldMs: Date.now() - w.started });
   };
 
   const poll = async () => {
@@ -78,18 +80,18 @@ export function createRegistrationHold(o: {
     polling = true;
     try {
       const keys = [...byKey.keys()];
-      const envs = await Promise.all(
+      const found = await Promise.all(
         keys.map(async (k) => {
           const [rule, id] = k.split("\u0000") as [string, string];
           try {
-            return { rule, id, env: await o.registry.lookup(rule, id) };
+            return { rule, id, registered: await o.registry.lookup(rule, id) };
           } catch {
             // The registry cannot answer now; the next poll, or the hold's end, decides.
-            return { rule, id, env: undefined };
+            return { rule, id, registered: undefined };
           }
         }),
       );
-      for (const x of envs) if (x.env) registered(x.env, x.rule, x.id);
+      for (const x of found) if (x.registered) registered(x.registered, x.rule, x.id);
     } finally {
       polling = false;
     }
@@ -100,14 +102,14 @@ export function createRegistrationHold(o: {
       const started = Date.now();
       if (waiters.size >= o.maxHeld) {
         o.onOutcome("full");
-        return Promise.resolve({ env: undefined, heldMs: 0, full: true });
+        return Promise.resolve({ registered: undefined, heldMs: 0, full: true });
       }
       return new Promise<HoldOutcome>((resolve) => {
         const w: Waiter = {
           ids,
           started,
           done: resolve,
-          timer: setTimeout(() => finish(w, { env: undefined, heldMs: Date.now() - started }), ms),
+          timer: setTimeout(() => finish(w, { registered: undefined, heldMs: Date.now() - started }), ms),
         };
         waiters.add(w);
         for (const x of ids) {
@@ -125,7 +127,7 @@ export function createRegistrationHold(o: {
       return waiters.size;
     },
     close() {
-      for (const w of [...waiters]) finish(w, { env: undefined, heldMs: Date.now() - w.started });
+      for (const w of [...waiters]) finish(w, { registered: undefined, heldMs: Date.now() - w.started });
     },
   };
 }

@@ -26,6 +26,17 @@ export interface RegistrationRecord {
 }
 
 /**
+ * Who registered a (rule, id), and when: `version` is the record's registration time in µs since the
+ * epoch (undefined for a Redis copy written before versions were kept, and for a registration this
+ * replica has just received, which is its environment's as configured now). Routing compares it with the
+ * environment's creation: an environment deleted and created again does not inherit its predecessor's ids.
+ */
+export interface Registered {
+  env: string;
+  version?: number;
+}
+
+/**
  * Which test environment created each business object. PostgreSQL is the
  * record; lookups are served from Redis (several replicas, see redis-registry.ts)
  * or from this process's memory (single node: REDIS_URL unset, one replica).
@@ -34,7 +45,7 @@ export interface Registry {
   readonly kind: "redis" | "memory";
   register(batch: RegistrationBatch, alongside: AlongsideRecord): Promise<void>;
   /** The environment that registered (rule, id) and has not expired, if any. */
-  lookup(rule: string, id: string): Promise<string | undefined> | string | undefined;
+  lookup(rule: string, id: string): Promise<Registered | undefined> | Registered | undefined;
   /** Deletes expired rows from the record. */
   purgeExpired(): Promise<number>;
   /** Stops background work (waiting for what runs) and closes the registry's own connections. */
@@ -141,25 +152,29 @@ export const purge = async (pool: Pool) => (await pool.query("DELETE FROM regist
  * A registration is written to the record within `recordTimeoutMs`, or fails.
  */
 export async function memoryRegistry(pool: Pool, max: number, recordTimeoutMs: number): Promise<Registry> {
-  const entries = new Map<string, { env: string; expiresAt: number }>();
+  const entries = new Map<string, { registered: Registered; expiresAt: number }>();
   const key = (rule: string, id: string) => `${rule}\u0000${id}`;
-  const put = (k: string, env: string, expiresAt: number) => {
+  const put = (k: string, registered: Registered, expiresAt: number) => {
     entries.delete(k);
-    entries.set(k, { env, expiresAt });
+    entries.set(k, { registered, expiresAt });
     if (entries.size > max) entries.delete(entries.keys().next().value!);
   };
-  const { rows } = await pool.query<{ rule: string; object_id: string; env: string; expires_ms: string }>(
-    `SELECT rule, object_id, env, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms
+  const { rows } = await pool.query<{ rule: string; object_id: string; env: string; version: string; expires_ms: string }>(
+    `SELECT rule, object_id, env, (extract(epoch FROM registered_at) * 1000000)::bigint AS version,
+            (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms
      FROM registrations WHERE expires_at > now() ORDER BY registered_at DESC LIMIT $1`,
     [max],
   );
-  for (const r of rows.reverse()) put(key(r.rule, r.object_id), r.env, Number(r.expires_ms));
+  for (const r of rows.reverse()) put(key(r.rule, r.object_id), { env: r.env, version: Number(r.version) }, Number(r.expires_ms));
   return {
     kind: "memory",
     async register(batch, alongside) {
-      await record(pool, recordTimeoutMs, batch, alongside);
+      const written = new Map((await record(pool, recordTimeoutMs, batch, alongside)).map((r) => [key(r.rule, r.id), Number(r.version)]));
       const now = Date.now();
-      for (const x of batch.items) put(key(x.rule, x.id), batch.env, now + x.ttlSeconds * 1000);
+      for (const x of batch.items) {
+        const k = key(x.rule, x.id);
+        put(k, { env: batch.env, version: written.get(k) }, now + x.ttlSeconds * 1000);
+      }
     },
     lookup(rule, id) {
       const k = key(rule, id);
@@ -169,7 +184,7 @@ export async function memoryRegistry(pool: Pool, max: number, recordTimeoutMs: n
         entries.delete(k);
         return undefined;
       }
-      return e.env;
+      return e.registered;
     },
     purgeExpired: () => purge(pool),
     close: async () => {},

@@ -2,8 +2,8 @@ import { ExtractionError, ExtractionRefused, type HttpExchange } from "@opsplane
 import { storableText } from "@opsplane/store";
 import type { Environment } from "./config-store.js";
 import type { HeldId, RegistrationHold } from "./registration-hold.js";
-import type { Registry } from "./registry.js";
-import type { RuleSetSnapshot } from "./rule-set.js";
+import type { Registered, Registry } from "./registry.js";
+import { type RuleSetSnapshot, registeredByThisOne } from "./rule-set.js";
 
 /** Why a callback goes where it goes. Only "registered" leads to a test environment. */
 export type Reason =
@@ -101,13 +101,13 @@ export async function decide(
       );
       continue;
     }
-    let envName: string | undefined;
+    let found: Registered | undefined;
     try {
-      envName = await registry.lookup(rule.name, id);
+      found = await registry.lookup(rule.name, id);
     } catch (err) {
       return registryUnavailable(rules, rule.name, id, `registry lookup failed: ${(err as Error).message}`);
     }
-    if (envName === undefined) {
+    if (found === undefined) {
       if (!firstMiss || firstMiss.reason === "extraction_failed") firstMiss = toProduction(rules, "not_registered", rule.name, id);
       if (rule.holdMs > 0 && hold && claimable(rules, rule.name, id)) {
         awaited ??= [];
@@ -116,11 +116,12 @@ export async function decide(
       }
       continue;
     }
-    return routeTo(rules, rule.name, id, envName);
+    return routeTo(rules, rule.name, id, found);
   }
   if (!awaited || !hold) return scriptUnavailable ?? firstMiss!;
   const held = await hold.wait(awaited, holdMs);
-  if (held.env !== undefined) return routeTo(rules, held.rule, held.id, held.env, `held ${held.heldMs} ms until its registration came`);
+  if (held.registered !== undefined)
+    return routeTo(rules, held.rule, held.id, held.registered, `held ${held.heldMs} ms until its registration came`);
   if (!held.full) {
     // The hold's polls pass over a registry that cannot answer: its last word is a lookup like the one
     // before it, so a registry down is `registry_unavailable` here as there, not "no registration came".
@@ -167,10 +168,22 @@ function toProduction(rules: RuleSetSnapshot, reason: Reason, rule?: string, obj
       };
 }
 
-/** The callback to the environment that registered its id, while that is a configured test environment. */
-function routeTo(rules: RuleSetSnapshot, rule: string, id: string, envName: string, detail?: string): Decision {
-  const env = rules.environments.get(envName);
+/**
+ * The callback to the environment that registered its id, while that is a configured test environment
+ * and the one that registered it: an environment deleted and created again under the same name is
+ * another (a new owner, a new URL) and does not inherit the ids its predecessor registered.
+ */
+function routeTo(rules: RuleSetSnapshot, rule: string, id: string, found: Registered, detail?: string): Decision {
+  const env = rules.environments.get(found.env);
   if (!env || env.production)
-    return toProduction(rules, "unknown_environment", rule, id, `registered by "${envName}", which is not a configured test environment`);
+    return toProduction(rules, "unknown_environment", rule, id, `registered by "${found.env}", which is not a configured test environment`);
+  if (!registeredByThisOne(env, found))
+    return toProduction(
+      rules,
+      "unknown_environment",
+      rule,
+      id,
+      `registered by an earlier environment "${found.env}", deleted since; the one configured now was created after the registration`,
+    );
   return { rule, objectId: id, target: env, reason: "registered", detail };
 }

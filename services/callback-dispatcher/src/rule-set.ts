@@ -4,6 +4,7 @@ import { type Pool, withTransaction } from "@opsplane/store";
 import { type ClaimCheck, compileClaimCheck } from "./claims.js";
 import { type Environment, environmentColumns } from "./config-store.js";
 import { exchangeForExtraction } from "./extraction-body.js";
+import type { Registered } from "./registry.js";
 import type { RuleBody } from "./schemas.js";
 
 /** A rule's body extraction limit unless it sets its own (`callback.extractLimitBytes`): real notifications are under 4 KB. */
@@ -21,6 +22,17 @@ function withExtractionLimit(rule: CompiledRule, limit: number, decodeBound: num
   return { ...rule, callbackId: (x) => extract(exchangeForExtraction(x, limit, decodeBound)) };
 }
 
+/**
+ * An environment as routing sees it. `createdAt` (µs since the epoch, the record's clock): a registration
+ * older than that was made by a deleted environment of the same name, not by this one.
+ */
+export type ConfiguredEnvironment = Environment & { createdAt: number };
+export const configuredEnvironmentColumns = `${environmentColumns}, (extract(epoch FROM created_at) * 1000000)::float8 AS "createdAt"`;
+
+/** Whether `found` was registered by `env` as configured now, not by a deleted environment of the same name. */
+export const registeredByThisOne = (env: ConfiguredEnvironment, found: Registered) =>
+  found.version === undefined || found.version >= env.createdAt;
+
 /** Everything the hot path needs, compiled once per rule-set version and swapped whole. */
 export interface RuleSetSnapshot {
   version: number;
@@ -28,8 +40,8 @@ export interface RuleSetSnapshot {
   rules: CompiledRule[];
   /** Specs of all rules, as agents receive them. */
   specs: RuleSpec[];
-  environments: Map<string, Environment>;
-  production: Environment | undefined;
+  environments: Map<string, ConfiguredEnvironment>;
+  production: ConfiguredEnvironment | undefined;
   /** Per test environment: which ids it may claim. */
   claims: Map<string, ClaimCheck>;
 }
@@ -67,7 +79,7 @@ export async function createRuleSetCache(o: {
       async (tx) => ({
         version: Number((await tx.query<{ version: string }>("SELECT version FROM rule_set_version")).rows[0]!.version),
         ruleRows: (await tx.query<{ spec: RuleSpec; enabled: boolean }>("SELECT spec, enabled FROM rules ORDER BY name")).rows,
-        envRows: (await tx.query<Environment>(`SELECT ${environmentColumns} FROM environments`)).rows,
+        envRows: (await tx.query<ConfiguredEnvironment>(`SELECT ${configuredEnvironmentColumns} FROM environments`)).rows,
       }),
       { isolation: "repeatable read", readOnly: true },
     );

@@ -44,7 +44,7 @@ test("Redis cut off after a missed registration: the failed warms are logged onc
       lines.find((l) => l.msg === "registry: Redis warmed from the PostgreSQL record" && l.failedAttempts),
     );
     assert.ok(warmed.failedAttempts! >= 10, `failed attempts counted: ${warmed.failedAttempts}`);
-    assert.equal(await registry.lookup("pay", "P-1"), "sit");
+    assert.equal((await registry.lookup("pay", "P-1"))?.env, "sit");
   } finally {
     await registry.close();
     await closeRedis(client);

@@ -3,11 +3,10 @@ import { after, before, describe, test } from "node:test";
 import { compileRule, type HttpExchange } from "@opsplane/callback-agent/rules";
 import { createSandboxScripts, type SandboxScripts } from "@opsplane/callback-agent/sandbox-scripts";
 import pg from "pg";
-import { type Environment, environmentColumns } from "../src/config-store.js";
 import { unroutedMessage } from "../src/dispatch.js";
 import { memoryRegistry, type Registry } from "../src/registry.js";
 import { decide } from "../src/router.js";
-import type { RuleSetSnapshot } from "../src/rule-set.js";
+import { type ConfiguredEnvironment, configuredEnvironmentColumns, type RuleSetSnapshot } from "../src/rule-set.js";
 import { startDispatcher } from "./helpers/dispatcher.js";
 
 // A script that fails on a callback is the rule's verdict: production gets the callback. A script the
@@ -42,8 +41,8 @@ describe("a callback whose script the sandbox cannot run", () => {
     pool = new pg.Pool({ connectionString: d.databaseUrl, options: "-c search_path=callback_dispatcher" });
     registry = await memoryRegistry(pool, 1000, 2000);
     scripts = await createSandboxScripts({ timeLimitMs: 1000 });
-    const environments = new Map<string, Environment>(
-      (await pool.query<Environment>(`SELECT ${environmentColumns} FROM environments`)).rows.map((e) => [e.name, e]),
+    const environments = new Map<string, ConfiguredEnvironment>(
+      (await pool.query<ConfiguredEnvironment>(`SELECT ${configuredEnvironmentColumns} FROM environments`)).rows.map((e) => [e.name, e]),
     );
     snapshot = {
       version: 1,

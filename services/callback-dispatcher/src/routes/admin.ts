@@ -4,8 +4,8 @@ import { storableText } from "@opsplane/store";
 import { Type } from "@sinclair/typebox";
 import type { ConfigStore } from "../config-store.js";
 import { dryRun } from "../dry-run.js";
-import { RecordTimeoutError, type Registry, registrationRecord } from "../registry.js";
-import type { RuleSetCache } from "../rule-set.js";
+import { RecordTimeoutError, type Registered, type Registry, registrationRecord } from "../registry.js";
+import { type ConfiguredEnvironment, type RuleSetCache, registeredByThisOne } from "../rule-set.js";
 import { DryRunBody, EnvironmentBody, EnvName, NameParam, RuleBody } from "../schemas.js";
 
 const base = "/_dispatcher/v1";
@@ -97,7 +97,7 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
       const id = storableText(req.params.id);
       // `env` is what routing sees (the hot copy); the rest is the record's: who registered it, when, until when.
       // Both read the record within REGISTRY_RECORD_TIMEOUT_MS: a stalled PostgreSQL is a 503 then, not a wait for the pool's timeout.
-      const [env, record] = await Promise.all([
+      const [found, record] = await Promise.all([
         d.registry.lookup(rule, id),
         registrationRecord(d.ctx.pool, d.recordTimeoutMs, rule, id),
       ]).catch((err: unknown) => {
@@ -106,9 +106,10 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
       return {
         rule,
         id,
-        env: env ?? null,
-        // A registration outlives a deleted environment: its callbacks then go to production (unknown_environment).
-        environmentConfigured: env === undefined ? null : d.rules.current().environments.has(env),
+        env: found?.env ?? null,
+        // A registration outlives a deleted environment, and is not inherited by one created again under its
+        // name: its callbacks then go to production (unknown_environment).
+        environmentConfigured: found === undefined ? null : configuredNow(d.rules.current().environments.get(found.env), found),
         registeredBy: record?.registeredBy ?? null,
         registeredAt: record?.registeredAt ?? null,
         expiresAt: record?.expiresAt ?? null,
@@ -120,3 +121,5 @@ export function registerAdminRoutes(app: App, d: AdminDeps): void {
     dryRun(req.body, d.rules.current(), d.registry, d.viaPseudonym),
   );
 }
+
+const configuredNow = (env: ConfiguredEnvironment | undefined, found: Registered) => env !== undefined && registeredByThisOne(env, found);

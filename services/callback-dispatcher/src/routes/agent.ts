@@ -206,7 +206,7 @@ export function registerAgentRoutes(app: App, d: AgentRouteDeps): void {
             });
         }
         // Callbacks held on this replica for these ids go now, not at the next poll.
-        for (const r of known) d.hold.registered(env, r.rule, r.id);
+        for (const r of known) d.hold.registered({ env }, r.rule, r.id);
         d.metrics.registrations.inc({ env }, known.length);
         return { registered: known.length, ignoredRules };
       });
