@@ -214,6 +214,24 @@ const mutationSource = 0;
 const inputSource = 5;
 const hideChars = (value: string) => value.replace(/[^\n]/g, "*");
 const hideText = (value: string) => value.replace(/\S/g, "*");
+/**
+ * Attributes a masked element keeps as they are (still through the text rules): how it is laid out, styled and
+ * linked, and rrweb's own (`rr_width`, `_cssText`). Any other (`title`, `alt`, `aria-label`, `placeholder`,
+ * `data-*`, which CSS can show with `attr()`) may hold what the page marked `data-assist-mask` to hide: its
+ * characters become `*`, as the element's text does.
+ */
+const layoutAttribute =
+  /^(?:class|id|style|type|role|dir|lang|width|height|colspan|rowspan|span|tabindex|disabled|hidden|rel|target|src|srcset|href|for|name|data-assist-mask|rr_.*|_.*)$/i;
+/** A masked element's attributes: values of any but layout ones hidden; `value` as `maskValue` has it. */
+const hideAttributes = (attributes: Record<string, unknown>) => {
+  let out: Record<string, unknown> | undefined;
+  for (const [name, value] of Object.entries(attributes)) {
+    if (typeof value !== "string" || name === "value" || layoutAttribute.test(name) || hideText(value) === value) continue;
+    out ??= { ...attributes };
+    out[name] = hideText(value);
+  }
+  return out ?? attributes;
+};
 
 const decodeName = (name: string) => {
   try {
@@ -351,8 +369,12 @@ export function createSanitiser(config: SanitiserConfig): Sanitiser {
       const hides = node.type === elementNode && (inside || "data-assist-mask" in attributes || (field && sensitiveField(attributes)));
       if (hides) hidden.set(node.id, tag === "select" ? "select" : "chars");
       let out = node;
-      if (hides && typeof attributes.value === "string" && maskValue(node.id, attributes.value) !== attributes.value)
-        out = { ...out, attributes: { ...attributes, value: maskValue(node.id, attributes.value) } };
+      if (hides) {
+        const hidden = hideAttributes(attributes);
+        const value = maskValue(node.id, attributes.value);
+        if (hidden !== attributes || value !== attributes.value)
+          out = { ...out, attributes: typeof value === "string" ? { ...hidden, value } : hidden };
+      }
       // A masked list's chosen option is not told, by the option either.
       if (inside && tag === "option" && "selected" in attributes) {
         const { selected: _, ...rest } = out.attributes!;
@@ -378,8 +400,9 @@ export function createSanitiser(config: SanitiserConfig): Sanitiser {
       const attributes = data.attributes?.map((a) => {
         if (!hidden.has(a.id)) return a;
         const { selected, ...rest } = a.attributes;
-        const changed = { ...rest, ...("value" in rest ? { value: maskValue(a.id, rest.value) } : {}) };
-        return selected === undefined && changed.value === a.attributes.value ? a : { ...a, attributes: changed };
+        const changed = { ...hideAttributes(rest), ...("value" in rest ? { value: maskValue(a.id, rest.value) } : {}) };
+        const same = selected === undefined && Object.entries(changed).every(([k, v]) => a.attributes[k] === v);
+        return same ? a : { ...a, attributes: changed };
       });
       const texts = data.texts?.map((t) => (hidden.has(t.id) && t.value ? { ...t, value: hideText(t.value) } : t));
       const same = <T>(before: T[] | undefined, after: T[] | undefined) => !before || before.every((v, i) => v === after![i]);

@@ -66,6 +66,11 @@ export class AssistWidget {
   /** The relay's masking settings and the sanitiser made from them; until they arrive nothing is sent and no body is read. */
   private policy: CapturePolicy | undefined;
   private sanitiser: Sanitiser | undefined;
+  /**
+   * The recording's events masked as one stream: it remembers the masked nodes of the last full snapshot, so a
+   * later change to one (an attribute, a node added inside it) is masked here too, not only by the relay.
+   */
+  private recordingMasker: ReturnType<Sanitiser["rrwebStream"]> | undefined;
 
   constructor(private readonly opts: WidgetOptions) {
     this.panel = new ConsolePanel((open) => this.send({ t: "panel", open }));
@@ -98,6 +103,7 @@ export class AssistWidget {
   private usePolicy(policy: CapturePolicy): void {
     this.policy = policy;
     this.sanitiser = createSanitiser(policy.sanitiser);
+    this.recordingMasker = this.sanitiser.rrwebStream();
   }
 
   private get unmaskedSelector(): string {
@@ -361,9 +367,9 @@ export class AssistWidget {
     const events = this.pending;
     this.pending = [];
     // Text nodes were masked as rrweb read them; attributes (a link's ?access_token=) and the page URL are masked here.
-    if (!events.length || !this.sanitiser) return;
+    if (!events.length || !this.recordingMasker) return;
     this.hideChosenOptions(events);
-    this.send({ t: "rrweb", events: this.sanitiser.rrweb(events) });
+    this.send({ t: "rrweb", events: this.recordingMasker(events) });
   }
 
   private send(m: WidgetMessage): void {

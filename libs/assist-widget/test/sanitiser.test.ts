@@ -120,6 +120,58 @@ test("a page's stream: sensitive fields' values are masked in snapshots, later i
   assert.equal(stream(clean), clean, "a frame with nothing to mask comes back as it was");
 });
 
+test("inside data-assist-mask, attributes that may say what the text said are masked too; layout attributes stay", () => {
+  const stream = sanitiser.rrwebStream();
+  const node = (id: number, tagName: string, attributes: Record<string, unknown>, childNodes: unknown[] = []) => ({
+    type: 2,
+    id,
+    tagName,
+    attributes,
+    childNodes,
+  });
+  const [first] = stream([
+    {
+      type: 2,
+      timestamp: 1,
+      data: {
+        node: node(
+          1,
+          "div",
+          { class: "amount", style: "color: red", "data-assist-mask": "", title: "Balance 1,024.00", "data-holder": "Ouyang" },
+          [
+            node(2, "img", { src: "/avatar.png", alt: "Ouyang Xiuwen", width: "32" }),
+            node(3, "span", { "aria-label": "Due 99.00", placeholder: "" }),
+          ],
+        ),
+      },
+    },
+  ]);
+  const seen = JSON.stringify(first);
+  for (const secret of ["1,024.00", "Ouyang", "99.00"]) assert.ok(!seen.includes(secret), `${secret} masked`);
+  for (const kept of ['"class":"amount"', '"style":"color: red"', '"src":"/avatar.png"', '"width":"32"', '"title":"******* ********"'])
+    assert.ok(seen.includes(kept), `${kept} kept`);
+  const later = JSON.stringify(
+    stream([
+      {
+        type: 3,
+        timestamp: 2,
+        data: {
+          source: 0,
+          adds: [{ parentId: 1, nextId: null, node: node(4, "abbr", { title: "Added 7,654.21" }) }],
+          removes: [],
+          texts: [],
+          attributes: [
+            { id: 1, attributes: { title: "Due 4,321.09", class: "amount due" } },
+            { id: 3, attributes: { "aria-label": null } },
+          ],
+        },
+      },
+    ]),
+  );
+  for (const secret of ["7,654.21", "4,321.09"]) assert.ok(!later.includes(secret), `${secret} masked`);
+  assert.ok(later.includes('"class":"amount due"') && later.includes('"aria-label":null'), "layout changes and removals pass");
+});
+
 test("text built to make the address rule backtrack is masked in time linear in its length", () => {
   // Unbounded, 32,000 letters and an "@" took 1.5 s, and "a@" with 32,000 "b.1" 10.5 s: each start inside a run scanned it again.
   const started = performance.now();

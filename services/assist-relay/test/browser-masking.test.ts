@@ -18,6 +18,10 @@ const customGrade = "GRADE-GOLD-77"; // under a key only the relay's configurati
 const pageCredential = "Bearer page-credential-4471";
 const riskScore = "risk-score-93"; // the page's own hook rewrites it
 const balance = "98,765.43"; // inside [data-assist-mask]
+// Attributes inside [data-assist-mask]: a hover title, an accessible name, a data attribute; set at load and changed during the session.
+const holder = "Ouyang Xiuwen";
+const dueAmount = "4,321.09";
+const addedAmount = "7,654.21";
 const notCaptured = "uncaptured-body-5521"; // a call whose path is not in ASSIST_NETWORK_BODY_URLS
 // A millisecond timestamp is 13 digits (and this one passes Luhn): it is not a card number.
 const timestamp = 1700000000004;
@@ -34,6 +38,9 @@ const secrets = [
   pageCredential,
   riskScore,
   balance,
+  holder,
+  dueAmount,
+  addedAmount,
   notCaptured,
 ];
 
@@ -44,7 +51,8 @@ function operatorPage(relay: string) {
     <p id="id-text">ID ${residentId}</p>
     <p id="contact">Call ${mobile} or write to ${email}</p>
     <p id="when">Opened at ${timestamp}</p>
-    <p id="balance" data-assist-mask>Balance ${balance}</p>
+    <p id="balance" class="amount" data-assist-mask title="Balance ${balance}" data-holder="${holder}">Balance ${balance}
+      <span aria-label="Holder ${holder}">holder</span></p>
     <a id="link" href="/statement?access_token=${accessToken}&amp;idNo=${residentId}">statement</a>
     <label>ID <input id="sfzh" name="sfzh" class="assist-unmask"></label>
     <label>Account <input id="acct" name="acctNo" class="assist-unmask"></label>
@@ -89,6 +97,8 @@ describe("masking: one sanitiser, configured at the relay, on live frames, histo
   let developer: Page;
   let relay: string;
   let sessionId: string;
+  // What the widget itself sends: masked in the operator's browser, not only by the relay.
+  const sentByPage: string[] = [];
 
   before(async () => {
     stage = await startBrowserStage({
@@ -106,6 +116,7 @@ describe("masking: one sanitiser, configured at the relay, on live frames, histo
     });
     ({ relay, operator } = stage);
     developer = await stage.newPage();
+    operator.on("websocket", (ws) => ws.on("framesent", (f) => sentByPage.push(String(f.payload))));
     const policy = operator.waitForResponse((r) => r.url().endsWith("/assist/policy"));
     await operator.goto(`${stage.siteUrl}/customer?access_token=${accessToken}&idNo=${residentId}`);
     await policy;
@@ -164,6 +175,15 @@ describe("masking: one sanitiser, configured at the relay, on live frames, histo
         '<select id="currency2" class="assist-unmask"><option>CNY</option><option>USD</option></select>';
       (document.querySelector("#currency2") as HTMLSelectElement).value = "USD";
     });
+    // The masked paragraph's title changes, and an element with a title is added inside it.
+    await operator.evaluate(
+      ([due, added]) => {
+        const p = document.querySelector("#balance")!;
+        p.setAttribute("title", `Due ${due}`);
+        p.insertAdjacentHTML("beforeend", `<abbr id="added" title="Added ${added}">+</abbr>`);
+      },
+      [dueAmount, addedAmount],
+    );
     // The masked list re-rendered with the operator's choice marked, as server-rendered markup does.
     await operator.evaluate(() => {
       const branch = document.querySelector("#branch") as HTMLSelectElement;
@@ -180,9 +200,19 @@ describe("masking: one sanitiser, configured at the relay, on live frames, histo
         (window as unknown as { assistConsole: { document?: Document } }).assistConsole.document?.querySelectorAll("#branch option")
           .length === 3,
     );
+    await developer.waitForFunction(() =>
+      (window as unknown as { assistConsole: { document?: Document } }).assistConsole.document?.querySelector("#balance #added"),
+    );
 
     const seen = `${await liveView()}\n${await panels()}`;
     assert.deepEqual(leaks(seen), [], "no sensitive value reaches the developer");
+    const sent = sentByPage.join("\n");
+    assert.ok(sent.includes('"title":"***** ********"'), "the added element's title left the page masked");
+    assert.deepEqual(
+      [balance, holder, dueAmount, addedAmount].filter((s) => sent.includes(s)),
+      [],
+      "masked elements' text and attributes leave the page masked",
+    );
     assert.match(seen, /Opened at 1700000000004/, "a millisecond timestamp in the page text is not a card number");
     assert.match(seen, /before paying with \*{15}3446 for \*{14}002X at 1700000000004/, "history: console line masked");
     assert.match(seen, /during paying with \*{15}3446/, "live: console line masked");
@@ -193,6 +223,11 @@ describe("masking: one sanitiser, configured at the relay, on live frames, histo
     assert.match(seen, /acct=\*{19}/, "an allow-listed field named acctNo stays masked");
     assert.match(seen, /sfzh=\*{18}/, "an allow-listed field named sfzh stays masked");
     assert.match(seen, /note=call 138\*\*\*\*5678/, "an allow-listed field shows its value, sanitised");
+    assert.match(
+      seen,
+      /<p id="balance" class="amount"[^>]* title="\*\*\* \*{8}"/,
+      "a masked element keeps its layout attributes, not its title",
+    );
 
     // Lists: an allow-listed one shows the operator's option after a full snapshot and after a re-render; a masked one shows none, never a wrong one.
     assert.deepEqual(await selectInView("#currency"), { value: "USD", index: 1 });
