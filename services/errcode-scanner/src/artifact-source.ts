@@ -33,10 +33,15 @@ export function checkSha256(value: string | undefined): string | undefined {
  * Downloads an artifact to `file`, refusing redirects (they could leave the allow-list), bodies
  * over `maxBytes` and a SHA-256 other than `expected`. Returns the SHA-256 it computed.
  */
-export async function download(url: URL, file: string, o: { maxBytes: number; timeoutMs: number; expected?: string }): Promise<string> {
+export async function download(
+  url: URL,
+  file: string,
+  o: { maxBytes: number; timeoutMs: number; expected?: string; signal?: AbortSignal },
+): Promise<string> {
   let res: Response;
   try {
-    res = await fetch(url, { redirect: "error", signal: AbortSignal.timeout(o.timeoutMs) });
+    const timeout = AbortSignal.timeout(o.timeoutMs);
+    res = await fetch(url, { redirect: "error", signal: o.signal ? AbortSignal.any([timeout, o.signal]) : timeout });
   } catch (err) {
     throw new ArtifactSourceError(`download of ${url.href} failed: ${(err as Error).message}`);
   }

@@ -49,6 +49,11 @@ export interface RunnerDeps {
   bounds: ScanBounds;
   /** Starts of a scan before one whose replica keeps dying while running it is failed instead of run again. */
   maxAttempts: number;
+  /**
+   * How long `close` waits for running scans to finish; past that they are stopped and handed back, their
+   * start not counted: a replica stopped on purpose (a rolling update) says nothing against the artifact.
+   */
+  drainMs: number;
 }
 
 /** Another replica took the scan over: this replica's lease on it had expired. */
@@ -64,6 +69,8 @@ export function createScanRunner(d: RunnerDeps) {
   const running = new Map<string, Promise<void>>();
   /** Running scans another replica took over; they stop at their next class. */
   const lost = new Set<string>();
+  /** Aborted when `close` stops the running scans: a download ends, a scan stops at its next class. */
+  const stopping = new AbortController();
   const loops: Loop[] = [];
   let closed = false;
 
@@ -138,6 +145,19 @@ export function createScanRunner(d: RunnerDeps) {
     pump();
   }
 
+  /** A scan stopped by `close`: another replica runs it from the start (an upload, left on this disk, fails there). */
+  async function handBack(job: ScanJob): Promise<void> {
+    try {
+      await d.store.handBack(job.scanId);
+      d.log.info({ scanId: job.scanId }, "shutting down: scan stopped and handed back to another replica, this start not counted");
+    } catch (err) {
+      d.log.warn(
+        { scanId: job.scanId, err: (err as Error).message },
+        "could not hand the scan back; it is taken over once its lease expires",
+      );
+    }
+  }
+
   /** Records a taken-over scan as failed without running it. */
   async function failUnrun(job: ScanJob, reason: string): Promise<void> {
     d.log.warn({ scanId: job.scanId, reason }, "scan failed");
@@ -161,7 +181,12 @@ export function createScanRunner(d: RunnerDeps) {
         const url = allowedUrl(job.url, d.urlPrefixes);
         if (!url) throw new ArtifactSourceError(`${job.url} is not under an allowed artifact repository`);
         file = path.join(dir, path.basename(job.artifactName) || "artifact.jar");
-        sha256 = await download(url, file, { maxBytes: d.maxArtifactBytes, timeoutMs: d.downloadTimeoutMs, expected: job.sha256 });
+        sha256 = await download(url, file, {
+          maxBytes: d.maxArtifactBytes,
+          timeoutMs: d.downloadTimeoutMs,
+          expected: job.sha256,
+          signal: stopping.signal,
+        });
       }
       if (!file) throw new ArtifactSourceError("the scan has no artifact");
       if (!(await d.store.markRunning(job.scanId, sha256))) throw new LeaseLost();
@@ -184,6 +209,7 @@ export function createScanRunner(d: RunnerDeps) {
           onContainer: (c) => tables.container(c),
           onClass: (c) => {
             if (lost.has(job.scanId)) throw new LeaseLost();
+            stopping.signal.throwIfAborted();
             return tables.add(c);
           },
         },
@@ -207,6 +233,8 @@ export function createScanRunner(d: RunnerDeps) {
         d.log.warn({ scanId: job.scanId }, "scan abandoned: another replica took it over");
         return;
       }
+      // Whatever the stop made of the run (an aborted download, a scan cut at a class), it is not the artifact's outcome.
+      if (stopping.signal.aborted) return await handBack(job);
       const known =
         err instanceof ArtifactError || err instanceof ArtifactSourceError || err instanceof ConfigError || err instanceof ScanBoundsError;
       const message = known ? (err as Error).message : `internal error: ${(err as Error).message}`;
@@ -274,7 +302,10 @@ export function createScanRunner(d: RunnerDeps) {
         ),
       );
     },
-    /** Stops taking jobs, hands the queued ones back for other replicas, and waits for the running ones (renewing their leases meanwhile). */
+    /**
+     * Stops taking jobs, hands the queued ones back for other replicas, and waits up to `drainMs` for the
+     * running ones (renewing their leases meanwhile); those still running then are stopped and handed back.
+     */
     async close(): Promise<void> {
       closed = true;
       const unstarted = queue.splice(0);
@@ -285,7 +316,15 @@ export function createScanRunner(d: RunnerDeps) {
             d.log.warn({ err: (err as Error).message }, "could not hand queued scans back; they are taken over once their lease expires"),
           );
       await discard(unstarted);
-      await Promise.allSettled([...running.values()]);
+      const drained = Promise.allSettled([...running.values()]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([drained, new Promise((resolve) => (timer = setTimeout(resolve, d.drainMs)))]);
+      clearTimeout(timer);
+      if (running.size) {
+        d.log.warn({ scans: [...running.keys()], drainMs: d.drainMs }, "shutting down: stopping the scans still running");
+        stopping.abort();
+      }
+      await drained;
       for (const loop of loops) loop.stop();
     },
   };

@@ -42,6 +42,8 @@ export const definition: ServiceDefinition<typeof scannerEnv> = {
       leaseMs: config.ERRCODE_SCAN_LEASE_MS,
       bounds: { maxHeapMb: config.ERRCODE_SCAN_MAX_HEAP_MB, timeLimitMs: config.ERRCODE_SCAN_TIME_LIMIT_MS },
       maxAttempts: config.ERRCODE_SCAN_MAX_ATTEMPTS,
+      // Close hooks run after the HTTP server's close (up to half the bound): a quarter leaves the rest for handing back.
+      drainMs: config.SHUTDOWN_TIMEOUT_MS / 4,
     });
     ctx.onClose(() => runner.close());
     await runner.start();

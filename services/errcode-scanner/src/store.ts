@@ -318,6 +318,21 @@ export function createScanStore(pool: Pool, lease: ScanLease) {
     },
 
     /** Gives up scans this replica will not run (it is stopping), so another takes them at once. */
+    /**
+     * Gives a scan this replica stopped (shutting down) back to the queue, its start not counted and its
+     * half-written tables removed; another replica takes it over at once.
+     */
+    async handBack(id: string): Promise<void> {
+      await withTransaction(pool, async (tx) => {
+        const r = await tx.query(
+          `UPDATE scans SET owner = NULL, lease_expires_at = NULL, status = 'queued', attempts = greatest(attempts - 1, 0)
+           WHERE id = $1 AND owner = $2 AND ${unfinished}`,
+          [id, lease.owner],
+        );
+        if (r.rowCount) for (const table of partialTables) await tx.query(`DELETE FROM ${table} WHERE scan_id = $1`, [id]);
+      });
+    },
+
     async releaseLeases(ids: string[]): Promise<void> {
       await pool.query(
         `UPDATE scans SET owner = NULL, lease_expires_at = NULL WHERE id = ANY($1::uuid[]) AND owner = $2 AND ${unfinished}`,

@@ -21,6 +21,7 @@ let db: TestDatabase;
 let repo: http.Server;
 let repoUrl: string;
 let downloads = 0;
+let rollingDownloads = 0;
 let replicaA: ChildProcess;
 let replicaB: RunningService | undefined;
 
@@ -39,6 +40,11 @@ before(async () => {
   // The artifact repository: the first download never finishes (the scan stays live on replica A),
   // later ones are served whole.
   repo = http.createServer((req, res) => {
+    if (req.url === "/releases/app-2.0.jar") {
+      // The rolling-update test's artifact: its first download never finishes either.
+      res.writeHead(200, { "content-length": jar.length });
+      return void (++rollingDownloads === 1 ? res.write(jar.subarray(0, 10)) : res.end(jar));
+    }
     if (req.url !== "/releases/app-1.0.jar") return void res.writeHead(404).end();
     downloads++;
     res.writeHead(200, { "content-length": jar.length });
@@ -141,4 +147,49 @@ test("a replica takes back its own scan whose lease expired while it no longer r
   );
   await pool.query("DELETE FROM scans WHERE id = $1", [id]);
   await pool.end();
+});
+
+test("a replica stopped with SIGTERM mid-scan stops it within the shutdown bound and hands it back uncounted; another runs it at once", async () => {
+  // A lease far longer than the test: a takeover now is the hand-back's, not the lease running out.
+  const longLease = { ERRCODE_SCAN_LEASE_MS: "120000", SHUTDOWN_TIMEOUT_MS: "2000" };
+  const port = await freePort();
+  const replica = spawn(process.execPath, ["services/errcode-scanner/dist/main.js"], {
+    env: { PATH: process.env.PATH, ...env(port), ...longLease },
+    stdio: "ignore",
+  });
+  const exited = new Promise<number | null>((resolve) => replica.on("exit", resolve));
+  try {
+    await eventually("replica ready", async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok, 30_000, 100);
+    const submitted = await fetch(`http://127.0.0.1:${port}/ops.v1.ErrcodeScanService/SubmitScan`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${operatorKey}` },
+      body: JSON.stringify({ url: `${repoUrl}/releases/app-2.0.jar` }),
+    });
+    assert.equal(submitted.status, 200);
+    const scanId = ((await submitted.json()) as { scan: { id: string } }).scan.id;
+    await eventually("downloading", async () => rollingDownloads === 1);
+
+    replica.kill("SIGTERM");
+    // Before, it waited for the download until close-with-grace gave up: exit 1, the start counted, the lease held.
+    assert.equal(await exited, 0, "stopped within SHUTDOWN_TIMEOUT_MS, everything handed back");
+    const pool = createPool(db.url, { schema: "errcode_scanner", applicationName: "scan-lease-test", max: 1 });
+    try {
+      const row = async () =>
+        (
+          await pool.query<{ status: string; owner: string | null; attempts: number }>(
+            "SELECT status, owner, attempts FROM scans WHERE id = $1",
+            [scanId],
+          )
+        ).rows[0]!;
+      assert.deepEqual(await row(), { status: "queued", owner: null, attempts: 0 });
+      replicaB = await startService(definition, { ...env(0), ...longLease });
+      await eventually("run by the next replica", async () => ((await row()).status === "succeeded" ? true : undefined), 30_000, 100);
+      assert.equal((await row()).attempts, 1, "only the run that finished counts");
+      assert.equal(rollingDownloads, 2);
+    } finally {
+      await pool.end();
+    }
+  } finally {
+    replica.kill("SIGKILL");
+  }
 });
