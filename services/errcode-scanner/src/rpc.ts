@@ -70,6 +70,7 @@ export function toScan(s: ScanRow) {
     durationMs: BigInt(st?.durationMs ?? 0),
     error: s.error ?? "",
     notChecked: s.not_checked,
+    basesNotFound: s.bases_not_found,
     createdAt: s.created_at.toISOString(),
     finishedAt: s.finished_at?.toISOString() ?? "",
   });

@@ -23,6 +23,8 @@ export interface ScanRow {
   problems: ScanReport["problems"];
   /** Why the scan checked nothing, or nothing under a base (see {@link ScanReport.notChecked}). */
   not_checked: string[];
+  /** Bases not in the artifact while others were (see {@link ScanReport.basesNotFound}). */
+  bases_not_found: string[];
   /** Sites whose code is not statically known. */
   dynamic_sites: ScanReport["dynamicSites"];
   error: string | null;
@@ -246,7 +248,7 @@ export function createScanStore(pool: Pool, lease: ScanLease) {
     /** Stores the results; false (and nothing written) when another replica has taken the scan over. */
     async succeed(tx: Queryable, id: string, report: ScanReport): Promise<boolean> {
       const held = await tx.query(
-        `UPDATE scans SET status = 'succeeded', stats = $2, problems = $3, not_checked = $5, dynamic_sites = $6, finished_at = now(),
+        `UPDATE scans SET status = 'succeeded', stats = $2, problems = $3, not_checked = $5, dynamic_sites = $6, bases_not_found = $7, finished_at = now(),
            owner = NULL, lease_expires_at = NULL
          WHERE id = $1 AND owner = $4 AND ${unfinished}`,
         [
@@ -256,6 +258,7 @@ export function createScanStore(pool: Pool, lease: ScanLease) {
           lease.owner,
           report.notChecked,
           JSON.stringify(report.dynamicSites),
+          report.basesNotFound,
         ],
       );
       if (held.rowCount !== 1) return false;

@@ -237,7 +237,7 @@ describe("errcode-scanner service", () => {
       assert.equal(await tableCount(table, id), 0, table);
   });
 
-  test("what a scan could not check is kept with it: the reason a base went unchecked, and each site with an unknown code", async () => {
+  test("what a scan could not check is kept with it: the reason a base went unchecked, a base not in the artifact, and each site with an unknown code", async () => {
     // A base whose only construction site takes its code from the environment: nothing under it is checked.
     const java = compileJava({
       "dyn/Failure.java":
@@ -249,7 +249,8 @@ describe("errcode-scanner service", () => {
       const r = await rpc("SubmitScan", {
         artifactName: "gate-1.0.jar",
         content: jarOf({ dir: java.dir }).toString("base64"),
-        settings: { bases: ["dyn.Failure"] },
+        // The second base is misspelt: the CLI warns about it, and so does the scan (before, the service said nothing).
+        settings: { bases: ["dyn.Failure", "dyn.Failur"] },
       });
       const done = await finished(r.body.scan?.id as string);
       const scan = done.scan as Record<string, unknown>;
@@ -257,6 +258,7 @@ describe("errcode-scanner service", () => {
       assert.deepEqual(scan.notChecked, [
         "base dyn.Failure has 1 subclass but no error code was found under it (1 site with a code not statically known)",
       ]);
+      assert.deepEqual(scan.basesNotFound, ["dyn.Failur"]);
       assert.deepEqual(done.dynamicSites, [
         {
           exceptionClass: "dyn.Refused",
@@ -268,7 +270,10 @@ describe("errcode-scanner service", () => {
       // The listing shows it too, and a scan that checked everything has nothing there.
       const listed = (await rpc("ListScans", {}, viewerKey)).body.scans as Array<Record<string, unknown>>;
       assert.deepEqual(listed.find((s) => s.id === scan.id)?.notChecked, scan.notChecked);
-      assert.ok(listed.filter((s) => s.artifactName === "app-1.0.jar").every((s) => s.notChecked === undefined));
+      assert.deepEqual(listed.find((s) => s.id === scan.id)?.basesNotFound, ["dyn.Failur"]);
+      assert.ok(
+        listed.filter((s) => s.artifactName === "app-1.0.jar").every((s) => s.notChecked === undefined && s.basesNotFound === undefined),
+      );
     } finally {
       java.cleanup();
     }
