@@ -215,13 +215,14 @@ const inputSource = 5;
 const hideChars = (value: string) => value.replace(/[^\n]/g, "*");
 const hideText = (value: string) => value.replace(/\S/g, "*");
 /**
- * Attributes a masked element keeps as they are (still through the text rules): how it is laid out, styled and
- * linked, and rrweb's own (`rr_width`, `_cssText`). Any other (`title`, `alt`, `aria-label`, `placeholder`,
- * `data-*`, which CSS can show with `attr()`) may hold what the page marked `data-assist-mask` to hide: its
- * characters become `*`, as the element's text does.
+ * Attributes a masked element keeps as they are (still through the text rules): how it is laid out and styled,
+ * its images (`src`: a masked panel keeps its pictures), and rrweb's own (`rr_width`, `_cssText`). Any other
+ * (`title`, `alt`, `aria-label`, `placeholder`, `href`: a link to `/customers/<name>`, `data-*`, which CSS can
+ * show with `attr()`) may hold what the page marked `data-assist-mask` to hide: its characters become `*`, as
+ * the element's text does.
  */
 const layoutAttribute =
-  /^(?:class|id|style|type|role|dir|lang|width|height|colspan|rowspan|span|tabindex|disabled|hidden|rel|target|src|srcset|href|for|name|data-assist-mask|rr_.*|_.*)$/i;
+  /^(?:class|id|style|type|role|dir|lang|width|height|colspan|rowspan|span|tabindex|disabled|hidden|rel|target|src|srcset|for|name|data-assist-mask|rr_.*|_.*)$/i;
 /** A masked element's attributes: values of any but layout ones hidden; `value` as `maskValue` has it. */
 const hideAttributes = (attributes: Record<string, unknown>) => {
   let out: Record<string, unknown> | undefined;

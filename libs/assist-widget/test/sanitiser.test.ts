@@ -141,6 +141,7 @@ test("inside data-assist-mask, attributes that may say what the text said are ma
           [
             node(2, "img", { src: "/avatar.png", alt: "Ouyang Xiuwen", width: "32" }),
             node(3, "span", { "aria-label": "Due 99.00", placeholder: "" }),
+            node(5, "a", { href: "/customers/Ouyang" }),
           ],
         ),
       },

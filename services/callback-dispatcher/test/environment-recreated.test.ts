@@ -64,6 +64,16 @@ for (const redis of [true, false]) {
       await register("OLD-1");
       assert.equal(await callback("OLD-1"), "new-sit");
       assert.equal((await lookup("OLD-1")).environmentConfigured, true);
+      // Saved again in place (not deleted): the same environment, its registrations kept.
+      const saved = await d.api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: stubs["new-sit"]!.url, description: "renamed" });
+      assert.equal(saved.status, 200);
+      await eventually("the save seen", async () => {
+        const { body } = await d.api("GET", "/_dispatcher/v1/environments");
+        return (body.environments as Array<{ name: string; description: string }>).some(
+          (e) => e.name === "sit" && e.description === "renamed",
+        );
+      });
+      assert.equal(await callback("NEW-1"), "new-sit");
     });
   });
 }
