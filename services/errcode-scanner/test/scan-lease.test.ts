@@ -64,25 +64,31 @@ after(async () => {
   await db?.drop();
 });
 
-test("a replica leaves another's live scan alone and takes it over once that replica dies", async () => {
-  const portA = await freePort();
-  replicaA = spawn(process.execPath, ["services/errcode-scanner/dist/main.js"], {
-    env: { PATH: process.env.PATH, ...env(portA) },
+/** A replica as a real process (so that it can die), ready on `port`. */
+async function spawnReplica(port: number, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
+  const replica = spawn(process.execPath, ["services/errcode-scanner/dist/main.js"], {
+    env: { PATH: process.env.PATH, ...env(port), ...extraEnv },
     stdio: "ignore",
   });
-  await eventually(
-    "replica A ready",
-    async () => (await fetch(`http://127.0.0.1:${portA}/readyz`).catch(() => undefined))?.ok,
-    30_000,
-    100,
-  );
-  const submitted = await fetch(`http://127.0.0.1:${portA}/ops.v1.ErrcodeScanService/SubmitScan`, {
+  await eventually("replica ready", async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok, 30_000, 100);
+  return replica;
+}
+
+/** Submits a scan of `url` to the replica on `port`; answers its id. */
+async function submit(port: number, url: string): Promise<string> {
+  const submitted = await fetch(`http://127.0.0.1:${port}/ops.v1.ErrcodeScanService/SubmitScan`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${operatorKey}` },
-    body: JSON.stringify({ url: `${repoUrl}/releases/app-1.0.jar` }),
+    body: JSON.stringify({ url }),
   });
   assert.equal(submitted.status, 200);
-  const scanId = ((await submitted.json()) as { scan: { id: string } }).scan.id;
+  return ((await submitted.json()) as { scan: { id: string } }).scan.id;
+}
+
+test("a replica leaves another's live scan alone and takes it over once that replica dies", async () => {
+  const portA = await freePort();
+  replicaA = await spawnReplica(portA);
+  const scanId = await submit(portA, `${repoUrl}/releases/app-1.0.jar`);
   await eventually("replica A downloading", async () => downloads === 1);
 
   // Replica B starts (a rolling update) and looks for scans to take over before it is ready.
@@ -153,20 +159,10 @@ test("a replica stopped with SIGTERM mid-scan stops it within the shutdown bound
   // A lease far longer than the test: a takeover now is the hand-back's, not the lease running out.
   const longLease = { ERRCODE_SCAN_LEASE_MS: "120000", SHUTDOWN_TIMEOUT_MS: "2000" };
   const port = await freePort();
-  const replica = spawn(process.execPath, ["services/errcode-scanner/dist/main.js"], {
-    env: { PATH: process.env.PATH, ...env(port), ...longLease },
-    stdio: "ignore",
-  });
+  const replica = await spawnReplica(port, longLease);
   const exited = new Promise<number | null>((resolve) => replica.on("exit", resolve));
   try {
-    await eventually("replica ready", async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok, 30_000, 100);
-    const submitted = await fetch(`http://127.0.0.1:${port}/ops.v1.ErrcodeScanService/SubmitScan`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${operatorKey}` },
-      body: JSON.stringify({ url: `${repoUrl}/releases/app-2.0.jar` }),
-    });
-    assert.equal(submitted.status, 200);
-    const scanId = ((await submitted.json()) as { scan: { id: string } }).scan.id;
+    const scanId = await submit(port, `${repoUrl}/releases/app-2.0.jar`);
     await eventually("downloading", async () => rollingDownloads === 1);
 
     replica.kill("SIGTERM");
