@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { packageVersion, type ServiceDefinition } from "@opsplane/platform";
@@ -21,8 +21,9 @@ export const definition: ServiceDefinition<typeof scannerEnv> = {
   async setup(ctx) {
     const { config } = ctx;
     const rules: RulesFile = config.ERRCODE_RULES_FILE ? await loadRulesFile(config.ERRCODE_RULES_FILE) : {};
-    const workDir = path.join(tmpdir(), `errcode-scanner-${process.pid}`);
-    await mkdir(workDir, { recursive: true });
+    // Its own folder (two replicas in one process, a restarted container), removed once the runner has stopped.
+    const workDir = await mkdtemp(path.join(tmpdir(), "errcode-scanner-"));
+    ctx.onClose(() => rm(workDir, { recursive: true, force: true }));
     // The replica's name in the scans it holds: the pod (host) name, then what tells restarts apart.
     const owner = `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
     const store = createScanStore(ctx.pool, { owner, ms: config.ERRCODE_SCAN_LEASE_MS });

@@ -3,8 +3,11 @@
 // process so that it can die; replica B runs in this process.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { after, before, test } from "node:test";
 import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
 import { createPool } from "@opsplane/store";
@@ -158,8 +161,10 @@ test("a replica takes back its own scan whose lease expired while it no longer r
 test("a replica stopped with SIGTERM mid-scan stops it within the shutdown bound and hands it back uncounted; another runs it at once", async () => {
   // A lease far longer than the test: a takeover now is the hand-back's, not the lease running out.
   const longLease = { ERRCODE_SCAN_LEASE_MS: "120000", SHUTDOWN_TIMEOUT_MS: "2000" };
+  // Its own temporary folder, to see that it leaves nothing there.
+  const tmp = await mkdtemp(path.join(tmpdir(), "scan-lease-"));
   const port = await freePort();
-  const replica = await spawnReplica(port, longLease);
+  const replica = await spawnReplica(port, { ...longLease, TMPDIR: tmp });
   const exited = new Promise<number | null>((resolve) => replica.on("exit", resolve));
   try {
     const scanId = await submit(port, `${repoUrl}/releases/app-2.0.jar`);
@@ -168,6 +173,7 @@ test("a replica stopped with SIGTERM mid-scan stops it within the shutdown bound
     replica.kill("SIGTERM");
     // Before, it waited for the download until close-with-grace gave up: exit 1, the start counted, the lease held.
     assert.equal(await exited, 0, "stopped within SHUTDOWN_TIMEOUT_MS, everything handed back");
+    assert.deepEqual(await readdir(tmp), [], "its work folder removed (before, one per start was left behind)");
     const pool = createPool(db.url, { schema: "errcode_scanner", applicationName: "scan-lease-test", max: 1 });
     try {
       const row = async () =>
@@ -187,5 +193,6 @@ test("a replica stopped with SIGTERM mid-scan stops it within the shutdown bound
     }
   } finally {
     replica.kill("SIGKILL");
+    await rm(tmp, { recursive: true, force: true });
   }
 });
