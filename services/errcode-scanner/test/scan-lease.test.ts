@@ -196,3 +196,36 @@ test("a replica stopped with SIGTERM mid-scan stops it within the shutdown bound
     await rm(tmp, { recursive: true, force: true });
   }
 });
+
+test("a scan handed back is queued again, its start uncounted and its half-written tables removed; only by the replica holding it", async () => {
+  // No replica running beside it: it would take the scan over first.
+  await replicaB?.close();
+  replicaB = undefined;
+  const pool = createPool(db.url, { schema: "errcode_scanner", applicationName: "scan-lease-test", max: 2 });
+  try {
+    const store = createScanStore(pool, { owner: "replica-e", ms: leaseMs });
+    const id = "0b8f2c1e-5d4a-4c3b-9e2f-1a0b9c8d7e6f";
+    assert.ok(await store.insert({ id, source: "url", artifactName: "cut.jar", url: `${repoUrl}/releases/cut.jar`, bases: [] }));
+    assert.equal(await store.startAttempt(id), 1);
+    assert.ok(await store.markRunning(id));
+    await pool.query("INSERT INTO containers (scan_id, id, parent_id, name, type) VALUES ($1, 0, NULL, 'cut.jar', 'jar')", [id]);
+    const row = async () =>
+      (
+        await pool.query<{ status: string; owner: string | null; attempts: number; containers: number }>(
+          "SELECT status, owner, attempts, (SELECT count(*)::int FROM containers WHERE scan_id = $1) AS containers FROM scans WHERE id = $1",
+          [id],
+        )
+      ).rows[0]!;
+    await createScanStore(pool, { owner: "replica-f", ms: leaseMs }).handBack(id);
+    assert.deepEqual(
+      await row(),
+      { status: "running", owner: "replica-e", attempts: 1, containers: 1 },
+      "not another replica's to hand back",
+    );
+    await store.handBack(id);
+    assert.deepEqual(await row(), { status: "queued", owner: null, attempts: 0, containers: 0 });
+    await pool.query("DELETE FROM scans WHERE id = $1", [id]);
+  } finally {
+    await pool.end();
+  }
+});
