@@ -2,6 +2,7 @@ export * from "./app.js";
 export * from "./audit.js";
 export * from "./audit-query.js";
 export * from "./auth.js";
+export * from "./bound-histogram.js";
 export * from "./bus-tracing.js";
 export { connectRefusal } from "./client-errors.js";
 export * from "./config.js";

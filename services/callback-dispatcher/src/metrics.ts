@@ -1,5 +1,6 @@
+import { BoundHistogram } from "@opsplane/platform";
 import { dropReasons } from "@opsplane/store";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 
 /** `status_class` label values, by hundreds: built once rather than per callback. */
 const statusClasses = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -72,13 +73,13 @@ export function createDispatcherMetrics(registry: Registry) {
           count: 1,
         };
     },
-    upstreamSeconds: new Histogram({
-      name: "callback_dispatcher_upstream_duration_seconds",
-      help: "Time from forwarding a callback to the upstream's response headers",
-      labelNames: ["target"] as const,
-      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    }),
+    upstreamSeconds: new BoundHistogram(
+      "callback_dispatcher_upstream_duration_seconds",
+      "Time from forwarding a callback to the upstream's response headers",
+      ["target"],
+      [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registry,
+    ),
     extractionFailures,
     /** Counts a callback whose id a rule could not read (one function for all callbacks, not a closure each). */
     countExtractionFailure: (f: { rule: string; reason: string }) => extractionFailures.inc({ rule: f.rule, reason: f.reason }),
@@ -117,15 +118,15 @@ export function createDispatcherMetrics(registry: Registry) {
 
 export type DispatcherMetrics = ReturnType<typeof createDispatcherMetrics>;
 
-/** Observes the upstream's time to response headers; the labelled child is looked up once per environment. */
+/** Observes the upstream's time to response headers; the environment's observer is bound once. */
 export function upstreamTimer(metrics: DispatcherMetrics): (env: { name: string }, seconds: number) => void {
-  const children = new Map<string, { observe(v: number): void }>();
+  const observers = new Map<string, (seconds: number) => void>();
   return (env, seconds) => {
-    let child = children.get(env.name);
-    if (!child) {
-      child = metrics.upstreamSeconds.labels({ target: env.name });
-      children.set(env.name, child);
+    let observe = observers.get(env.name);
+    if (!observe) {
+      observe = metrics.upstreamSeconds.bind({ target: env.name });
+      observers.set(env.name, observe);
     }
-    child.observe(seconds);
+    observe(seconds);
   };
 }
