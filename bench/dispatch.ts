@@ -8,7 +8,9 @@
 // what any Node forwarder costs on the machine at hand), dispatcher (declarative JSON-path extractor),
 // dispatcher (script extractor in the sandbox). BENCH_REGISTERED_SHARE (default
 // 0.1) of the callbacks carry an id a test environment registered (-> sit), the rest a fresh id
-// (-> production, not_registered); both environments point at the same upstream. The dispatcher runs
+// (-> production, not_registered); both environments point at the same upstream. sit has idPatterns
+// {"*": "T-[0-9]+"}, as the dispatcher's README advises where test ids can be told apart, so production's
+// ids are routed without a registry lookup; BENCH_ID_PATTERNS=0 gives sit none (every callback looked up). The dispatcher runs
 // its default configuration: rule match, id extraction, registry lookup (Redis with REDIS_URL, else
 // memory), every decision recorded in PostgreSQL, the exact bytes forwarded.
 // Per target: warm-up (BENCH_WARMUP_SECONDS, 5), throughput phases (CONCURRENCY connections, each with one
@@ -56,6 +58,8 @@ const LOAD_CPUS = process.env.BENCH_LOAD_CPUS ?? (CPU_COUNT > 2 ? `0-${CPU_COUNT
 const NGINX = process.env.NGINX_BIN ?? "/usr/sbin/nginx";
 const WRK = process.env.WRK_BIN ?? "/usr/bin/wrk";
 const IDS = 1000;
+/** Whether sit has idPatterns (T-…), so production's ids are not looked up (BENCH_ID_PATTERNS, default 1). */
+const ID_PATTERNS = process.env.BENCH_ID_PATTERNS !== "0";
 /** Share of callbacks whose id a test environment registered; the rest are production's (the bulk of real traffic). */
 const REGISTERED_SHARE = Number(process.env.BENCH_REGISTERED_SHARE ?? 0.1);
 const root = path.join(__dirname, "..");
@@ -361,7 +365,9 @@ async function main(): Promise<void> {
       if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${await res.text()}`);
     };
     await api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: upstream, production: true });
-    await api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: upstream });
+    // As the README advises wherever test ids can be told apart: sit may claim T-… ids only, so production's
+    // P-… callbacks are not looked up. BENCH_ID_PATTERNS=0 leaves sit claiming any id (every callback looked up).
+    await api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: upstream, idPatterns: ID_PATTERNS ? { "*": "T-[0-9]+" } : {} });
     const interfaceSide = { pattern: "/api/pay", id: { kind: "json", expr: "orderNo" } };
     await api("PUT", "/_dispatcher/v1/rules/bench-json", {
       interface: interfaceSide,
@@ -576,6 +582,7 @@ async function main(): Promise<void> {
           cores: CPU_COUNT,
           loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
           registry: process.env.REDIS_URL ? "redis" : "memory",
+          sitIdPatterns: ID_PATTERNS ? { "*": "T-[0-9]+" } : {},
           registeredShare: 1 / every,
           seconds: SECONDS,
           concurrency: CONCURRENCY,

@@ -13,6 +13,7 @@ export type Reason =
   | "extraction_failed"
   | "body_too_large"
   | "unknown_environment"
+  | "not_claimable"
   | "registry_unavailable"
   | "script_unavailable"
   | "no_production";
@@ -34,7 +35,10 @@ export interface ExtractionFailure {
   reason: string;
 }
 
-/** Whether some configured test environment may claim (rule, id): only then can a registration for it be on its way. */
+/** Why a callback whose id no test environment may claim went to production unlooked-up. */
+const unclaimableDetail = "no test environment may claim this id (their idPatterns); not looked up";
+
+/** Whether some configured test environment may claim (rule, id): only then can a registration for it exist or be on its way. */
 function claimable(rules: RuleSetSnapshot, rule: string, id: string): boolean {
   for (const env of rules.environments.values()) if (!env.production && !rules.claims.get(env.name)?.(rule, id)) return true;
   return false;
@@ -43,7 +47,7 @@ function claimable(rules: RuleSetSnapshot, rule: string, id: string): boolean {
 /**
  * Decides where one callback goes. Rules whose callback pattern matches are
  * tried in name order; the first (rule, id) registered by a configured test
- * environment wins. When none is, and a matching rule has `holdMs` for an id
+ * environment wins. Ids no test environment may claim are not looked up. When none is, and a matching rule has `holdMs` for an id
  * some test environment may claim, the callback waits (with `hold`) up to the
  * longest such `holdMs` for a registration still in flight, then looks its ids up
  * once more (a registry failing then is `registry_unavailable`). Anything else — no
@@ -101,15 +105,22 @@ export async function decide(
       );
       continue;
     }
+    if (!claimable(rules, rule.name, id)) {
+      // No configured test environment may claim it (their idPatterns), so no registration can route it:
+      // production's, without asking the registry (nor waiting on one that is slow or down).
+      if (!firstMiss || firstMiss.reason === "extraction_failed")
+        firstMiss = toProduction(rules, "not_registered", rule.name, id, unclaimableDetail);
+      continue;
+    }
     let found: Registered | undefined;
     try {
       found = await registry.lookup(rule.name, id);
     } catch (err) {
-      return registryUnavailable(rules, rule.name, id, `registry lookup failed: ${(err as Error).message}`);
+      return registryUnavailable(rule.name, id, `registry lookup failed: ${(err as Error).message}`);
     }
     if (found === undefined) {
       if (!firstMiss || firstMiss.reason === "extraction_failed") firstMiss = toProduction(rules, "not_registered", rule.name, id);
-      if (rule.holdMs > 0 && hold && claimable(rules, rule.name, id)) {
+      if (rule.holdMs > 0 && hold) {
         awaited ??= [];
         awaited.push({ rule: rule.name, id });
         holdMs = Math.max(holdMs, rule.holdMs);
@@ -129,7 +140,7 @@ export async function decide(
     for (const [i, x] of awaited.entries()) {
       const got = last[i]!;
       if (got.status === "rejected")
-        return registryUnavailable(rules, x.rule, x.id, `registry lookup failed: ${(got.reason as Error).message}; held ${held.heldMs} ms`);
+        return registryUnavailable(x.rule, x.id, `registry lookup failed: ${(got.reason as Error).message}; held ${held.heldMs} ms`);
       if (got.value !== undefined) return routeTo(rules, x.rule, x.id, got.value, `held ${held.heldMs} ms until its registration came`);
     }
   }
@@ -139,13 +150,11 @@ export async function decide(
 }
 
 /**
- * Neither Redis nor the PostgreSQL record could say who registered `id`. An id no test environment may
- * claim is production's; any other may be a test environment's, so it is answered 503 for the platform
- * to retry rather than handed to production (a test payment's notification there is the defect the
- * registry exists to prevent).
+ * Neither Redis nor the PostgreSQL record could say who registered `id`, which a test environment may
+ * claim (only those are looked up): answered 503 for the platform to retry rather than handed to
+ * production (a test payment's notification there is the defect the registry exists to prevent).
  */
-function registryUnavailable(rules: RuleSetSnapshot, rule: string, id: string, detail: string): Decision {
-  if (!claimable(rules, rule, id)) return toProduction(rules, "registry_unavailable", rule, id, detail);
+function registryUnavailable(rule: string, id: string, detail: string): Decision {
   return {
     rule,
     objectId: id,
@@ -169,9 +178,10 @@ function toProduction(rules: RuleSetSnapshot, reason: Reason, rule?: string, obj
 }
 
 /**
- * The callback to the environment that registered its id, while that is a configured test environment
- * and the one that registered it: an environment deleted and created again under the same name is
- * another (a new owner, a new URL) and does not inherit the ids its predecessor registered.
+ * The callback to the environment that registered its id, while that is a configured test environment,
+ * the one that registered it (an environment deleted and created again under the same name is another,
+ * a new owner, a new URL, and does not inherit the ids its predecessor registered), and one that may
+ * still claim the id.
  */
 function routeTo(rules: RuleSetSnapshot, rule: string, id: string, found: Registered, detail?: string): Decision {
   const env = rules.environments.get(found.env);
@@ -184,6 +194,16 @@ function routeTo(rules: RuleSetSnapshot, rule: string, id: string, found: Regist
       rule,
       id,
       `registered by an earlier environment "${found.env}", deleted since; the one configured now was created after the registration`,
+    );
+  // Its patterns narrowed since it registered the id: an environment gets only the ids it may claim now.
+  const refused = rules.claims.get(env.name)?.(rule, id);
+  if (refused)
+    return toProduction(
+      rules,
+      "not_claimable",
+      rule,
+      id,
+      `registered by "${found.env}", whose idPatterns no longer let it claim this id (${refused})`,
     );
   return { rule, objectId: id, target: env, reason: "registered", detail };
 }

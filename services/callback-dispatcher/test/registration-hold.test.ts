@@ -121,7 +121,7 @@ describe("callbacks held while their registration is in flight", () => {
     // PROD-… is outside sit's pattern: no registration can be on its way, so production gets it at once.
     const prodId = await callback("held", "PROD-1");
     assert.equal(prodId.servedBy, "prod");
-    assert.equal((await decision("PROD-1")).detail, null);
+    assert.equal((await decision("PROD-1")).detail, "no test environment may claim this id (their idPatterns); not looked up");
     const unheld = await callback("unheld", "SIT-4");
     assert.equal(unheld.servedBy, "prod");
     assert.equal((await decision("SIT-4")).detail, null);

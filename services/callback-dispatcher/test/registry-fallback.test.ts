@@ -198,9 +198,22 @@ test("Redis cold or cut off while PostgreSQL stalls: callbacks are answered with
       assert.doesNotMatch(r.body, /PostgreSQL|REGISTRY_RECORD/, "the third party is not told the registry's internals");
     };
     const productions = async (requestId: string) => {
-      // An id no test environment may claim is production's whatever the registry says.
-      const r = await answeredInTime("PRD-1", requestId);
-      assert.deepEqual([r.status, r.servedBy], [200, "prod"]);
+      // An id no test environment may claim is production's whatever the registry says: it is not looked up,
+      // so it does not wait on a record that cannot answer (before, it waited out the record's deadline).
+      const started = performance.now();
+      const res = await callBack("PRD-1", requestId);
+      const tookMs = performance.now() - started;
+      await res.arrayBuffer();
+      assert.deepEqual([res.status, res.headers.get("x-served-by")], [200, "prod"]);
+      assert.ok(tookMs < recordTimeoutMs, `answered in ${Math.round(tookMs)} ms, not after the record's ${recordTimeoutMs} ms`);
+      const decision = await eventually(`the decision of ${requestId}`, async () => {
+        const { body } = await d!.api("GET", `/_dispatcher/v1/decisions?requestId=${requestId}`, undefined, viewerKey);
+        return (body.decisions as Array<{ reason: string; detail: string }>)[0];
+      });
+      assert.deepEqual(
+        [decision.reason, decision.detail],
+        ["not_registered", "no test environment may claim this id (their idPatterns); not looked up"],
+      );
     };
     // Redis cold: its data lost (the warm that starts waits on the lock too).
     await loseRedisData();
