@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type ExtractionResult, extractErrorCodes } from "../src/scan/engine.js";
-import { type CompiledFixtures, compileFixtures } from "./support/java.js";
+import { type CompiledFixtures, compileFixtures, compileJava } from "./support/java.js";
 
 const BASE = "com.bank.core.BizException";
 let fx: CompiledFixtures;
@@ -136,4 +136,47 @@ describe("error codes recovered from bytecode (javac --release 8 and 17, packed 
     const literal = pinned.errorCodes.find((e) => e.locations.some((l) => l.method === "literal()V"));
     assert.deepEqual([literal?.code, literal?.message], ["Account closed", "ACC0003"]);
   });
+});
+
+describe("text beyond ASCII in javac-built jars (--release 8 and 17)", () => {
+  const sources = {
+    "u/BizException.java": `package u; public class BizException extends RuntimeException {
+      public BizException(String code, String message) { super(message); } }`,
+    "u/Svc.java": `package u; public class Svc {
+      static final String C = "ORD0001";
+      void a() { throw new BizException("PAY0001", "支付失败：余额不足 💳"); }
+      void b() { throw new BizException(C, "emoji 😀 and lone \\uD83D surrogate"); }
+      void c() { throw new BizException("NUL0001", "nul \\u0000 inside"); }
+      void d() { throw new BizException("订单-0001", "订单不存在"); }
+    }`,
+  };
+  for (const release of ["8", "17"]) {
+    test(`messages keep their characters (release ${release}); a code outside the default shape is named as a site, found once the shape allows it`, async () => {
+      const { dir, cleanup } = compileJava(sources, release);
+      try {
+        const jar = path.join(dir, "..", "app.jar");
+        execFileSync("jar", ["cf", jar, "-C", dir, "."]);
+        const found = await extractErrorCodes(jar, { bases: ["u.BizException"] });
+        // Modified UTF-8 in the class file: supplementary characters as surrogate pairs, NUL as two bytes.
+        // What PostgreSQL cannot store is made storable as everywhere else (NUL as the text \u0000, a lone surrogate as U+FFFD).
+        assert.deepEqual(
+          found.errorCodes.map((e) => [e.code, e.message]),
+          [
+            ["NUL0001", "nul \\u0000 inside"],
+            ["ORD0001", "emoji 😀 and lone \uFFFD surrogate"],
+            ["PAY0001", "支付失败：余额不足 💳"],
+          ],
+        );
+        // The default shape is ASCII: "订单-0001" is not taken for a code, and the site says so rather than vanish.
+        assert.deepEqual(
+          found.dynamicSites.map((d) => [d.message, d.reason]),
+          [["订单-0001", "no code argument"]],
+        );
+        const widened = await extractErrorCodes(jar, { bases: ["u.BizException"], mapping: { codeShape: /^\S*\d\S*$/u } });
+        assert.deepEqual(widened.errorCodes.find((e) => e.code === "订单-0001")?.message, "订单不存在");
+      } finally {
+        cleanup();
+      }
+    });
+  }
 });
