@@ -19,3 +19,4 @@ export * from "./redis-watchdog.js";
 export * from "./request-id.js";
 export * from "./rpc.js";
 export * from "./service.js";
+export * from "./tallied-counter.js";

@@ -1,6 +1,7 @@
-import { Counter, collectDefaultMetrics, Registry } from "prom-client";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import type { App } from "./app.js";
 import { BoundHistogram } from "./bound-histogram.js";
+import { TalliedCounter, type Tally } from "./tallied-counter.js";
 
 /** One registry per service, with Node's default metrics and the service name as a label. */
 export function createMetricsRegistry(service: string): Registry {
@@ -18,28 +19,11 @@ export function createMetricsRegistry(service: string): Registry {
  */
 export function installRedMetrics(app: App, registry: Registry): RecordRequest {
   const labelNames = ["method", "route", "status_code"] as const;
-  type Labels = Record<(typeof labelNames)[number], string>;
-  /** One label set: its requests not yet handed to the counter, and its bound duration observer. */
-  type Series = { labels: Labels; uncounted: number; observe(seconds: number): void };
+  /** One label set: its request tally and its bound duration observer. */
+  type Series = { requests: Tally; observe(seconds: number): void };
   // Found by route, then method, then status code: nothing is built or hashed per request.
   const byRoute = new Map<string, Map<string, Series[]>>();
-  // Requests are tallied in plain numbers and handed to prom-client when it is read (its labelled
-  // children check and hash their labels again at every inc).
-  new Counter({
-    name: "http_requests_total",
-    help: "HTTP requests handled",
-    labelNames,
-    registers: [registry],
-    collect() {
-      for (const byMethod of byRoute.values())
-        for (const byStatus of byMethod.values())
-          for (const series of byStatus) {
-            if (!series?.uncounted) continue;
-            this.inc(series.labels, series.uncounted);
-            series.uncounted = 0;
-          }
-    },
-  });
+  const requests = new TalliedCounter("http_requests_total", "HTTP requests handled", labelNames, registry);
   const duration = new BoundHistogram(
     "http_request_duration_seconds",
     "HTTP request duration",
@@ -61,10 +45,10 @@ export function installRedMetrics(app: App, registry: Registry): RecordRequest {
     let series = byStatus[statusCode];
     if (!series) {
       const labels = { method, route, status_code: String(statusCode) };
-      series = { labels, uncounted: 0, observe: duration.bind(labels) };
+      series = { requests: requests.tally(labels), observe: duration.bind(labels) };
       byStatus[statusCode] = series;
     }
-    series.uncounted++;
+    series.requests.count++;
     series.observe(seconds);
   };
   app.addHook("onResponse", async (req, reply) => {

@@ -1,4 +1,4 @@
-import { BoundHistogram } from "@opsplane/platform";
+import { BoundHistogram, TalliedCounter, type Tally } from "@opsplane/platform";
 import { dropReasons } from "@opsplane/store";
 import { Counter, Gauge, type Registry } from "prom-client";
 
@@ -26,28 +26,15 @@ export function createDispatcherMetrics(registry: Registry) {
   });
   // Every reason is exported from the start, at 0, so a rate or an alert on it has a series to read.
   for (const reason of dropReasons) decisionsDropped.inc({ reason }, 0);
-  // Callbacks are tallied in plain numbers and handed to prom-client when it is read: a labelled
-  // child of prom-client checks and hashes its labels again at every inc, a microsecond per callback.
   // Tallies are found by rule, then target, then reason (strings a callback carries already, their
   // hashes cached), then status hundreds: no key is built and hashed per callback.
-  type Tally = { labels: Record<"rule" | "target" | "reason" | "status_class", string>; count: number };
+  const callbacks = new TalliedCounter(
+    "callback_dispatcher_callbacks_total",
+    "Callbacks handled, by rule, target environment, reason and upstream status class",
+    ["rule", "target", "reason", "status_class"],
+    registry,
+  );
   const callbackTallies = new Map<string, Map<string, Map<string, Tally[]>>>();
-  const callbacks = new Counter({
-    name: "callback_dispatcher_callbacks_total",
-    help: "Callbacks handled, by rule, target environment, reason and upstream status class",
-    labelNames: ["rule", "target", "reason", "status_class"] as const,
-    registers,
-    collect() {
-      for (const byTarget of callbackTallies.values())
-        for (const byReason of byTarget.values())
-          for (const byStatus of byReason.values())
-            for (const tally of byStatus) {
-              if (!tally?.count) continue;
-              this.inc(tally.labels, tally.count);
-              tally.count = 0;
-            }
-    },
-  });
   const extractionFailures = new Counter({
     name: "callback_dispatcher_extraction_failures_total",
     help: "Callbacks whose business-object id could not be read, by rule and reason",
@@ -55,8 +42,7 @@ export function createDispatcherMetrics(registry: Registry) {
     registers,
   });
   return {
-    callbacks,
-    /** Counts one callback (read by the next scrape of `callbacks`). */
+    /** Counts one callback (read by the next scrape of `callback_dispatcher_callbacks_total`). */
     countCallback(rule: string, target: string, reason: string, status: number): void {
       const byReason = inner(inner(callbackTallies, rule), target);
       let byStatus = byReason.get(reason);
@@ -65,13 +51,12 @@ export function createDispatcherMetrics(registry: Registry) {
         byReason.set(reason, byStatus);
       }
       const hundreds = Math.floor(status / 100);
-      const tally = byStatus[hundreds];
-      if (tally) tally.count++;
-      else
-        byStatus[hundreds] = {
-          labels: { rule, target, reason, status_class: statusClasses[hundreds] ?? `${hundreds}xx` },
-          count: 1,
-        };
+      let tally = byStatus[hundreds];
+      if (!tally) {
+        tally = callbacks.tally({ rule, target, reason, status_class: statusClasses[hundreds] ?? `${hundreds}xx` });
+        byStatus[hundreds] = tally;
+      }
+      tally.count++;
     },
     upstreamSeconds: new BoundHistogram(
       "callback_dispatcher_upstream_duration_seconds",
