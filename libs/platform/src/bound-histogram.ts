@@ -28,7 +28,7 @@ interface HistogramObject {
  * A histogram for code that observes on every request: each label set is bound once (`bind`), and an
  * observation is a bucket search and three additions. prom-client's own `observe` checks and hashes
  * the labels again and finds the bucket by its bound as a property name at every call, which cost
- * the dispatcher about a microsecond per callback for its two histograms. Registered in `registry`
+ * the dispatcher about a microsecond per callback for its two histograms. Registered in `registers`
  * and exposed as prom-client exposes a histogram: cumulative `_bucket` series with `le` and `+Inf`,
  * `_sum` and `_count`, the registry's default labels added.
  */
@@ -39,16 +39,18 @@ export class BoundHistogram<L extends string> {
   private readonly bounds: readonly number[];
   private readonly series = new Map<string, Series>();
 
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    private readonly labelNames: readonly L[],
-    buckets: readonly number[],
-    registry: Registry,
-  ) {
-    this.bounds = [...buckets].sort((a, b) => a - b);
+  readonly name: string;
+  readonly help: string;
+  private readonly labelNames: readonly L[];
+
+  /** As prom-client's own histogram is configured; `registers` are the registries it is shown in. */
+  constructor(config: { name: string; help: string; labelNames: readonly L[]; buckets: readonly number[]; registers: Registry[] }) {
+    this.name = config.name;
+    this.help = config.help;
+    this.labelNames = config.labelNames;
+    this.bounds = [...config.buckets].sort((a, b) => a - b);
     // The registry reads a metric through `get()` alone; prom-client's types only name its own classes.
-    registry.registerMetric(this as unknown as Metric);
+    for (const registry of config.registers) registry.registerMetric(this as unknown as Metric);
   }
 
   /** The observer of one label set; look it up once per label set, not per observation. */

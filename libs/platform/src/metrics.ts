@@ -23,14 +23,14 @@ export function installRedMetrics(app: App, registry: Registry): RecordRequest {
   type Series = { requests: Tally; observe(seconds: number): void };
   // Found by route, then method, then status code: nothing is built or hashed per request.
   const byRoute = new Map<string, Map<string, Series[]>>();
-  const requests = new TalliedCounter("http_requests_total", "HTTP requests handled", labelNames, registry);
-  const duration = new BoundHistogram(
-    "http_request_duration_seconds",
-    "HTTP request duration",
+  const requests = new TalliedCounter({ name: "http_requests_total", help: "HTTP requests handled", labelNames, registers: [registry] });
+  const duration = new BoundHistogram({
+    name: "http_request_duration_seconds",
+    help: "HTTP request duration",
     labelNames,
-    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registry,
-  );
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
   const record: RecordRequest = (method, route, statusCode, seconds) => {
     let byMethod = byRoute.get(route);
     if (!byMethod) {

@@ -14,13 +14,11 @@ export interface Tally {
 export class TalliedCounter<L extends string> {
   private readonly tallies: Array<{ labels: Record<L, string>; tally: Tally }> = [];
 
-  constructor(name: string, help: string, labelNames: readonly L[], registry: Registry) {
+  /** As prom-client's own counter is configured; `registers` are the registries it is shown in. */
+  constructor(config: { name: string; help: string; labelNames: readonly L[]; registers: Registry[] }) {
     const tallies = this.tallies;
     new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
+      ...config,
       collect() {
         for (const t of tallies) {
           if (!t.tally.count) continue;

@@ -19,7 +19,7 @@ async function expositions(): Promise<{ own: string; bound: string; boundRegistr
   const boundRegistry = new Registry();
   for (const r of [ownRegistry, boundRegistry]) r.setDefaultLabels({ service: "svc" });
   const own = new Histogram({ name: "t_seconds", help: "help text", labelNames: ["target"], buckets, registers: [ownRegistry] });
-  const bound = new BoundHistogram("t_seconds", "help text", ["target"], buckets, boundRegistry);
+  const bound = new BoundHistogram({ name: "t_seconds", help: "help text", labelNames: ["target"], buckets, registers: [boundRegistry] });
   for (const [target, v] of observations) {
     own.observe({ target }, v);
     bound.bind({ target })(v);
@@ -38,7 +38,7 @@ test("a bound histogram is exposed line for line as prom-client's own (buckets c
 
 test("resetting the registry zeroes a bound histogram, and observers bound before go on counting", async () => {
   const registry = new Registry();
-  const h = new BoundHistogram("r_seconds", "help", ["target"], [1], registry);
+  const h = new BoundHistogram({ name: "r_seconds", help: "help", labelNames: ["target"], buckets: [1], registers: [registry] });
   const observe = h.bind({ target: "a" });
   observe(0.5);
   registry.resetMetrics();

@@ -5,7 +5,7 @@ import { TalliedCounter } from "../src/tallied-counter.js";
 
 test("a tallied counter shows every count at each scrape, never counting one twice nor losing one between scrapes", async () => {
   const registry = new Registry();
-  const counter = new TalliedCounter("t_total", "help", ["route", "status_code"], registry);
+  const counter = new TalliedCounter({ name: "t_total", help: "help", labelNames: ["route", "status_code"], registers: [registry] });
   const ok = counter.tally({ route: "/*", status_code: "200" });
   const failed = counter.tally({ route: "/*", status_code: "502" });
   ok.count += 3;

@@ -28,12 +28,12 @@ export function createDispatcherMetrics(registry: Registry) {
   for (const reason of dropReasons) decisionsDropped.inc({ reason }, 0);
   // Tallies are found by rule, then target, then reason (strings a callback carries already, their
   // hashes cached), then status hundreds: no key is built and hashed per callback.
-  const callbacks = new TalliedCounter(
-    "callback_dispatcher_callbacks_total",
-    "Callbacks handled, by rule, target environment, reason and upstream status class",
-    ["rule", "target", "reason", "status_class"],
-    registry,
-  );
+  const callbacks = new TalliedCounter({
+    name: "callback_dispatcher_callbacks_total",
+    help: "Callbacks handled, by rule, target environment, reason and upstream status class",
+    labelNames: ["rule", "target", "reason", "status_class"],
+    registers,
+  });
   const callbackTallies = new Map<string, Map<string, Map<string, Tally[]>>>();
   const extractionFailures = new Counter({
     name: "callback_dispatcher_extraction_failures_total",
@@ -58,13 +58,13 @@ export function createDispatcherMetrics(registry: Registry) {
       }
       tally.count++;
     },
-    upstreamSeconds: new BoundHistogram(
-      "callback_dispatcher_upstream_duration_seconds",
-      "Time from forwarding a callback to the upstream's response headers",
-      ["target"],
-      [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registry,
-    ),
+    upstreamSeconds: new BoundHistogram({
+      name: "callback_dispatcher_upstream_duration_seconds",
+      help: "Time from forwarding a callback to the upstream's response headers",
+      labelNames: ["target"],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
     extractionFailures,
     /** Counts a callback whose id a rule could not read (one function for all callbacks, not a closure each). */
     countExtractionFailure: (f: { rule: string; reason: string }) => extractionFailures.inc({ rule: f.rule, reason: f.reason }),
