@@ -58,8 +58,8 @@ const LOAD_CPUS = process.env.BENCH_LOAD_CPUS ?? (CPU_COUNT > 2 ? `0-${CPU_COUNT
 const NGINX = process.env.NGINX_BIN ?? "/usr/sbin/nginx";
 const WRK = process.env.WRK_BIN ?? "/usr/bin/wrk";
 const IDS = 1000;
-/** Whether sit has idPatterns (T-…), so production's ids are not looked up (BENCH_ID_PATTERNS, default 1). */
-const ID_PATTERNS = process.env.BENCH_ID_PATTERNS !== "0";
+/** sit's idPatterns: T-… only, so production's ids are not looked up; none with BENCH_ID_PATTERNS=0. */
+const SIT_ID_PATTERNS = process.env.BENCH_ID_PATTERNS === "0" ? {} : { "*": "T-[0-9]+" };
 /** Share of callbacks whose id a test environment registered; the rest are production's (the bulk of real traffic). */
 const REGISTERED_SHARE = Number(process.env.BENCH_REGISTERED_SHARE ?? 0.1);
 const root = path.join(__dirname, "..");
@@ -367,7 +367,7 @@ async function main(): Promise<void> {
     await api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl: upstream, production: true });
     // As the README advises wherever test ids can be told apart: sit may claim T-… ids only, so production's
     // P-… callbacks are not looked up. BENCH_ID_PATTERNS=0 leaves sit claiming any id (every callback looked up).
-    await api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: upstream, idPatterns: ID_PATTERNS ? { "*": "T-[0-9]+" } : {} });
+    await api("PUT", "/_dispatcher/v1/environments/sit", { baseUrl: upstream, idPatterns: SIT_ID_PATTERNS });
     const interfaceSide = { pattern: "/api/pay", id: { kind: "json", expr: "orderNo" } };
     await api("PUT", "/_dispatcher/v1/rules/bench-json", {
       interface: interfaceSide,
@@ -582,7 +582,7 @@ async function main(): Promise<void> {
           cores: CPU_COUNT,
           loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
           registry: process.env.REDIS_URL ? "redis" : "memory",
-          sitIdPatterns: ID_PATTERNS ? { "*": "T-[0-9]+" } : {},
+          sitIdPatterns: SIT_ID_PATTERNS,
           registeredShare: 1 / every,
           seconds: SECONDS,
           concurrency: CONCURRENCY,

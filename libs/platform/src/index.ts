@@ -12,6 +12,7 @@ export * from "./health.js";
 export * from "./host-header.js";
 export * from "./input-guard.js";
 export * from "./logger.js";
+export * from "./map-entry.js";
 export * from "./metrics.js";
 export * from "./optional-body.js";
 export * from "./redis-client.js";

@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { App } from "./app.js";
 import { BoundHistogram } from "./bound-histogram.js";
+import { entryOf, newList, newMap } from "./map-entry.js";
 import { TalliedCounter, type Tally } from "./tallied-counter.js";
 
 /** One registry per service, with Node's default metrics and the service name as a label. */
@@ -32,16 +33,7 @@ export function installRedMetrics(app: App, registry: Registry): RecordRequest {
     registers: [registry],
   });
   const record: RecordRequest = (method, route, statusCode, seconds) => {
-    let byMethod = byRoute.get(route);
-    if (!byMethod) {
-      byMethod = new Map();
-      byRoute.set(route, byMethod);
-    }
-    let byStatus = byMethod.get(method);
-    if (!byStatus) {
-      byStatus = [];
-      byMethod.set(method, byStatus);
-    }
+    const byStatus = entryOf(entryOf(byRoute, route, newMap<string, Series[]>), method, newList<Series>);
     let series = byStatus[statusCode];
     if (!series) {
       const labels = { method, route, status_code: String(statusCode) };

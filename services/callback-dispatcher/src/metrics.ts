@@ -1,19 +1,9 @@
-import { BoundHistogram, TalliedCounter, type Tally } from "@opsplane/platform";
+import { BoundHistogram, entryOf, newList, newMap, TalliedCounter, type Tally } from "@opsplane/platform";
 import { dropReasons } from "@opsplane/store";
 import { Counter, Gauge, type Registry } from "prom-client";
 
 /** `status_class` label values, by hundreds: built once rather than per callback. */
 const statusClasses = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
-
-/** The map under `key`, added empty the first time. */
-function inner<V>(map: Map<string, Map<string, V>>, key: string): Map<string, V> {
-  let found = map.get(key);
-  if (!found) {
-    found = new Map();
-    map.set(key, found);
-  }
-  return found;
-}
 
 /** The dispatcher's own metrics; rule and environment labels are bounded by configuration. */
 export function createDispatcherMetrics(registry: Registry) {
@@ -44,12 +34,8 @@ export function createDispatcherMetrics(registry: Registry) {
   return {
     /** Counts one callback (read by the next scrape of `callback_dispatcher_callbacks_total`). */
     countCallback(rule: string, target: string, reason: string, status: number): void {
-      const byReason = inner(inner(callbackTallies, rule), target);
-      let byStatus = byReason.get(reason);
-      if (!byStatus) {
-        byStatus = [];
-        byReason.set(reason, byStatus);
-      }
+      const byTarget = entryOf(callbackTallies, rule, newMap<string, Map<string, Tally[]>>);
+      const byStatus = entryOf(entryOf(byTarget, target, newMap<string, Tally[]>), reason, newList<Tally>);
       const hundreds = Math.floor(status / 100);
       let tally = byStatus[hundreds];
       if (!tally) {
