@@ -64,6 +64,9 @@ export class BoundHistogram<L extends string> {
     const series = s;
     const bounds = this.bounds;
     return (value) => {
+      // A value that is no number would put NaN in the sum for good (prom-client throws instead: here that
+      // would fail the request after it was answered); none is observed.
+      if (!Number.isFinite(value)) return;
       let i = 0;
       while (i < bounds.length && value > bounds[i]!) i++;
       series.buckets[i]!++;

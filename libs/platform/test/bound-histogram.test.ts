@@ -48,3 +48,18 @@ test("resetting the registry zeroes a bound histogram, and observers bound befor
   assert.match(text, /r_seconds_count\{target="a"\} 1\n/);
   assert.match(text, /r_seconds_sum\{target="a"\} 2\n/);
 });
+
+test("a value that is not a finite number is not observed: the sum and the buckets stay true", async () => {
+  const registry = new Registry();
+  const observe = new BoundHistogram({ name: "n_seconds", help: "help", labelNames: ["target"], buckets: [1], registers: [registry] }).bind(
+    {
+      target: "a",
+    },
+  );
+  observe(0.5);
+  for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) observe(bad);
+  const text = await registry.metrics();
+  assert.match(text, /n_seconds_bucket\{le="1",target="a"\} 1\n/);
+  assert.match(text, /n_seconds_sum\{target="a"\} 0.5\n/);
+  assert.match(text, /n_seconds_count\{target="a"\} 1\n/);
+});
