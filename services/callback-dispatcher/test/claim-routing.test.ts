@@ -92,4 +92,18 @@ describe("routing by the test environments' id patterns", () => {
     assert.ok(held.tookMs >= 3000, `held ${Math.round(held.tookMs)} ms`);
     assert.match((await decisionOf(held.requestId)).detail ?? "", /held \d+ ms; no registration came/);
   });
+
+  test("an id sit registered, once no test environment may claim it any more, goes to production unlooked-up", async () => {
+    // X-1 (sit's registration, above) was looked up while uat could claim X-…; now neither may.
+    await patterns("uat", { "*": "UAT-[0-9]+" });
+    const unlooked = await eventually("X-1 not looked up", async () => {
+      const r = await callback("X-1");
+      const decision = await decisionOf(r.requestId);
+      return decision.reason === "not_registered" && { ...r, decision };
+    });
+    assert.deepEqual(
+      [unlooked.servedBy, unlooked.decision.detail],
+      ["prod", "no test environment may claim this id (their idPatterns); not looked up"],
+    );
+  });
 });
