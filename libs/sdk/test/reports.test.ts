@@ -38,8 +38,15 @@ function app(observer: RequestObserver): http.Server {
       observer.requestFinished(code, { statusCode: res.statusCode, failed: res.statusCode >= 500, durationMs: performance.now() - start }),
     );
     if (req.url === "/fail") return res.writeHead(500).end("broken");
-    const delay = req.url!.startsWith("/slow/") ? Number(req.url!.slice(6)) : 0;
-    setTimeout(() => res.writeHead(200).end("ok"), delay);
+    const due = start + (req.url!.startsWith("/slow/") ? Number(req.url!.slice(6)) : 0);
+    // A timer may fire up to a millisecond before its delay by performance.now() (it counts from the
+    // event loop's cached clock): wait again until the delay has passed by the clock that times the request.
+    const answer = () => {
+      const left = due - performance.now();
+      if (left > 0) setTimeout(answer, left);
+      else res.writeHead(200).end("ok");
+    };
+    answer();
   });
 }
 
