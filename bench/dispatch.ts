@@ -31,6 +31,7 @@
 // (`pairedRounds` has them all). Measured one after the other on this machine, the same build's ratio moved
 // from 1.55 to 2.33 between runs minutes apart; `cpuRatioToFloorAlone` is that sequential figure, for comparison.
 // BENCH_NODE_FLAGS passes flags to the dispatcher's node (e.g. --trace-gc).
+// BENCH_PERF=1 starts the floor and the dispatcher with --perf-basic-prof, so `perf record -p` names their JavaScript.
 // Needs DATABASE_URL (REDIS_URL optional), nginx, wrk, taskset (util-linux), 2 CPUs or more and a built tree (`npx tsc -b`).
 //   DATABASE_URL=postgres://… REDIS_URL=redis://… npx tsx bench/dispatch.ts
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -252,6 +253,13 @@ async function cpuSeconds(pids: number[]): Promise<number> {
   return ticks / 100; // USER_HZ
 }
 
+/** Read and write system calls made so far by a process (all its threads; Linux /proc/<pid>/io). */
+async function syscalls(pid: number): Promise<{ reads: number; writes: number }> {
+  const io = await readFile(`/proc/${pid}/io`, "utf8").catch(() => "");
+  const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, "m").exec(io)?.[1] ?? Number.NaN);
+  return { reads: field("syscr"), writes: field("syscw") };
+}
+
 /** PostgreSQL and Redis processes on this machine (their CPU is part of what a recorded decision and a lookup cost). */
 async function storePids(): Promise<number[]> {
   const pids: number[] = [];
@@ -323,6 +331,7 @@ async function main(): Promise<void> {
       process.execPath,
       [
         ...(process.env.BENCH_PROF ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROF] : []),
+        ...(process.env.BENCH_PERF ? ["--perf-basic-prof"] : []),
         "--import",
         "tsx",
         path.join(root, "bench/forwarder-floor.ts"),
@@ -418,14 +427,16 @@ async function main(): Promise<void> {
     for (let i = 0; i < THROUGHPUT_ROUNDS; i++)
       for (const t of targets) {
         const store = await storePids();
-        const [target0, upstream0, store0, machine0] = [
+        const [calls0, target0, upstream0, store0, machine0] = [
+          await syscalls(t.pid),
           await cpuSeconds([t.pid]),
           await cpuSeconds([upstreamProc.pid!]),
           await ownCpuSeconds(store),
           await machineCpu(),
         ];
         const r = await run(t, CONCURRENCY, SECONDS);
-        const [target1, upstream1, store1, machine1] = [
+        const [calls1, target1, upstream1, store1, machine1] = [
+          await syscalls(t.pid),
           await cpuSeconds([t.pid]),
           await cpuSeconds([upstreamProc.pid!]),
           await ownCpuSeconds(store),
@@ -441,6 +452,9 @@ async function main(): Promise<void> {
           /** The measured target's own CPU (for "direct": the upstream nginx). */
           cpuMicrosPerCallback: perCallback(target1 - target0),
           upstreamCpuMicrosPerCallback: perCallback(upstream1 - upstream0),
+          /** The target's read and write system calls a callback (sockets, its store's included): each costs kernel CPU. */
+          readSyscallsPerCallback: Math.round(((calls1.reads - calls0.reads) / r.requests) * 100) / 100,
+          writeSyscallsPerCallback: Math.round(((calls1.writes - calls0.writes) / r.requests) * 100) / 100,
           wrkCpuMicrosPerCallback: perCallback(r.wrkCpuSeconds),
           /** PostgreSQL and Redis (decisions recorded, lookups). */
           storeCpuMicrosPerCallback: perCallback(store1 - store0),
