@@ -103,9 +103,26 @@ const invisible = String.raw`\0\u00ad\u200b-\u200d\u2060\ufeff`;
 // Numbers are found with digits on neither side, so "acct6222…" is caught and a longer digit run is not cut into a card.
 const residentIdPattern = new RegExp(String.raw`(?<!\d)\d(?:[${invisible}]?\d){16}[${invisible}]?[\dXx](?![\dA-Za-z])`, "g");
 const invisibleChars = new RegExp(`[${invisible}]`, "g");
-// Between digits: a space, a dash or an invisible character.
-const cardPattern = new RegExp(String.raw`(?<!\d)\d(?:[ \-${invisible}]?\d){12,18}(?!\d)`, "g");
-const cardSeparators = new RegExp(String.raw`[ \-${invisible}]`, "g");
+/**
+ * Between a card number's digits: a space, a dash, a dot, an invisible character, or a space or dash as a URL or form
+ * encodes it (`%20`, `%2D`, `+`). A number may start right after an encoded one (`card=%206222…`), not inside it.
+ */
+const cardSeparator = String.raw`(?:[ .+\-${invisible}]|%20|%2[Dd])`;
+const cardPattern = new RegExp(String.raw`(?:(?<!\d)(?!(?<=%)2[0Dd])|(?<=%20|%2[Dd]))\d(?:${cardSeparator}?\d){12,18}(?!\d)`, "g");
+const cardSeparators = new RegExp(cardSeparator, "g");
+/** A card number with only its last four digits left: the digits of an encoded separator (`%20`) are not the number's. */
+const maskCard = (run: string) => {
+  const parts = run.split(new RegExp(`(${cardSeparator})`));
+  let seen = 0;
+  // Even places hold digits, odd ones the separators between them.
+  for (let i = parts.length - 1; i >= 0; i -= 2)
+    parts[i] = [...parts[i]!]
+      .reverse()
+      .map((c) => (seen++ >= 4 ? "*" : c))
+      .reverse()
+      .join("");
+  return parts.join("");
+};
 /** A mainland mobile number, with or without the country code (`+86`, `0086`, `86`), spaces or dashes between its groups. */
 const mobilePattern = new RegExp(
   String.raw`(?<!\d)(?:(?:\+|00)86[ -]?|86)?1[${invisible}]?[3-9][${invisible}]?\d(?:[ \-${invisible}]?\d(?:[${invisible}]?\d){3}){2}(?!\d)`,
@@ -184,7 +201,7 @@ const maskMobile = (m: string) => {
 
 function maskNumbersFolded(t: Folded): Folded {
   let out = replaceFolded(t, residentIdPattern, ([id]) => (isResidentId(id!.replace(invisibleChars, "")) ? keepLast4(id!) : id!));
-  out = replaceFolded(out, cardPattern, ([run]) => (isCardNumber(run!.replace(cardSeparators, "")) ? keepLast4(run!) : run!));
+  out = replaceFolded(out, cardPattern, ([run]) => (isCardNumber(run!.replace(cardSeparators, "")) ? maskCard(run!) : run!));
   out = replaceFolded(out, mobilePattern, ([m]) => maskMobile(m!));
   return replaceFolded(out, emailPattern, ([e]) => {
     // `logo@2x.png` is an image, not an address.

@@ -228,3 +228,21 @@ test("a mobile number with characters that show as nothing between its digits ke
     assert.equal(masked(`call ${[..."13812345678"].join(sep)}`).replaceAll(sep, ""), "call 138****5678", JSON.stringify(sep));
   }
 });
+
+test("a card number separated by dots, or by spaces or dashes as a URL or a form encodes them, keeps only its last four", () => {
+  assert.equal(masked("card 6222.0777.8018.9012"), "card ****.****.****.9012");
+  assert.equal(masked("/cards/6222%200777%208018%209012/limits"), "/cards/****%20****%20****%209012/limits");
+  assert.equal(
+    masked("https://bank.example/pay?ref=6222%2D0777%2d8018%2D9012&x=1"),
+    "https://bank.example/pay?ref=****%2D****%2d****%2D9012&x=1",
+  );
+  assert.equal(masked("q=6222+0777+8018+9012"), "q=****+****+****+9012");
+  // Right after an encoded separator, as a URL puts a leading space.
+  assert.equal(masked("?q=%206222%200777%208018%209012"), "?q=%20****%20****%20****%209012");
+  assert.equal(masked("?q=%2D6222077780189012"), "?q=%2D************9012");
+  // Still left alone: numbers that are not a card's (Luhn-invalid, a version, an address, an amount).
+  // Prices one separator apart whose digits pass the card checks are masked as a card would be (the README says so).
+  assert.equal(masked("2.50 3.75 4.20 5.10 6.07"), "*.** *.** *.** *.*0 6.07");
+  for (const text of ["6222.0777.8018.9013", "v1.2.3.4", "10.20.30.40", "12,345.67", "/items/6222%200777%208018%209013"])
+    assert.equal(masked(text), text);
+});
