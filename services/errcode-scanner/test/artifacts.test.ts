@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
+import { createHook } from "node:async_hooks";
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { deflateRawSync } from "node:zlib";
 import { extractErrorCodes } from "../src/scan/engine.js";
 import { ArtifactError } from "../src/scan/limits.js";
 import { type CompiledFixtures, compileFixtures, entriesOf, jarOf } from "./support/java.js";
@@ -33,6 +36,17 @@ const java8Codes = [
   "VAL0002",
   "acc-1",
 ];
+
+/** Bytes deflate cannot shrink (a SHA-256 chain), so their compressed size is about their size. */
+function noise(size: number): Buffer {
+  const out = Buffer.alloc(size);
+  let block = createHash("sha256").update("seed").digest();
+  for (let at = 0; at < size; at += block.length) {
+    block.copy(out, at);
+    block = createHash("sha256").update(block).digest();
+  }
+  return out;
+}
 
 function write(name: string, data: Buffer): string {
   const file = path.join(fx.root, name);
@@ -76,6 +90,15 @@ describe("artifact formats", () => {
       frozen?.locations.map((l) => l.artifact),
       ["app.war!/WEB-INF/classes/com/bank/app/TransferService.class", "app.war!/WEB-INF/lib/core.jar!/com/bank/core/Errors.class"],
     );
+  });
+
+  test("a nested jar of more than 64 KiB compressed (inflated in slices) is read whole", async () => {
+    const lib = writeZip([...entriesOf(core.dir, "com/bank/core/"), { name: "assets/noise.bin", data: noise(400_000) }]);
+    const war = write(
+      "sliced.war",
+      writeZip([...entriesOf(app.dir, "WEB-INF/classes/com/bank/app/"), { name: "WEB-INF/lib/core.jar", data: lib }]),
+    );
+    assert.deepEqual(await codesOf(war), java8Codes);
   });
 
   test("a Spring Boot fat jar with stored nested jars in BOOT-INF/lib", async () => {
@@ -177,7 +200,39 @@ describe("bad input", () => {
 
   test("zip bomb: headers that lie about the inflated size", async () => {
     const liar = write("liar.jar", writeZip([{ name: "Liar.class", data: Buffer.alloc(100_000, 7), declaredSize: 1000 }]));
-    await rejects(liar, /^liar\.jar!\/Liar\.class: /);
+    await rejects(liar, /^liar\.jar!\/Liar\.class: inflates to more than the 1000 bytes its header says$/);
+    // Over 64 KiB of deflate is inflated in slices: the lie is caught after the first.
+    const big = write("big-liar.jar", writeZip([{ name: "Big.class", data: noise(300_000), declaredSize: 1000 }]));
+    await rejects(big, /^big-liar\.jar!\/Big\.class: inflates to more than the 1000 bytes its header says$/);
+  });
+
+  test("an entry whose deflate data is corrupt or missing names the entry and why", async () => {
+    const data = Buffer.from("abc".repeat(2000));
+    const deflated = deflateRawSync(data);
+    // The first block header's type bits (1-2) set to 3, a type deflate does not have.
+    deflated[0] |= 0b110;
+    await rejects(
+      write("bad-entry.jar", writeZip([{ name: "Bad.class", data, deflated }])),
+      /^bad-entry\.jar!\/Bad\.class: cannot be inflated \(invalid block type\)$/,
+    );
+    await rejects(
+      write("empty-entry.jar", writeZip([{ name: "Empty.class", data, deflated: Buffer.alloc(0) }])),
+      /^empty-entry\.jar!\/Empty\.class: cannot be inflated \(no deflate data\)$/,
+    );
+  });
+
+  test("reading an artifact makes no native zlib handle", async () => {
+    // On Node 24, a scan thread stopped at its heap limit between a zlib handle's making and its
+    // initialisation aborted the whole process ("close before init"): the service, not the scan.
+    const war = write("zlib.war", writeZip([{ name: "WEB-INF/lib/app.jar", data: goodJar() }]));
+    const made = new Set<string>();
+    const hook = createHook({ init: (_id, type) => made.add(type) }).enable();
+    try {
+      assert.deepEqual(await codesOf(war), java8Codes);
+    } finally {
+      hook.disable();
+    }
+    assert.ok(!made.has("ZLIB"), `handles made: ${[...made].join(", ")}`);
   });
 
   test("zip bomb: total inflated size and entry count are bounded", async () => {

@@ -2,10 +2,11 @@ import { createReadStream } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { crc32, inflateRawSync } from "node:zlib";
+import { crc32 } from "node:zlib";
 import { storableText } from "@opsplane/store/storable";
 import yauzl from "yauzl";
 import { type ByteRange, openZipFile } from "./block-reader.js";
+import { inflateRawBounded } from "./inflate.js";
 import { ArtifactError, type ScanLimits } from "./limits.js";
 
 export type ContainerType = "jar" | "war" | "ear" | "zip" | "directory";
@@ -239,8 +240,9 @@ function refuseOverlaps(entries: readonly yauzl.Entry[], name: string): void {
 }
 
 /**
- * One entry's bytes, read straight from the archive's bytes and inflated in one call (bounded
- * output, size and CRC checked): a stream per class file costs more than the inflation.
+ * One entry's bytes, read straight from the archive's bytes and inflated in one call (output
+ * bounded by the declared size, size and CRC checked): a stream per class file costs more than the
+ * inflation.
  */
 function readEntry(bytes: ByteRange, entry: yauzl.Entry, cap: number, where: string, isClass: boolean): Buffer {
   if (entry.isEncrypted()) throw new ArtifactError("encrypted entries cannot be read", where);
@@ -263,13 +265,12 @@ function readEntry(bytes: ByteRange, entry: yauzl.Entry, cap: number, where: str
     data = isClass ? Buffer.from(raw) : raw;
   } else
     try {
-      data = inflateRawSync(raw, { maxOutputLength: cap + 1 });
+      data = inflateRawBounded(raw, entry.uncompressedSize);
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code === "ERR_BUFFER_TOO_LARGE") throw new ArtifactError(`entry inflates past the ${cap}-byte limit`, where);
-      throw new ArtifactError(`cannot be inflated (${e.message})`, where);
+      throw new ArtifactError(`cannot be inflated (${(err as Error).message})`, where);
     }
-  if (data.length > cap) throw new ArtifactError(`entry inflates past the ${cap}-byte limit`, where);
+  if (data.length > entry.uncompressedSize)
+    throw new ArtifactError(`inflates to more than the ${entry.uncompressedSize} bytes its header says`, where);
   if (data.length !== entry.uncompressedSize)
     throw new ArtifactError(`inflated to ${data.length} bytes, header says ${entry.uncompressedSize}`, where);
   if (crc32(data) !== entry.crc32) throw new ArtifactError("CRC mismatch (corrupt entry)", where);

@@ -12,6 +12,8 @@ export interface ZipEntryInput {
    * data (an overlapping-entry zip bomb: every entry inflates the same few bytes).
    */
   sameDataAs?: number;
+  /** Written as the entry's deflate data instead of `data` deflated (corrupt or empty streams). */
+  deflated?: Buffer;
 }
 
 /**
@@ -26,7 +28,7 @@ export function writeZip(entries: ZipEntryInput[]): Buffer {
   for (const e of entries) {
     const name = Buffer.from(e.name, "utf8");
     const shared = e.sameDataAs === undefined ? undefined : written[e.sameDataAs];
-    const body = shared ? shared.body : e.store ? e.data : deflateRawSync(e.data);
+    const body = shared ? shared.body : e.store ? e.data : (e.deflated ?? deflateRawSync(e.data));
     const crc = shared ? shared.crc : crc32(e.data);
     const method = e.store ? 0 : 8;
     written.push({ offset: shared ? shared.offset : offset, body, crc });
