@@ -5,7 +5,9 @@ import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { deflateRawSync } from "node:zlib";
+import { Inflate } from "fflate";
 import { extractErrorCodes } from "../src/scan/engine.js";
+import { inflateRawBounded } from "../src/scan/inflate.js";
 import { ArtifactError } from "../src/scan/limits.js";
 import { type CompiledFixtures, compileFixtures, entriesOf, jarOf } from "./support/java.js";
 import { writeZip } from "./support/zip-writer.js";
@@ -204,6 +206,28 @@ describe("bad input", () => {
     // Over 64 KiB of deflate is inflated in slices: the lie is caught after the first.
     const big = write("big-liar.jar", writeZip([{ name: "Big.class", data: noise(300_000), declaredSize: 1000 }]));
     await rejects(big, /^big-liar\.jar!\/Big\.class: inflates to more than the 1000 bytes its header says$/);
+  });
+
+  test("a liar declaring a kilobyte is caught after inflating at most about 16 MB, not the 66 MB of a 64 KiB slice", () => {
+    // 100 MB of zeros deflate to about 100 KB, over the one-call limit: inflated in slices.
+    const raw = deflateRawSync(Buffer.alloc(100 * 1024 * 1024));
+    let inflated = 0;
+    const { push } = Inflate.prototype;
+    Inflate.prototype.push = function (this: Inflate, chunk: Uint8Array, final?: boolean) {
+      const ondata = this.ondata;
+      this.ondata = (data, last) => {
+        inflated += data.length;
+        ondata(data, last);
+      };
+      push.call(this, chunk, final);
+      this.ondata = ondata;
+    };
+    try {
+      assert.equal(inflateRawBounded(raw, 1024).length, 1025);
+    } finally {
+      Inflate.prototype.push = push;
+    }
+    assert.ok(inflated > 1024 && inflated <= 17 * 1024 * 1024, `${inflated} bytes inflated`);
   });
 
   test("an entry whose deflate data is corrupt or missing names the entry and why", async () => {
