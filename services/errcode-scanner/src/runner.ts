@@ -1,9 +1,10 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import type { Bus } from "@opsplane/bus";
 import { ScanCompletedSchema, toEventData, topics } from "@opsplane/contracts";
-import type { Logger } from "@opsplane/platform";
+import { isDependencyOutage, type Logger } from "@opsplane/platform";
 import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
 import { ArtifactSourceError, allowedUrl, download } from "./artifact-source.js";
 import type { ScannerMetrics } from "./metrics.js";
@@ -56,6 +57,10 @@ export interface RunnerDeps {
   drainMs: number;
 }
 
+/** Waits between runs of a scan a dependency outage cut short, doubling (as the platform's batch writers do). */
+const firstOutageRetryMs = 250;
+const maxOutageRetryMs = 5_000;
+
 /** Another replica took the scan over: this replica's lease on it had expired. */
 class LeaseLost extends Error {}
 
@@ -77,7 +82,7 @@ export function createScanRunner(d: RunnerDeps) {
   const pump = () => {
     while (!closed && running.size < d.concurrency && queue.length) {
       const job = queue.shift() as ScanJob;
-      const p = run(job)
+      const p = runToOutcome(job)
         .catch((err) =>
           d.log.error({ err, scanId: job.scanId }, "scan outcome not recorded; the scan is taken over once its lease expires"),
         )
@@ -148,7 +153,7 @@ export function createScanRunner(d: RunnerDeps) {
   /** A scan stopped by `close`: another replica runs it from the start (an upload, left on this disk, fails there). */
   async function handBack(job: ScanJob): Promise<void> {
     try {
-      await d.store.handBack(job.scanId);
+      await d.store.requeue(job.scanId, { release: true });
       d.log.info({ scanId: job.scanId }, "shutting down: scan stopped and handed back to another replica, this start not counted");
     } catch (err) {
       d.log.warn(
@@ -167,6 +172,41 @@ export function createScanRunner(d: RunnerDeps) {
       return true;
     });
     if (recorded) d.metrics.scans.inc({ status: "failed" });
+  }
+
+  /**
+   * Runs a scan until it has an outcome, then removes its upload. A run a dependency outage cut short
+   * (PostgreSQL gone mid-scan) says nothing about the artifact: the scan keeps its slot, its lease and
+   * its upload, and runs again from the start, that start uncounted, once the database answers. Before,
+   * it was failed as an internal error, or its upload was removed and the scan failed at takeover.
+   */
+  async function runToOutcome(job: ScanJob): Promise<void> {
+    let waitMs = 0;
+    try {
+      for (;;) {
+        try {
+          if (waitMs) {
+            await delay(waitMs, undefined, { signal: stopping.signal }).catch(() => {});
+            if (stopping.signal.aborted) return await handBack(job);
+            if (!(await d.store.requeue(job.scanId, { release: false })))
+              return d.log.warn(
+                { scanId: job.scanId },
+                "scan not run again: no longer this replica's (taken over during the outage, or its outcome was recorded after all)",
+              );
+          }
+          return await run(job);
+        } catch (err) {
+          if (!isDependencyOutage(err)) throw err;
+          waitMs = Math.min(Math.max(waitMs * 2, firstOutageRetryMs), maxOutageRetryMs);
+          d.log.warn(
+            { scanId: job.scanId, err: (err as Error).message, retryInMs: waitMs },
+            "scan cut short by a dependency outage; it runs again from the start once the database answers",
+          );
+        }
+      }
+    } finally {
+      if (job.file) await rm(path.dirname(job.file), { recursive: true, force: true });
+    }
   }
 
   async function run(job: ScanJob): Promise<void> {
@@ -235,6 +275,7 @@ export function createScanRunner(d: RunnerDeps) {
       }
       // Whatever the stop made of the run (an aborted download, a scan cut at a class), it is not the artifact's outcome.
       if (stopping.signal.aborted) return await handBack(job);
+      if (isDependencyOutage(err)) throw err;
       const known =
         err instanceof ArtifactError || err instanceof ArtifactSourceError || err instanceof ConfigError || err instanceof ScanBoundsError;
       const message = known ? (err as Error).message : `internal error: ${(err as Error).message}`;
@@ -249,7 +290,6 @@ export function createScanRunner(d: RunnerDeps) {
     } finally {
       d.metrics.duration.observe((performance.now() - started) / 1000);
       await rm(dir, { recursive: true, force: true });
-      if (job.file) await rm(path.dirname(job.file), { recursive: true, force: true });
     }
   }
 

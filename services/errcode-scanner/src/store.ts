@@ -320,19 +320,23 @@ export function createScanStore(pool: Pool, lease: ScanLease) {
       return new Set(r.rows.map((x) => x.id));
     },
 
-    /** Gives up scans this replica will not run (it is stopping), so another takes them at once. */
     /**
-     * Gives a scan this replica stopped (shutting down) back to the queue, its start not counted and its
-     * half-written tables removed; another replica takes it over at once.
+     * Puts a scan this replica started back in the queue, its start not counted and its half-written
+     * tables removed; false when the scan is not this replica's. `release`: handed back (the replica is
+     * stopping), another replica takes it over at once; otherwise kept here, its lease renewed, to run
+     * again (a dependency outage cut its run short, and an upload is on this replica's disk).
      */
-    async handBack(id: string): Promise<void> {
-      await withTransaction(pool, async (tx) => {
+    async requeue(id: string, { release }: { release: boolean }): Promise<boolean> {
+      return withTransaction(pool, async (tx) => {
         const r = await tx.query(
-          `UPDATE scans SET owner = NULL, lease_expires_at = NULL, status = 'queued', attempts = greatest(attempts - 1, 0)
+          `UPDATE scans SET status = 'queued', attempts = greatest(attempts - 1, 0),
+             owner = CASE WHEN $3 THEN NULL ELSE owner END,
+             lease_expires_at = CASE WHEN $3 THEN NULL ELSE ${leaseFromNow(4)} END
            WHERE id = $1 AND owner = $2 AND ${unfinished}`,
-          [id, lease.owner],
+          [id, lease.owner, release, lease.ms],
         );
         if (r.rowCount) for (const table of partialTables) await tx.query(`DELETE FROM ${table} WHERE scan_id = $1`, [id]);
+        return r.rowCount === 1;
       });
     },
 

@@ -11,7 +11,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { type RunningService, sha256Hex, startService } from "@opsplane/platform";
 import { createPool } from "@opsplane/store";
-import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
+import { createTestDatabase, eventually, freePort, startCuttableProxy, type TestDatabase } from "@opsplane/testing";
 import { definition } from "../src/service.js";
 import { createScanStore } from "../src/store.js";
 import { writeZip } from "./support/zip-writer.js";
@@ -197,7 +197,7 @@ test("a replica stopped with SIGTERM mid-scan stops it within the shutdown bound
   }
 });
 
-test("a scan handed back is queued again, its start uncounted and its half-written tables removed; only by the replica holding it", async () => {
+test("a scan requeued is queued again, its start uncounted and its half-written tables removed, kept or handed back; only by the replica holding it", async () => {
   // No replica running beside it: it would take the scan over first.
   await replicaB?.close();
   replicaB = undefined;
@@ -216,16 +216,80 @@ test("a scan handed back is queued again, its start uncounted and its half-writt
           [id],
         )
       ).rows[0]!;
-    await createScanStore(pool, { owner: "replica-f", ms: leaseMs }).handBack(id);
+    assert.equal(await createScanStore(pool, { owner: "replica-f", ms: leaseMs }).requeue(id, { release: true }), false);
     assert.deepEqual(
       await row(),
       { status: "running", owner: "replica-e", attempts: 1, containers: 1 },
       "not another replica's to hand back",
     );
-    await store.handBack(id);
+    // Kept (its run cut short by an outage): still this replica's, to run again here.
+    assert.equal(await store.requeue(id, { release: false }), true);
+    assert.deepEqual(await row(), { status: "queued", owner: "replica-e", attempts: 0, containers: 0 });
+    assert.equal(await store.startAttempt(id), 1);
+    await pool.query("INSERT INTO containers (scan_id, id, parent_id, name, type) VALUES ($1, 0, NULL, 'cut.jar', 'jar')", [id]);
+    // Handed back (its replica stopping): anyone's to take.
+    assert.equal(await store.requeue(id, { release: true }), true);
     assert.deepEqual(await row(), { status: "queued", owner: null, attempts: 0, containers: 0 });
     await pool.query("DELETE FROM scans WHERE id = $1", [id]);
   } finally {
     await pool.end();
+  }
+});
+
+test("an upload whose scan a database outage cut short runs again once the database is back, uncounted; it is not failed", async () => {
+  // No replica beside it: this one's own scan is the only one running.
+  await replicaB?.close();
+  replicaB = undefined;
+  // In front of the server the test database is on, so that the service alone loses it.
+  const server = new URL(db.url);
+  const proxy = await startCuttableProxy(server.hostname, Number(server.port || 5432));
+  const replica = await startService(definition, {
+    ...env(0),
+    DATABASE_URL: Object.assign(new URL(db.url), { port: String(proxy.port) }).toString(),
+    DATABASE_CONNECT_TIMEOUT_MS: "300",
+  });
+  try {
+    // Every answer late, so the scan's first statements are still unanswered when the connections go.
+    proxy.delayAnswers(400);
+    const submitted = await fetch(`${replica.url}/ops.v1.ErrcodeScanService/SubmitScan`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${operatorKey}` },
+      body: JSON.stringify({ artifactName: "upload-1.0.jar", content: jar.toString("base64") }),
+    });
+    assert.equal(submitted.status, 200);
+    const scanId = ((await submitted.json()) as { scan: { id: string } }).scan.id;
+    proxy.blackhole();
+    proxy.dropConnections();
+    await eventually("the outage seen", async () => (await fetch(`${replica.url}/readyz`)).status === 503, 30_000, 100);
+    proxy.delayAnswers(0);
+    proxy.heal();
+
+    const pool = createPool(db.url, { schema: "errcode_scanner", applicationName: "scan-lease-test", max: 1 });
+    try {
+      const row = async () =>
+        (
+          await pool.query<{ status: string; attempts: number; error: string | null }>(
+            "SELECT status, attempts, error FROM scans WHERE id = $1",
+            [scanId],
+          )
+        ).rows[0]!;
+      const finished = await eventually(
+        "the scan finished",
+        async () => {
+          const r = await row();
+          return r.status === "queued" || r.status === "running" ? undefined : r;
+        },
+        30_000,
+        100,
+      );
+      // Before: failed, "the replica holding this upload stopped before scanning it; submit it again".
+      assert.deepEqual(finished, { status: "succeeded", attempts: 1, error: null });
+    } finally {
+      await pool.end();
+    }
+  } finally {
+    proxy.heal();
+    await replica.close();
+    await proxy.close();
   }
 });
