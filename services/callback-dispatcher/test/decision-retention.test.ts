@@ -80,20 +80,22 @@ describe("decision retention", () => {
        VALUES (987654, 'sit', 'dead', 'redriven-1', 'POST', '/notify', '[]', '\\x7b7d', now() - interval '41 days', 3,
          now() - interval '40 days', 100, 1000, now() - interval '40 days', 'max_attempts', now() - interval '40 days')`,
     );
-    const retention = createDecisionRetention({
-      pool,
-      schema: "callback-dispatcher",
-      retentionDays: 7,
-      sweepMs: 3_600_000,
-      log: d.svc.ctx.log,
-    });
     // An operator's redrive has made the row pending, and its transaction is still writing its audit row, when the sweep starts.
+    // (Locked before the retention exists: it sweeps once as it is made, and that sweep could otherwise take the row first.)
     const redrive = await pool.connect();
+    let retention: ReturnType<typeof createDecisionRetention> | undefined;
     try {
       await redrive.query("BEGIN");
       await redrive.query(
         "UPDATE async_deliveries SET state = 'pending', finished_at = NULL, dead_reason = NULL, next_attempt_at = now() WHERE id = 987654",
       );
+      retention = createDecisionRetention({
+        pool,
+        schema: "callback-dispatcher",
+        retentionDays: 7,
+        sweepMs: 3_600_000,
+        log: d.svc.ctx.log,
+      });
       const sweep = retention.sweep();
       await eventually("the sweep waiting for the row", async () => {
         const { rows } = await pool.query(
@@ -105,7 +107,7 @@ describe("decision retention", () => {
       await sweep;
     } finally {
       redrive.release();
-      await retention.close();
+      await retention?.close();
     }
     const { rows } = await pool.query("SELECT state FROM async_deliveries WHERE id = 987654");
     assert.deepEqual(rows, [{ state: "pending" }], "the redriven delivery is still there, pending");
