@@ -174,12 +174,19 @@ export class InstanceStore {
     return connection;
   }
 
-  /** Marks the instance offline unless it has connected again since (elsewhere, or on a new socket). */
+  /**
+   * Marks the instance offline unless it has connected again since (elsewhere, or on a new socket), and
+   * forgets the closed connection: a heartbeat batch collected before the close but written after it
+   * names that connection and so no longer matches (it set the instance online again, and it stayed so
+   * until the sweep's timeout).
+   */
   async disconnected(id: string, connectionId: string): Promise<void> {
     await this.pool.query(
-      `UPDATE instances SET state = 'offline', offline_at = now(),
-         online_ms = online_ms + COALESCE((extract(epoch FROM now() - connected_at) * 1000)::bigint, 0)
-       WHERE id = $1 AND connection_id = $2 AND state = 'online'`,
+      `UPDATE instances SET state = 'offline', connection_id = NULL,
+         offline_at = CASE WHEN state = 'online' THEN now() ELSE offline_at END,
+         online_ms = online_ms + CASE WHEN state = 'online'
+           THEN COALESCE((extract(epoch FROM now() - connected_at) * 1000)::bigint, 0) ELSE 0 END
+       WHERE id = $1 AND connection_id = $2`,
       [id, connectionId],
     );
   }

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { createPool } from "@opsplane/store";
 import { eventually, startCuttableProxy } from "@opsplane/testing";
 import type pg from "pg";
+import type { ChangeLog } from "../src/change-log.js";
+import { InstanceStore } from "../src/instances.js";
 import { call, centerDb, Instance, type Json, startCenters } from "./harness.js";
 
 const loan = { appId: "loan", secret: "loan-secret-0123" };
@@ -229,6 +232,30 @@ describe("the seed's start-up flow: token, registration, metadata, long connecti
     // History: every instance the app ever had, newest first.
     const history = (await call(base, "GET", "/config/v1/apps/loan/instances", { role: "viewer" })).body.instances;
     assert.ok(history.length >= 3);
+  });
+
+  test("a heartbeat batch written after its socket closed leaves the instance offline (a flush racing the close)", async () => {
+    const a = await Instance.start(base, loan, { hostName: "host-race" });
+    const state = async () =>
+      (await call(base, "GET", "/config/v1/apps/loan/instances", { role: "viewer" })).body.instances.find(
+        (y: Json) => y.instanceId === a.instanceId,
+      ).state;
+    await eventually("online", async () => (await state()) === "online");
+    const { rows } = await db.query("SELECT connection_id FROM instances WHERE id = $1", [a.instanceId]);
+    a.close();
+    await eventually("offline", async () => (await state()) === "offline");
+    // The flush that collected the socket's last heartbeat just before it closed, written after the close.
+    // (heartbeats() never touches the change log.)
+    const pool = createPool(env.db.url, { schema: "config_center", applicationName: "heartbeat-race-test", max: 1 });
+    try {
+      await new InstanceStore(pool, undefined as unknown as ChangeLog).heartbeats([
+        { id: a.instanceId, connectionId: rows[0].connection_id, ackedVersion: 0 },
+      ]);
+    } finally {
+      await pool.end();
+    }
+    // Before: online again until the sweep's heartbeat timeout (CI saw an SDK app's SIGTERM leave it online past 10 s).
+    assert.equal(await state(), "offline");
   });
 
   test("instances report interfaces, queues and jobs per app version; the app's OpenAPI document is built from them", async () => {
