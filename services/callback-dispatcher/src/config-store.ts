@@ -131,11 +131,17 @@ export function createConfigStore({ pool, bus, audit, urlPolicy }: Deps) {
             `environment ${env.name} is production: callbacks no test environment claims go there, and without it they answer 503. ` +
               `Make another environment production in its place: PUT /_dispatcher/v1/environments/<name> {"production": true, "replacesProduction": "${env.name}"}`,
           );
-        if (env.replacesProduction !== undefined && (!production || env.replacesProduction !== current || current === env.name))
-          throw conflict(
-            `replacesProduction names ${env.replacesProduction}, but ${current ? `the production environment is ${current}` : "there is no production environment"}` +
-              (production ? "" : `, and ${env.name} is not being made production`),
-          );
+        if (env.replacesProduction !== undefined) {
+          // One reason each: the request a caller reads back says what to change in it.
+          if (env.replacesProduction !== current)
+            throw conflict(
+              `replacesProduction names ${env.replacesProduction}, but ${current ? `the production environment is ${current}` : "there is no production environment"}`,
+            );
+          if (current === env.name)
+            throw conflict(`${env.name} is production already; replacesProduction names the environment it replaces`);
+          if (!production)
+            throw conflict(`replacesProduction makes ${env.name} production in ${current}'s place: send "production": true with it`);
+        }
         if (production) {
           if (Object.keys(idPatterns).length) throw badRequest("idPatterns are for test environments; nothing registers for production");
           if (current && current !== env.name && env.replacesProduction !== current)

@@ -33,17 +33,15 @@ export function splitTarget(url: string): { path: string; query: string } {
   return q < 0 ? { path: url, query: "" } : { path: url.slice(0, q), query: url.slice(q + 1) };
 }
 
-/** Writes one of the dispatcher's own JSON error answers. */
+/** Seconds a 503 of the dispatcher's own asks the caller to wait, as the platform's `unavailable` answers do. */
+const retryAfterSeconds = "5";
+
+/** Writes one of the dispatcher's own JSON error answers; a 503 carries `Retry-After`, as the platform's do. */
 export function answerError(res: ServerResponse, status: number, requestId: string, error: string, message: string): void {
   const body = Buffer.from(JSON.stringify({ error, message }));
-  res.writeHead(status, [
-    "content-type",
-    "application/json; charset=utf-8",
-    "content-length",
-    String(body.length),
-    "x-request-id",
-    requestId,
-  ]);
+  const headers = ["content-type", "application/json; charset=utf-8", "content-length", String(body.length), "x-request-id", requestId];
+  if (status === 503) headers.push("retry-after", retryAfterSeconds);
+  res.writeHead(status, headers);
   res.end(body);
 }
 

@@ -144,6 +144,10 @@ describe("production is never left without an environment", () => {
     });
     assert.equal(wrong.status, 409);
     assert.match(String(wrong.body.message), /replacesProduction names sit, but the production environment is prod2/);
+    // Naming the right one without making it production: the answer says what is missing, not who is production.
+    const notMade = await d.api("PUT", "/_dispatcher/v1/environments/prod3", { baseUrl: stubs[1]!.url, replacesProduction: "prod2" });
+    assert.equal(notMade.status, 409);
+    assert.equal(notMade.body.message, `replacesProduction makes prod3 production in prod2's place: send "production": true with it`);
     assert.equal((await production())?.name, "prod2");
   });
 });
