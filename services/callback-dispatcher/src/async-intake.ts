@@ -1,7 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type { Bus } from "@opsplane/bus";
 import type { Logger } from "@opsplane/platform";
-import { type Pool, withTransaction } from "@opsplane/store";
+import { type Pool, withDeadline, withTransaction } from "@opsplane/store";
 import { type AsyncDelivery, answerFor, defaultMaxPending } from "./async-delivery-config.js";
 import type { AsyncDeliveryMetrics } from "./async-delivery-metrics.js";
 import { type DecisionRecord, eventOf, isPublished } from "./decision-log.js";
@@ -52,27 +52,37 @@ const pendingSql = `SELECT e.env,
   FROM unnest($1::text[]) AS e(env)`;
 
 /**
+ * Longest a callback waits for a count it started because the last one was over `pendingRecountMs`
+ * old and said the environment was full: past it, that last count decides.
+ */
+const staleCountWaitMs = 250;
+
+/**
  * What each asynchronous environment owes, as this replica knows it without a query per callback:
  * counted in PostgreSQL at most every `pendingRecountMs` (and only while callbacks for it arrive),
- * plus what this replica queued since the count began. A callback never waits for a count: the
- * first ones a replica takes for an environment are admitted while its first count runs, and
- * another replica's callbacks are seen at its next count. So the cap holds to within what the
- * other replicas queue in about a second, plus what one replica queues during its first count.
+ * plus what this replica queued since the count began. A callback admitted by the last count never
+ * waits for a count: the first ones a replica takes for an environment are admitted while its first
+ * count runs, and another replica's callbacks are seen at its next count. So the cap holds to within
+ * what the other replicas queue in about a second, plus what one replica queues during its first
+ * count. A callback the last count would refuse, when that count is over a second old or a newer one
+ * is running, waits for the newer one (at most `staleCountWaitMs`): after a lull the last count may
+ * predate every delivery since, and refusing on it would answer the third party with the
+ * environment's failure although nothing is owed.
  */
 function createPendingCounts(pool: Pool, log: Logger) {
   const envs = new Map<string, { pending: number; queuedSince: number; cap: number; full: boolean }>();
   let countedAt = Number.NEGATIVE_INFINITY;
-  let counting = false;
+  /** The count under way, if one is. */
+  let counting: Promise<void> | undefined;
 
-  const recount = () => {
-    counting = true;
+  const recount = (): Promise<void> => {
     countedAt = performance.now();
     let limit = 0;
     for (const e of envs.values()) {
       e.queuedSince = 0;
       limit = Math.max(limit, e.cap);
     }
-    pool
+    return pool
       .query<{ env: string; pending: number }>(pendingSql, [[...envs.keys()], limit])
       .then(
         ({ rows }) => {
@@ -85,13 +95,35 @@ function createPendingCounts(pool: Pool, log: Logger) {
         (err: Error) => log.debug({ err: err.message }, "asynchronous deliveries pending not counted; the last count stays"),
       )
       .finally(() => {
-        counting = false;
+        counting = undefined;
       });
   };
 
+  /** The answer of the count at hand, logged once each time it turns. */
+  const decide = (env: string, e: { pending: number; cap: number; full: boolean }): boolean => {
+    const full = e.pending >= e.cap;
+    if (full !== e.full) {
+      e.full = full;
+      if (full)
+        log.warn(
+          { env, maxPending: e.cap },
+          `${env} owes ${e.cap} asynchronous deliveries (its asyncDelivery.maxPending): its callbacks are forwarded synchronously until some are delivered or dead-lettered`,
+        );
+      else
+        log.info(
+          { env, maxPending: e.cap },
+          `${env} owes fewer than asyncDelivery.maxPending deliveries again: its callbacks are queued again`,
+        );
+    }
+    return !full;
+  };
+
   return {
-    /** Whether `env` may queue one more below `cap`, as last counted; starts a count when that is stale. */
-    admits(env: string, cap: number): boolean {
+    /**
+     * Whether `env` may queue one more below `cap`: at once when the last count admits it; when it
+     * does not, after a count begun since (see above).
+     */
+    async admits(env: string, cap: number): Promise<boolean> {
       let e = envs.get(env);
       if (!e) {
         e = { pending: 0, queuedSince: 0, cap, full: false };
@@ -99,22 +131,10 @@ function createPendingCounts(pool: Pool, log: Logger) {
         countedAt = Number.NEGATIVE_INFINITY;
       }
       e.cap = cap;
-      if (!counting && performance.now() - countedAt >= pendingRecountMs) recount();
-      const full = e.pending >= cap;
-      if (full !== e.full) {
-        e.full = full;
-        if (full)
-          log.warn(
-            { env, maxPending: cap },
-            `${env} owes ${cap} asynchronous deliveries (its asyncDelivery.maxPending): its callbacks are forwarded synchronously until some are delivered or dead-lettered`,
-          );
-        else
-          log.info(
-            { env, maxPending: cap },
-            `${env} owes fewer than asyncDelivery.maxPending deliveries again: its callbacks are queued again`,
-          );
-      }
-      return !full;
+      if (!counting && performance.now() - countedAt >= pendingRecountMs) counting = recount();
+      if (e.pending < cap || !counting) return decide(env, e);
+      await withDeadline(counting, staleCountWaitMs, () => new Error("count too slow")).catch(() => {});
+      return decide(env, e);
     },
     queued(env: string): void {
       const e = envs.get(env)!;
@@ -151,7 +171,7 @@ export function createAsyncIntake(o: {
     async accept(decision: Decision, config: AsyncDelivery, cb: QueuedCallback, res: ServerResponse): Promise<Intake> {
       const env = decision.target!.name;
       const cap = config.maxPending ?? defaultMaxPending;
-      if (!pending.admits(env, cap)) {
+      if (!(await pending.admits(env, cap))) {
         o.metrics.fallbacks.inc({ env, reason: "queue_full" });
         return {
           answered: false,

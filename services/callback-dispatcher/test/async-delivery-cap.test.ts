@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { setTimeout } from "node:timers/promises";
 import { eventually } from "@opsplane/testing";
 import { startDispatcher, viewerKey } from "./helpers/dispatcher.js";
 import { startSignedStub } from "./helpers/signed-stub.js";
@@ -113,7 +114,13 @@ describe("asynchronous delivery: a cap on what an environment owes", () => {
     // Back up: what it owed is delivered, and its callbacks are answered from the template again.
     down = false;
     await eventually("sit owing nothing", async () => (await pendingOf("sit")) === 0);
-    await eventually("a callback queued again", async () => (await notify(a, "sit")).text === "success");
+    // A lull longer than a count's life (a second): the last count, three owed, predates every delivery.
+    // The first callback after it was refused on that count (forwarded synchronously: a test
+    // environment down by then would have had its third party answered with its failure).
+    await setTimeout(1_500);
+    const afterLull = await notify(a, "sit");
+    assert.deepEqual([afterLull.status, afterLull.text], [200, "success"], "queued: sit owes nothing");
+    assert.equal(await metric(a, /^callback_dispatcher_async_fallbacks_total\{env="sit",reason="queue_full"[,}]/), 1);
   });
 
   test("with two replicas, each counts what the other queued", async () => {
