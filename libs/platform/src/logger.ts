@@ -7,9 +7,13 @@ const censor = "[redacted]";
 /** Names of query parameters that carry credentials (matched case-insensitively against the decoded name); `session` alone (an id) is kept. */
 const credentialParam =
   /token|secret|passw|passphrase|passcode|pwd|signature|credential|jwt|assertion|saml|(api|access|app|client|mch|merchant|private|session|sign)[-_]?key|sess(ion)?[-_]?id|sign$|^(key|sig|ticket|auth|authorization|otp|totp)$/i;
-/** Names of headers that carry credentials (`X-Auth`, `Private-Key`, `X-Mch-Key`, `X-Passwd`, `X-Session` too). */
+/**
+ * Names of headers that carry credentials (`X-Auth`, `Private-Key`, `X-Mch-Key`, `X-Passwd`, `X-Session` too), and
+ * signatures and keys named short, as the query's `sig` and `key` are: `X-Sig`, PayPal's `Paypal-Transmission-Sig`,
+ * `X-Key`, Shopify's `X-Shopify-Hmac-Sha256` (an `Idempotency-Key` is no secret).
+ */
 const credentialHeader =
-  /auth|cookie|session|token|secret|passw|passphrase|pwd|(api|access|app|client|mch|merchant|private|sign)[-_]?key|^key$|signature|sign$|credential/i;
+  /auth|cookie|session|token|secret|passw|passphrase|pwd|(api|access|app|client|mch|merchant|private|sign)[-_]?key|signature|sign$|credential|hmac|(^|[-_])sig$|(^|[-_])(?<!idempotency[-_])key$/i;
 
 /** Whether a header's value is a credential: censored in logs, shown masked where a service shows headers. */
 export const isCredentialHeader = (name: string): boolean => credentialHeader.test(name);

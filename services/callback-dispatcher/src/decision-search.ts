@@ -1,5 +1,9 @@
 import { badRequest, isCredentialHeader, notFound, redactCredentials } from "@opsplane/platform";
 import { type Queryable, storableText } from "@opsplane/store";
+import { reasons } from "./router.js";
+
+/** Every reason a decision is recorded with: routing's, and a forwarding loop refused before routing. */
+const recordedReasons: ReadonlySet<string> = new Set([...reasons, "forwarding_loop"]);
 
 /** Filters of a decision search; every one optional, all combined. */
 export interface DecisionQuery {
@@ -114,7 +118,11 @@ export async function searchDecisions(db: Queryable, q: DecisionQuery): Promise<
   if (q.rule) add("d.rule = ?", storableText(q.rule));
   if (q.objectId) add("d.object_id = ?", storableText(q.objectId));
   if (q.target) add("d.target_env = ?", storableText(q.target));
-  if (q.reason) add("d.reason = ?", storableText(q.reason));
+  if (q.reason) {
+    // A misspelt reason would find nothing, which reads as "none happened".
+    if (!recordedReasons.has(q.reason)) throw badRequest(`reason must be one of ${[...recordedReasons].join(", ")}`);
+    add("d.reason = ?", q.reason);
+  }
   if (q.requestId) add("d.request_id = ?", storableText(q.requestId));
   const { from, to } = timeRange(q);
   if (from) add("d.at >= ?::timestamptz", from);

@@ -6,17 +6,19 @@ import type { Registered, Registry } from "./registry.js";
 import { type RuleSetSnapshot, registeredByThisOne } from "./rule-set.js";
 
 /** Why a callback goes where it goes. Only "registered" leads to a test environment. */
-export type Reason =
-  | "registered"
-  | "not_registered"
-  | "no_rule"
-  | "extraction_failed"
-  | "body_too_large"
-  | "unknown_environment"
-  | "not_claimable"
-  | "registry_unavailable"
-  | "script_unavailable"
-  | "no_production";
+export const reasons = [
+  "registered",
+  "not_registered",
+  "no_rule",
+  "extraction_failed",
+  "body_too_large",
+  "unknown_environment",
+  "not_claimable",
+  "registry_unavailable",
+  "script_unavailable",
+  "no_production",
+] as const;
+export type Reason = (typeof reasons)[number];
 
 export interface Decision {
   rule: string | undefined;

@@ -113,7 +113,7 @@ describe("kept callbacks: search, show, replay", () => {
     assert.doesNotMatch(JSON.stringify(body), /platform-token-abc|s3cr3t/);
   });
 
-  test("credentials in the query and in headers such as X-Auth, Private-Key and X-Passwd are shown masked; a replay sends them as they came", async () => {
+  test("credentials in the query and in headers such as X-Auth, Private-Key, X-Passwd, X-Sig and X-Shopify-Hmac-Sha256 are shown masked; a replay sends them as they came", async () => {
     const body = Buffer.from("order=SIT-5");
     const res = await fetch(`${d.url}/notify/pay?order=SIT-5&access_token=QTOKEN&sign=QSIGN&mch_key=QMCH&appkey=QAPP&paySign=QPAY`, {
       method: "POST",
@@ -126,6 +126,11 @@ describe("kept callbacks: search, show, replay", () => {
         "x-mch-key": "MCHKEYVALUE",
         "x-passphrase": "PHRASEVALUE",
         "x-session": "SESSIONVALUE",
+        "x-sig": "XSIGVALUE",
+        "paypal-transmission-sig": "PAYPALSIGVALUE",
+        "x-key": "XKEYVALUE",
+        "x-shopify-hmac-sha256": "HMACVALUE",
+        "idempotency-key": "order-5-once",
         "x-request-id": "req-creds-1",
       },
       body,
@@ -137,8 +142,9 @@ describe("kept callbacks: search, show, replay", () => {
     // Before, a viewer read every one of them.
     assert.doesNotMatch(
       JSON.stringify(shown.body),
-      /QTOKEN|QSIGN|QMCH|QAPP|QPAY|XAUTHVALUE|PRIVATEKEYVALUE|PASSWDVALUE|MCHKEYVALUE|PHRASEVALUE|SESSIONVALUE/,
+      /QTOKEN|QSIGN|QMCH|QAPP|QPAY|XAUTHVALUE|PRIVATEKEYVALUE|PASSWDVALUE|MCHKEYVALUE|PHRASEVALUE|SESSIONVALUE|XSIGVALUE|PAYPALSIGVALUE|XKEYVALUE|HMACVALUE/,
     );
+    assert.equal(kept.headers.find((h) => h.name === "idempotency-key")?.value, "order-5-once", "no secret: shown");
     assert.equal(
       kept.target,
       "/notify/pay?order=SIT-5&access_token=[redacted]&sign=[redacted]&mch_key=[redacted]&appkey=[redacted]&paySign=[redacted]",
@@ -416,10 +422,16 @@ describe("kept callbacks: search, show, replay", () => {
     assert.match(String(feb30.body.message), /to must be an RFC 3339 date-time.*2026-02-30/);
     const leapDay = await d.api("GET", `/_dispatcher/v1/decisions?to=${encodeURIComponent("2028-02-29T00:00:00Z")}`, undefined, viewerKey);
     assert.equal(leapDay.status, 200);
-    for (const field of ["rule", "reason", "target", "requestId"]) {
+    for (const field of ["rule", "target", "requestId"]) {
       const nul = await d.api("GET", `/_dispatcher/v1/decisions?${field}=pay%00x`, undefined, viewerKey);
       assert.equal(nul.status, 200, `${field} with a NUL: ${JSON.stringify(nul.body)}`);
       assert.deepEqual(nul.body.decisions, []);
+    }
+    // A reason is one of a known few: a misspelt one found nothing, which read as "none happened".
+    for (const reason of ["not_registerd", "pay%00x"]) {
+      const misspelt = await d.api("GET", `/_dispatcher/v1/decisions?reason=${reason}`, undefined, viewerKey);
+      assert.equal(misspelt.status, 400, reason);
+      assert.match(String(misspelt.body.message), /^reason must be one of registered, not_registered, .*forwarding_loop$/);
     }
   });
 

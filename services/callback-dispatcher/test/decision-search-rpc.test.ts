@@ -139,6 +139,9 @@ describe("Connect SearchDecisions", () => {
     const badLimit = await refusal(rpc.searchDecisions({ limit: 5000 }));
     assert.equal(badLimit.code, Code.InvalidArgument);
     assert.match(badLimit.rawMessage, /limit must be between 1 and 1000/);
+    const badReason = await refusal(rpc.searchDecisions({ reason: "not_registerd" }));
+    assert.equal(badReason.code, Code.InvalidArgument);
+    assert.match(badReason.rawMessage, /^reason must be one of registered, not_registered/);
     const anonymous = await refusal(client(d.url, undefined).searchDecisions({}));
     assert.equal(anonymous.code, Code.Unauthenticated);
   });
