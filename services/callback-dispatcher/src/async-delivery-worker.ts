@@ -64,9 +64,9 @@ const claimSql = `WITH RECURSIVE pending_envs(env) AS (
  * later than its deadline, so the last attempt is made at it.
  */
 const outcomeSql = `WITH attempt AS (
-    INSERT INTO async_delivery_attempts (delivery_id, attempt, env, replica, status, duration_ms, error)
-    VALUES ($1, $3, $4, $2, $5, $6, $7)
-    ON CONFLICT (delivery_id, attempt) DO UPDATE SET status = EXCLUDED.status, duration_ms = EXCLUDED.duration_ms, error = EXCLUDED.error
+    INSERT INTO async_delivery_attempts (delivery_id, attempt, at, env, replica, status, duration_ms, error)
+    VALUES ($1, $3, $11, $4, $2, $5, $6, $7)
+    ON CONFLICT (delivery_id, attempt) DO UPDATE SET at = EXCLUDED.at, status = EXCLUDED.status, duration_ms = EXCLUDED.duration_ms, error = EXCLUDED.error
   )
   UPDATE async_deliveries SET
     state = CASE WHEN $8 THEN 'delivered' WHEN attempts >= max_attempts OR now() >= give_up_at THEN 'dead' ELSE 'pending' END,
@@ -148,6 +148,8 @@ export function createAsyncDeliveryWorker(o: {
       () => abort.abort(new Error(`abandoned after ${attemptLimitMs} ms (half of ASYNC_DELIVERY_LEASE_MS)`)),
       attemptLimitMs,
     );
+    // Recorded as the attempt's time, as an interrupted one's is: when it began, not when its outcome was written.
+    const begun = new Date();
     const sent = await o.resender.send(c.baseUrl, c.method, c.target, headers, c.body, abort.signal);
     clearTimeout(timer);
     const ok = sent.status >= 200 && sent.status < 300;
@@ -164,6 +166,7 @@ export function createAsyncDeliveryWorker(o: {
       ok,
       backoffMs(c.attempt, c.initialBackoffMs, c.maxBackoffMs),
       last,
+      begun,
     ];
     const row = await recordOutcome(c, params);
     if (!row) {

@@ -22,6 +22,7 @@ interface Delivery {
 
 interface Attempt {
   attempt: number;
+  at: string;
   replica: string;
   status: number | null;
   durationMs: number | null;
@@ -260,10 +261,13 @@ describe("asynchronous delivery: answering, retrying, dead letters", () => {
       release = resolve;
     });
     const got: Array<{ url: string; headers: http.IncomingHttpHeaders; body: Buffer }> = [];
+    /** When each delivery reached sit (before it was held). */
+    const arrived = new Map<string, number>();
     const slow = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", async () => {
+        arrived.set(String(req.headers["x-delivery-id"]), Date.now());
         await held;
         got.push({ url: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks) });
         res.writeHead(200, { "content-type": "text/plain" }).end("success");
@@ -292,12 +296,15 @@ describe("asynchronous delivery: answering, retrying, dead letters", () => {
       const decision = await decisionOf(d, "async-form-1");
       assert.equal(decision.targetEnv, "sit");
       assert.match(String(decision.detail), /answered from sit's asynchronous template/);
+      await eventually("the delivery to reach sit", async () => arrived.has(decision.id));
       release();
       const done = await deliveryWhen(d, decision.id, "delivered", (x) => x.state === "delivered");
       assert.deepEqual(
         done.attempts.map((a) => [a.attempt, a.status, a.error]),
         [[1, 200, null]],
       );
+      // When the attempt began (as an interrupted attempt's time is): before sit had it, not when sit answered.
+      assert.ok(Date.parse(done.attempts[0]!.at) <= arrived.get(decision.id)!, `${done.attempts[0]!.at} after sit had it`);
       const form1 = got.find((g) => g.headers["x-delivery-id"] === decision.id)!;
       assert.equal(form1.url, "/app/notify/pay?order=SIT-1");
       assert.equal(form1.body.toString(), "out_trade_no=SIT-1&trade_status=TRADE_SUCCESS");
