@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { decodeBody, ExtractionRefused, flatHeaders } from "@opsplane/callback-agent/rules";
+import { outageRetryAfterSeconds } from "@opsplane/platform";
 import type { AsyncIntake } from "./async-intake.js";
 import type { DecisionLog } from "./decision-log.js";
 import type { EncodedExchange } from "./extraction-body.js";
@@ -33,14 +34,14 @@ export function splitTarget(url: string): { path: string; query: string } {
   return q < 0 ? { path: url, query: "" } : { path: url.slice(0, q), query: url.slice(q + 1) };
 }
 
-/** Seconds a 503 of the dispatcher's own asks the caller to wait, as the platform's `unavailable` answers do. */
-const retryAfterSeconds = "5";
+/** `Retry-After` of the dispatcher's own 503s: the platform's, for a dependency out of reach. */
+const retryAfter = String(outageRetryAfterSeconds);
 
 /** Writes one of the dispatcher's own JSON error answers; a 503 carries `Retry-After`, as the platform's do. */
 export function answerError(res: ServerResponse, status: number, requestId: string, error: string, message: string): void {
   const body = Buffer.from(JSON.stringify({ error, message }));
   const headers = ["content-type", "application/json; charset=utf-8", "content-length", String(body.length), "x-request-id", requestId];
-  if (status === 503) headers.push("retry-after", retryAfterSeconds);
+  if (status === 503) headers.push("retry-after", retryAfter);
   res.writeHead(status, headers);
   res.end(body);
 }
