@@ -173,13 +173,17 @@ function notAllowedValue(err: FastifyError): AppError | undefined {
     else if (e.keyword !== "anyOf") return undefined;
   }
   if (!allowed.length) return undefined;
-  return new AppError(
-    400,
-    "invalid_request",
+  return notAllowed(
     `${err.validationContext}${at} must be equal to one of the allowed values (${allowed.join(", ")})`,
-    { field: fieldPath(at).join("."), in: err.validationContext, allowed },
+    fieldPath(at).join("."),
+    err.validationContext,
+    allowed,
   );
 }
+
+/** A value outside a field's list: 400 `invalid_request` naming the field and listing the values it takes. */
+export const notAllowed = (message: string, field: string, where: string | undefined, allowed: unknown[]) =>
+  new AppError(400, "invalid_request", message, { field, in: where, allowed });
 
 /** What a caller sees of a bug, over REST and Connect alike: the request id leads to the log line. */
 export const internalErrorMessage = "internal error; see the service log for this request id";

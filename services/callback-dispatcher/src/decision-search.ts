@@ -1,4 +1,4 @@
-import { badRequest, isCredentialHeader, notFound, redactCredentials } from "@opsplane/platform";
+import { badRequest, isCredentialHeader, notAllowed, notFound, redactCredentials } from "@opsplane/platform";
 import { type Queryable, storableText } from "@opsplane/store";
 import { reasons } from "./router.js";
 
@@ -120,7 +120,10 @@ export async function searchDecisions(db: Queryable, q: DecisionQuery): Promise<
   if (q.target) add("d.target_env = ?", storableText(q.target));
   if (q.reason) {
     // A misspelt reason would find nothing, which reads as "none happened".
-    if (!recordedReasons.has(q.reason)) throw badRequest(`reason must be one of ${[...recordedReasons].join(", ")}`);
+    if (!recordedReasons.has(q.reason)) {
+      const allowed = [...recordedReasons];
+      throw notAllowed(`reason must be one of ${allowed.join(", ")}`, "reason", "querystring", allowed);
+    }
     add("d.reason = ?", q.reason);
   }
   if (q.requestId) add("d.request_id = ?", storableText(q.requestId));

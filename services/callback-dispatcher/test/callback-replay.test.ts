@@ -432,6 +432,10 @@ describe("kept callbacks: search, show, replay", () => {
       const misspelt = await d.api("GET", `/_dispatcher/v1/decisions?reason=${reason}`, undefined, viewerKey);
       assert.equal(misspelt.status, 400, reason);
       assert.match(String(misspelt.body.message), /^reason must be one of registered, not_registered, .*forwarding_loop$/);
+      // As the kit answers any value outside a field's list, so a client reads it the same way.
+      assert.equal(misspelt.body.error, "invalid_request");
+      assert.equal((misspelt.body.details as { field: string; allowed: string[] }).field, "reason");
+      assert.ok((misspelt.body.details as { allowed: string[] }).allowed.includes("forwarding_loop"));
     }
   });
 
