@@ -107,7 +107,7 @@ function createPendingCounts(pool: Pool, log: Logger) {
       if (full)
         log.warn(
           { env, maxPending: e.cap },
-          `${env} owes ${e.cap} asynchronous deliveries (its asyncDelivery.maxPending): its callbacks are forwarded synchronously until some are delivered or dead-lettered`,
+          `${env} owes at least ${e.cap} asynchronous deliveries (its asyncDelivery.maxPending): its callbacks are forwarded synchronously until some are delivered or dead-lettered`,
         );
       else
         log.info(
@@ -175,7 +175,7 @@ export function createAsyncIntake(o: {
         o.metrics.fallbacks.inc({ env, reason: "queue_full" });
         return {
           answered: false,
-          why: `not queued for asynchronous delivery (${env} owes ${cap} deliveries already, its asyncDelivery.maxPending); forwarded synchronously`,
+          why: `not queued for asynchronous delivery (${env} owes at least ${cap} deliveries, its asyncDelivery.maxPending); forwarded synchronously`,
         };
       }
       let contentType: string | undefined;

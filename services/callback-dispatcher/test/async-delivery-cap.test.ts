@@ -107,7 +107,7 @@ describe("asynchronous delivery: a cap on what an environment owes", () => {
     assert.equal(decision.targetEnv, "sit");
     assert.match(
       decision.detail,
-      /not queued for asynchronous delivery \(sit owes 3 deliveries already, its asyncDelivery\.maxPending\); forwarded synchronously/,
+      /not queued for asynchronous delivery \(sit owes at least 3 deliveries, its asyncDelivery\.maxPending\); forwarded synchronously/,
     );
     assert.equal(await metric(a, /^callback_dispatcher_async_fallbacks_total\{env="sit",reason="queue_full"[,}]/), 1);
 
