@@ -4,6 +4,11 @@ import { ExtractionError, type ScriptCompiler } from "./rules/index.js";
 export interface ScriptLimitsOptions {
   timeLimitMs?: number;
   memoryLimitBytes?: number;
+  /**
+   * Longest a call waits for its worker, busy with the calls before it; past it the call is not run
+   * (`script_unavailable`). Unbounded when absent.
+   */
+  waitLimitMs?: number;
 }
 
 export interface SandboxScripts {
@@ -35,7 +40,7 @@ export async function createSandboxScripts(limits: ScriptLimitsOptions = {}): Pr
       const ready = script;
       return async (input) => {
         try {
-          return (await (await ready).call(input as unknown as JsonValue)).value;
+          return (await (await ready).call(input as unknown as JsonValue, { waitLimitMs: limits.waitLimitMs })).value;
         } catch (err) {
           // Closed, or no worker could start: not the script's verdict on this input.
           if (err instanceof SandboxUnavailableError)

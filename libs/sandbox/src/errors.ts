@@ -60,8 +60,9 @@ export class SandboxCrashError extends SandboxError {
   readonly kind = "crash";
 }
 /**
- * The call did not run, or was stopped, for the sandbox's own reason: it is closed, or its worker
- * could not start. Says nothing about the script: the same call may work later.
+ * The call did not run, or was stopped, for the sandbox's own reason: it is closed, its worker
+ * could not start, or it was busy past the call's wait limit. Says nothing about the script: the
+ * same call may work later.
  */
 export class SandboxUnavailableError extends SandboxError {
   readonly kind = "unavailable";

@@ -28,10 +28,12 @@ export class Script {
   /**
    * Runs the entry function with `input` (passed as JSON). Rejects with a SandboxError subclass naming
    * what went wrong; after a limit error the script is reloaded, so the next call works as before.
+   * With `waitLimitMs`, a call its worker could not start within it (busy with the calls queued before
+   * it) is not run and rejects with SandboxUnavailableError.
    */
-  async call(input: JsonValue): Promise<SandboxResult> {
+  async call(input: JsonValue, options: { waitLimitMs?: number } = {}): Promise<SandboxResult> {
     if (this.disposed) throw new Error("script is disposed");
-    const reply = await this.slot.request("call", this.placed, JSON.stringify(input) ?? "null");
+    const reply = await this.slot.request("call", this.placed, JSON.stringify(input) ?? "null", options.waitLimitMs);
     if (!reply.ok) throw toSandboxError(reply.failure);
     return { value: JSON.parse(reply.output) as JsonValue, logs: reply.logs };
   }

@@ -11,7 +11,14 @@ export interface PlacedScript extends ScriptSource {
 }
 
 type Job =
-  | { type: "load" | "call"; script: PlacedScript; input: string; resolve: (reply: WorkerReply) => void }
+  | {
+      type: "load" | "call";
+      script: PlacedScript;
+      input: string;
+      resolve: (reply: WorkerReply) => void;
+      /** Set while a call with a wait limit waits behind others: it gives up when it fires. */
+      waiting?: NodeJS.Timeout;
+    }
   | { type: "dispose"; id: number };
 
 const failed = (failure: Omit<SandboxFailure, "logs">): WorkerReply => ({ ok: false, fatal: false, failure: { ...failure, logs: [] } });
@@ -41,11 +48,24 @@ export class WorkerSlot {
     });
   }
 
-  request(type: "load" | "call", script: PlacedScript, input = ""): Promise<WorkerReply> {
+  /**
+   * Queues a request. With `waitLimitMs`, a call that has not started within it (the worker busy with
+   * the calls before it) is not run: it resolves as unavailable, so a flood of slow calls cannot hold
+   * the ones behind it for as long as the flood lasts.
+   */
+  request(type: "load" | "call", script: PlacedScript, input = "", waitLimitMs?: number): Promise<WorkerReply> {
     if (this.closed) return Promise.resolve(failed({ kind: "unavailable", message: "sandbox is closed" }));
     return new Promise((resolve) => {
-      this.queue.push({ type, script, input, resolve });
+      const job: Extract<Job, { resolve: unknown }> = { type, script, input, resolve };
+      this.queue.push(job);
       this.pump();
+      if (waitLimitMs !== undefined && this.queue.includes(job))
+        job.waiting = setTimeout(() => {
+          const at = this.queue.indexOf(job);
+          if (at < 0) return;
+          this.queue.splice(at, 1);
+          resolve(failed({ kind: "unavailable", message: `the sandbox is busy: the call did not start within ${waitLimitMs} ms` }));
+        }, waitLimitMs);
     });
   }
 
@@ -104,6 +124,7 @@ export class WorkerSlot {
       return;
     }
     worker.ref();
+    clearTimeout(job.waiting);
     const { script } = job;
     const reload = script.loadedIn !== this.generation;
     const load = { source: script.source, limits: script.limits };
@@ -145,7 +166,11 @@ export class WorkerSlot {
 
   /** The calls waiting here never run: the sandbox's reason, not their scripts' (SandboxUnavailableError). */
   private failQueued(message: string): void {
-    for (const job of this.queue.splice(0)) if (job.type !== "dispose") job.resolve(failed({ kind: "unavailable", message }));
+    for (const job of this.queue.splice(0))
+      if (job.type !== "dispose") {
+        clearTimeout(job.waiting);
+        job.resolve(failed({ kind: "unavailable", message }));
+      }
   }
 
   private overran(worker: Worker, timeLimitMs: number): void {

@@ -261,3 +261,34 @@ describe("a closed sandbox", () => {
     }
   });
 });
+
+describe("a flood of runaway calls", () => {
+  test("a call with a wait limit that its worker cannot start in time is told so at that limit, not after the flood", async () => {
+    const sandbox = await createSandbox({ workers: 1 });
+    try {
+      // Runs away on the input "spin", answers at once otherwise: 40 runaway calls hold the worker 2 s.
+      const script = await sandbox.compile("function main(input) { if (input === 'spin') while (true) {} return input }", {
+        timeLimitMs: 50,
+      });
+      const flood = Array.from({ length: 40 }, () =>
+        script.call("spin", { waitLimitMs: 300 }).then(
+          () => "done",
+          (e: Error) => e,
+        ),
+      );
+      const started = performance.now();
+      const error = await rejection(script.call("order-1", { waitLimitMs: 300 }), SandboxUnavailableError);
+      const waited = performance.now() - started;
+      assert.equal(error.message, "the sandbox is busy: the call did not start within 300 ms");
+      assert.ok(waited < 1_000, `told after ${Math.round(waited)} ms; the flood holds the worker about 2,000 ms`);
+      const outcomes = await Promise.all(flood);
+      const ran = outcomes.filter((o) => o instanceof SandboxTimeoutError).length;
+      // Those past their wait limit were never run: the worker is free again long before 40 × 50 ms.
+      assert.ok(ran < 20, `${ran} of the 40 runaway calls ran`);
+      assert.ok(outcomes.every((o) => o instanceof SandboxTimeoutError || o instanceof SandboxUnavailableError));
+      assert.equal((await script.call("order-2", { waitLimitMs: 300 })).value, "order-2");
+    } finally {
+      await sandbox.close();
+    }
+  });
+});

@@ -111,4 +111,10 @@ export const dispatcherEnv = {
   /** Limits of one extraction script call. */
   SCRIPT_TIME_LIMIT_MS: z.coerce.number().int().min(1).max(10_000).default(50),
   SCRIPT_MEMORY_LIMIT_BYTES: z.coerce.number().int().min(1_048_576).default(16_777_216),
+  /**
+   * Longest a callback waits for the sandbox's worker to start its script call (busy with the calls
+   * before it, e.g. a flood of callbacks running a script to its time limit); past it the callback is
+   * `script_unavailable` (503, retried by the platform) instead of waiting out the flood.
+   */
+  SCRIPT_WAIT_LIMIT_MS: z.coerce.number().int().min(10).max(60_000).default(1_000),
 };

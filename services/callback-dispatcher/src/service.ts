@@ -38,6 +38,7 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
     const scripts = await createSandboxScripts({
       timeLimitMs: config.SCRIPT_TIME_LIMIT_MS,
       memoryLimitBytes: config.SCRIPT_MEMORY_LIMIT_BYTES,
+      waitLimitMs: config.SCRIPT_WAIT_LIMIT_MS,
     });
     ctx.onClose(() => scripts.close());
 
