@@ -182,6 +182,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     private readonly onResponseHeaders: ((env: Environment, seconds: number) => void) | undefined,
     private readonly resolve: (f: Forwarded) => void,
     private readonly reject: (err: UpstreamError) => void,
+    /** The forwarder's requests not settled yet, which shutdown stops. */
+    private readonly inFlight: Set<ForwardHandler>,
   ) {}
 
   /**
@@ -191,17 +193,25 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
    * several of them in turn; they stay as the backstop between chunks of a streamed answer.
    */
   startDeadline(ms: number): void {
+    this.inFlight.add(this);
     this.deadline = setTimeout(() => {
       if (this.settled || this.streaming) return;
-      const err = new AnswerDeadlinePassed(
-        `no answer within ${ms} ms (UPSTREAM_TIMEOUT_MS)${this.abort ? "" : "; it was still waiting for one of the environment's UPSTREAM_CONNECTIONS"}`,
+      this.stop(
+        new AnswerDeadlinePassed(
+          `no answer within ${ms} ms (UPSTREAM_TIMEOUT_MS)${this.abort ? "" : "; it was still waiting for one of the environment's UPSTREAM_CONNECTIONS"}`,
+        ),
       );
-      if (this.abort) this.abort(err);
-      else {
-        this.expired = err;
-        this.onError(err);
-      }
     }, ms);
+  }
+
+  /** Ends the request with `err`: aborted if it was sent, else never sent. */
+  stop(err: Error): void {
+    if (this.settled) return;
+    if (this.abort) this.abort(err);
+    else {
+      this.expired = err;
+      this.onError(err);
+    }
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -277,6 +287,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private settle(): void {
     this.settled = true;
     clearTimeout(this.deadline);
+    this.inFlight.delete(this);
   }
 }
 
@@ -293,6 +304,8 @@ export function createForwarder(o: {
   onResponseHeaders?(env: Environment, seconds: number): void;
 }) {
   const pools = new Map<string, Pool>();
+  const inFlight = new Set<ForwardHandler>();
+  let stopped: string | undefined;
   // Parsed once per base URL, not per callback.
   const targets = new Map<string, { pool: Pool; origin: string; prefix: string }>();
   const targetOf = (baseUrl: string) => {
@@ -326,7 +339,22 @@ export function createForwarder(o: {
       const target = targetOf(env.baseUrl);
       const started = performance.now();
       return new Promise<Forwarded>((resolve, reject) => {
-        const handler = new ForwardHandler(res, cb.method, requestId, env, target.origin, started, o.onResponseHeaders, resolve, reject);
+        const handler = new ForwardHandler(
+          res,
+          cb.method,
+          requestId,
+          env,
+          target.origin,
+          started,
+          o.onResponseHeaders,
+          resolve,
+          reject,
+          inFlight,
+        );
+        if (stopped !== undefined) {
+          handler.stop(new Error(stopped));
+          return;
+        }
         handler.startDeadline(o.timeoutMs);
         target.pool.dispatch(
           {
@@ -338,6 +366,16 @@ export function createForwarder(o: {
           handler,
         );
       });
+    },
+    /**
+     * At shutdown, once the callers still connected were cut off: stops every request still waiting for
+     * its environment's answer, and fails the later ones unsent, with `reason` (UpstreamError 502). So
+     * their decisions are recorded before the decision log's last flush, not after it, when nothing
+     * writes them.
+     */
+    stop(reason: string): void {
+      stopped = reason;
+      for (const handler of [...inFlight]) handler.stop(new Error(reason));
     },
     async close(): Promise<void> {
       await Promise.all([...pools.values()].map((p) => p.close()));

@@ -176,22 +176,35 @@ export const definition: ServiceDefinition<typeof dispatcherEnv> = {
       audit: ctx.audit,
       log: ctx.log,
     });
-    ctx.serveBeforeRouter(
-      callbackFront(
-        {
-          rules,
-          registry,
-          hold,
-          forwarder,
-          decisions,
-          asyncIntake,
-          metrics,
-          extractLimitBytes: config.CALLBACK_EXTRACT_LIMIT_BYTES,
-          viaPseudonym: config.VIA_PSEUDONYM,
-        },
-        { log: ctx.log, recordRequest: ctx.recordRequest },
-      ),
+    const front = callbackFront(
+      {
+        rules,
+        registry,
+        hold,
+        forwarder,
+        decisions,
+        asyncIntake,
+        metrics,
+        extractLimitBytes: config.CALLBACK_EXTRACT_LIMIT_BYTES,
+        viaPseudonym: config.VIA_PSEUDONYM,
+      },
+      { log: ctx.log, recordRequest: ctx.recordRequest },
     );
+    ctx.serveBeforeRouter(front.serve);
+    // The first hook at shutdown (they run in reverse), once the callers still connected at half the bound
+    // were cut off: the callbacks still being routed or forwarded end now, each recording its decision
+    // before the decision log's last flush. Before, they finished after it (an environment answering
+    // late, a held callback released) and their decisions were lost without a word.
+    ctx.onClose(async () => {
+      hold.close();
+      forwarder.stop("not answered before the dispatcher shut down; its caller's connection was closed at half of SHUTDOWN_TIMEOUT_MS");
+      const left = await front.settled(config.SHUTDOWN_TIMEOUT_MS / 4);
+      if (left)
+        ctx.log.error(
+          { count: left },
+          `${left} callbacks still being routed at shutdown (a registry lookup or an asynchronous intake not answered): their decisions are not recorded`,
+        );
+    });
     ctx.log.info(
       { registry: registry.kind, version: rules.current().version, agentBindings: Object.fromEntries(config.AGENT_ENVIRONMENTS) },
       "callback dispatcher ready",

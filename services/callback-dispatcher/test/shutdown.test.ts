@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, test } from "node:test";
 import { eventually, testRedis } from "@opsplane/testing";
 import { Redis } from "ioredis";
@@ -61,4 +63,63 @@ test("a caller that left while its callback was being routed does not hold the s
     .query<{ reason: string; target_env: string }>("SELECT reason, target_env FROM callback_dispatcher.decisions WHERE object_id = 'R1'")
     .finally(() => check.end());
   assert.deepEqual(rows, [{ reason: "registered", target_env: "sit" }]);
+});
+
+// Connections still open at half the shutdown bound are closed; the callbacks on them went on being
+// forwarded, and the environment's late answer came after the decision log's last flush: their decisions
+// were lost, with no line in the log and exit code 0 (a trial: three production callbacks to an environment
+// answering in 8 s, SIGTERM after 1 s).
+test("callbacks still waiting for their environment at shutdown are stopped and their decisions recorded", async () => {
+  const waiting: http.ServerResponse[] = [];
+  let aborted = 0;
+  const slowProd = http.createServer((req, res) => {
+    req.resume();
+    req.on("close", () => {
+      if (!res.writableEnded) aborted++;
+    });
+    waiting.push(res); // never answered
+  });
+  await new Promise<void>((resolve) => slowProd.listen(0, "127.0.0.1", resolve));
+  const sit = await startSignedStub("sit", "s");
+  const d = await startDispatcher({ SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs), UPSTREAM_TIMEOUT_MS: "30000" });
+  after(async () => {
+    await d.close();
+    slowProd.closeAllConnections();
+    await new Promise((resolve) => slowProd.close(resolve));
+    await sit.close();
+  });
+  await setUpPay(d.api, { prod: `http://127.0.0.1:${(slowProd.address() as AddressInfo).port}`, sit: sit.url }, ["T-1"]);
+
+  const callers = ["P-1", "P-2", "P-3"].map((orderNo) => {
+    const body = Buffer.from(JSON.stringify({ orderNo }));
+    return fetch(`${d.url}/notify/pay`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-signature": sign("s", body), "x-request-id": `late-${orderNo}` },
+      body,
+    }).catch((err: Error) => err);
+  });
+  await eventually("production to receive the three callbacks", () => waiting.length === 3);
+  const started = performance.now();
+  await d.svc.close();
+  const tookMs = performance.now() - started;
+  assert.ok(tookMs < shutdownTimeoutMs, `close() took ${Math.round(tookMs)} ms (shutdown bound ${shutdownTimeoutMs} ms)`);
+  for (const caller of await Promise.all(callers)) assert.ok(caller instanceof Error, "the caller's connection was closed, unanswered");
+
+  const check = new pg.Client({ connectionString: d.databaseUrl });
+  await check.connect();
+  const { rows } = await check
+    .query<{ request_id: string; status: number; target_env: string; error: string }>(
+      "SELECT request_id, status, target_env, error FROM callback_dispatcher.decisions ORDER BY request_id",
+    )
+    .finally(() => check.end());
+  assert.deepEqual(
+    rows.map((r) => [r.request_id, r.status, r.target_env]),
+    [
+      ["late-P-1", 502, "prod"],
+      ["late-P-2", 502, "prod"],
+      ["late-P-3", 502, "prod"],
+    ],
+  );
+  for (const r of rows) assert.match(r.error, /^prod \(http:\/\/127\.0\.0\.1:\d+\): not answered before the dispatcher shut down/);
+  await eventually("production's three requests to be aborted", () => aborted === 3);
 });

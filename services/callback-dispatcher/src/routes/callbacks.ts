@@ -30,7 +30,8 @@ export const callbackRoute = "/*";
  * counted in the RED metrics under the route `/*`, and its decision recorded.
  */
 export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordRequest: RecordRequest }) {
-  return (req: IncomingMessage, res: ServerResponse): boolean => {
+  const inFlight = new InFlight();
+  const serveCallback = (req: IncomingMessage, res: ServerResponse): boolean => {
     const url = req.url ?? "/";
     if (isOwnPath(url)) return false;
     const started = performance.now();
@@ -54,9 +55,36 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
       o.recordRequest(method, callbackRoute, status, (performance.now() - started) / 1000);
       return true;
     }
-    void serve(deps, o, req, res, requestId, method, started);
+    inFlight.count++;
+    void serve(deps, o, req, res, requestId, method, started, inFlight);
     return true;
   };
+  return {
+    serve: serveCallback,
+    /** Waits, at most `ms`, for the callbacks being dispatched to be answered and their decisions added; resolves with how many are left. */
+    settled: (ms: number) => inFlight.settled(ms),
+  };
+}
+
+/** How many callbacks are being dispatched, and who waits for there to be none (shutdown). */
+class InFlight {
+  count = 0;
+  private idle: (() => void) | undefined;
+
+  done(): void {
+    if (--this.count === 0) this.idle?.();
+  }
+
+  async settled(ms: number): Promise<number> {
+    if (this.count === 0) return 0;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.idle = resolve;
+      timer = setTimeout(resolve, ms);
+    });
+    clearTimeout(timer);
+    return this.count;
+  }
 }
 
 /** Dispatches one callback and counts it; a failure of the dispatcher itself is logged and answered 500. */
@@ -68,6 +96,7 @@ async function serve(
   requestId: string,
   method: string,
   started: number,
+  inFlight: InFlight,
 ): Promise<void> {
   let status: number;
   try {
@@ -77,6 +106,8 @@ async function serve(
     if (!res.headersSent) answerError(res, 500, requestId, "internal", "internal error; see the service log for this request id");
     else res.destroy();
     status = 500;
+  } finally {
+    inFlight.done();
   }
   o.recordRequest(method, callbackRoute, status, (performance.now() - started) / 1000);
 }
