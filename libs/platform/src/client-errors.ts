@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import type { Logger } from "./logger.js";
+import { type Logger, redactCredentials } from "./logger.js";
 import { requestIdFrom } from "./request-id.js";
 
 /** An error Node's HTTP server reports before any route sees the request (llhttp's, or its own timeouts). */
@@ -96,5 +96,33 @@ export function connectAnswer(log: Logger) {
     const message = connectRefusal;
     log.info({ reqId: requestId, status: 405, error: "method_not_allowed", target: req.url }, message);
     refuseAfterPendingAnswers(socket, 405, "Method Not Allowed", requestId, "method_not_allowed", message);
+  };
+}
+
+/** Why a request with an `Expect` other than `100-continue` is answered 417. */
+const expectationRefusal = "the Expect header cannot be met: only 100-continue is supported";
+
+/**
+ * Answers a request whose `Expect` is not `100-continue` (the only expectation HTTP defines) 417 in the
+ * error model, with a request id (the caller's when acceptable) that the log line carries too; Node's own
+ * answer is a bare 417 with neither, written before any route, or a before-router handler, sees the request.
+ * The connection is closed after it: a client waiting for an interim answer before sending its body
+ * would otherwise have its next request read as that body.
+ */
+export function expectationAnswer(log: Logger) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const requestId = requestIdFrom(req.headers["x-request-id"]);
+    const message = expectationRefusal;
+    // The URL without the credentials its query may carry, as the request log has it.
+    const url = redactCredentials(req.url ?? "/").slice(0, 1024);
+    log.info({ reqId: requestId, status: 417, error: "expectation_failed", method: req.method, url }, message);
+    const body = JSON.stringify({ error: "expectation_failed", message });
+    res.shouldKeepAlive = false;
+    res.writeHead(417, {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+      "x-request-id": requestId,
+    });
+    res.end(body);
   };
 }

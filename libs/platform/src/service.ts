@@ -18,7 +18,7 @@ import { auditRestPath, auditRpc, installAuditRoute } from "./audit-query.js";
 import { createAuthenticator, installAuth, type Principal } from "./auth.js";
 import { validatorsWithoutBodyCoercion } from "./body-validation.js";
 import { activeTraceContext, tracedBus } from "./bus-tracing.js";
-import { clientErrorAnswer, connectAnswer } from "./client-errors.js";
+import { clientErrorAnswer, connectAnswer, expectationAnswer } from "./client-errors.js";
 import { type Config, ConfigError, type ConfigShape, loadConfig } from "./config.js";
 import { AppError, installErrorModel, urlRefusal } from "./errors.js";
 import { type Check, installHealth, readiness } from "./health.js";
@@ -196,6 +196,9 @@ export async function startService<E extends ConfigShape>(
   // before the answer is written, although the request is acted on (a callback forwarded, unanswered).
   (app.server as typeof app.server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   app.server.on("connect", connectAnswer(log));
+  // Node answers an Expect other than 100-continue itself, a bare 417 with no request id, unless this is
+  // listened to; it comes before the request event, so before-router handlers (the dispatcher's) are covered too.
+  app.server.on("checkExpectation", expectationAnswer(log));
   // Fastify also reads text/plain (as a string) on every route: a JSON route then answered 400 "body must
   // be object" for it. A service whose route takes text adds its own parser in its setup (config-center's
   // dictionary import), so this comes first.
