@@ -157,6 +157,20 @@ describe("the audit trail, read without SQL", () => {
     assert.equal(viaRpc.body.code, "invalid_argument");
     assert.match(viaRpc.body.message ?? "", /^from /);
   });
+
+  test("a time range whose from is after its to is a 400 telling to swap them, not an empty page", async () => {
+    const swapped = await rest("?from=2027-01-01T00:00:00Z&to=2026-01-01T00:00:00Z");
+    assert.equal(swapped.status, 400);
+    assert.equal(swapped.body.error, "bad_request");
+    assert.equal(swapped.body.message, "from (2027-01-01T00:00:00Z) is after to (2026-01-01T00:00:00Z): swap them");
+    // Compared as instants, not as text: the same moment in another zone is no inverted range.
+    const zoned = await rest("?from=2026-01-01T01:00:00%2B02:00&to=2026-01-01T00:00:00Z");
+    assert.equal(zoned.status, 200, zoned.body.message);
+    const viaRpc = await rpc({ from: "2027-01-01t00:00:00z", to: "2026-01-01 00:00:00Z" });
+    assert.equal(viaRpc.status, 400);
+    assert.equal(viaRpc.body.code, "invalid_argument");
+    assert.equal(viaRpc.body.message, "from (2027-01-01t00:00:00z) is after to (2026-01-01 00:00:00Z): swap them");
+  });
 });
 
 describe("a flood of refused calls", () => {
