@@ -157,7 +157,28 @@ describe("what the schemas refuse at install time", () => {
       assert.equal(validate({ ...withRedisKey, replicaCount: 3 }), true, JSON.stringify(validate.errors));
       assert.equal(validate({ ...withRedisKey, ...autoscaled }), true, JSON.stringify(validate.errors));
       assert.equal(validate({ ...values, replicaCount: 3, secretEnv: { DATABASE_URL: "postgres://x", REDIS_URL: "redis://r" } }), true);
+      // The service reads an empty variable as unset: every replica would run without Redis.
+      assert.equal(
+        validate({ ...values, replicaCount: 3, secretEnv: { DATABASE_URL: "postgres://x", REDIS_URL: "" } }),
+        false,
+        "3 replicas with an empty REDIS_URL accepted",
+      );
       assert.equal(validate({ ...values, ...autoscaled, autoscaling: { ...autoscaled.autoscaling, maxReplicas: 1 } }), true);
+    });
+  }
+
+  for (const svc of services) {
+    test(`${svc}: a DATABASE_URL or REDIS_URL in secretEnv that is empty or not such a URL is refused`, () => {
+      const validate = validatorOf(svc);
+      const values = valuesOf(svc);
+      const withSecrets = (secretEnv: Values) => validate({ ...values, secretEnv });
+      assert.equal(withSecrets({ DATABASE_URL: "postgres://x", REDIS_URL: "rediss://r" }), true, JSON.stringify(validate.errors));
+      assert.equal(withSecrets({ DATABASE_URL: "postgresql://x" }), true, JSON.stringify(validate.errors));
+      // Empty, the service reads it as unset: a DATABASE_URL so is a pod that never starts, a REDIS_URL so no Redis.
+      assert.equal(withSecrets({ DATABASE_URL: "" }), false, "empty DATABASE_URL accepted");
+      assert.equal(withSecrets({ DATABASE_URL: "postgres://x", REDIS_URL: "" }), false, "empty REDIS_URL accepted");
+      assert.equal(withSecrets({ DATABASE_URL: "mysql://x" }), false, "a DATABASE_URL that is not postgres:// accepted");
+      assert.equal(withSecrets({ DATABASE_URL: "postgres://x", REDIS_URL: "localhost:6379" }), false, "a REDIS_URL that is not redis:// accepted");
     });
   }
 
