@@ -57,20 +57,34 @@ const pendingSql = `SELECT e.env,
  */
 const staleCountWaitMs = 250;
 
+/** What one replica knows of what an environment owes. */
+interface Owed {
+  /** Pending deliveries at the last count (at most the largest cap: the count stops there). */
+  counted: number;
+  /** Written by this replica since the last count began (some may be in it too: the cap errs on the safe side). */
+  writtenSince: number;
+  /** Admitted by this replica, their writes not finished: a place is taken before the write. */
+  reserved: number;
+  cap: number;
+  full: boolean;
+}
+
+const owed = (e: Owed) => e.counted + e.writtenSince + e.reserved;
+
 /**
  * What each asynchronous environment owes, as this replica knows it without a query per callback:
- * counted in PostgreSQL at most every `pendingRecountMs` (and only while callbacks for it arrive),
- * plus what this replica queued since the count began. A callback admitted by the last count never
- * waits for a count: the first ones a replica takes for an environment are admitted while its first
- * count runs, and another replica's callbacks are seen at its next count. So the cap holds to within
- * what the other replicas queue in about a second, plus what one replica queues during its first
- * count. A callback the last count would refuse, when that count is over a second old or a newer one
- * is running, waits for the newer one (at most `staleCountWaitMs`): after a lull the last count may
- * predate every delivery since, and refusing on it would answer the third party with the
- * environment's failure although nothing is owed.
+ * counted in PostgreSQL at most every `pendingRecountMs` (and only while callbacks for it arrive), plus
+ * what this replica wrote since the count began and what it admitted whose write is under way. A place
+ * is taken as a callback is admitted, before its write (given back if the write fails), so a burst of
+ * callbacks admitted on one count cannot pass the cap by its size. A callback admitted by the last count
+ * never waits for a count; another replica's callbacks are seen at its next count, so the cap holds to
+ * within what the other replicas queue in about a second. A callback the last count would refuse, when
+ * that count is over a second old or a newer one is running, waits for the newer one (at most
+ * `staleCountWaitMs`): after a lull the last count may predate every delivery since, and refusing on it
+ * would answer the third party with the environment's failure although nothing is owed.
  */
 function createPendingCounts(pool: Pool, log: Logger) {
-  const envs = new Map<string, { pending: number; queuedSince: number; cap: number; full: boolean }>();
+  const envs = new Map<string, Owed>();
   let countedAt = Number.NEGATIVE_INFINITY;
   /** The count under way, if one is. */
   let counting: Promise<void> | undefined;
@@ -78,21 +92,23 @@ function createPendingCounts(pool: Pool, log: Logger) {
   const recount = (): Promise<void> => {
     countedAt = performance.now();
     let limit = 0;
-    for (const e of envs.values()) {
-      e.queuedSince = 0;
+    const writtenBefore = new Map<string, number>();
+    for (const [env, e] of envs) {
+      writtenBefore.set(env, e.writtenSince);
+      e.writtenSince = 0;
       limit = Math.max(limit, e.cap);
     }
     return pool
       .query<{ env: string; pending: number }>(pendingSql, [[...envs.keys()], limit])
       .then(
         ({ rows }) => {
-          // Those queued while it ran may or may not be in it: counted in, the cap errs on the safe side.
-          for (const r of rows) {
-            const e = envs.get(r.env)!;
-            e.pending = r.pending + e.queuedSince;
-          }
+          for (const r of rows) envs.get(r.env)!.counted = r.pending;
         },
-        (err: Error) => log.debug({ err: err.message }, "asynchronous deliveries pending not counted; the last count stays"),
+        (err: Error) => {
+          // The last count stays, with what was written since it.
+          for (const [env, before] of writtenBefore) envs.get(env)!.writtenSince += before;
+          log.debug({ err: err.message }, "asynchronous deliveries pending not counted; the last count stays");
+        },
       )
       .finally(() => {
         counting = undefined;
@@ -100,8 +116,8 @@ function createPendingCounts(pool: Pool, log: Logger) {
   };
 
   /** The answer of the count at hand, logged once each time it turns. */
-  const decide = (env: string, e: { pending: number; cap: number; full: boolean }): boolean => {
-    const full = e.pending >= e.cap;
+  const decide = (env: string, e: Owed): boolean => {
+    const full = owed(e) >= e.cap;
     if (full !== e.full) {
       e.full = full;
       if (full)
@@ -120,26 +136,32 @@ function createPendingCounts(pool: Pool, log: Logger) {
 
   return {
     /**
-     * Whether `env` may queue one more below `cap`: at once when the last count admits it; when it
-     * does not, after a count begun since (see above).
+     * Whether `env` may queue one more below `cap`, taking its place if so: at once when the last count
+     * admits it; when it does not, after a count begun since (see above).
      */
     async admits(env: string, cap: number): Promise<boolean> {
       let e = envs.get(env);
       if (!e) {
-        e = { pending: 0, queuedSince: 0, cap, full: false };
+        e = { counted: 0, writtenSince: 0, reserved: 0, cap, full: false };
         envs.set(env, e);
         countedAt = Number.NEGATIVE_INFINITY;
       }
       e.cap = cap;
       if (!counting && performance.now() - countedAt >= pendingRecountMs) counting = recount();
-      if (e.pending < cap || !counting) return decide(env, e);
-      await withDeadline(counting, staleCountWaitMs, () => new Error("count too slow")).catch(() => {});
-      return decide(env, e);
+      if (owed(e) >= cap && counting) await withDeadline(counting, staleCountWaitMs, () => new Error("count too slow")).catch(() => {});
+      const admitted = decide(env, e);
+      if (admitted) e.reserved++;
+      return admitted;
     },
-    queued(env: string): void {
+    /** An admitted callback's write committed: its place is taken until a count sees it. */
+    written(env: string): void {
       const e = envs.get(env)!;
-      e.pending++;
-      e.queuedSince++;
+      e.reserved--;
+      e.writtenSince++;
+    },
+    /** An admitted callback's write failed: its place is free again. */
+    released(env: string): void {
+      envs.get(env)!.reserved--;
     },
   };
 }
@@ -234,6 +256,7 @@ export function createAsyncIntake(o: {
           { deadlineMs: o.writeTimeoutMs },
         );
       } catch (err) {
+        pending.released(env);
         o.metrics.fallbacks.inc({ env, reason: "not_written" });
         o.log.warn(
           { err: (err as Error).message, reqId: cb.requestId, env },
@@ -241,7 +264,7 @@ export function createAsyncIntake(o: {
         );
         return { answered: false, why: `not queued for asynchronous delivery (${(err as Error).message}); forwarded synchronously` };
       }
-      pending.queued(env);
+      pending.written(env);
       res.writeHead(answer.status, [...answer.headers, "x-request-id", cb.requestId]);
       res.end(answer.body);
       o.countCallback(decision.rule ?? "", env, decision.reason, answer.status);

@@ -123,6 +123,17 @@ describe("asynchronous delivery: a cap on what an environment owes", () => {
     assert.equal(await metric(a, /^callback_dispatcher_async_fallbacks_total\{env="sit",reason="queue_full"[,}]/), 1);
   });
 
+  // All admitted on the same count, before any of their writes: a trial queued 2,000 of 2,000 with maxPending 500.
+  test("a burst of callbacks arriving together does not pass the cap by its size", async () => {
+    down = true;
+    await configure("burst", { ...retryingForever, maxPending: 5 });
+    const answers = await Promise.all(Array.from({ length: 40 }, () => notify(a, "burst").then((x) => x.text)));
+    const queued = answers.filter((text) => text === "success").length;
+    assert.ok(queued >= 1 && queued <= 5, `${queued} of 40 answered from the template with maxPending 5`);
+    assert.equal(answers.filter((text) => text === "down").length, 40 - queued, "the rest got the environment's own answer");
+    assert.ok((await pendingOf("burst")) <= 5, `${await pendingOf("burst")} owed`);
+  });
+
   test("with two replicas, each counts what the other queued", async () => {
     down = true;
     await configure("uat", { ...retryingForever, maxPending: 3 });
