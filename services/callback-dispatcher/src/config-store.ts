@@ -3,7 +3,7 @@ import type { Bus } from "@opsplane/bus";
 import type { RuleSpec } from "@opsplane/callback-agent/rules";
 import { CallbackRulesChangedSchema, toEventData, topics } from "@opsplane/contracts";
 import { type Auditor, badRequest, conflict, notFound, type Principal } from "@opsplane/platform";
-import { type Pool, type PoolClient, withTransaction } from "@opsplane/store";
+import { advisoryXactLock, type Pool, type PoolClient, withTransaction } from "@opsplane/store";
 import { type AsyncDelivery, type AsyncDeliveryBody, checkAsyncDelivery, productionRefusal } from "./async-delivery-config.js";
 import { checkIdPatterns, type IdPatterns } from "./claims.js";
 import type { UrlPolicy } from "./environment-url-policy.js";
@@ -212,6 +212,9 @@ export function createConfigStore({ pool, bus, audit, urlPolicy }: Deps) {
     /** Creates or replaces a rule (already validated by the caller); `expectRevision` guards against lost updates. */
     async putRule(who: ChangeContext, spec: RuleSpec, expectRevision: number | undefined): Promise<StoredRule> {
       return change(who, `rule/${spec.name}`, "update", async (c) => {
+        // One change of a rule at a time: FOR UPDATE locks no row while the rule does not exist yet, and two
+        // creations then drew the same revision (the second answered 500 on rule_revisions' key).
+        await advisoryXactLock(c, ruleLock(spec.name));
         const prev = (
           await c.query<{ spec: RuleSpec; revision: number }>("SELECT spec, revision FROM rules WHERE name = $1 FOR UPDATE", [spec.name])
         ).rows[0];
@@ -238,6 +241,7 @@ export function createConfigStore({ pool, bus, audit, urlPolicy }: Deps) {
 
     async deleteRule(who: ChangeContext, name: string): Promise<void> {
       await change(who, `rule/${name}`, "delete", async (c) => {
+        await advisoryXactLock(c, ruleLock(name));
         const { rows } = await c.query<{ spec: RuleSpec; revision: number }>("DELETE FROM rules WHERE name = $1 RETURNING spec, revision", [
           name,
         ]);
@@ -255,6 +259,9 @@ export type ConfigStore = ReturnType<typeof createConfigStore>;
 /** An environment as the API and the rule-set snapshot read it. */
 export const environmentColumns =
   'name, base_url AS "baseUrl", production, description, id_patterns AS "idPatterns", async_delivery AS "asyncDelivery"';
+
+/** The advisory lock a rule's changes take. */
+const ruleLock = (name: string) => `callback_dispatcher.rule/${name}`;
 
 const actor = (who: ChangeContext) => (who.principal ? `${who.principal.kind}:${who.principal.id}` : "anonymous");
 
