@@ -4,7 +4,7 @@ import { outageRetryAfterSeconds } from "@opsplane/platform";
 import type { AsyncIntake } from "./async-intake.js";
 import type { DecisionLog } from "./decision-log.js";
 import type { EncodedExchange } from "./extraction-body.js";
-import { type Forwarder, outboundHeaders, UpstreamError } from "./forwarder.js";
+import { callerLeft, type Forwarder, outboundHeaders, UpstreamError } from "./forwarder.js";
 import type { DispatcherMetrics } from "./metrics.js";
 import { headThenRest, readBounded } from "./read-bounded.js";
 import type { RegistrationHold } from "./registration-hold.js";
@@ -96,6 +96,12 @@ class CallbackExchange implements EncodedExchange {
   }
 }
 
+/**
+ * The status recorded (decision, `http_requests_total`) for a callback whose caller closed the connection, or was
+ * timed out, before sending it whole: nginx's "client closed request". Not a 5xx: the dispatcher did not fail.
+ */
+export const callerAbandoned = 499;
+
 const errorNames: Record<number, string> = { 502: "bad_gateway", 503: "unavailable", 504: "upstream_timeout" };
 
 /** What a third party reads when the environment fails: that it may retry, and the id to quote; never where the callback went. */
@@ -165,6 +171,15 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
     } catch (err) {
       status = err instanceof UpstreamError ? err.status : 502;
       error = (err as Error).message;
+      if (!complete && !raw.complete && raw.destroyed) {
+        // Its body was being streamed to the environment when the caller stopped sending it: the forward was
+        // aborted because of the caller, not the environment.
+        status = callerAbandoned;
+        error = `the caller's request ended before it was received whole (connection closed, or REQUEST_TIMEOUT_MS); the forward was aborted: ${error}`;
+      } else {
+        const left = callerLeft(res);
+        if (left) error = `${error}; ${left}`;
+      }
       if (!complete) raw.resume();
       // The caller is a third party: the environment's name, address and error stay in the decision.
       if (!res.headersSent) answerError(res, status, requestId, errorNames[status]!, upstreamFailure(status, requestId));

@@ -36,6 +36,18 @@ export class UpstreamError extends Error {
   }
 }
 
+/**
+ * What a decision says of a caller that closed its connection before the environment answered, if it did:
+ * gone (the answer cannot be delivered), or its sending side closed (a FIN: it may still read the answer,
+ * as a client that half-closes does, or be gone; which, only the write's fate tells, after the decision).
+ */
+export function callerLeft(res: ServerResponse): string | undefined {
+  if (res.destroyed) return "the caller closed its connection before the environment answered: the answer was not delivered";
+  if (res.socket?.readableEnded)
+    return "the caller closed its connection (at least its sending side) before the environment answered: the answer may not have reached it";
+  return undefined;
+}
+
 /** `UPSTREAM_TIMEOUT_MS` passed before the answer was in. */
 class AnswerDeadlinePassed extends Error {}
 
@@ -258,6 +270,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    // Whether its caller was still there for the answer (the third party retries if not).
+    const left = callerLeft(this.res);
     if (this.streaming) {
       this.res.end();
     } else {
@@ -268,7 +282,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.res.end(body);
     }
     this.settle();
-    this.resolve({ status: this.status });
+    this.resolve({ status: this.status, error: left });
   }
 
   onError(err: Error): void {

@@ -303,6 +303,31 @@ describe("callbacks as third parties really send them", () => {
     assert.equal((await decision("half-closed-1")).status, 200);
   });
 
+  test("a chunked body's trailers are not forwarded (as the README says); its bytes are, exact, with a Content-Length", async () => {
+    const { port } = new URL(d.url);
+    const body = '{"id":"R1"}';
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), "127.0.0.1", () =>
+        socket.write(
+          "POST /cb/json/trailer HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n" +
+            `X-Signature: ${sign(secret, body)}\r\nTrailer: X-Sig\r\nConnection: close\r\n\r\n` +
+            `${body.length.toString(16)}\r\n${body}\r\n0\r\nX-Sig: abc\r\n\r\n`,
+        ),
+      );
+      let text = "";
+      socket.on("data", (c) => {
+        text += c;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 200/);
+    const got = sit.received.find((r) => r.url === "/app/cb/json/trailer");
+    assert.ok(got?.verified, "sit got the exact bytes");
+    assert.equal(got.headers["content-length"], String(body.length));
+    assert.equal(got.headers["x-sig"], undefined);
+  });
+
   test("Forwarded, X-Real-IP and X-Forwarded-Proto are rewritten as X-Forwarded-For is, not passed on as the caller wrote them", async () => {
     const body = Buffer.from('{"id":"R1"}');
     const r = await send("/cb/json/fwd", body, {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostRefusal, type Logger, type RecordRequest, requestIdFrom } from "@opsplane/platform";
 import { refusalOf } from "../callback-refusal.js";
-import { answerError, type DispatchDeps, dispatch, refuseLoop } from "../dispatch.js";
+import { answerError, callerAbandoned, type DispatchDeps, dispatch, refuseLoop } from "../dispatch.js";
 import { viaNames } from "../via.js";
 
 /**
@@ -102,10 +102,20 @@ async function serve(
   try {
     status = await dispatch(deps, req, res, requestId);
   } catch (err) {
-    o.log.error({ err, reqId: requestId, url: req.url }, "callback failed");
-    if (!res.headersSent) answerError(res, 500, requestId, "internal", "internal error; see the service log for this request id");
-    else res.destroy();
-    status = 500;
+    if (!req.complete && req.destroyed) {
+      // Its caller left (or was timed out: the platform answered 408) before sending it whole: nothing was
+      // routed, nothing failed here. Not an error, and not a 5xx that anyone can raise at will.
+      o.log.info(
+        { reqId: requestId, method, path: (req.url ?? "/").split("?")[0]!.slice(0, 200), err: (err as Error).message },
+        "callback not received whole: its caller closed the connection or sent too slowly (REQUEST_TIMEOUT_MS); not routed",
+      );
+      status = callerAbandoned;
+    } else {
+      o.log.error({ err, reqId: requestId, url: req.url }, "callback failed");
+      if (!res.headersSent) answerError(res, 500, requestId, "internal", "internal error; see the service log for this request id");
+      else res.destroy();
+      status = 500;
+    }
   } finally {
     inFlight.done();
   }

@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import net, { type AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { eventually } from "@opsplane/testing";
+import { startDispatcher, viewerKey } from "./helpers/dispatcher.js";
+
+type Decision = { status: number; error: string | null; targetEnv: string };
+
+// A caller that leaves is not the dispatcher failing, and the record must say what the caller got. Before:
+// a caller closing its connection mid-body was logged at error and counted as a 500 (anyone could raise the
+// 5xx rate at will); one leaving while the environment was answering was recorded as answered 200.
+describe("a caller that leaves before its callback is answered", () => {
+  let d: Awaited<ReturnType<typeof startDispatcher>>;
+  let prod: http.Server;
+  /** Bodies production read in full. */
+  let received = 0;
+
+  before(async () => {
+    prod = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        received++;
+        // /slow answers after the caller below has given up.
+        setTimeout(() => res.end("prod"), req.url?.startsWith("/slow") ? 600 : 0);
+      });
+    });
+    await new Promise<void>((resolve) => prod.listen(0, "127.0.0.1", resolve));
+    d = await startDispatcher({ CALLBACK_EXTRACT_LIMIT_BYTES: "1024" });
+    const baseUrl = `http://127.0.0.1:${(prod.address() as AddressInfo).port}`;
+    assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl, production: true })).status, 200);
+  });
+
+  after(async () => {
+    await d?.close();
+    prod?.closeAllConnections();
+    await new Promise((resolve) => prod?.close(resolve));
+  });
+
+  const decisionOf = (requestId: string) =>
+    eventually(`the decision of ${requestId}`, async () => {
+      const { body } = await d.api("GET", `/_dispatcher/v1/decisions?requestId=${requestId}`, undefined, viewerKey);
+      return (body.decisions as Decision[])[0];
+    });
+
+  const callbackRequests = async () => {
+    const text = await (await fetch(`${d.url}/metrics`)).text();
+    const counts: Record<string, number> = {};
+    for (const m of text.matchAll(/^http_requests_total\{method="POST",route="\/\*",status_code="(\d+)"[^}]*\} (\d+)$/gm))
+      counts[m[1]!] = Number(m[2]);
+    return counts;
+  };
+
+  /** Sends the head of a POST and `sent` of its `length` body bytes, then closes the connection. */
+  const leaveMidBody = (path: string, requestId: string, length: number, sent: number) =>
+    new Promise<void>((resolve) => {
+      const socket = net.connect(Number(new URL(d.url).port), "127.0.0.1", () => {
+        socket.write(
+          `POST ${path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${requestId}\r\nContent-Length: ${length}\r\n\r\n${"x".repeat(sent)}`,
+        );
+        // Long enough for the dispatcher to have taken the request (and, streaming it, forwarded what came).
+        setTimeout(() => socket.destroy(), 200);
+      });
+      socket.on("close", () => resolve());
+    });
+
+  test("mid-body: counted as 499 (client closed request), not as a 500", async () => {
+    const before = await callbackRequests();
+    await leaveMidBody("/notify/pay", "left-mid-body", 100, 70);
+    await eventually(
+      "the abandoned callback counted",
+      async () => ((await callbackRequests())["499"] ?? 0) > (before["499"] ?? 0) || undefined,
+    );
+    assert.equal((await callbackRequests())["500"] ?? 0, before["500"] ?? 0, "no 500 counted");
+  });
+
+  test("mid-body of a callback streamed to its environment: the decision says the caller stopped, 499", async () => {
+    // Over CALLBACK_EXTRACT_LIMIT_BYTES: forwarded as it comes, so production's request was under way.
+    await leaveMidBody("/notify/big", "left-mid-stream", 5_000, 2_000);
+    const decision = await decisionOf("left-mid-stream");
+    assert.equal(decision.status, 499);
+    assert.match(String(decision.error), /^the caller's request ended before it was received whole/);
+  });
+
+  // A FIN alone may be a client that half-closed and still reads (it gets the answer); which, the decision cannot know.
+  test("while the environment answers: the decision keeps its status and says the answer may not have reached it", async () => {
+    const gaveUp = await fetch(`${d.url}/slow/pay`, {
+      method: "POST",
+      headers: { "x-request-id": "left-waiting" },
+      body: "out_trade_no=1",
+      signal: AbortSignal.timeout(200),
+    }).catch((err: Error) => err);
+    assert.equal((gaveUp as Error).name, "TimeoutError");
+    const decision = await decisionOf("left-waiting");
+    assert.deepEqual(
+      [decision.status, decision.targetEnv, decision.error],
+      [
+        200,
+        "prod",
+        "the caller closed its connection (at least its sending side) before the environment answered: the answer may not have reached it",
+      ],
+    );
+    assert.ok(received >= 1);
+  });
+});
