@@ -74,6 +74,14 @@ export function clientErrorAnswer(log: Logger) {
   return (err: ClientError, socket: Socket): void => {
     // The peer went away: there is nobody to answer.
     if (err.code === "ECONNRESET" || socket.destroyed || refused.has(socket)) return;
+    // It closed its side mid-request (a FIN before the headers or body ended): what it sent is no request, so
+    // nothing to refuse or log (one info line per such connection was noise anyone could raise); the rest
+    // of the connection, held open for half-closing clients, goes too.
+    if (err.code === "HPE_INVALID_EOF_STATE") {
+      log.debug({ code: err.code }, "connection closed by its client mid-request");
+      socket.destroy();
+      return;
+    }
     refused.add(socket);
     const [status, statusText, error, message] = answerOf(err);
     const requestId = randomUUID();
