@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
-import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
-import { mainOf, services } from "../../../scripts/services.js";
+import { createTestDatabase, eventually, type TestDatabase } from "@opsplane/testing";
+import { services } from "../../../scripts/services.js";
+import { startServiceProcess } from "./service-process.js";
 
 /** `raw` written as is on a new connection to `port`: everything answered until the server closes it. */
 function sendRaw(port: number, raw: string): Promise<string> {
@@ -28,16 +28,8 @@ describe("an Expect other than 100-continue", () => {
   // Every service, the dispatcher included: it serves callbacks on the raw server, before fastify.
   for (const s of services) {
     test(`${s.name}: is answered 417 in the error model with the caller's request id, logged, and its connection closed`, async () => {
-      const port = await freePort();
-      const child = spawn(process.execPath, [mainOf(s.name)], {
-        env: { PATH: process.env.PATH, DATABASE_URL: db.url, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info" },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let log = "";
-      child.stdout.on("data", (d) => (log += d));
-      child.stderr.on("data", (d) => (log += d));
+      const { port, child, log } = await startServiceProcess(s.name, { DATABASE_URL: db.url, LOG_LEVEL: "info" });
       try {
-        await eventually(`${s.name} ready`, async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, 30_000, 100);
         // A path no route serves (on the dispatcher, a callback's), then a request pipelined after it: not answered.
         const text = await sendRaw(
           port,
@@ -55,7 +47,9 @@ describe("an Expect other than 100-continue", () => {
         });
         assert.equal([...text.matchAll(/HTTP\/1\.1 \d{3}/g)].length, 1, text);
         const line = await eventually("the refusal in the log", () =>
-          log.split("\n").find((l) => l.includes('"reqId":"expect-1"') && l.includes('"status":417')),
+          log()
+            .split("\n")
+            .find((l) => l.includes('"reqId":"expect-1"') && l.includes('"status":417')),
         );
         assert.equal((JSON.parse(line) as { error: string }).error, "expectation_failed");
       } finally {

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { createLogger, redactCredentials } from "@opsplane/platform";
-import { createTestDatabase, eventually, freePort, type TestDatabase } from "@opsplane/testing";
+import { createTestDatabase, eventually, type TestDatabase } from "@opsplane/testing";
 import pg from "pg";
-import { mainOf, services } from "../../../scripts/services.js";
+import { services } from "../../../scripts/services.js";
+import { startServiceProcess } from "./service-process.js";
 
 const secret = "SeCrEt-7f3a9c";
 
@@ -25,16 +25,8 @@ describe("credentials never reach a service's log", () => {
 
   for (const s of services) {
     test(`${s.name}: a request with credentials in its query and headers is logged and audited without them`, async () => {
-      const port = await freePort();
-      const child = spawn(process.execPath, [mainOf(s.name)], {
-        env: { PATH: process.env.PATH, DATABASE_URL: db.url, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info" },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let log = "";
-      child.stdout.on("data", (d) => (log += d));
-      child.stderr.on("data", (d) => (log += d));
+      const { port, child, log: output } = await startServiceProcess(s.name, { DATABASE_URL: db.url, LOG_LEVEL: "info" });
       try {
-        await eventually(`${s.name} ready`, async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, 30_000, 100);
         // A route every service serves through the kit (the service-info RPC), as a widget socket or a signed link would be called.
         const query = `?session=abc&token=${secret}&API_KEY=${secret}&X-Amz-Signature=${secret}&page=2`;
         const res = await fetch(`http://127.0.0.1:${port}/ops.v1.ServiceInfoService/GetServiceInfo${query}`, {
@@ -44,7 +36,7 @@ describe("credentials never reach a service's log", () => {
         });
         // Refused (no such API key): the denial is logged and audited too.
         assert.equal(res.status, 401);
-        await eventually("the request in the log", () => log.includes("GetServiceInfo?"));
+        await eventually("the request in the log", () => output().includes("GetServiceInfo?"));
         const schema = s.name.replace(/-/g, "_");
         const audited = await eventually("the denial in the audit log", async () => {
           const { rows } = await client.query<{ row: string }>(
@@ -55,6 +47,7 @@ describe("credentials never reach a service's log", () => {
         const exit = once(child, "exit");
         child.kill("SIGTERM");
         await exit;
+        const log = output();
         assert.ok(!log.includes(secret), `the log holds the secret:\n${log.split("\n").filter((l) => l.includes(secret))[0]}`);
         const line = JSON.parse(log.split("\n").find((l) => l.includes("GetServiceInfo?"))!) as { req: { url: string } };
         assert.equal(

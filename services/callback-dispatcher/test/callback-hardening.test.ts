@@ -92,6 +92,23 @@ describe("callbacks as third parties really send them", () => {
     });
   }
 
+  /**
+   * `raw` written as is on a new connection to the dispatcher, its sending side then shut down (a FIN) when
+   * `fin`: everything answered until the dispatcher ends the connection.
+   */
+  function exchange(raw: string, fin: boolean): Promise<string> {
+    const { port } = new URL(d.url);
+    return new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), "127.0.0.1", () => (fin ? socket.end(raw) : socket.write(raw)));
+      let text = "";
+      socket.on("data", (c) => {
+        text += c;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+  }
+
   const reached = (stub: typeof sit, url: string, bytes: Buffer) =>
     stub.received.find((r) => r.url === url && r.verified && r.body.equals(bytes));
 
@@ -255,23 +272,13 @@ describe("callbacks as third parties really send them", () => {
   });
 
   test("a request with two Host headers, or none (HTTP/1.1), is refused in the error model with a request id; nothing is forwarded", async () => {
-    const { port } = new URL(d.url);
     const before = sit.received.length + prod.received.length;
     const hosts = ["Host: dispatcher\r\nHost: evil.example\r\n", ""];
     for (const [i, host] of hosts.entries()) {
-      const answer = await new Promise<string>((resolve, reject) => {
-        const socket = net.connect(Number(port), "127.0.0.1", () =>
-          socket.end(
-            `POST /cb/json/hosts HTTP/1.1\r\n${host}Content-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{"id":"R1"}`,
-          ),
-        );
-        let text = "";
-        socket.on("data", (c) => {
-          text += c;
-        });
-        socket.on("end", () => resolve(text));
-        socket.on("error", reject);
-      });
+      const answer = await exchange(
+        `POST /cb/json/hosts HTTP/1.1\r\n${host}Content-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{"id":"R1"}`,
+        true,
+      );
       assert.match(answer, /^HTTP\/1\.1 400/);
       assert.match(answer, /\r\nx-request-id: \S+\r\n/i, answer);
       // Without Host, Node answered a bare 400 before: no body, no request id.
@@ -281,46 +288,26 @@ describe("callbacks as third parties really send them", () => {
   });
 
   test("a third party that half-closes its connection after sending the callback still gets the answer", async () => {
-    const { port } = new URL(d.url);
     const body = '{"id":"R1"}';
-    const answer = await new Promise<string>((resolve, reject) => {
-      // Sent, then the sending side shut down (FIN), as some HTTP/1.0 clients and scripts do: the answer is still read.
-      const socket = net.connect(Number(port), "127.0.0.1", () =>
-        socket.end(
-          `POST /cb/json/half-closed HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
-            `X-Signature: ${sign(secret, body)}\r\nX-Request-Id: half-closed-1\r\n\r\n${body}`,
-        ),
-      );
-      let text = "";
-      socket.on("data", (c) => {
-        text += c;
-      });
-      socket.on("end", () => resolve(text));
-      socket.on("error", reject);
-    });
+    // Sent, then the sending side shut down (FIN), as some HTTP/1.0 clients and scripts do: the answer is still read.
+    const answer = await exchange(
+      `POST /cb/json/half-closed HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+        `X-Signature: ${sign(secret, body)}\r\nX-Request-Id: half-closed-1\r\n\r\n${body}`,
+      true,
+    );
     assert.ok(reached(sit, "/app/cb/json/half-closed", Buffer.from(body)), "sit got the callback");
     assert.match(answer, /^HTTP\/1\.1 200/, "the third party got sit's answer, not a closed connection");
     assert.equal((await decision("half-closed-1")).status, 200);
   });
 
   test("a chunked body's trailers are not forwarded (as the README says); its bytes are, exact, with a Content-Length", async () => {
-    const { port } = new URL(d.url);
     const body = '{"id":"R1"}';
-    const answer = await new Promise<string>((resolve, reject) => {
-      const socket = net.connect(Number(port), "127.0.0.1", () =>
-        socket.write(
-          "POST /cb/json/trailer HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n" +
-            `X-Signature: ${sign(secret, body)}\r\nTrailer: X-Sig\r\nConnection: close\r\n\r\n` +
-            `${body.length.toString(16)}\r\n${body}\r\n0\r\nX-Sig: abc\r\n\r\n`,
-        ),
-      );
-      let text = "";
-      socket.on("data", (c) => {
-        text += c;
-      });
-      socket.on("end", () => resolve(text));
-      socket.on("error", reject);
-    });
+    const answer = await exchange(
+      "POST /cb/json/trailer HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n" +
+        `X-Signature: ${sign(secret, body)}\r\nTrailer: X-Sig\r\nConnection: close\r\n\r\n` +
+        `${body.length.toString(16)}\r\n${body}\r\n0\r\nX-Sig: abc\r\n\r\n`,
+      false,
+    );
     assert.match(answer, /^HTTP\/1\.1 200/);
     const got = sit.received.find((r) => r.url === "/app/cb/json/trailer");
     assert.ok(got?.verified, "sit got the exact bytes");
@@ -393,22 +380,12 @@ describe("callbacks as third parties really send them", () => {
   });
 
   test("a callback with more than 2000 headers reaches its environment with every one of them, its signature included", async () => {
-    const { port } = new URL(d.url);
     const body = '{"id":"R1"}';
-    const answer = await new Promise<string>((resolve, reject) => {
-      const socket = net.connect(Number(port), "127.0.0.1", () =>
-        socket.write(
-          `POST /cb/json/many HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
-            `${"x-pad: 1\r\n".repeat(2_100)}X-Signature: ${sign(secret, body)}\r\nConnection: close\r\n\r\n${body}`,
-        ),
-      );
-      let text = "";
-      socket.on("data", (c) => {
-        text += c;
-      });
-      socket.on("end", () => resolve(text));
-      socket.on("error", reject);
-    });
+    const answer = await exchange(
+      `POST /cb/json/many HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+        `${"x-pad: 1\r\n".repeat(2_100)}X-Signature: ${sign(secret, body)}\r\nConnection: close\r\n\r\n${body}`,
+      false,
+    );
     assert.match(answer, /^HTTP\/1\.1 200/);
     const got = reached(sit, "/app/cb/json/many", Buffer.from(body));
     assert.ok(got, "sit got the callback with its signature");
