@@ -17,6 +17,19 @@ function readable(message: string): string {
   }
 }
 
+/** The collector's URL as the log may show it: a user or password in it is left out. */
+function withoutCredentials(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    if (!url.username && !url.password) return endpoint;
+    url.username = "";
+    url.password = "";
+    return url.href;
+  } catch {
+    return "(not a URL)";
+  }
+}
+
 /**
  * The tracing SDK's own warnings and errors (a collector out of reach, spans dropped because its queue is full)
  * as the service's JSON log lines. Without a logger the SDK says nothing, so traces are lost unnoticed. An
@@ -24,6 +37,7 @@ function readable(message: string): string {
  */
 export function otelDiagnostics(service: string, destination?: pino.DestinationStream): DiagLogger {
   const log = createLogger(service, process.env.LOG_LEVEL ?? "info", destination);
+  const endpoint = withoutCredentials(process.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "");
   let lastAt = Number.NEGATIVE_INFINITY;
   let leftOut = 0;
   const report =
@@ -39,7 +53,7 @@ export function otelDiagnostics(service: string, destination?: pino.DestinationS
       leftOut = 0;
       log[level](
         fields,
-        `tracing: ${[message, ...args].map((a) => readable(String(a))).join(": ")} (spans may be lost; OTEL_EXPORTER_OTLP_ENDPOINT=${process.env.OTEL_EXPORTER_OTLP_ENDPOINT})`,
+        `tracing: ${[message, ...args].map((a) => readable(String(a))).join(": ")} (spans may be lost; OTEL_EXPORTER_OTLP_ENDPOINT=${endpoint})`,
       );
     };
   const ignore = () => {};

@@ -30,3 +30,18 @@ test("the tracing SDK's complaints reach the log at most once a minute, the next
     mock.timers.reset();
   }
 });
+
+test("the collector's URL in those lines leaves out a user and password it holds", () => {
+  const before = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = "http://otuser:S3cr3tPw@collector.internal:4318/";
+  try {
+    const lines: string[] = [];
+    otelDiagnostics("svc", { write: (line: string) => lines.push(line) }).error("connect ECONNREFUSED 10.0.0.9:4318");
+    assert.equal(lines.length, 1);
+    assert.ok(!lines[0]!.includes("S3cr3tPw") && !lines[0]!.includes("otuser"), lines[0]);
+    assert.match(lines[0]!, /OTEL_EXPORTER_OTLP_ENDPOINT=http:\/\/collector\.internal:4318\/\)/);
+  } finally {
+    if (before === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = before;
+  }
+});
