@@ -61,7 +61,10 @@ const staleCountWaitMs = 250;
 interface Owed {
   /** Pending deliveries at the last count (at most the largest cap: the count stops there). */
   counted: number;
-  /** Written by this replica since the last count began (some may be in it too: the cap errs on the safe side). */
+  /**
+   * Written by this replica since the last count that answered began (some may be in it too: the cap errs on
+   * the safe side).
+   */
   writtenSince: number;
   /** Admitted by this replica, their writes not finished: a place is taken before the write. */
   reserved: number;
@@ -92,23 +95,24 @@ function createPendingCounts(pool: Pool, log: Logger) {
   const recount = (): Promise<void> => {
     countedAt = performance.now();
     let limit = 0;
+    // Written before the count began: in it once it answers. Until then the last count and all written since
+    // it stand (forgetting them as the count began let a burst past the cap while it ran).
     const writtenBefore = new Map<string, number>();
     for (const [env, e] of envs) {
       writtenBefore.set(env, e.writtenSince);
-      e.writtenSince = 0;
       limit = Math.max(limit, e.cap);
     }
     return pool
       .query<{ env: string; pending: number }>(pendingSql, [[...envs.keys()], limit])
       .then(
         ({ rows }) => {
-          for (const r of rows) envs.get(r.env)!.counted = r.pending;
+          for (const r of rows) {
+            const e = envs.get(r.env)!;
+            e.counted = r.pending;
+            e.writtenSince -= writtenBefore.get(r.env) ?? 0;
+          }
         },
-        (err: Error) => {
-          // The last count stays, with what was written since it.
-          for (const [env, before] of writtenBefore) envs.get(env)!.writtenSince += before;
-          log.debug({ err: err.message }, "asynchronous deliveries pending not counted; the last count stays");
-        },
+        (err: Error) => log.debug({ err: err.message }, "asynchronous deliveries pending not counted; the last count stays"),
       )
       .finally(() => {
         counting = undefined;

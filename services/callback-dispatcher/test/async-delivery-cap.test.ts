@@ -132,6 +132,14 @@ describe("asynchronous delivery: a cap on what an environment owes", () => {
     assert.ok(queued >= 1 && queued <= 5, `${queued} of 40 answered from the template with maxPending 5`);
     assert.equal(answers.filter((text) => text === "down").length, 40 - queued, "the rest got the environment's own answer");
     assert.ok((await pendingOf("burst")) <= 5, `${await pendingOf("burst")} owed`);
+    // After a lull longer than a count's life, a second burst: the count it starts must not forget, while it
+    // runs, what was written before it (a trial: 100 more queued with maxPending 100).
+    await setTimeout(1_500);
+    const again = await Promise.all(Array.from({ length: 40 }, () => notify(a, "burst").then((x) => x.text)));
+    assert.ok(
+      (await pendingOf("burst")) <= 5,
+      `${await pendingOf("burst")} owed after a second burst (${again.filter((t) => t === "success").length} queued)`,
+    );
   });
 
   test("with two replicas, each counts what the other queued", async () => {
