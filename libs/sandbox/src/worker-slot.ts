@@ -32,7 +32,12 @@ export class WorkerSlot {
   private worker: Worker | undefined;
   private ready = false;
   private generation = 0;
-  private readonly queue: Job[] = [];
+  /**
+   * Requests waiting, by script, taken in turn: one script's flood of calls (each run to its time limit)
+   * delays another script's next call by one call of each script ahead of it, not by the whole flood.
+   * Within a script, first come first served (its load before its calls, its dispose after them).
+   */
+  private readonly queues = new Map<number, Job[]>();
   private inFlight: { job: Extract<Job, { resolve: unknown }>; generation: number; timer: NodeJS.Timeout } | undefined;
   private closed = false;
   private lastError = "";
@@ -57,23 +62,42 @@ export class WorkerSlot {
     if (this.closed) return Promise.resolve(failed({ kind: "unavailable", message: "sandbox is closed" }));
     return new Promise((resolve) => {
       const job: Extract<Job, { resolve: unknown }> = { type, script, input, resolve };
-      this.queue.push(job);
+      this.enqueue(script.id, job);
       this.pump();
-      if (waitLimitMs !== undefined && this.queue.includes(job))
+      const waiting = this.queues.get(script.id);
+      if (waitLimitMs !== undefined && waiting?.includes(job))
         job.waiting = setTimeout(() => {
-          const at = this.queue.indexOf(job);
+          const at = waiting.indexOf(job);
           if (at < 0) return;
-          this.queue.splice(at, 1);
+          waiting.splice(at, 1);
+          if (!waiting.length && this.queues.get(script.id) === waiting) this.queues.delete(script.id);
           resolve(failed({ kind: "unavailable", message: `the sandbox is busy: the call did not start within ${waitLimitMs} ms` }));
         }, waitLimitMs);
     });
+  }
+
+  private enqueue(scriptId: number, job: Job): void {
+    const waiting = this.queues.get(scriptId);
+    if (waiting) waiting.push(job);
+    else this.queues.set(scriptId, [job]);
+  }
+
+  /** The first request of the script whose turn it is; that script then goes to the back of the line. */
+  private next(): Job | undefined {
+    const first = this.queues.entries().next();
+    if (first.done) return undefined;
+    const [scriptId, waiting] = first.value;
+    const job = waiting.shift();
+    this.queues.delete(scriptId);
+    if (waiting.length) this.queues.set(scriptId, waiting);
+    return job;
   }
 
   dispose(script: PlacedScript): void {
     const held = script.loadedIn === this.generation && this.worker !== undefined;
     script.loadedIn = undefined;
     if (this.closed || !held) return;
-    this.queue.push({ type: "dispose", id: script.id });
+    this.enqueue(script.id, { type: "dispose", id: script.id });
     this.pump();
   }
 
@@ -104,7 +128,7 @@ export class WorkerSlot {
     if (this.closed || this.inFlight) return;
     const worker = this.worker;
     if (!worker) {
-      if (this.queue.length === 0) return;
+      if (this.queues.size === 0) return;
       try {
         this.spawn();
       } catch (error) {
@@ -113,10 +137,10 @@ export class WorkerSlot {
       return;
     }
     if (!this.ready) return;
-    let job = this.queue.shift();
+    let job = this.next();
     while (job?.type === "dispose") {
       worker.postMessage({ type: "dispose", id: job.id } satisfies WorkerRequest);
-      job = this.queue.shift();
+      job = this.next();
     }
     if (!job) {
       // An idle sandbox must not keep the process alive.
@@ -166,7 +190,9 @@ export class WorkerSlot {
 
   /** The calls waiting here never run: the sandbox's reason, not their scripts' (SandboxUnavailableError). */
   private failQueued(message: string): void {
-    for (const job of this.queue.splice(0))
+    const waiting = [...this.queues.values()].flat();
+    this.queues.clear();
+    for (const job of waiting)
       if (job.type !== "dispose") {
         clearTimeout(job.waiting);
         job.resolve(failed({ kind: "unavailable", message }));

@@ -291,4 +291,28 @@ describe("a flood of runaway calls", () => {
       await sandbox.close();
     }
   });
+
+  test("another script on the same worker takes its turn between the flood's calls: it waits one of them, not all", async () => {
+    const sandbox = await createSandbox({ workers: 1 });
+    try {
+      const flooded = await sandbox.compile("function main() { while (true) {} }", { timeLimitMs: 50 });
+      const other = await sandbox.compile("function main(input) { return input }", { timeLimitMs: 50 });
+      // 40 runaway calls: two seconds of the worker, first come first served.
+      const flood = Array.from({ length: 40 }, () => flooded.call(null).catch((e: Error) => e));
+      const waited: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        assert.equal((await other.call(`order-${i}`)).value, `order-${i}`);
+        waited.push(Math.round(performance.now() - started));
+      }
+      // Each waited for the runaway call in progress (50 ms) and its own; without turns, for the whole flood.
+      assert.ok(
+        waited.every((ms) => ms < 1_000),
+        `waited ${waited.join(", ")} ms behind a flood of 2,000 ms`,
+      );
+      await Promise.all(flood);
+    } finally {
+      await sandbox.close();
+    }
+  });
 });
