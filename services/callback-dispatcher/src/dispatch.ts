@@ -134,9 +134,14 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
   const decision = await decide(exchange, complete, deps.rules.current(), deps.registry, deps.metrics.countExtractionFailure, deps.hold);
 
   const headers = outboundHeaders(raw, requestId, deps.viaPseudonym);
+  let status: number;
+  let error: string | undefined;
+  // Its caller reset the connection while it was being routed (held for its registration, waiting for a lookup
+  // or a script): sent now, the environment would get it, and again when the third party retries.
+  const gone = res.destroyed;
   // An asynchronous environment: answered from its template once queued; if it cannot be queued, forwarded as usual.
   const asyncDelivery = decision.target?.asyncDelivery;
-  if (asyncDelivery && complete) {
+  if (asyncDelivery && complete && !gone) {
     const intake = await deps.asyncIntake.accept(
       decision,
       asyncDelivery,
@@ -146,9 +151,11 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
     if (intake.answered) return intake.status;
     decision.detail = decision.detail ? `${decision.detail}; ${intake.why}` : intake.why;
   }
-  let status: number;
-  let error: string | undefined;
-  if (!decision.target) {
+  if (gone) {
+    if (!complete) raw.resume();
+    status = callerAbandoned;
+    error = "the caller closed its connection while its callback was being routed: not forwarded (its platform retries)";
+  } else if (!decision.target) {
     if (!complete) raw.resume();
     answerError(res, 503, requestId, errorNames[503]!, unroutedMessage(decision, requestId));
     status = 503;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type CuttableProxy, eventually, startCuttableProxy, testRedis } from "@opsplane/testing";
@@ -11,6 +12,8 @@ const secret = "platform-secret";
 const agentAuth = `Basic ${Buffer.from(`${agentApp.id}:${agentApp.secret}`).toString("base64")}`;
 
 interface DecisionRow {
+  status: number;
+  error: string | null;
   objectId: string;
   targetEnv: string;
   reason: string;
@@ -107,6 +110,27 @@ describe("callbacks held while their registration is in flight", () => {
     const res = await answered;
     assert.equal(res.servedBy, "sit");
     assert.equal((await decision("SIT-2")).reason, "registered");
+  });
+
+  // Sent after its caller had gone, the environment got it, and again when the third party retried (a trial).
+  test("a callback whose caller resets its connection while it is held is not forwarded when released, and says so", async () => {
+    const body = JSON.stringify({ out_trade_no: "SIT-5", status: "SUCCESS" });
+    const socket = net.connect(Number(new URL(d.url).port), "127.0.0.1", () =>
+      socket.write(
+        `POST /notify/held HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Signature: ${sign(secret, body)}\r\n` +
+          `Content-Length: ${body.length}\r\n\r\n${body}`,
+      ),
+    );
+    socket.on("error", () => {});
+    await heldNow("SIT-5");
+    socket.resetAndDestroy();
+    await register(d.url, "held", "SIT-5");
+    const row = await decision("SIT-5");
+    assert.deepEqual(
+      [row.status, row.targetEnv, row.error],
+      [499, "sit", "the caller closed its connection while its callback was being routed: not forwarded (its platform retries)"],
+    );
+    assert.ok(![...sit.received, ...prod.received].some((r) => r.body.includes("SIT-5")), "not forwarded");
   });
 
   test("with no registration the callback goes to production once the rule's holdMs has passed, and says so", async () => {
