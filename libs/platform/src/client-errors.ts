@@ -84,7 +84,10 @@ export function clientErrorAnswer(log: Logger) {
     }
     refused.add(socket);
     const [status, statusText, error, message] = answerOf(err);
-    const requestId = randomUUID();
+    // A request refused while its body was arriving (408) already has its id, which its route's records carry
+    // (a callback's decision): the caller's, when acceptable. A request Node could not read has none yet.
+    const current = answerInProgress(socket);
+    const requestId = current && !current.req.complete ? requestIdFrom(current.req.headers["x-request-id"]) : randomUUID();
     log.info({ reqId: requestId, status, error, code: err.code }, message);
     refuseAfterPendingAnswers(socket, status, statusText, requestId, error, message);
   };
