@@ -113,8 +113,12 @@ export function createConfigStore({ pool, bus, audit, urlPolicy }: Deps) {
       await urlPolicy.check(new URL(url));
       if (env.idPatterns) checkIdPatterns(env.idPatterns);
       return change(who, `environment/${env.name}`, "update", async (c) => {
-        // The production row first, locked: two switches at once queue here rather than both winning.
-        const current = (await c.query<{ name: string }>("SELECT name FROM environments WHERE production FOR UPDATE")).rows[0]?.name;
+        // The production row first, locked: two switches at once queue here rather than both winning. One that
+        // waited for another's switch finds the row it waited for no longer production, and not the new one (its
+        // statement's snapshot predates it): asked again, it sees it, instead of "there is no production".
+        const productionNow = async () =>
+          (await c.query<{ name: string }>("SELECT name FROM environments WHERE production FOR UPDATE")).rows[0]?.name;
+        const current = (await productionNow()) ?? (await productionNow());
         const before = (
           await c.query<{ production: boolean; id_patterns: IdPatterns; async_delivery: AsyncDelivery | null }>(
             "SELECT base_url, production, description, id_patterns, async_delivery FROM environments WHERE name = $1 FOR UPDATE",

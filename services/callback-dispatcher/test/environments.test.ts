@@ -133,6 +133,32 @@ describe("production is never left without an environment", () => {
     assert.equal(audit.rows[0]?.after.replacedProduction, "prod");
   });
 
+  // A switch that waited for another's lock read no production at all, and said so (a trial: 2 of 9 refusals).
+  test("switches racing each other: one wins, each of the others is refused naming the production it then found", async () => {
+    const current = (await production())!.name;
+    const racers = Array.from({ length: 8 }, (_, i) => `race${i}`);
+    const answers = await Promise.all(
+      racers.map((name) =>
+        d.api("PUT", `/_dispatcher/v1/environments/${name}`, { baseUrl: stubs[0]!.url, production: true, replacesProduction: current }),
+      ),
+    );
+    const winners = racers.filter((_, i) => answers[i]!.status === 200);
+    assert.equal(winners.length, 1, JSON.stringify(answers.map((a) => a.status)));
+    for (const a of answers.filter((x) => x.status !== 200)) {
+      assert.equal(a.status, 409);
+      assert.match(String(a.body.message), new RegExp(`^replacesProduction names ${current}, but the production environment is race\\d$`));
+    }
+    // Back as it was for the tests below.
+    const back = await d.api("PUT", `/_dispatcher/v1/environments/${current}`, {
+      baseUrl: stubs[0]!.url,
+      production: true,
+      replacesProduction: winners[0],
+    });
+    assert.equal(back.status, 200, JSON.stringify(back.body));
+    // The others were refused whole: never created.
+    assert.equal((await d.api("DELETE", `/_dispatcher/v1/environments/${winners[0]}`)).status, 204);
+  });
+
   test("making a second production without naming the one it replaces is refused, naming it", async () => {
     const res = await d.api("PUT", "/_dispatcher/v1/environments/prod3", { baseUrl: stubs[1]!.url, production: true });
     assert.equal(res.status, 409);
