@@ -15,9 +15,12 @@ describe("a caller that leaves before its callback is answered", () => {
   let prod: http.Server;
   /** Bodies production read in full. */
   let received = 0;
+  /** Paths production began to receive. */
+  const begun = new Set<string>();
 
   before(async () => {
     prod = http.createServer((req, res) => {
+      begun.add(req.url ?? "");
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
@@ -52,18 +55,23 @@ describe("a caller that leaves before its callback is answered", () => {
     return counts;
   };
 
-  /** Sends the head of a POST and `sent` of its `length` body bytes, then closes the connection. */
-  const leaveMidBody = (path: string, requestId: string, length: number, sent: number) =>
-    new Promise<void>((resolve) => {
-      const socket = net.connect(Number(new URL(d.url).port), "127.0.0.1", () => {
-        socket.write(
-          `POST ${path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${requestId}\r\nContent-Length: ${length}\r\n\r\n${"x".repeat(sent)}`,
-        );
-        // Long enough for the dispatcher to have taken the request (and, streaming it, forwarded what came).
-        setTimeout(() => socket.destroy(), 200);
-      });
-      socket.on("close", () => resolve());
-    });
+  /**
+   * Sends the head of a POST and `sent` of its `length` body bytes, waits until `ready` (the bytes are on their way
+   * at least), then closes the connection: the dispatcher reads what was sent before it sees the close.
+   */
+  const leaveMidBody = async (path: string, requestId: string, length: number, sent: number, ready: () => boolean = () => true) => {
+    const socket = net.connect(Number(new URL(d.url).port), "127.0.0.1");
+    const closed = new Promise((resolve) => socket.on("close", resolve));
+    await new Promise<void>((resolve) =>
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${requestId}\r\nContent-Length: ${length}\r\n\r\n${"x".repeat(sent)}`,
+        () => resolve(),
+      ),
+    );
+    await eventually(`${requestId} to be under way`, ready);
+    socket.destroy();
+    await closed;
+  };
 
   test("mid-body: counted as 499 (client closed request), not as a 500", async () => {
     const before = await callbackRequests();
@@ -77,7 +85,7 @@ describe("a caller that leaves before its callback is answered", () => {
 
   test("mid-body of a callback streamed to its environment: the decision says the caller stopped, 499", async () => {
     // Over CALLBACK_EXTRACT_LIMIT_BYTES: forwarded as it comes, so production's request was under way.
-    await leaveMidBody("/notify/big", "left-mid-stream", 5_000, 2_000);
+    await leaveMidBody("/notify/big", "left-mid-stream", 5_000, 2_000, () => begun.has("/notify/big"));
     const decision = await decisionOf("left-mid-stream");
     assert.equal(decision.status, 499);
     assert.match(String(decision.error), /^the caller's request ended before it was received whole/);
@@ -85,13 +93,17 @@ describe("a caller that leaves before its callback is answered", () => {
 
   // A FIN alone may be a client that half-closed and still reads (it gets the answer); which, the decision cannot know.
   test("while the environment answers: the decision keeps its status and says the answer may not have reached it", async () => {
-    const gaveUp = await fetch(`${d.url}/slow/pay`, {
+    // The caller gives up once production has its callback (production answers 600 ms after receiving it).
+    const caller = new AbortController();
+    const gaveUp = fetch(`${d.url}/slow/pay`, {
       method: "POST",
       headers: { "x-request-id": "left-waiting" },
       body: "out_trade_no=1",
-      signal: AbortSignal.timeout(200),
+      signal: caller.signal,
     }).catch((err: Error) => err);
-    assert.equal((gaveUp as Error).name, "TimeoutError");
+    await eventually("production to have the callback", () => begun.has("/slow/pay"));
+    caller.abort();
+    assert.equal(((await gaveUp) as Error).name, "AbortError");
     const decision = await decisionOf("left-waiting");
     assert.deepEqual(
       [decision.status, decision.targetEnv, decision.error],
