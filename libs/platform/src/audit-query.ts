@@ -14,6 +14,7 @@ import type { App } from "./app.js";
 import type { Access } from "./auth.js";
 import { badRequest } from "./errors.js";
 import { type RpcService, rpcService } from "./rpc.js";
+import { timeRange } from "./time-range.js";
 
 /** REST path of the audit query; services serving requests before the router leave it to the kit. */
 export const auditRestPath = "/_audit/v1/entries";
@@ -29,39 +30,6 @@ const auditAccess: Access = { role: "operator" };
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
 const outcomes = new Set(["ok", "denied"]);
-const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-
-/** `value` (empty: unbounded), or a 400 naming `field`: RFC 3339 with a zone, on a day and at a time that exist. */
-function instant(field: string, value: string): string | undefined {
-  if (!value) return undefined;
-  const [year, month, day, hour, minute, second] = (rfc3339.exec(value) ?? []).slice(1, 7).map(Number);
-  // Date.UTC rolls an impossible day over (February 30 becomes March 1): a real one comes back as given.
-  const real =
-    month !== undefined &&
-    month >= 1 &&
-    month <= 12 &&
-    new Date(Date.UTC(year!, month - 1, day)).getUTCDate() === day &&
-    hour! < 24 &&
-    minute! < 60 &&
-    second! < 60;
-  if (!real)
-    throw badRequest(`${field} must be an RFC 3339 date-time with a zone, e.g. 2024-05-01T00:00:00Z (got ${JSON.stringify(value)})`);
-  return value;
-}
-
-/**
- * The query's `from` and `to` (empty: unbounded), or a 400 naming the field and what is wrong with it;
- * `from` after `to` too (that range finds nothing, and an empty page would read as "no such entries").
- */
-function timeRange(fromValue: string, toValue: string): { from: string | undefined; to: string | undefined } {
-  const from = instant("from", fromValue);
-  const to = instant("to", toValue);
-  // To the millisecond (Date's resolution): a range narrower than that is let through, and finds what it finds.
-  const epochMs = (v: string) => Date.parse(v.toUpperCase().replace(" ", "T"));
-  if (from && to && epochMs(from) > epochMs(to)) throw badRequest(`from (${from}) is after to (${to}): swap them`);
-  return { from, to };
-}
-
 interface AuditRow {
   id: number;
   at: Date;
@@ -92,7 +60,7 @@ export async function listAuditEntries(pool: Queryable, req: ListAuditEntriesReq
   if (req.action) add("action = ?", req.action);
   if (req.target) add("target = ?", req.target);
   if (req.outcome) add("outcome = ?", req.outcome);
-  const { from, to } = timeRange(req.from, req.to);
+  const { from, to } = timeRange(req);
   if (from) add("at >= ?::timestamptz", from);
   if (to) add("at < ?::timestamptz", to);
   if (req.pageToken) add("id < ?", req.pageToken);

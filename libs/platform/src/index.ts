@@ -21,3 +21,4 @@ export * from "./request-id.js";
 export * from "./rpc.js";
 export * from "./service.js";
 export * from "./tallied-counter.js";
+export * from "./time-range.js";

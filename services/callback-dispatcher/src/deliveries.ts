@@ -1,7 +1,7 @@
-import { type Auditor, badRequest, conflict, notFound, type Principal, redactCredentials } from "@opsplane/platform";
+import { type Auditor, badRequest, conflict, notFound, type Principal, redactCredentials, timeRange } from "@opsplane/platform";
 import { type Pool, type Queryable, withTransaction } from "@opsplane/store";
 import { type AsyncDelivery, defaultRetryPolicy } from "./async-delivery-config.js";
-import { isRowId, maskedHeaders, timeRange } from "./decision-search.js";
+import { isRowId, maskedHeaders } from "./decision-search.js";
 
 export type DeliveryState = "pending" | "delivered" | "dead";
 

@@ -18,6 +18,9 @@ export function isOwnPath(url: string): boolean {
   return ownPaths.has(q < 0 ? url : url.slice(0, q));
 }
 
+/** A callback's path as its log lines show it: without the query (it may carry credentials), cut short. */
+const loggedPath = (url: string) => url.split("?")[0]!.slice(0, 200);
+
 /** The route label callbacks carry in the RED metrics (`http_requests_total{route="/*"}`). */
 export const callbackRoute = "/*";
 
@@ -46,8 +49,7 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
       answerError(res, 400, requestId, "bad_request", refusal);
       o.recordRequest(method, callbackRoute, 400, (performance.now() - started) / 1000);
       // No decision is recorded for it (no rule was looked at): this line is what an operator finds by its id.
-      // The path only (a query may carry credentials), cut short.
-      o.log.info({ requestId, method, path: url.split("?")[0]!.slice(0, 200), status: 400 }, `callback refused before routing: ${refusal}`);
+      o.log.info({ requestId, method, path: loggedPath(url), status: 400 }, `callback refused before routing: ${refusal}`);
       return true;
     }
     if (via !== undefined && viaNames(via, deps.viaPseudonym)) {
@@ -106,7 +108,7 @@ async function serve(
       // Its caller left (or was timed out: the platform answered 408) before sending it whole: nothing was
       // routed, nothing failed here. Not an error, and not a 5xx that anyone can raise at will.
       o.log.info(
-        { reqId: requestId, method, path: (req.url ?? "/").split("?")[0]!.slice(0, 200), err: (err as Error).message },
+        { reqId: requestId, method, path: loggedPath(req.url ?? "/"), err: (err as Error).message },
         "callback not received whole: its caller closed the connection or sent too slowly (REQUEST_TIMEOUT_MS); not routed",
       );
       status = callerAbandoned;
