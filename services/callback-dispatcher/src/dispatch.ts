@@ -138,7 +138,8 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
   let error: string | undefined;
   // Its caller reset the connection while it was being routed (held for its registration, waiting for a lookup
   // or a script): sent now, the environment would get it, and again when the third party retries.
-  const gone = res.destroyed;
+  // At shutdown it is the dispatcher that closed the connection: the stopped forwarder records why.
+  const gone = res.destroyed && !deps.forwarder.stopped;
   // An asynchronous environment: answered from its template once queued; if it cannot be queued, forwarded as usual.
   const asyncDelivery = decision.target?.asyncDelivery;
   if (asyncDelivery && complete && !gone) {

@@ -387,6 +387,10 @@ export function createForwarder(o: {
      * their decisions are recorded before the decision log's last flush, not after it, when nothing
      * writes them.
      */
+    /** Whether shutdown has stopped it: what it is handed now fails unsent, with the reason. */
+    get stopped(): boolean {
+      return stopped !== undefined;
+    },
     stop(reason: string): void {
       stopped = reason;
       for (const handler of [...inFlight]) handler.stop(new Error(reason));

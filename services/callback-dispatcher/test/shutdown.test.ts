@@ -123,3 +123,46 @@ test("callbacks still waiting for their environment at shutdown are stopped and 
   for (const r of rows) assert.match(r.error, /^prod \(http:\/\/127\.0\.0\.1:\d+\): not answered before the dispatcher shut down/);
   await eventually("production's three requests to be aborted", () => aborted === 3);
 });
+
+// Released by shutdown, a held callback found its connection closed, by the dispatcher itself, and was recorded
+// 499 as if its caller had left (a trial).
+test("a callback still held at shutdown is not sent, and its decision says the dispatcher shut down", async () => {
+  const prod = await startSignedStub("prod", "s");
+  const sit = await startSignedStub("sit", "s");
+  const d = await startDispatcher({ SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs) });
+  after(async () => {
+    await d.close();
+    await prod.close();
+    await sit.close();
+  });
+  await setUpPay(d.api, { prod: prod.url, sit: sit.url }, ["T-1"]);
+  const held = await d.api("PUT", "/_dispatcher/v1/rules/held", {
+    interface: { pattern: "/api/held", id: { kind: "json", expr: "orderNo" } },
+    callback: { pattern: "/notify/held", id: { kind: "json", expr: "orderNo" } },
+    ttlSeconds: 600,
+    holdMs: 3_000,
+  });
+  assert.equal(held.status, 200, JSON.stringify(held.body));
+  const body = Buffer.from(JSON.stringify({ orderNo: "H-1" }));
+  const caller = fetch(`${d.url}/notify/held`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-signature": sign("s", body), "x-request-id": "held-at-shutdown" },
+    body,
+  }).catch((err: Error) => err);
+  await eventually("the callback to be held", async () =>
+    /callback_dispatcher_held_callbacks(\{[^}]*\})? 1\b/.test(await (await fetch(`${d.url}/metrics`)).text()),
+  );
+  await d.svc.close();
+  assert.ok((await caller) instanceof Error, "its connection was closed, unanswered");
+  const check = new pg.Client({ connectionString: d.databaseUrl });
+  await check.connect();
+  const { rows } = await check
+    .query<{ status: number; error: string }>(
+      "SELECT status, error FROM callback_dispatcher.decisions WHERE request_id = 'held-at-shutdown'",
+    )
+    .finally(() => check.end());
+  assert.equal(rows.length, 1);
+  assert.equal(rows[0]!.status, 502);
+  assert.match(rows[0]!.error, /: not answered before the dispatcher shut down/);
+  assert.equal(prod.received.length + sit.received.length, 0, "not sent");
+});
