@@ -599,7 +599,13 @@ describe("asynchronous delivery: two replicas on one database", () => {
 
   test("never deliver the same item at the same time, and deliver each once", async () => {
     // The environment answers each delivery's first attempt 503 (so it is retried, by either replica) and the second 200,
-    // slowly; it notes any delivery that arrives while another attempt of it is still in flight.
+    // slowly; it notes any delivery that arrives while another attempt of it is still in flight. It answers nothing until
+    // both replicas have claimed a delivery: the replica that claims first would otherwise, on a busy machine, reclaim
+    // every slot it frees before the other's next poll, and the test would say nothing about two replicas.
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
     const inFlight = new Set<string>();
     const overlaps: string[] = [];
     const attempts = new Map<string, number>();
@@ -611,20 +617,23 @@ describe("asynchronous delivery: two replicas on one database", () => {
       const n = (attempts.get(id) ?? 0) + 1;
       attempts.set(id, n);
       req.resume();
-      req.on("end", () =>
+      req.on("end", async () => {
+        await gate;
         setTimeout(() => {
           inFlight.delete(id);
           if (n === 1) return res.writeHead(503).end("busy");
           succeeded.set(id, (succeeded.get(id) ?? 0) + 1);
           res.writeHead(200).end("success");
-        }, 40),
-      );
+        }, 40);
+      });
     });
     await new Promise<void>((resolve) => env.listen(0, "127.0.0.1", resolve));
     prod = await startSignedStub("prod", secret);
     const shared = {
       ASYNC_DELIVERY_POLL_MS: "30",
       ASYNC_DELIVERY_CONCURRENCY: "3",
+      // Room for both replicas' three at once: the default (2 across the replicas) would let the first take every slot.
+      ASYNC_DELIVERY_PER_ENVIRONMENT: "6",
       REDIS_KEY_PREFIX: `t:${process.pid}:replicas:`,
     };
     a = await startDispatcher(shared);
@@ -650,6 +659,16 @@ describe("asynchronous delivery: two replicas on one database", () => {
     );
 
     const pool = a.svc.ctx.pool;
+    await eventually(
+      "both replicas have a delivery in flight",
+      async () =>
+        (
+          await pool.query(
+            "SELECT count(DISTINCT leased_by)::int AS n FROM async_deliveries WHERE state = 'pending' AND leased_by IS NOT NULL",
+          )
+        ).rows[0].n === 2,
+    );
+    openGate();
     await eventually(
       "all 40 delivered",
       async () => (await pool.query("SELECT count(*)::int AS n FROM async_deliveries WHERE state = 'delivered'")).rows[0].n === 40,
