@@ -48,6 +48,9 @@ export function callerLeft(res: ServerResponse): string | undefined {
   return undefined;
 }
 
+/** Why an environment's 101 fails the callback: one without an Upgrade header failed on an assertion inside undici. */
+export const protocolSwitchAnswered = "answered 101 Switching Protocols, though a callback asks for no protocol switch";
+
 /** `UPSTREAM_TIMEOUT_MS` passed before the answer was in. */
 class AnswerDeadlinePassed extends Error {}
 
@@ -232,6 +235,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    if (status === 101) {
+      this.stop(new Error(protocolSwitchAnswered));
+      return false;
+    }
     if (status < 200) return true; // interim answers (100 Continue) are the connection's business
     this.status = status;
     const { list, hasLength } = responseHeaders(raw);

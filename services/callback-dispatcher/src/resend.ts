@@ -1,5 +1,6 @@
 import type { LookupFunction } from "node:net";
 import { Agent, type Dispatcher } from "undici";
+import { protocolSwitchAnswered } from "./forwarder.js";
 
 /** How an environment answered a kept callback sent again (a replay, an asynchronous delivery). */
 export interface Resent {
@@ -41,6 +42,7 @@ export function createResender(o: { timeoutMs: number; lookup: LookupFunction })
     ): Promise<Resent> {
       const base = new URL(baseUrl);
       const started = performance.now();
+      const switched = new AbortController();
       try {
         const res = await agent.request({
           origin: base.origin,
@@ -48,7 +50,10 @@ export function createResender(o: { timeoutMs: number; lookup: LookupFunction })
           method: method as Dispatcher.HttpMethod,
           headers,
           body: body ?? undefined,
-          signal,
+          signal: signal ? AbortSignal.any([signal, switched.signal]) : switched.signal,
+          onInfo: ({ statusCode }) => {
+            if (statusCode === 101) switched.abort(new Error(protocolSwitchAnswered));
+          },
         });
         const chunks: Buffer[] = [];
         let size = 0;
@@ -68,7 +73,7 @@ export function createResender(o: { timeoutMs: number; lookup: LookupFunction })
       } catch (err) {
         const e = err as Error & { code?: string };
         const timedOut = timeoutCodes.has(e.code ?? "") || signal?.aborted === true;
-        const reason: unknown = signal?.aborted ? signal.reason : undefined;
+        const reason: unknown = signal?.aborted ? signal.reason : switched.signal.aborted ? switched.signal.reason : undefined;
         const message = reason === undefined ? e.message : reason instanceof Error ? reason.message : String(reason);
         return { status: timedOut ? 504 : 502, latencyMs: performance.now() - started, error: message, response: null };
       }

@@ -259,6 +259,42 @@ describe("callbacks as third parties really send them", () => {
     }
   });
 
+  test("an environment answering 101 Switching Protocols: 502, and the decision says so in words", async () => {
+    // Without and with an Upgrade header: undici failed on an internal assertion on the first, and refuses the second itself.
+    const answers = [
+      "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+    ];
+    let next = 0;
+    const switching = net.createServer((socket) => socket.once("data", () => socket.write(answers[next++ % answers.length]!)));
+    await new Promise<void>((resolve) => switching.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = switching.address() as net.AddressInfo;
+      assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/switching", { baseUrl: `http://127.0.0.1:${port}` })).status, 200);
+      await d.api("PUT", "/_dispatcher/v1/rules/cb-switching", {
+        interface: { pattern: "/api/x", id: { kind: "json", expr: "id" } },
+        callback: { pattern: "/cb/switching", id: { kind: "json", expr: "id" } },
+        ttlSeconds: 600,
+      });
+      await d.api("POST", "/_dispatcher/v1/registrations", { env: "switching", registrations: [{ rule: "cb-switching", id: "S1" }] });
+      const errors: string[] = [];
+      for (const _ of answers) {
+        const r = await eventually("the rule in force", async () => {
+          const x = await send("/cb/switching", Buffer.from(JSON.stringify({ id: "S1" })), { "content-type": "application/json" });
+          return x.status !== 200 && x;
+        });
+        assert.equal(r.status, 502, r.text);
+        const dec = await decision(String(r.headers["x-request-id"]));
+        assert.equal(dec.targetEnv, "switching");
+        errors.push(String(dec.error));
+      }
+      assert.match(errors[0]!, /answered 101 Switching Protocols, though a callback asks for no protocol switch/);
+      assert.doesNotMatch(errors.join("\n"), /assert|expression evaluated/i);
+    } finally {
+      switching.close();
+    }
+  });
+
   test("an X-Request-Id that is too long or holds other characters is replaced by a new one", async () => {
     const body = Buffer.from('{"id":"R1"}');
     for (const given of ["r".repeat(129), "a b", "<script>", "id\u00e9"]) {
