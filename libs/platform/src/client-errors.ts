@@ -2,13 +2,26 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { type Logger, redactCredentials } from "./logger.js";
-import { requestIdFrom } from "./request-id.js";
+import { requestIdFrom, requestIdOf } from "./request-id.js";
 
 /** An error Node's HTTP server reports before any route sees the request (llhttp's, or its own timeouts). */
 interface ClientError extends Error {
   code?: string;
   /** llhttp's reason, e.g. "Invalid header value char". */
   reason?: string;
+}
+
+/** Requests answered 408 while their body was still arriving: their route sees the body cut off. */
+const timedOut = new WeakSet<IncomingMessage>();
+
+/**
+ * What became of a request whose body stopped arriving (its connection closed before the body was in):
+ * timed out by the server (408, answered and logged here), or its client went away (499, nginx's
+ * "client closed request"). Undefined for a request read whole.
+ */
+export function bodyCutOff(req: IncomingMessage): 408 | 499 | undefined {
+  if (req.complete || !req.destroyed) return undefined;
+  return timedOut.has(req) ? 408 : 499;
 }
 
 /** Status, error code and message of the answer to a request Node could not read. */
@@ -85,9 +98,11 @@ export function clientErrorAnswer(log: Logger) {
     refused.add(socket);
     const [status, statusText, error, message] = answerOf(err);
     // A request refused while its body was arriving (408) already has its id, which its route's records carry
-    // (a callback's decision): the caller's, when acceptable. A request Node could not read has none yet.
+    // (a callback's decision). A request Node could not read has none yet.
     const current = answerInProgress(socket);
-    const requestId = current && !current.req.complete ? requestIdFrom(current.req.headers["x-request-id"]) : randomUUID();
+    const arriving = current && !current.req.complete ? current.req : undefined;
+    if (arriving && status === 408) timedOut.add(arriving);
+    const requestId = arriving ? requestIdOf(arriving) : randomUUID();
     log.info({ reqId: requestId, status, error, code: err.code }, message);
     refuseAfterPendingAnswers(socket, status, statusText, requestId, error, message);
   };

@@ -2,7 +2,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { errorToJson } from "@connectrpc/connect/protocol-connect";
 import type { FastifyError } from "fastify";
 import type { App } from "./app.js";
+import { bodyCutOff } from "./client-errors.js";
 import { isDependencyOutage, refusedValueReason } from "./dependency-errors.js";
+import type { RecordRequest } from "./metrics.js";
 
 /**
  * A failure the caller can act on: it becomes `status` and `{error, message, details}` over REST,
@@ -96,7 +98,12 @@ export const urlRefusal = (message: string) => {
  * internals. On Connect routes (refusals before Connect reads the RPC: credentials, body size) the
  * body is a Connect error, `{code, message}`, so Connect clients read the reason too.
  */
-export function installErrorModel(app: App, bodyLimit: number, isRpcRoute: (url: string | undefined) => boolean): void {
+export function installErrorModel(
+  app: App,
+  bodyLimit: number,
+  isRpcRoute: (url: string | undefined) => boolean,
+  recordRequest: RecordRequest,
+): void {
   app.setNotFoundHandler((req, reply) => {
     // A path segment past the router's 4096 characters finds no route either: its path is not echoed back whole.
     reply
@@ -104,6 +111,15 @@ export function installErrorModel(app: App, bodyLimit: number, isRpcRoute: (url:
       .send({ error: "not_found", message: `no route ${req.method} ${shortened(req.url.split("?")[0]!)}` } satisfies ErrorBody);
   });
   app.setErrorHandler((err: FastifyError | AppError, req, reply) => {
+    // A body cut off by its client, or timed out by the server (answered 408 outside the route), is no
+    // dependency outage (its ECONNRESET read as one: a 503 warning anyone could raise). Nobody is left to
+    // answer, and fastify counts no request it could not answer: counted here.
+    const cutOff = bodyCutOff(req.raw);
+    if (cutOff) {
+      if (cutOff === 499) req.log.info({ status: 499 }, "the client closed its connection before its request's body arrived in full");
+      recordRequest(req.method, req.routeOptions.url ?? "unmatched", cutOff, reply.elapsedTime / 1000);
+      return;
+    }
     const e = describe(err, bodyLimit, req.headers["content-type"]);
     if (e.status === 500) req.log.error({ err }, "request failed");
     else if (e.status >= 500) req.log.warn({ err: (err as Error).message, status: e.status }, e.message);

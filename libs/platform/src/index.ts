@@ -4,7 +4,7 @@ export * from "./audit-query.js";
 export * from "./auth.js";
 export * from "./bound-histogram.js";
 export * from "./bus-tracing.js";
-export { connectRefusal } from "./client-errors.js";
+export { bodyCutOff, connectRefusal } from "./client-errors.js";
 export * from "./config.js";
 export * from "./dependency-errors.js";
 export * from "./errors.js";

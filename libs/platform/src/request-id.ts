@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 import type { App } from "./app.js";
 
 /** What a caller's id may be: a plain token (UUIDs, hex, trace ids) short enough for every log line and header. */
@@ -11,6 +12,20 @@ const acceptable = /^[A-Za-z0-9._:+=/-]{1,128}$/;
  */
 export function requestIdFrom(given: string | string[] | undefined): string {
   return typeof given === "string" && acceptable.test(given) ? given : randomUUID();
+}
+
+/** Where a request keeps the id it was given (a property: a WeakMap costs each scavenge an ephemeron per request). */
+const kRequestId = Symbol("opsplane.requestId");
+
+/**
+ * The request's id (see `requestIdFrom`; `header` is the `X-Request-Id` to judge, the request's own by
+ * default), the same each time it is asked: the 408 for a body that came too slowly, written outside
+ * the route, carries the id its route's log lines and records carry, caller-given or not.
+ */
+export function requestIdOf(req: IncomingMessage, header: string | string[] | undefined = req.headers["x-request-id"]): string {
+  const held = req as IncomingMessage & { [kRequestId]?: string };
+  held[kRequestId] ??= requestIdFrom(header);
+  return held[kRequestId];
 }
 
 /**

@@ -27,7 +27,7 @@ import { installInputGuard, refuseUndeclaredQueries } from "./input-guard.js";
 import { createLogger, type Logger, redactCredentials } from "./logger.js";
 import { createMetricsRegistry, installRedMetrics, type RecordRequest } from "./metrics.js";
 import { closeRedis, connectRedis } from "./redis-client.js";
-import { installRequestIdHeader, requestIdFrom } from "./request-id.js";
+import { installRequestIdHeader, requestIdOf } from "./request-id.js";
 import { retry } from "./retry.js";
 import {
   clientAddressKey,
@@ -159,7 +159,7 @@ export async function startService<E extends ConfigShape>(
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestIdHeader: false,
-    genReqId: (req) => requestIdFrom(req.headers["x-request-id"]),
+    genReqId: (req) => requestIdOf(req),
     return503OnClosing: true,
     // A URL fastify cannot decode (invalid UTF-8, a broken escape) never reaches the router or its
     // hooks: answered here in the same error model, with its request id.
@@ -250,9 +250,9 @@ export async function startService<E extends ConfigShape>(
   // Connect routes are known once setup has returned its RPC services.
   let rpcRoutes = new Set<string>();
   const isRpcRoute = (url: string | undefined) => url !== undefined && rpcRoutes.has(url);
-  installErrorModel(app, config.BODY_LIMIT_BYTES, isRpcRoute);
-  refuseUndeclaredQueries(app, isRpcRoute);
   recordRequest = installRedMetrics(app, metrics);
+  installErrorModel(app, config.BODY_LIMIT_BYTES, isRpcRoute, recordRequest);
+  refuseUndeclaredQueries(app, isRpcRoute);
   const checks = new Map<string, Check>([
     ["postgres", async () => void (await pool.query("SELECT 1"))],
     ["bus", () => bus.check()],

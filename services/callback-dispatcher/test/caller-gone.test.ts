@@ -30,7 +30,7 @@ describe("a caller that leaves before its callback is answered", () => {
       });
     });
     await new Promise<void>((resolve) => prod.listen(0, "127.0.0.1", resolve));
-    d = await startDispatcher({ CALLBACK_EXTRACT_LIMIT_BYTES: "1024" });
+    d = await startDispatcher({ CALLBACK_EXTRACT_LIMIT_BYTES: "1024", REQUEST_TIMEOUT_MS: "1000" });
     const baseUrl = `http://127.0.0.1:${(prod.address() as AddressInfo).port}`;
     assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/prod", { baseUrl, production: true })).status, 200);
   });
@@ -81,6 +81,29 @@ describe("a caller that leaves before its callback is answered", () => {
       async () => ((await callbackRequests())["499"] ?? 0) > (before["499"] ?? 0) || undefined,
     );
     assert.equal((await callbackRequests())["500"] ?? 0, before["500"] ?? 0, "no 500 counted");
+  });
+
+  test("timed out mid-body (REQUEST_TIMEOUT_MS): answered 408 and counted as 408, not as its caller leaving", async () => {
+    const before = await callbackRequests();
+    const answer = await new Promise<string>((resolve) => {
+      const socket = net.connect(Number(new URL(d.url).port), "127.0.0.1", () =>
+        socket.write("POST /notify/pay HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nxx"),
+      );
+      let text = "";
+      socket.on("data", (c) => {
+        text += c;
+      });
+      socket.on("error", () => {});
+      socket.on("close", () => resolve(text));
+    });
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    await eventually(
+      "the timed-out callback counted",
+      async () => ((await callbackRequests())["408"] ?? 0) > (before["408"] ?? 0) || undefined,
+    );
+    const after = await callbackRequests();
+    assert.equal(after["499"] ?? 0, before["499"] ?? 0, "not counted as its caller leaving");
+    assert.equal(after["500"] ?? 0, before["500"] ?? 0, "no 500 counted");
   });
 
   test("mid-body of a callback streamed to its environment: the decision says the caller stopped, 499", async () => {

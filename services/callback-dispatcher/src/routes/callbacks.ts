@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { hostRefusal, type Logger, type RecordRequest, requestIdFrom } from "@opsplane/platform";
+import { bodyCutOff, hostRefusal, type Logger, type RecordRequest, requestIdOf } from "@opsplane/platform";
 import { refusalOf } from "../callback-refusal.js";
 import { answerError, callerAbandoned, type DispatchDeps, dispatch, refuseLoop } from "../dispatch.js";
 import { viaNames } from "../via.js";
@@ -38,7 +38,7 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
     const url = req.url ?? "/";
     if (isOwnPath(url)) return false;
     const started = performance.now();
-    const { requestId, hosts, via } = scanHeaders(req.rawHeaders);
+    const { requestId, hosts, via } = scanHeaders(req);
     const method = req.method ?? "GET";
     const hostRefused = hostRefusal(hosts, req.httpVersion);
     const refusal = hostRefused ?? refusalOf(url);
@@ -104,14 +104,17 @@ async function serve(
   try {
     status = await dispatch(deps, req, res, requestId);
   } catch (err) {
-    if (!req.complete && req.destroyed) {
-      // Its caller left (or was timed out: the platform answered 408) before sending it whole: nothing was
-      // routed, nothing failed here. Not an error, and not a 5xx that anyone can raise at will.
-      o.log.info(
-        { reqId: requestId, method, path: loggedPath(req.url ?? "/"), err: (err as Error).message },
-        "callback not received whole: its caller closed the connection or sent too slowly (REQUEST_TIMEOUT_MS); not routed",
-      );
-      status = callerAbandoned;
+    const cutOff = bodyCutOff(req);
+    if (cutOff) {
+      // Its caller left, or was timed out (the platform answered 408 and logged it, with this id), before
+      // sending it whole: nothing was routed, nothing failed here. Not an error, and not a 5xx that anyone
+      // can raise at will.
+      if (cutOff === callerAbandoned)
+        o.log.info(
+          { reqId: requestId, method, path: loggedPath(req.url ?? "/"), err: (err as Error).message },
+          "callback not received whole: its caller closed the connection; not routed",
+        );
+      status = cutOff;
     } else {
       o.log.error({ err, reqId: requestId, url: req.url }, "callback failed");
       if (!res.headersSent) answerError(res, 500, requestId, "internal", "internal error; see the service log for this request id");
@@ -125,11 +128,13 @@ async function serve(
 }
 
 /**
- * One pass over the raw header list: the request id (the caller's `X-Request-Id` when the kit's
+ * One pass over the raw header list: the request id (the caller's first `X-Request-Id` when the kit's
  * `requestIdFrom` accepts it: at most 128 characters of `A-Za-z0-9._:+=/-`, else a new UUID, as on
- * the platform's own routes), how many `Host` headers came, and the `Via` entries (joined).
+ * the platform's own routes; kept with the request, so a 408 for its body carries it too), how many
+ * `Host` headers came, and the `Via` entries (joined).
  */
-function scanHeaders(raw: string[]): { requestId: string; hosts: number; via: string | undefined } {
+function scanHeaders(req: IncomingMessage): { requestId: string; hosts: number; via: string | undefined } {
+  const raw = req.rawHeaders;
   let given: string | undefined;
   let hosts = 0;
   let via: string | undefined;
@@ -139,5 +144,5 @@ function scanHeaders(raw: string[]): { requestId: string; hosts: number; via: st
     else if (name.length === 3 && name.toLowerCase() === "via") via = via === undefined ? raw[i + 1] : `${via}, ${raw[i + 1]}`;
     else if (given === undefined && name.length === 12 && name.toLowerCase() === "x-request-id") given = raw[i + 1];
   }
-  return { requestId: requestIdFrom(given), hosts, via };
+  return { requestId: requestIdOf(req, given), hosts, via };
 }
