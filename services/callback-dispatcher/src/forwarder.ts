@@ -229,6 +229,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
   }
 
+  /** Whether the request has a connection: being sent, or sent; the environment may have it. */
+  get underWay(): boolean {
+    return this.abort !== undefined;
+  }
+
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
     if (this.expired) abort(this.expired);
@@ -400,7 +405,8 @@ export function createForwarder(o: {
     },
     stop(reason: string): void {
       stopped = reason;
-      for (const handler of [...inFlight]) handler.stop(new Error(reason));
+      for (const handler of [...inFlight])
+        handler.stop(new Error(handler.underWay ? `${reason}; it was already on its way: the environment may have received it` : reason));
     },
     async close(): Promise<void> {
       await Promise.all([...pools.values()].map((p) => p.close()));
