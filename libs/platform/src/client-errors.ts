@@ -15,12 +15,13 @@ interface ClientError extends Error {
 const timedOut = new WeakSet<IncomingMessage>();
 
 /**
- * What became of a request whose body stopped arriving (its connection closed before the body was in):
- * timed out by the server (408, answered and logged here), or its client went away (499, nginx's
- * "client closed request"). Undefined for a request read whole.
+ * What became of a request whose body stopped arriving because its connection closed: timed out by the
+ * server (408, answered and logged here), or its client went away (499, nginx's "client closed request").
+ * Undefined for a request read whole, or one whose body the server stopped reading itself (over a
+ * limit: its connection is still there for the refusal).
  */
-export function bodyCutOff(req: IncomingMessage): 408 | 499 | undefined {
-  if (req.complete || !req.destroyed) return undefined;
+export function bodyCutOff(req: IncomingMessage, res: ServerResponse): 408 | 499 | undefined {
+  if (req.complete || !res.destroyed) return undefined;
   return timedOut.has(req) ? 408 : 499;
 }
 

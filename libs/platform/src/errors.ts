@@ -114,7 +114,7 @@ export function installErrorModel(
     // A body cut off by its client, or timed out by the server (answered 408 outside the route), is no
     // dependency outage (its ECONNRESET read as one: a 503 warning anyone could raise). Nobody is left to
     // answer, and fastify counts no request it could not answer: counted here.
-    const cutOff = bodyCutOff(req.raw);
+    const cutOff = bodyCutOff(req.raw, reply.raw);
     if (cutOff) {
       if (cutOff === 499) req.log.info({ status: 499 }, "the client closed its connection before its request's body arrived in full");
       recordRequest(req.method, req.routeOptions.url ?? "unmatched", cutOff, reply.elapsedTime / 1000);

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { decodeBody, ExtractionRefused, flatHeaders } from "@opsplane/callback-agent/rules";
-import { outageRetryAfterSeconds } from "@opsplane/platform";
+import { bodyCutOff, outageRetryAfterSeconds } from "@opsplane/platform";
 import type { AsyncIntake } from "./async-intake.js";
 import type { DecisionLog } from "./decision-log.js";
 import type { EncodedExchange } from "./extraction-body.js";
@@ -179,9 +179,9 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
     } catch (err) {
       status = err instanceof UpstreamError ? err.status : 502;
       error = (err as Error).message;
-      if (!complete && !raw.complete && raw.destroyed) {
-        // Its body was being streamed to the environment when the caller stopped sending it: the forward was
-        // aborted because of the caller, not the environment.
+      if (!complete && bodyCutOff(raw, res)) {
+        // Its body was being streamed to the environment when the caller's connection closed: the forward was
+        // aborted because of the caller, not the environment (which may have stopped reading it too).
         status = callerAbandoned;
         error = `the caller's request ended before it was received whole (connection closed, or REQUEST_TIMEOUT_MS); the forward was aborted: ${error}`;
       } else {

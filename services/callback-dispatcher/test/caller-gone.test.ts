@@ -21,6 +21,8 @@ describe("a caller that leaves before its callback is answered", () => {
   before(async () => {
     prod = http.createServer((req, res) => {
       begun.add(req.url ?? "");
+      // /cut fails mid-body: production's side gives up on the callback streamed to it.
+      if (req.url?.startsWith("/cut")) return void req.once("data", () => req.socket.destroy());
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
@@ -112,6 +114,27 @@ describe("a caller that leaves before its callback is answered", () => {
     const decision = await decisionOf("left-mid-stream");
     assert.equal(decision.status, 499);
     assert.match(String(decision.error), /^the caller's request ended before it was received whole/);
+  });
+
+  test("the environment failing mid-body of a streamed callback is its failure, 502, not the caller's leaving", async () => {
+    // The caller is still there, its body half sent, when production drops the connection.
+    const socket = net.connect(Number(new URL(d.url).port), "127.0.0.1", () =>
+      socket.write(
+        `POST /cut/pay HTTP/1.1\r\nHost: x\r\nX-Request-Id: env-cut-mid-stream\r\nContent-Length: 5000\r\n\r\n${"x".repeat(2_000)}`,
+      ),
+    );
+    const answer = await new Promise<string>((resolve) => {
+      let text = "";
+      socket.on("data", (c) => {
+        text += c;
+        if (text.includes("\r\n\r\n")) resolve(text);
+      });
+    });
+    socket.destroy();
+    assert.match(answer, /^HTTP\/1\.1 502 /);
+    const decision = await decisionOf("env-cut-mid-stream");
+    assert.equal(decision.status, 502);
+    assert.doesNotMatch(String(decision.error), /caller/);
   });
 
   // A FIN alone may be a client that half-closed and still reads (it gets the answer); which, the decision cannot know.

@@ -104,7 +104,7 @@ async function serve(
   try {
     status = await dispatch(deps, req, res, requestId);
   } catch (err) {
-    const cutOff = bodyCutOff(req);
+    const cutOff = bodyCutOff(req, res);
     if (cutOff) {
       // Its caller left, or was timed out (the platform answered 408 and logged it, with this id), before
       // sending it whole: nothing was routed, nothing failed here. Not an error, and not a 5xx that anyone
