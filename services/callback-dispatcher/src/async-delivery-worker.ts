@@ -154,7 +154,7 @@ export function createAsyncDeliveryWorker(o: {
     clearTimeout(timer);
     const ok = sent.status >= 200 && sent.status < 300;
     const error = ok ? null : (sent.error ?? `HTTP ${sent.status}${sent.response?.body ? `: ${sent.response.body.slice(0, 256)}` : ""}`);
-    const last = `${c.env} (${c.baseUrl}) ${sent.error ? `unreachable (${sent.status}): ${sent.error}` : `answered ${error}`}`;
+    const last = `${c.env} (${c.baseUrl}) ${sent.error ? `failed (${sent.status}): ${sent.error}` : `answered ${error}`}`;
     const params = [
       c.id,
       replica,

@@ -51,6 +51,10 @@ export function callerLeft(res: ServerResponse): string | undefined {
 /** Why an environment's 101 fails the callback: one without an Upgrade header failed on an assertion inside undici. */
 export const protocolSwitchAnswered = "answered 101 Switching Protocols, though a callback asks for no protocol switch";
 
+/** An upstream failure in words: undici says only "bad upgrade" of a 101 that came with an Upgrade header. */
+export const upstreamErrorText = (err: Error) =>
+  err instanceof errors.SocketError && err.message === "bad upgrade" ? protocolSwitchAnswered : err.message;
+
 /** `UPSTREAM_TIMEOUT_MS` passed before the answer was in. */
 class AnswerDeadlinePassed extends Error {}
 
@@ -301,7 +305,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     // Already answered 504 by the deadline: this is undici dropping the request it then reached.
     if (this.settled) return;
     this.settle();
-    const message = `${this.env.name} (${this.origin}): ${err.message}`;
+    const message = `${this.env.name} (${this.origin}): ${upstreamErrorText(err)}`;
     if (!this.streaming) {
       this.reject(new UpstreamError(isTimeout(err) ? 504 : 502, message));
       return;

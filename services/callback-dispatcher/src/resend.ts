@@ -1,6 +1,6 @@
 import type { LookupFunction } from "node:net";
 import { Agent, type Dispatcher } from "undici";
-import { protocolSwitchAnswered } from "./forwarder.js";
+import { protocolSwitchAnswered, upstreamErrorText } from "./forwarder.js";
 
 /** How an environment answered a kept callback sent again (a replay, an asynchronous delivery). */
 export interface Resent {
@@ -74,7 +74,7 @@ export function createResender(o: { timeoutMs: number; lookup: LookupFunction })
         const e = err as Error & { code?: string };
         const timedOut = timeoutCodes.has(e.code ?? "") || signal?.aborted === true;
         const reason: unknown = signal?.aborted ? signal.reason : switched.signal.aborted ? switched.signal.reason : undefined;
-        const message = reason === undefined ? e.message : reason instanceof Error ? reason.message : String(reason);
+        const message = reason === undefined ? upstreamErrorText(e) : reason instanceof Error ? reason.message : String(reason);
         return { status: timedOut ? 504 : 502, latencyMs: performance.now() - started, error: message, response: null };
       }
     },
