@@ -184,7 +184,8 @@ export async function dispatch(deps: DispatchDeps, raw: IncomingMessage, res: Se
         // aborted because of the caller, not the environment (which may have stopped reading it too).
         status = callerAbandoned;
         error = `the caller's request ended before it was received whole (connection closed, or REQUEST_TIMEOUT_MS); the forward was aborted: ${error}`;
-      } else {
+      } else if (!deps.forwarder.stopped) {
+        // Not when shutdown stopped the forwarder: it closed the caller's connection itself.
         const left = callerLeft(res);
         if (left) error = `${error}; ${left}`;
       }

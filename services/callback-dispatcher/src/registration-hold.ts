@@ -9,7 +9,7 @@ export interface HeldId {
 /** What a hold ended with: the registration that came (and which of the awaited ids it was), or none. */
 export type HoldOutcome =
   | { registered: Registered; rule: string; id: string; heldMs: number }
-  | { registered: undefined; heldMs: number; full?: true };
+  | { registered: undefined; heldMs: number; full?: true; cutShort?: true };
 
 export interface RegistrationHold {
   /**
@@ -22,7 +22,7 @@ export interface RegistrationHold {
   registered(registered: Registered, rule: string, id: string): void;
   /** How many callbacks are held right now. */
   readonly held: number;
-  /** Ends every hold (as expired), so callbacks are answered before shutdown. */
+  /** Ends every hold (as expired, `cutShort`), so callbacks are answered before shutdown. */
   close(): void;
 }
 
@@ -127,7 +127,7 @@ export function createRegistrationHold(o: {
       return waiters.size;
     },
     close() {
-      for (const w of [...waiters]) finish(w, { registered: undefined, heldMs: Date.now() - w.started });
+      for (const w of [...waiters]) finish(w, { registered: undefined, heldMs: Date.now() - w.started, cutShort: true });
     },
   };
 }

@@ -147,7 +147,11 @@ export async function decide(
     }
   }
   if (scriptUnavailable) return scriptUnavailable;
-  const why = held.full ? "not held: too many callbacks held already" : `held ${held.heldMs} ms; no registration came`;
+  const why = held.full
+    ? "not held: too many callbacks held already"
+    : held.cutShort
+      ? `held ${held.heldMs} ms, cut short by shutdown; no registration came by then`
+      : `held ${held.heldMs} ms; no registration came`;
   return { ...firstMiss!, detail: firstMiss!.detail ? `${firstMiss!.detail}; ${why}` : why };
 }
 
