@@ -174,7 +174,7 @@ export async function startService<E extends ConfigShape>(
     forceCloseConnections: "idle",
     // Fastify turns Node's request timeout off: a request still arriving after REQUEST_TIMEOUT_MS is
     // answered 408 (see client-errors.ts). Node looks for them on a timer, here every tenth of the
-    // timeout (at least every second), not every 30 s.
+    // timeout (no more often than once a second), not every 30 s.
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     // A request without Host is refused by the kit (host-header.ts), in the error model, not by Node.
     http: { connectionsCheckingInterval: Math.max(1_000, config.REQUEST_TIMEOUT_MS / 10), requireHostHeader: false },
