@@ -19,6 +19,19 @@ const misses = 3;
 export function watchRedisConnection(redis: Redis, name: string, log: Logger): void {
   let missed = 0;
   let asking = false;
+  // Connections replaced since one last answered: a hung Redis is told once at warn, each replacement
+  // after that at debug, and the first connection that answers again at info.
+  let replaced = 0;
+  const replace = (message: string) => {
+    const fields = { connection: name, unansweredMs: misses * intervalMs };
+    if (++replaced === 1) log.warn(fields, message);
+    else log.debug({ ...fields, replaced }, message);
+    redis.disconnect(true);
+  };
+  redis.on("ready", () => {
+    if (replaced) log.info({ connection: name, replaced }, "redis: connected again");
+    replaced = 0;
+  });
   // Seconds a connection has been open but not ready: ioredis's ready check has no deadline, so a peer
   // that accepts and never answers (a hung proxy or load balancer) would hold it there for good.
   let unready = 0;
@@ -26,11 +39,7 @@ export function watchRedisConnection(redis: Redis, name: string, log: Logger): v
     if (redis.status === "connect") {
       if (++unready < misses) return;
       unready = 0;
-      log.warn(
-        { connection: name, unansweredMs: misses * intervalMs },
-        "redis: a new connection was accepted but never answered; reconnecting",
-      );
-      redis.disconnect(true);
+      replace("redis: a new connection was accepted but never answered; reconnecting");
       return;
     }
     unready = 0;
@@ -48,11 +57,7 @@ export function watchRedisConnection(redis: Redis, name: string, log: Logger): v
           if (err !== silence || redis.status !== "ready") return;
           if (++missed < misses) return;
           missed = 0;
-          log.warn(
-            { connection: name, unansweredMs: misses * intervalMs },
-            "redis: the connection stopped answering without being closed; reconnecting",
-          );
-          redis.disconnect(true);
+          replace("redis: the connection stopped answering without being closed; reconnecting");
         },
       )
       .finally(() => {

@@ -36,3 +36,38 @@ test("a Redis outage is logged once at warn however many reconnections fail, the
     await closeRedis(redis);
   }
 });
+
+test("a Redis that accepts connections and never answers is told once at warn, however many connections are replaced, and its return at info", async () => {
+  const { destination, lines } = logLines<{ level: number; msg: string; replaced?: number }>();
+  const log = createLogger("t", "debug", destination);
+  const shared = new URL(testRedis().url);
+  const proxy = await startCuttableProxy(shared.hostname, Number(shared.port || 6379));
+  const redis = connectRedis(`redis://127.0.0.1:${proxy.port}`, log);
+  try {
+    assert.equal(await redis.ping(), "PONG");
+    // A hung proxy: the open connection, and every new one, accepted and never answered.
+    proxy.blackhole();
+    await eventually(
+      "three connections replaced",
+      () => lines.filter((l) => l.msg.startsWith("redis: a new connection")).length >= 2,
+      20_000,
+    );
+    // Before: a warning for each (one every three seconds), and no word of the return.
+    assert.deepEqual(
+      lines.filter((l) => l.level >= 40).map((l) => l.msg),
+      ["redis: the connection stopped answering without being closed; reconnecting"],
+    );
+    proxy.admitNewConnections();
+    const back = await eventually(
+      "the return to be logged",
+      () => lines.find((l) => l.msg === "redis: connected again" && l.replaced),
+      15_000,
+    );
+    assert.equal(back.level, 30);
+    assert.ok(back.replaced! >= 3, `replaced counted: ${back.replaced}`);
+    assert.equal(await redis.ping(), "PONG");
+  } finally {
+    await closeRedis(redis);
+    await proxy.close();
+  }
+});
