@@ -120,7 +120,8 @@ export function maskedHeaders(list: string[]): Array<{ name: string; value: stri
   for (let i = 0; i + 1 < list.length; i += 2) {
     const name = list[i]!;
     const value = list[i + 1]!;
-    out.push({ name, value: isCredentialHeader(name) ? `[masked: ${Buffer.byteLength(value)} bytes]` : value });
+    // Kept as Node reads header bytes (Latin-1: one character a byte), so the count is of the bytes as sent.
+    out.push({ name, value: isCredentialHeader(name) ? `[masked: ${Buffer.byteLength(value, "latin1")} bytes]` : value });
   }
   return out;
 }

@@ -127,7 +127,8 @@ describe("kept callbacks: search, show, replay", () => {
         "x-mch-key": "MCHKEYVALUE",
         "x-passphrase": "PHRASEVALUE",
         "x-session": "SESSIONVALUE",
-        "x-sig": "XSIGVALUE",
+        // Bytes beyond ASCII (é, ÿ in Latin-1): 11 on the wire.
+        "x-sig": "XSIGVALUE\u00e9\u00ff",
         "paypal-transmission-sig": "PAYPALSIGVALUE",
         "x-key": "XKEYVALUE",
         "x-shopify-hmac-sha256": "HMACVALUE",
@@ -151,6 +152,8 @@ describe("kept callbacks: search, show, replay", () => {
       "/notify/pay?order=SIT-5&access_token=[redacted]&sign=[redacted]&mch_key=[redacted]&appkey=[redacted]&paySign=[redacted]",
     );
     assert.equal(kept.headers.find((h) => h.name === "private-key")?.value, "[masked: 15 bytes]");
+    // Counted as sent, not as the UTF-8 of their Latin-1 reading (13).
+    assert.equal(kept.headers.find((h) => h.name === "x-sig")?.value, "[masked: 11 bytes]");
     const replayed = await replay(decision!.id, { env: "sit" });
     assert.equal(replayed.status, 200, JSON.stringify(replayed.body));
     const got = sit.received.at(-1)!;
