@@ -14,3 +14,19 @@ export function refusalOf(url: string): string | undefined {
     return "request path has a dot segment (. or .., plain or percent-encoded); it would leave the environment's path prefix";
   return undefined;
 }
+
+/**
+ * Why a request's `Transfer-Encoding` cannot be forwarded, if it cannot: any coding but `chunked` (which
+ * Node undoes). The body would otherwise reach the environment still coded (`gzip`), with no header left
+ * to say so, since transfer codings are hop-by-hop; RFC 9112 §6.1 answers a coding not understood 501.
+ */
+export function transferCodingRefusal(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const codings = header
+    .toLowerCase()
+    .split(",")
+    .map((c) => c.trim())
+    .filter((c) => c !== "");
+  if (codings.length === 1 && codings[0] === "chunked") return undefined;
+  return `Transfer-Encoding ${JSON.stringify(header.slice(0, 64))} is not supported: only chunked is (a coded body would reach its environment unlabelled)`;
+}

@@ -299,6 +299,27 @@ describe("callbacks as third parties really send them", () => {
     }
   });
 
+  test("a transfer coding other than chunked (gzip, chunked) is refused 501 and nothing is forwarded", async () => {
+    const before = sit.received.length + prod.received.length;
+    const body = gzipSync(JSON.stringify({ id: "R1" }));
+    // Node's client frames the body in chunks since the header ends in chunked; the gzip coding stays on the bytes.
+    const r = await send("/cb/json/te", body, { "content-type": "application/json", "transfer-encoding": "gzip, chunked" });
+    // Before: 200, production got the gzip bytes with no header saying they were coded.
+    assert.equal(r.status, 501, r.text);
+    assert.deepEqual(JSON.parse(r.text), {
+      error: "not_implemented",
+      message: 'Transfer-Encoding "gzip, chunked" is not supported: only chunked is (a coded body would reach its environment unlabelled)',
+    });
+    assert.ok(r.headers["x-request-id"]);
+    assert.equal(sit.received.length + prod.received.length, before, "nothing forwarded");
+    // Plain chunked still passes.
+    const chunked = await send("/cb/json/te", Buffer.from(JSON.stringify({ id: "R1" })), {
+      "content-type": "application/json",
+      "transfer-encoding": "chunked",
+    });
+    assert.equal(chunked.status, 200);
+  });
+
   test("an X-Request-Id that is too long or holds other characters is replaced by a new one", async () => {
     const body = Buffer.from('{"id":"R1"}');
     for (const given of ["r".repeat(129), "a b", "<script>", "id\u00e9"]) {

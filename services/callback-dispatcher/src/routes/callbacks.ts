@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { bodyCutOff, hostRefusal, type Logger, type RecordRequest, requestIdOf } from "@opsplane/platform";
-import { refusalOf } from "../callback-refusal.js";
+import { refusalOf, transferCodingRefusal } from "../callback-refusal.js";
 import { answerError, callerAbandoned, type DispatchDeps, dispatch, refuseLoop } from "../dispatch.js";
 import { viaNames } from "../via.js";
 
@@ -50,6 +50,14 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
       o.recordRequest(method, callbackRoute, 400, (performance.now() - started) / 1000);
       // No decision is recorded for it (no rule was looked at): this line is what an operator finds by its id.
       o.log.info({ requestId, method, path: loggedPath(url), status: 400 }, `callback refused before routing: ${refusal}`);
+      return true;
+    }
+    const codingRefused = transferCodingRefusal(req.headers["transfer-encoding"]);
+    if (codingRefused) {
+      req.resume();
+      answerError(res, 501, requestId, "not_implemented", codingRefused);
+      o.recordRequest(method, callbackRoute, 501, (performance.now() - started) / 1000);
+      o.log.info({ requestId, method, path: loggedPath(url), status: 501 }, `callback refused before routing: ${codingRefused}`);
       return true;
     }
     if (via !== undefined && viaNames(via, deps.viaPseudonym)) {
