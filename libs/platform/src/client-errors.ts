@@ -103,7 +103,7 @@ export function clientErrorAnswer(log: Logger) {
     const current = answerInProgress(socket);
     const arriving = current && !current.req.complete ? current.req : undefined;
     if (arriving && status === 408) timedOut.add(arriving);
-    const requestId = arriving ? requestIdOf(arriving) : randomUUID();
+    const requestId = arriving ? requestIdOf(arriving, arriving.headers["x-request-id"]) : randomUUID();
     log.info({ reqId: requestId, status, error, code: err.code }, message);
     refuseAfterPendingAnswers(socket, status, statusText, requestId, error, message);
   };

@@ -18,11 +18,11 @@ export function requestIdFrom(given: string | string[] | undefined): string {
 const kRequestId = Symbol("opsplane.requestId");
 
 /**
- * The request's id (see `requestIdFrom`; `header` is the `X-Request-Id` to judge, the request's own by
- * default), the same each time it is asked: the 408 for a body that came too slowly, written outside
- * the route, carries the id its route's log lines and records carry, caller-given or not.
+ * The request's id (see `requestIdFrom`; `header` is its `X-Request-Id`), the same each time it is asked:
+ * the 408 for a body that came too slowly, written outside the route, carries the id its route's log
+ * lines and records carry, caller-given or not.
  */
-export function requestIdOf(req: IncomingMessage, header: string | string[] | undefined = req.headers["x-request-id"]): string {
+export function requestIdOf(req: IncomingMessage, header: string | string[] | undefined): string {
   const held = req as IncomingMessage & { [kRequestId]?: string };
   held[kRequestId] ??= requestIdFrom(header);
   return held[kRequestId];

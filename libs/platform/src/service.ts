@@ -159,7 +159,7 @@ export async function startService<E extends ConfigShape>(
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestIdHeader: false,
-    genReqId: (req) => requestIdOf(req),
+    genReqId: (req) => requestIdOf(req, req.headers["x-request-id"]),
     return503OnClosing: true,
     // A URL fastify cannot decode (invalid UTF-8, a broken escape) never reaches the router or its
     // hooks: answered here in the same error model, with its request id.

@@ -38,7 +38,7 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
     const url = req.url ?? "/";
     if (isOwnPath(url)) return false;
     const started = performance.now();
-    const { requestId, hosts, via } = scanHeaders(req);
+    const { requestId, hosts, via, transferEncoding } = scanHeaders(req);
     const method = req.method ?? "GET";
     const hostRefused = hostRefusal(hosts, req.httpVersion);
     const refusal = hostRefused ?? refusalOf(url);
@@ -52,7 +52,7 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
       o.log.info({ requestId, method, path: loggedPath(url), status: 400 }, `callback refused before routing: ${refusal}`);
       return true;
     }
-    const codingRefused = transferCodingRefusal(req.headers["transfer-encoding"]);
+    const codingRefused = transferCodingRefusal(transferEncoding);
     if (codingRefused) {
       req.resume();
       answerError(res, 501, requestId, "not_implemented", codingRefused);
@@ -139,18 +139,27 @@ async function serve(
  * One pass over the raw header list: the request id (the caller's first `X-Request-Id` when the kit's
  * `requestIdFrom` accepts it: at most 128 characters of `A-Za-z0-9._:+=/-`, else a new UUID, as on
  * the platform's own routes; kept with the request, so a 408 for its body carries it too), how many
- * `Host` headers came, and the `Via` entries (joined).
+ * `Host` headers came, and the `Via` and `Transfer-Encoding` entries (each joined). `req.headers` would
+ * build an object of every header for each callback.
  */
-function scanHeaders(req: IncomingMessage): { requestId: string; hosts: number; via: string | undefined } {
+function scanHeaders(req: IncomingMessage): {
+  requestId: string;
+  hosts: number;
+  via: string | undefined;
+  transferEncoding: string | undefined;
+} {
   const raw = req.rawHeaders;
   let given: string | undefined;
   let hosts = 0;
   let via: string | undefined;
+  let transferEncoding: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.length === 4 && name.toLowerCase() === "host") hosts++;
     else if (name.length === 3 && name.toLowerCase() === "via") via = via === undefined ? raw[i + 1] : `${via}, ${raw[i + 1]}`;
     else if (given === undefined && name.length === 12 && name.toLowerCase() === "x-request-id") given = raw[i + 1];
+    else if (name.length === 17 && name.toLowerCase() === "transfer-encoding")
+      transferEncoding = transferEncoding === undefined ? raw[i + 1] : `${transferEncoding}, ${raw[i + 1]}`;
   }
-  return { requestId: requestIdOf(req, given), hosts, via };
+  return { requestId: requestIdOf(req, given), hosts, via, transferEncoding };
 }
