@@ -6,7 +6,7 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { type Bus, createBus } from "@opsplane/bus";
 import { GetServiceInfoResponseSchema, ServiceInfoService } from "@opsplane/contracts";
-import { createPool, type Migration, migrate, type Pool, readMigrations } from "@opsplane/store";
+import { createPool, LoggedFailure, type Migration, migrate, type Pool, readMigrations } from "@opsplane/store";
 import closeWithGrace from "close-with-grace";
 import Fastify, { type FastifyBaseLogger, type FastifyReply } from "fastify";
 import type { Redis } from "ioredis";
@@ -403,7 +403,7 @@ export async function startService<E extends ConfigShape>(
         for (const fn of closers.reverse())
           await fn().catch((err) => {
             failedCloseHooks++;
-            log.error({ err }, "close hook failed");
+            if (!(err instanceof LoggedFailure)) log.error({ err }, "close hook failed");
           });
         await bus.close().catch((err) => log.error({ err }, "bus close failed"));
         if (redis) await closeRedis(redis);

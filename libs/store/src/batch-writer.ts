@@ -1,3 +1,6 @@
+/** A failure its thrower has logged already: whoever catches it reports it without a second line. */
+export class LoggedFailure extends Error {}
+
 /** The slice of a pino logger the batch writer writes to. */
 export interface BatchWriterLogger {
   debug(obj: object, msg?: string): void;
@@ -129,7 +132,7 @@ export class BatchWriter<T> {
       ? `${this.o.what} lost at shutdown: ${unwritten} not confirmed written within ${this.o.closeTimeoutMs} ms`
       : `${this.o.what} lost at shutdown: ${unwritten} could not be written`;
     this.o.log.error({ unwritten }, message);
-    throw new Error(message);
+    throw new LoggedFailure(message);
   }
 
   private async drain(): Promise<void> {
