@@ -6,6 +6,7 @@ import { deflateSync, gzipSync } from "node:zlib";
 import { eventually } from "@opsplane/testing";
 import { startDispatcher, viewerKey } from "./helpers/dispatcher.js";
 import { sign, startSignedStub } from "./helpers/signed-stub.js";
+import { startSwitchingEnvironment } from "./helpers/switching-environment.js";
 
 // Issue 16, item 5: what a third party (or anyone reaching the one production URL) can send.
 const secret = "platform-secret";
@@ -260,17 +261,9 @@ describe("callbacks as third parties really send them", () => {
   });
 
   test("an environment answering 101 Switching Protocols: 502, and the decision says so in words", async () => {
-    // Without and with an Upgrade header.
-    const answers = [
-      "HTTP/1.1 101 Switching Protocols\r\n\r\n",
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
-    ];
-    let next = 0;
-    const switching = net.createServer((socket) => socket.once("data", () => socket.write(answers[next++ % answers.length]!)));
-    await new Promise<void>((resolve) => switching.listen(0, "127.0.0.1", resolve));
+    const switching = await startSwitchingEnvironment();
     try {
-      const { port } = switching.address() as net.AddressInfo;
-      assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/switching", { baseUrl: `http://127.0.0.1:${port}` })).status, 200);
+      assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/switching", { baseUrl: switching.url })).status, 200);
       await d.api("PUT", "/_dispatcher/v1/rules/cb-switching", {
         interface: { pattern: "/api/x", id: { kind: "json", expr: "id" } },
         callback: { pattern: "/cb/switching", id: { kind: "json", expr: "id" } },
@@ -278,7 +271,7 @@ describe("callbacks as third parties really send them", () => {
       });
       await d.api("POST", "/_dispatcher/v1/registrations", { env: "switching", registrations: [{ rule: "cb-switching", id: "S1" }] });
       const errors: string[] = [];
-      for (const _ of answers) {
+      for (let i = 0; i < switching.answers; i++) {
         const r = await eventually("the rule in force", async () => {
           const x = await send("/cb/switching", Buffer.from(JSON.stringify({ id: "S1" })), { "content-type": "application/json" });
           return x.status !== 200 && x;

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { eventually } from "@opsplane/testing";
 import { createDecisionLog } from "../src/decision-log.js";
 import { createDecisionRetention } from "../src/decision-retention.js";
 import { agentApp, operatorKey, startDispatcher, viewerKey } from "./helpers/dispatcher.js";
 import { sign, startSignedStub } from "./helpers/signed-stub.js";
+import { startSwitchingEnvironment } from "./helpers/switching-environment.js";
 
 const secret = "platform-secret";
 const agentAuth = `Basic ${Buffer.from(`${agentApp.id}:${agentApp.secret}`).toString("base64")}`;
@@ -258,20 +258,12 @@ describe("kept callbacks: search, show, replay", () => {
   });
 
   test("a replay to an environment answering 101 Switching Protocols is 502, saying so in words", async () => {
-    // Without and with an Upgrade header: undici failed on an assertion on the first, and said "bad upgrade" of the second.
-    const answers = [
-      "HTTP/1.1 101 Switching Protocols\r\n\r\n",
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
-    ];
-    let next = 0;
-    const switching = net.createServer((socket) => socket.once("data", () => socket.write(answers[next++ % answers.length]!)));
-    await new Promise<void>((resolve) => switching.listen(0, "127.0.0.1", resolve));
+    const switching = await startSwitchingEnvironment();
     try {
-      const { port } = switching.address() as net.AddressInfo;
-      assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/switching", { baseUrl: `http://127.0.0.1:${port}` })).status, 200);
+      assert.equal((await d.api("PUT", "/_dispatcher/v1/environments/switching", { baseUrl: switching.url })).status, 200);
       assert.equal(await callback("SIT-1", Buffer.from("order=SIT-1&n=3"), "req-switch-1"), 200);
       const [kept] = await find("requestId=req-switch-1");
-      for (const _ of answers) {
+      for (let i = 0; i < switching.answers; i++) {
         const r = await replay(kept!.id, { env: "switching" });
         assert.equal((r.body.replay as Replay).status, 502);
         assert.equal((r.body.replay as Replay).error, "answered 101 Switching Protocols, though a callback asks for no protocol switch");
