@@ -41,23 +41,17 @@ export function callbackFront(deps: DispatchDeps, o: { log: Logger; recordReques
     const { requestId, hosts, via, transferEncoding } = scanHeaders(req);
     const method = req.method ?? "GET";
     const hostRefused = hostRefusal(hosts, req.httpVersion);
-    const refusal = hostRefused ?? refusalOf(url);
+    const badRequest = hostRefused ?? refusalOf(url);
+    const refusal = badRequest ?? transferCodingRefusal(transferEncoding);
     if (refusal) {
+      const [status, error] = badRequest ? [400, "bad_request"] : [501, "not_implemented"];
       req.resume();
       // As the kit's routes do: what follows on the connection was framed by a client that does not speak HTTP/1.1.
       if (hostRefused) res.shouldKeepAlive = false;
-      answerError(res, 400, requestId, "bad_request", refusal);
-      o.recordRequest(method, callbackRoute, 400, (performance.now() - started) / 1000);
+      answerError(res, status, requestId, error, refusal);
+      o.recordRequest(method, callbackRoute, status, (performance.now() - started) / 1000);
       // No decision is recorded for it (no rule was looked at): this line is what an operator finds by its id.
-      o.log.info({ requestId, method, path: loggedPath(url), status: 400 }, `callback refused before routing: ${refusal}`);
-      return true;
-    }
-    const codingRefused = transferCodingRefusal(transferEncoding);
-    if (codingRefused) {
-      req.resume();
-      answerError(res, 501, requestId, "not_implemented", codingRefused);
-      o.recordRequest(method, callbackRoute, 501, (performance.now() - started) / 1000);
-      o.log.info({ requestId, method, path: loggedPath(url), status: 501 }, `callback refused before routing: ${codingRefused}`);
+      o.log.info({ requestId, method, path: loggedPath(url), status }, `callback refused before routing: ${refusal}`);
       return true;
     }
     if (via !== undefined && viaNames(via, deps.viaPseudonym)) {
