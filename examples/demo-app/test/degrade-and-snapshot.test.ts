@@ -3,6 +3,7 @@
 // the last good configuration when it restarts during an outage (Apollo's client cache).
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
@@ -35,7 +36,11 @@ describe("the loan demo serves while config-center is down", () => {
   });
 
   test("first start with config-center unreachable: serves on local configuration, without its terminal, and joins once config-center is up", async () => {
+    // config-center's port, held by a listener that resets every connection (config-center out of reach) until
+    // config-center takes it: left free, another test's freePort could take it meanwhile (EADDRINUSE in CI).
     const port = await freePort();
+    const holder = net.createServer((socket) => socket.resetAndDestroy());
+    await new Promise<void>((resolve) => holder.listen(port, "127.0.0.1", resolve));
     const localDb = await createTestDatabase();
     cleanup.push(() => localDb.drop());
     const app = await serving(startDemoApp(`http://127.0.0.1:${port}`, { DATABASE_URL: localDb.url }), degradedStartMs);
@@ -53,6 +58,7 @@ describe("the loan demo serves while config-center is down", () => {
 
     const loansDb = await createTestDatabase();
     cleanup.push(() => loansDb.drop());
+    await new Promise((resolve) => holder.close(resolve));
     const platform = await startPlatform({ redis: false, databaseUrl: loansDb.url, env: { PORT: String(port) } });
     cleanup.push(() => platform.close());
     await setItem(platform.url, "business", demoAppId, rateTableKey, centerRates);
